@@ -1,0 +1,407 @@
+//! The transport interface a backend implements.
+//!
+//! # Contract
+//!
+//! Every backend gives the JetStream model, and the [bus conformance
+//! suite](crate::conformance::bus) checks it:
+//!
+//! - **Publish confirms.** [`Bus::publish`] returns only once the broker stored the message. A
+//!   message whose [`message_id`](OutgoingMessage::message_id) was already published inside the
+//!   de-duplication window is not stored again; the ack says
+//!   [`duplicate`](PublishAck::duplicate).
+//! - **Durable queue groups.** [`Bus::subscribe`] joins the consumer named by the queue group on
+//!   one subject, creating it on first use. Every group gets every message of its subject;
+//!   within a group, each message goes to one member at a time. A new group starts from the
+//!   first retained message; a member that joins later resumes where the group left off.
+//! - **At-least-once with explicit settlement.** Each [`Delivery`] must be settled:
+//!   [`ack`](Delivery::ack) — done, never redelivered; [`nak`](Delivery::nak) — redeliver, no
+//!   sooner than the delay; [`term`](Delivery::term) — never redeliver, dead-letter with the
+//!   reason; [`progress`](Delivery::progress) — still working, restart the ack-wait clock.
+//!   A delivery not settled within `ack_wait` is redelivered to any member, its
+//!   [`attempt`](Delivery::attempt) one higher. A message that has been delivered
+//!   `max_deliver` times without an ack is dead-lettered by the bus.
+//! - **Flow control.** At most `max_ack_pending` messages of a group are unacknowledged at a
+//!   time; past that the group receives only redeliveries until something is acked.
+//! - **Dead letters** keep the message with its reason, subject, group and attempts;
+//!   [`Bus::redrive`] delivers one again to its group alone.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Message headers: names to values.
+pub type Headers = BTreeMap<String, String>;
+
+/// A boxed error, for backend sources.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Header names the SDK sets.
+pub mod header {
+    /// The de-duplication id (the event's message id).
+    pub const MESSAGE_ID: &str = "ticketing-msg-id";
+    /// `application/json` for every event.
+    pub const CONTENT_TYPE: &str = "content-type";
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The subject, such as `ticket:created`.
+    pub subject: String,
+    /// The payload bytes (JSON for events).
+    pub payload: Bytes,
+    /// Headers, delivered unchanged.
+    pub headers: Headers,
+    /// The de-duplication id: a second publish with the same id inside the bus's window is
+    /// acknowledged as a duplicate and not stored.
+    pub message_id: Option<String>,
+}
+
+impl OutgoingMessage {
+    /// A message without headers or message id.
+    pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        OutgoingMessage {
+            subject: subject.into(),
+            payload: payload.into(),
+            headers: Headers::new(),
+            message_id: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the de-duplication id.
+    pub fn with_message_id(mut self, id: impl Into<String>) -> Self {
+        self.message_id = Some(id.into());
+        self
+    }
+}
+
+/// The broker's confirmation of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishAck {
+    /// The sequence the message is stored under (the earlier copy's, for a duplicate).
+    pub sequence: u64,
+    /// The message id was seen inside the de-duplication window; nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Consumer settings, fixed per queue group (the latest member's settings apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// How long a delivery may stay unsettled before it is redelivered. Default 5 s.
+    pub ack_wait: Duration,
+    /// How many times a message is delivered at most; then it is dead-lettered. Default 10.
+    pub max_deliver: u32,
+    /// How many messages of the group may be unacknowledged at once. Default 1000.
+    pub max_ack_pending: usize,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            ack_wait: Duration::from_secs(5),
+            max_deliver: 10,
+            max_ack_pending: 1000,
+        }
+    }
+}
+
+/// A message as stored by the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its subject.
+    pub subject: String,
+    /// Its payload.
+    pub payload: Bytes,
+    /// Its headers.
+    pub headers: Headers,
+    /// Its sequence in the subject's log.
+    pub sequence: u64,
+}
+
+/// Settles one delivery; implemented by each backend. [`Delivery`] wraps it.
+#[async_trait]
+pub trait Acknowledger: Send + Sync {
+    /// Done: never redeliver.
+    async fn ack(&self) -> Result<(), BusError>;
+    /// Redeliver, no sooner than `delay` (at once for `None`).
+    async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError>;
+    /// Never redeliver; dead-letter with `reason`.
+    async fn term(&self, reason: &str) -> Result<(), BusError>;
+    /// Still working: restart the ack-wait clock.
+    async fn progress(&self) -> Result<(), BusError>;
+}
+
+/// One delivery of a message to one member of a queue group. It must be settled once with
+/// [`ack`](Self::ack), [`nak`](Self::nak) or [`term`](Self::term); a delivery dropped unsettled
+/// is redelivered after the ack wait.
+pub struct Delivery {
+    message: Arc<Message>,
+    group: Arc<str>,
+    attempt: u32,
+    acker: Box<dyn Acknowledger>,
+}
+
+impl Delivery {
+    /// Builds a delivery; for backend implementations.
+    pub fn new(
+        message: Arc<Message>,
+        group: Arc<str>,
+        attempt: u32,
+        acker: Box<dyn Acknowledger>,
+    ) -> Self {
+        Delivery {
+            message,
+            group,
+            attempt,
+            acker,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        &self.message.subject
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.message.payload
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.message.headers
+    }
+
+    /// The sequence of the message in its subject's log.
+    pub fn sequence(&self) -> u64 {
+        self.message.sequence
+    }
+
+    /// The queue group this delivery belongs to.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// 1 for the first delivery, 2 for the first redelivery, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Done: never redeliver.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+
+    /// Redeliver, no sooner than `delay` (at once for `None`).
+    pub async fn nak(self, delay: Option<Duration>) -> Result<(), BusError> {
+        self.acker.nak(delay).await
+    }
+
+    /// Never redeliver; dead-letter with `reason`.
+    pub async fn term(self, reason: &str) -> Result<(), BusError> {
+        self.acker.term(reason).await
+    }
+
+    /// Still working: restart the ack-wait clock.
+    pub async fn progress(&self) -> Result<(), BusError> {
+        self.acker.progress().await
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("subject", &self.message.subject)
+            .field("sequence", &self.message.sequence)
+            .field("group", &self.group)
+            .field("attempt", &self.attempt)
+            .field("payload_len", &self.message.payload.len())
+            .finish()
+    }
+}
+
+/// One member of a queue group.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next delivery for this member; waits until one is due. `None` once the bus is
+    /// closed. Cancel-safe: dropping the future loses nothing.
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>>;
+
+    /// Leaves the group: messages this member fetched but never handed out are released for
+    /// redelivery at once. Deliveries already handed out stay valid and must still be settled.
+    async fn close(self: Box<Self>) -> Result<(), BusError>;
+}
+
+/// A message the bus gave up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its id in the dead-letter store, for [`Bus::redrive`].
+    pub id: u64,
+    /// The message, as first published.
+    pub message: Message,
+    /// The queue group that gave up.
+    pub group: String,
+    /// How many times it was delivered.
+    pub attempts: u32,
+    /// Why: the handler's error, the decode error, or the redelivery limit.
+    pub reason: String,
+    /// When it was dead-lettered.
+    pub at: SystemTime,
+}
+
+/// A transport backend.
+///
+/// Object-safe: services hold an `Arc<dyn Bus>` chosen from configuration at run time.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Stores a message; returns once the broker confirmed it.
+    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError>;
+
+    /// Joins the durable queue group `group` on `subject` as a new member.
+    async fn subscribe(
+        &self,
+        subject: &str,
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// The dead letters currently held, oldest first.
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError>;
+
+    /// Delivers a dead letter again to its own queue group (attempts start over) and removes it
+    /// from the dead letters.
+    async fn redrive(&self, id: u64) -> Result<(), BusError>;
+}
+
+/// What a bus operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The subject is empty or has characters a subject cannot hold.
+    #[error("invalid subject {subject:?}: {reason}")]
+    InvalidSubject {
+        /// The subject.
+        subject: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The queue group name cannot name a durable consumer.
+    #[error("invalid queue group {group:?}: {reason}")]
+    InvalidGroup {
+        /// The group.
+        group: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No dead letter has this id.
+    #[error("dead letter {0} not found")]
+    DeadLetterNotFound(u64),
+    /// The broker did not confirm in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The bus was closed.
+    #[error("bus is closed")]
+    Closed,
+    /// A failure injected by a test harness.
+    #[error("injected failure: {0}")]
+    Injected(String),
+    /// A backend-specific failure.
+    #[error("{backend} error: {source}")]
+    Backend {
+        /// The backend (`"nats"`).
+        backend: &'static str,
+        /// The cause.
+        source: BoxError,
+    },
+}
+
+impl BusError {
+    /// Wraps a backend's error.
+    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        BusError::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+}
+
+/// Checks a subject: not empty, no whitespace, no wildcard (`*`, `>`), no empty `.` token.
+pub fn validate_subject(subject: &str) -> Result<(), BusError> {
+    let invalid = |reason| BusError::InvalidSubject {
+        subject: subject.to_owned(),
+        reason,
+    };
+    if subject.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("contains whitespace"));
+    }
+    if subject.contains(['*', '>']) {
+        return Err(invalid("contains a wildcard"));
+    }
+    if subject.split('.').any(str::is_empty) {
+        return Err(invalid("has an empty token"));
+    }
+    Ok(())
+}
+
+/// Checks a queue group name: 1 to 200 characters, no whitespace, `.`, `*`, `>`, `/` or `\`
+/// (it names a durable consumer).
+pub fn validate_group(group: &str) -> Result<(), BusError> {
+    let invalid = |reason| BusError::InvalidGroup {
+        group: group.to_owned(),
+        reason,
+    };
+    if group.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if group.len() > 200 {
+        return Err(invalid("longer than 200 bytes"));
+    }
+    if group
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(invalid("contains whitespace, '.', '*', '>', '/' or '\\'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_of_the_original_system_are_valid() {
+        for s in ["ticket:created", "order:cancelled", "a.b.c"] {
+            validate_subject(s).unwrap();
+        }
+        for s in ["", "a b", "a.*", "a.>", "a..b", ".a"] {
+            assert!(validate_subject(s).is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn group_names_must_name_a_durable_consumer() {
+        validate_group("orders-service").unwrap();
+        for g in ["", "a.b", "a b", "a*", "a/b"] {
+            assert!(validate_group(g).is_err(), "{g:?}");
+        }
+    }
+}

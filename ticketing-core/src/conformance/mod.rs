@@ -1,0 +1,33 @@
+//! Conformance suites: the contract of each backend kind, as plain async functions named as
+//! specification sentences. Every backend's tests run the whole list through the matching
+//! macro, which expands one named test per case:
+//!
+//! ```ignore
+//! ticketing_core::bus_conformance_tests!(
+//!     #[tokio::test(start_paused = true)]
+//!     factory = MyBusFactory::default()
+//! );
+//! ```
+
+pub mod bus;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `check` every 10 ms until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,487 @@
+//! Listeners and the runtime that drives them.
+//!
+//! A service writes a [`Listener`]: its event type, its queue group, its options and
+//! `on_message`. [`spawn_listener`] subscribes it and runs it:
+//!
+//! | outcome of `on_message` | settlement |
+//! |---|---|
+//! | `Ok(())` | `ack` |
+//! | [`HandlerError::Retry`], attempts left | `nak` with the backoff delay of this attempt |
+//! | [`HandlerError::Retry`], last attempt | `term`: dead-lettered with the error |
+//! | [`HandlerError::Permanent`] | `term`: dead-lettered with the error |
+//! | the payload does not decode | `term`: dead-lettered with the decode error, handler not called |
+//! | the handler panics | `term`: dead-lettered with the panic message; the listener goes on |
+//!
+//! Nothing is retried without a delay, so a failing message never hot-loops, and nothing a
+//! handler does can crash the process.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::bus::{BoxError, Bus, BusError, Delivery, Headers, SubscribeOptions, header};
+use crate::event::Event;
+
+/// A consumer of one event type, in one queue group.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use ticketing_core::events::TicketCreated;
+/// use ticketing_core::{HandlerError, Listener, MessageContext};
+///
+/// struct TicketCreatedListener;
+///
+/// #[async_trait]
+/// impl Listener for TicketCreatedListener {
+///     type Event = TicketCreated;
+///
+///     fn queue_group(&self) -> &str {
+///         "orders-service"
+///     }
+///
+///     async fn on_message(&self, event: TicketCreated, _ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
+///         println!("replicate ticket {} v{}", event.id, event.version);
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Listener: Send + Sync + 'static {
+    /// The event this listener consumes; its subject is `Self::Event::SUBJECT`.
+    type Event: Event;
+
+    /// The queue group, also the durable consumer name. Keep it stable: a renamed group is a
+    /// new group and replays the whole history.
+    fn queue_group(&self) -> &str;
+
+    /// Delivery and retry settings.
+    fn options(&self) -> ListenerOptions {
+        ListenerOptions::default()
+    }
+
+    /// Handles one event. `Ok` acks it; see [`HandlerError`] for the rest.
+    async fn on_message(
+        &self,
+        event: Self::Event,
+        ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError>;
+}
+
+/// How the runtime delivers and retries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListenerOptions {
+    /// Redeliver a message not settled within this time. Default 5 s (as the original system).
+    pub ack_wait: Duration,
+    /// Attempts before a retryable failure is dead-lettered. Default 10.
+    pub max_deliver: u32,
+    /// Unacknowledged messages allowed for the whole queue group. Default 1000.
+    pub max_ack_pending: usize,
+    /// Delay before each retry.
+    pub backoff: RetryBackoff,
+    /// Messages handled at once by this member. Default 1: in order, one at a time.
+    pub concurrency: usize,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        let bus = SubscribeOptions::default();
+        ListenerOptions {
+            ack_wait: bus.ack_wait,
+            max_deliver: bus.max_deliver,
+            max_ack_pending: bus.max_ack_pending,
+            backoff: RetryBackoff::default(),
+            concurrency: 1,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// The consumer settings these options ask of the bus.
+    pub fn subscribe_options(&self) -> SubscribeOptions {
+        SubscribeOptions {
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver.max(1),
+            max_ack_pending: self.max_ack_pending.max(1),
+        }
+    }
+}
+
+/// Exponential retry delay: `initial × multiplier^(attempt−1)`, capped at `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBackoff {
+    /// The delay after the first failed attempt. Default 100 ms.
+    pub initial: Duration,
+    /// Growth per attempt. Default 2.
+    pub multiplier: f64,
+    /// The longest delay. Default 5 s.
+    pub max: Duration,
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        RetryBackoff {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryBackoff {
+    /// The delay after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(64) as i32;
+        let secs = self.initial.as_secs_f64() * self.multiplier.max(1.0).powi(exponent);
+        if secs.is_finite() && secs < self.max.as_secs_f64() {
+            Duration::from_secs_f64(secs)
+        } else {
+            self.max
+        }
+    }
+}
+
+/// What went wrong in a handler, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// Transient: try again after the backoff (or `after`), dead-letter after the attempt
+    /// budget. A version gap, a lost connection, a version conflict.
+    #[error("{source}")]
+    Retry {
+        /// The cause.
+        source: BoxError,
+        /// A delay that overrides the backoff.
+        after: Option<Duration>,
+    },
+    /// Trying again cannot help: dead-letter at once.
+    #[error("{source}")]
+    Permanent {
+        /// The cause.
+        source: BoxError,
+    },
+}
+
+impl HandlerError {
+    /// A transient failure, retried after the backoff.
+    pub fn retry(source: impl Into<BoxError>) -> Self {
+        HandlerError::Retry {
+            source: source.into(),
+            after: None,
+        }
+    }
+
+    /// A transient failure, retried no sooner than `after`.
+    pub fn retry_after(source: impl Into<BoxError>, after: Duration) -> Self {
+        HandlerError::Retry {
+            source: source.into(),
+            after: Some(after),
+        }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        HandlerError::Permanent {
+            source: source.into(),
+        }
+    }
+
+    /// An earlier version of the record has not arrived yet (the `Gap` of the versioned
+    /// contract): retried after the backoff.
+    pub fn gap(record: impl fmt::Display, held: Option<u64>, event_version: u64) -> Self {
+        let held = held.map_or_else(|| "nothing".to_owned(), |v| format!("version {v}"));
+        HandlerError::retry(format!(
+            "version gap on {record}: holds {held}, event is version {event_version}"
+        ))
+    }
+
+    /// Whether the runtime would retry this failure.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HandlerError::Retry { .. })
+    }
+}
+
+impl From<BusError> for HandlerError {
+    fn from(error: BusError) -> Self {
+        HandlerError::retry(error)
+    }
+}
+
+impl From<crate::publisher::PublishError> for HandlerError {
+    fn from(error: crate::publisher::PublishError) -> Self {
+        match error {
+            crate::publisher::PublishError::Encode { .. } => HandlerError::permanent(error),
+            _ => HandlerError::retry(error),
+        }
+    }
+}
+
+/// What a handler knows about the message it handles.
+pub struct MessageContext<'a> {
+    delivery: &'a Delivery,
+}
+
+impl MessageContext<'_> {
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        self.delivery.subject()
+    }
+
+    /// The queue group.
+    pub fn group(&self) -> &str {
+        self.delivery.group()
+    }
+
+    /// 1 for the first delivery, higher for redeliveries.
+    pub fn attempt(&self) -> u32 {
+        self.delivery.attempt()
+    }
+
+    /// The sequence of the message in its subject's log.
+    pub fn sequence(&self) -> u64 {
+        self.delivery.sequence()
+    }
+
+    /// The message headers.
+    pub fn headers(&self) -> &Headers {
+        self.delivery.headers()
+    }
+
+    /// The event's message id, when the publisher set one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.delivery
+            .headers()
+            .get(header::MESSAGE_ID)
+            .map(String::as_str)
+    }
+
+    /// Tells the broker the handler is still working, restarting the ack-wait clock. Call it
+    /// from handlers that may run longer than the ack wait.
+    pub async fn progress(&self) -> Result<(), BusError> {
+        self.delivery.progress().await
+    }
+}
+
+/// A running listener. [`stop`](Self::stop) it for a graceful shutdown; dropping the handle
+/// leaves it running until its cancellation token is cancelled.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    subject: &'static str,
+    group: String,
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ListenerHandle {
+    /// The subject listened to.
+    pub fn subject(&self) -> &'static str {
+        self.subject
+    }
+
+    /// The queue group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Whether the listener stopped (cancelled, or the bus closed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Graceful stop: take no new messages, release fetched ones, finish and settle the
+    /// in-flight ones, then return.
+    pub async fn stop(self) {
+        self.token.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, group = %self.group, "listener task failed");
+        }
+    }
+
+    /// Waits until the listener stops by itself or through its token.
+    pub async fn join(self) {
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, group = %self.group, "listener task failed");
+        }
+    }
+}
+
+/// Subscribes `listener` to `bus` and runs it on a new task until `stop`.
+///
+/// The queue group exists once this returns, so every message published afterwards reaches it.
+pub async fn spawn_listener<L: Listener>(
+    bus: &Arc<dyn Bus>,
+    listener: impl Into<Arc<L>>,
+) -> Result<ListenerHandle, BusError> {
+    spawn_listener_with_token(bus, listener, CancellationToken::new()).await
+}
+
+/// As [`spawn_listener`], stopping when `token` is cancelled (a service's shutdown token, or
+/// a child of it).
+pub async fn spawn_listener_with_token<L: Listener>(
+    bus: &Arc<dyn Bus>,
+    listener: impl Into<Arc<L>>,
+    token: CancellationToken,
+) -> Result<ListenerHandle, BusError> {
+    let listener: Arc<L> = listener.into();
+    let options = listener.options();
+    let group = listener.queue_group().to_owned();
+    let subscription = bus
+        .subscribe(L::Event::SUBJECT, &group, options.subscribe_options())
+        .await?;
+    let task = tokio::spawn(run(listener, subscription, options, token.clone()));
+    Ok(ListenerHandle {
+        subject: L::Event::SUBJECT,
+        group,
+        token,
+        task,
+    })
+}
+
+async fn run<L: Listener>(
+    listener: Arc<L>,
+    mut subscription: Box<dyn crate::bus::Subscription>,
+    options: ListenerOptions,
+    token: CancellationToken,
+) {
+    let concurrency = options.concurrency.max(1);
+    let mut in_flight = FuturesUnordered::new();
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            next = subscription.next(), if in_flight.len() < concurrency => match next {
+                Some(Ok(delivery)) => {
+                    failures = 0;
+                    in_flight.push(handle(&*listener, delivery, &options));
+                }
+                Some(Err(error)) => {
+                    failures = failures.saturating_add(1);
+                    let pause = options.backoff.delay(failures);
+                    tracing::warn!(%error, group = listener.queue_group(), ?pause, "subscription failed; retrying");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                None => {
+                    tracing::info!(group = listener.queue_group(), subject = L::Event::SUBJECT, "subscription closed");
+                    break;
+                }
+            },
+        }
+    }
+    if let Err(error) = subscription.close().await {
+        tracing::warn!(%error, group = listener.queue_group(), "closing the subscription failed");
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+async fn handle<L: Listener>(listener: &L, delivery: Delivery, options: &ListenerOptions) {
+    let span = tracing::info_span!(
+        "message",
+        subject = delivery.subject(),
+        group = delivery.group(),
+        sequence = delivery.sequence(),
+        attempt = delivery.attempt(),
+    );
+    async move {
+        let event = match serde_json::from_slice::<L::Event>(delivery.payload()) {
+            Ok(event) => event,
+            Err(error) => {
+                let reason = format!("undecodable payload: {error}");
+                tracing::error!(%reason, "dead-lettering message");
+                settle(delivery.term(&reason).await);
+                return;
+            }
+        };
+        let outcome = {
+            let ctx = MessageContext {
+                delivery: &delivery,
+            };
+            AssertUnwindSafe(listener.on_message(event, &ctx))
+                .catch_unwind()
+                .await
+        };
+        match outcome {
+            Ok(Ok(())) => settle(delivery.ack().await),
+            Ok(Err(HandlerError::Retry { source, after })) => {
+                let attempt = delivery.attempt();
+                if attempt >= options.max_deliver {
+                    let reason = format!("gave up after {attempt} attempts: {source}");
+                    tracing::error!(%reason, "dead-lettering message");
+                    settle(delivery.term(&reason).await);
+                } else {
+                    let delay = after.unwrap_or_else(|| options.backoff.delay(attempt));
+                    tracing::warn!(error = %source, ?delay, "handler failed; will retry");
+                    settle(delivery.nak(Some(delay)).await);
+                }
+            }
+            Ok(Err(HandlerError::Permanent { source })) => {
+                let reason = format!("permanent failure: {source}");
+                tracing::error!(%reason, "dead-lettering message");
+                settle(delivery.term(&reason).await);
+            }
+            Err(panic) => {
+                let reason = format!("handler panicked: {}", panic_message(&*panic));
+                tracing::error!(%reason, "dead-lettering message");
+                settle(delivery.term(&reason).await);
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn settle(result: Result<(), BusError>) {
+    if let Err(error) = result {
+        // The message stays unsettled: the broker redelivers it after the ack wait.
+        tracing::warn!(%error, "settling a message failed; it will be redelivered");
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = RetryBackoff::default();
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(200));
+        assert_eq!(b.delay(4), Duration::from_millis(800));
+        assert_eq!(b.delay(10), Duration::from_secs(5));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(5));
+        assert_eq!(b.delay(0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn gap_errors_are_retryable_and_say_what_is_missing() {
+        let e = HandlerError::gap("ticket 1", Some(2), 5);
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "version gap on ticket 1: holds version 2, event is version 5"
+        );
+        assert!(!HandlerError::permanent("bad").is_retryable());
+    }
+}
