@@ -1,1 +1,32 @@
-//! placeholder
+//! Bus backends for [`ticketing_core`]: an in-memory semantic twin of NATS JetStream that
+//! doubles as a test harness, and NATS JetStream itself.
+//!
+//! # Feature flags
+//!
+//! | feature | backend |
+//! |---|---|
+//! | (always) | [`memory::InMemoryBus`] |
+//! | `nats` | `nats::NatsBus`, JetStream through async-nats |
+//! | `all-backends` | all of the above |
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ticketing_bus::memory::InMemoryBus;
+//! use ticketing_core::{Bus, OutgoingMessage, SubscribeOptions};
+//!
+//! let bus = InMemoryBus::new();
+//! let mut member = bus.subscribe("ticket:created", "orders-service", SubscribeOptions::default()).await?;
+//! bus.publish(OutgoingMessage::new("ticket:created", r#"{"id":"..."}"#)).await?;
+//! let delivery = member.next().await.expect("open")?;
+//! assert_eq!(delivery.attempt(), 1);
+//! delivery.ack().await?;
+//! bus.settled().await;
+//! # Ok(()) }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod memory;
+
+pub use memory::InMemoryBus;

@@ -1163,7 +1163,7 @@ pub async fn two_groups_of_listeners_each_handle_every_event(factory: &dyn BusFa
 macro_rules! bus_conformance_tests {
     (#[$attr:meta] factory = $factory:expr $(,)?) => {
         $crate::__bus_conformance_cases!(
-            [#[$attr]] [$factory]
+            #[$attr] [$factory]
             published_messages_arrive_in_order_with_payload_and_headers_intact
             publish_confirms_with_increasing_sequences
             an_empty_payload_is_delivered_as_published
@@ -1211,9 +1211,9 @@ macro_rules! bus_conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __bus_conformance_cases {
-    ([$($attr:tt)*] [$factory:expr] $($case:ident)*) => {
+    (#[$attr:meta] [$factory:expr] $($case:ident)*) => {
         $(
-            $($attr)*
+            #[$attr]
             async fn $case() {
                 let factory = $factory;
                 $crate::conformance::bus::$case(&factory).await;
