@@ -30,3 +30,8 @@
 pub mod memory;
 
 pub use memory::InMemoryBus;
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

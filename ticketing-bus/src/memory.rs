@@ -159,7 +159,6 @@ struct Log {
     messages: VecDeque<Arc<Message>>,
     bytes: usize,
     consumers: Vec<ConsumerId>,
-    wakers: Vec<Arc<Notify>>,
     held: HashMap<u64, Hold>,
 }
 
@@ -185,6 +184,8 @@ struct Consumer {
     group: Arc<str>,
     options: SubscribeOptions,
     notify: Arc<Notify>,
+    /// Members waiting on `notify`; wake-ups are skipped while there are none.
+    sleepers: usize,
     members: usize,
     cursor: u64,
     pending: HashMap<u64, Pending>,
@@ -192,6 +193,14 @@ struct Consumer {
     due: BTreeMap<(Instant, u64), Waiting>,
     parked: Vec<Arc<Message>>,
     stats: GroupStats,
+}
+
+impl Consumer {
+    fn wake(&self) {
+        if self.sleepers > 0 {
+            self.notify.notify_waiters();
+        }
+    }
 }
 
 struct Pending {
@@ -260,7 +269,6 @@ impl State {
             messages: VecDeque::new(),
             bytes: 0,
             consumers: Vec::new(),
-            wakers: Vec::new(),
             held: HashMap::new(),
         });
         self.log_ids.insert(subject, id);
@@ -272,7 +280,11 @@ impl State {
         self.next_order
     }
 
-    fn publish(&mut self, message: OutgoingMessage, now: Instant) -> Result<PublishAck, BusError> {
+    fn publish(&mut self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        // The clock is read only when something time-based needs it.
+        let now =
+            (message.message_id.is_some() || !self.dedup_order.is_empty() || self.faults.active)
+                .then(Instant::now);
         if self.faults.active
             && FaultState::take(&mut self.faults.failed_publishes, &message.subject)
         {
@@ -282,7 +294,9 @@ impl State {
                 message.subject
             )));
         }
-        self.expire_dedup(now);
+        if let Some(now) = now {
+            self.expire_dedup(now);
+        }
         if let Some(id) = &message.message_id {
             if let Some(&sequence) = self.dedup.get(id.as_str()) {
                 return Ok(PublishAck {
@@ -291,7 +305,13 @@ impl State {
                 });
             }
         }
-        let log_id = self.log_id(&message.subject);
+        let log_id = match self.log_ids.get(message.subject.as_str()) {
+            Some(&id) => id,
+            None => {
+                validate_subject(&message.subject)?;
+                self.log_id(&message.subject)
+            }
+        };
         let config = self.config;
         let log = &mut self.logs[log_id];
         let sequence = log.next_seq();
@@ -325,7 +345,7 @@ impl State {
                 log.first_seq += 1;
             }
         }
-        if self.faults.active {
+        if let (true, Some(now)) = (self.faults.active, now) {
             let subject = log.subject.to_string();
             if let Some(hold) = self.faults.holds.get_mut(&subject) {
                 match hold {
@@ -346,15 +366,16 @@ impl State {
         if let Some(id) = message.message_id {
             let id: Arc<str> = Arc::from(id);
             self.dedup.insert(id.clone(), sequence);
-            self.dedup_order.push_back((now, id));
+            self.dedup_order
+                .push_back((now.unwrap_or_else(Instant::now), id));
             if self.dedup_order.len() > config.max_duplicate_ids {
                 if let Some((_, old)) = self.dedup_order.pop_front() {
                     self.dedup.remove(&old);
                 }
             }
         }
-        for waker in &self.logs[log_id].wakers {
-            waker.notify_waiters();
+        for &id in &self.logs[log_id].consumers {
+            self.consumers[id].wake();
         }
         Ok(PublishAck {
             sequence,
@@ -387,7 +408,8 @@ impl State {
                     log: log_id,
                     group: group.clone(),
                     options,
-                    notify: notify.clone(),
+                    notify,
+                    sleepers: 0,
                     members: 0,
                     cursor: log.first_seq,
                     pending: HashMap::new(),
@@ -397,7 +419,6 @@ impl State {
                     stats: GroupStats::default(),
                 });
                 log.consumers.push(id);
-                log.wakers.push(notify);
                 self.consumer_ids.insert((log_id, group), id);
                 id
             }
@@ -583,14 +604,7 @@ impl State {
         }
     }
 
-    fn settle(
-        &mut self,
-        id: ConsumerId,
-        sequence: u64,
-        attempt: u32,
-        how: Settle<'_>,
-        now: Instant,
-    ) {
+    fn settle(&mut self, id: ConsumerId, sequence: u64, attempt: u32, how: Settle<'_>) {
         let consumer = &mut self.consumers[id];
         let Some(pending) = consumer.pending.get_mut(&sequence) else {
             // Already acked, terminated, or expired and handed out again.
@@ -601,7 +615,7 @@ impl State {
             Settle::Progress => {
                 if is_current {
                     let old = pending.deadline;
-                    pending.deadline = now + consumer.options.ack_wait;
+                    pending.deadline = Instant::now() + consumer.options.ack_wait;
                     let new = pending.deadline;
                     consumer.deadlines.remove(&(old, sequence));
                     consumer.deadlines.insert((new, sequence));
@@ -623,7 +637,7 @@ impl State {
             Settle::Ack => {
                 consumer.stats.acked += 1;
                 if was_full {
-                    consumer.notify.notify_waiters();
+                    consumer.wake();
                 }
             }
             Settle::Nak(_) if pending.attempt >= consumer.options.max_deliver => {
@@ -634,7 +648,7 @@ impl State {
                 );
                 self.dead_letter(id, pending.message, pending.attempt, reason);
                 if was_full {
-                    self.consumers[id].notify.notify_waiters();
+                    self.consumers[id].wake();
                 }
             }
             Settle::Nak(delay) => {
@@ -642,18 +656,18 @@ impl State {
                 let order = self.next_order();
                 let consumer = &mut self.consumers[id];
                 consumer.due.insert(
-                    (now + delay, order),
+                    (Instant::now() + delay, order),
                     Waiting {
                         message: pending.message,
                         attempts: pending.attempt,
                     },
                 );
-                consumer.notify.notify_waiters();
+                consumer.wake();
             }
             Settle::Term(reason) => {
                 self.dead_letter(id, pending.message, pending.attempt, reason.to_owned());
                 if was_full {
-                    self.consumers[id].notify.notify_waiters();
+                    self.consumers[id].wake();
                 }
             }
             Settle::Progress => {}
@@ -927,7 +941,7 @@ impl Faults<'_> {
                     },
                 );
             }
-            state.consumers[id].notify.notify_waiters();
+            state.consumers[id].wake();
         }
     }
 
@@ -946,8 +960,7 @@ impl Faults<'_> {
 #[async_trait]
 impl Bus for InMemoryBus {
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        validate_subject(&message.subject)?;
-        let ack = self.shared.lock().publish(message, Instant::now())?;
+        let ack = self.shared.lock().publish(message)?;
         self.shared.changed();
         Ok(ack)
     }
@@ -968,6 +981,7 @@ impl Bus for InMemoryBus {
             id,
             group: consumer.group.clone(),
             notify: consumer.notify.clone(),
+            sleeping: false,
         }))
     }
 
@@ -1000,7 +1014,7 @@ impl Bus for InMemoryBus {
                 attempts: 0,
             },
         );
-        consumer.notify.notify_waiters();
+        consumer.wake();
         drop(state);
         self.shared.changed();
         Ok(())
@@ -1012,41 +1026,71 @@ struct InMemorySubscription {
     id: ConsumerId,
     group: Arc<str>,
     notify: Arc<Notify>,
+    /// Counted in the consumer's sleepers.
+    sleeping: bool,
+}
+
+impl InMemorySubscription {
+    fn try_take(&mut self) -> Option<Delivery> {
+        let mut state = self.shared.lock();
+        if self.sleeping {
+            state.consumers[self.id].sleepers -= 1;
+            self.sleeping = false;
+        }
+        match state.take(self.id, Instant::now()) {
+            Taken::Delivery(message, attempt) => Some(self.delivery(message, attempt)),
+            Taken::Wait(_) => None,
+        }
+    }
+
+    fn take_or_sleep(&mut self) -> Result<Delivery, Option<Instant>> {
+        let mut state = self.shared.lock();
+        match state.take(self.id, Instant::now()) {
+            Taken::Delivery(message, attempt) => Ok(self.delivery(message, attempt)),
+            Taken::Wait(wake) => {
+                state.consumers[self.id].sleepers += 1;
+                self.sleeping = true;
+                Err(wake)
+            }
+        }
+    }
+
+    fn delivery(&self, message: Arc<Message>, attempt: u32) -> Delivery {
+        let acker = InMemoryAcker {
+            shared: self.shared.clone(),
+            consumer: self.id,
+            sequence: message.sequence,
+            attempt,
+        };
+        Delivery::new(message, self.group.clone(), attempt, Box::new(acker))
+    }
 }
 
 #[async_trait]
 impl Subscription for InMemorySubscription {
     async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         loop {
-            let mut notified = pin!(self.notify.notified());
+            // Fast path: something is ready, no wake-up registration needed.
+            if let Some(delivery) = self.try_take() {
+                return Some(Ok(delivery));
+            }
+            // The member may have parked held messages or expired deliveries.
+            self.shared.changed();
+            let notify = self.notify.clone();
+            let mut notified = pin!(notify.notified());
             notified.as_mut().enable();
-            let taken = self.shared.lock().take(self.id, Instant::now());
-            match taken {
-                Taken::Delivery(message, attempt) => {
-                    let acker = InMemoryAcker {
-                        shared: self.shared.clone(),
-                        consumer: self.id,
-                        sequence: message.sequence,
-                        attempt,
-                    };
-                    return Some(Ok(Delivery::new(
-                        message,
-                        self.group.clone(),
-                        attempt,
-                        Box::new(acker),
-                    )));
-                }
-                Taken::Wait(wake) => {
-                    // The member may have parked held messages or expired deliveries.
-                    self.shared.changed();
-                    match wake {
-                        Some(at) => tokio::select! {
-                            _ = notified => {}
-                            _ = tokio::time::sleep_until(at) => {}
-                        },
-                        None => notified.await,
-                    }
-                }
+            // Check again once registered, counting this member as asleep under the lock that
+            // publishers take, so no wake-up is lost.
+            let wake = match self.take_or_sleep() {
+                Ok(delivery) => return Some(Ok(delivery)),
+                Err(wake) => wake,
+            };
+            match wake {
+                Some(at) => tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                },
+                None => notified.await,
             }
         }
     }
@@ -1059,7 +1103,13 @@ impl Subscription for InMemorySubscription {
 
 impl Drop for InMemorySubscription {
     fn drop(&mut self) {
-        self.shared.lock().consumers[self.id].members -= 1;
+        let mut state = self.shared.lock();
+        let consumer = &mut state.consumers[self.id];
+        consumer.members -= 1;
+        if self.sleeping {
+            consumer.sleepers -= 1;
+        }
+        drop(state);
         self.shared.changed();
     }
 }
@@ -1083,13 +1133,7 @@ impl InMemoryAcker {
                 return;
             }
         }
-        state.settle(
-            self.consumer,
-            self.sequence,
-            self.attempt,
-            how,
-            Instant::now(),
-        );
+        state.settle(self.consumer, self.sequence, self.attempt, how);
         drop(state);
         self.shared.changed();
     }

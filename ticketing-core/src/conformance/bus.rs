@@ -4,18 +4,22 @@
 //! isolated bus per call (for NATS, a unique stream and subject prefix). Run them all with
 //! [`bus_conformance_tests!`](crate::bus_conformance_tests):
 //!
-//! ```ignore
+//! ```no_run
 //! struct Factory;
 //!
 //! #[async_trait::async_trait]
 //! impl ticketing_core::conformance::bus::BusFactory for Factory {
-//!     async fn bus(&self) -> std::sync::Arc<dyn ticketing_core::Bus> { /* ... */ }
+//!     async fn bus(&self) -> std::sync::Arc<dyn ticketing_core::Bus> {
+//!         // Connect to the backend, with a prefix no other test uses.
+//! #       unimplemented!()
+//!     }
 //!     fn capabilities(&self) -> ticketing_core::conformance::bus::BusCapabilities {
 //!         Default::default()
 //!     }
 //! }
 //!
 //! ticketing_core::bus_conformance_tests!(#[tokio::test] factory = Factory);
+//! # fn main() {}
 //! ```
 //!
 //! Timing cases use short ack waits and delays and measure with `tokio::time`, so a backend

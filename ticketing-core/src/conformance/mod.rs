@@ -2,11 +2,21 @@
 //! specification sentences. Every backend's tests run the whole list through the matching
 //! macro, which expands one named test per case:
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use ticketing_core::Bus;
+//! # use ticketing_core::conformance::bus::{BusCapabilities, BusFactory};
+//! # #[derive(Default)] struct MyBusFactory;
+//! # #[async_trait::async_trait]
+//! # impl BusFactory for MyBusFactory {
+//! #     async fn bus(&self) -> Arc<dyn Bus> { unimplemented!() }
+//! #     fn capabilities(&self) -> BusCapabilities { BusCapabilities::default() }
+//! # }
 //! ticketing_core::bus_conformance_tests!(
 //!     #[tokio::test(start_paused = true)]
 //!     factory = MyBusFactory::default()
 //! );
+//! # fn main() {}
 //! ```
 
 pub mod bus;
