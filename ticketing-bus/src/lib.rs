@@ -6,7 +6,7 @@
 //! | feature | backend |
 //! |---|---|
 //! | (always) | [`memory::InMemoryBus`] |
-//! | `nats` | `nats::NatsBus`, JetStream through async-nats |
+//! | `nats` | [`nats::NatsBus`], JetStream through async-nats |
 //! | `all-backends` | all of the above |
 //!
 //! # Example
@@ -28,8 +28,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 
 pub use memory::InMemoryBus;
+#[cfg(feature = "nats")]
+pub use nats::{NatsBus, NatsBusConfig};
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -103,6 +103,11 @@ pub struct SubscribeOptions {
     pub max_deliver: u32,
     /// How many messages of the group may be unacknowledged at once. Default 1000.
     pub max_ack_pending: usize,
+    /// How many messages a member of a pulling backend (NATS) fetches ahead of `next`. Each runs
+    /// its ack-wait clock while it waits, so keep `prefetch` × handling time well under
+    /// `ack_wait`. Backends that hand out one message per `next` (in-memory) ignore it.
+    /// Default 16.
+    pub prefetch: usize,
 }
 
 impl Default for SubscribeOptions {
@@ -111,6 +116,7 @@ impl Default for SubscribeOptions {
             ack_wait: Duration::from_secs(5),
             max_deliver: 10,
             max_ack_pending: 1000,
+            prefetch: 16,
         }
     }
 }
@@ -242,8 +248,9 @@ pub trait Subscription: Send {
     /// closed. Cancel-safe: dropping the future loses nothing.
     async fn next(&mut self) -> Option<Result<Delivery, BusError>>;
 
-    /// Leaves the group: messages this member fetched but never handed out are released for
-    /// redelivery at once. Deliveries already handed out stay valid and must still be settled.
+    /// Leaves the group. Deliveries already handed out stay valid and must still be settled;
+    /// messages a pulling backend fetched ahead but never handed out go back to the group
+    /// after their ack wait.
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }
 

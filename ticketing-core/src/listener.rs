@@ -89,6 +89,9 @@ pub struct ListenerOptions {
     pub backoff: RetryBackoff,
     /// Messages handled at once by this member. Default 1: in order, one at a time.
     pub concurrency: usize,
+    /// Messages fetched ahead of the handler by a pulling backend; see
+    /// [`SubscribeOptions::prefetch`]. Default 16.
+    pub prefetch: usize,
 }
 
 impl Default for ListenerOptions {
@@ -100,6 +103,7 @@ impl Default for ListenerOptions {
             max_ack_pending: bus.max_ack_pending,
             backoff: RetryBackoff::default(),
             concurrency: 1,
+            prefetch: bus.prefetch,
         }
     }
 }
@@ -111,6 +115,7 @@ impl ListenerOptions {
             ack_wait: self.ack_wait,
             max_deliver: self.max_deliver.max(1),
             max_ack_pending: self.max_ack_pending.max(1),
+            prefetch: self.prefetch.max(1),
         }
     }
 }
@@ -296,8 +301,8 @@ impl ListenerHandle {
         self.task.is_finished()
     }
 
-    /// Graceful stop: take no new messages, release fetched ones, finish and settle the
-    /// in-flight ones, then return.
+    /// Graceful stop: take no new messages, leave the group, finish and settle the in-flight
+    /// ones, then return. Nothing handled is left unacked and nothing acked is unhandled.
     pub async fn stop(self) {
         self.token.cancel();
         if let Err(error) = self.task.await {

@@ -467,12 +467,20 @@ pub async fn a_restarted_member_resumes_without_loss_or_replay_of_acked_messages
     sub.close().await.expect("close");
     publish_range(&bus, 20..30).await;
     let mut restarted = subscribe(&bus, "g", options()).await;
-    for n in 10..30 {
+    let mut resumed = Vec::new();
+    for _ in 10..30 {
         let d = recv(&mut restarted).await;
-        assert_eq!(number_of(&d), n, "resumed at the wrong place");
-        assert_eq!(d.attempt(), 1);
+        resumed.push(number_of(&d));
         d.ack().await.expect("ack");
     }
+    // A pulling backend may have fetched some of 10..20 ahead and handed them back on close,
+    // so they can come back in another order; none of 0..10 comes back, none is lost.
+    resumed.sort_unstable();
+    assert_eq!(
+        resumed,
+        (10..30).collect::<Vec<_>>(),
+        "lost or replayed messages"
+    );
     expect_nothing(&mut restarted, Duration::from_millis(200)).await;
 }
 

@@ -1,0 +1,700 @@
+//! NATS JetStream backend, on async-nats.
+//!
+//! # Layout
+//!
+//! | what | name (defaults) |
+//! |---|---|
+//! | events stream | [`NatsBusConfig::stream`] (`TICKETING`), subjects `{prefix}.>` |
+//! | a bus subject such as `ticket:created` | NATS subject `{prefix}.ticket:created` (prefix `ticketing`) |
+//! | a queue group `g` on subject `s` | durable pull consumer `g--s` (`.` in `s` written `_`), shared by every member |
+//! | dead letters | stream [`NatsBusConfig::dead_letter_stream`] (`TICKETING_DLQ`), subjects `{prefix}-dlq.>`; one message per dead letter on `{prefix}-dlq.{group}.{subject}` |
+//!
+//! A deployment picks its prefix and stream names, so several systems (or tests) share one
+//! server without seeing each other.
+//!
+//! # Semantics
+//!
+//! - `publish` returns after the PubAck. The message id goes out as `Nats-Msg-Id`; a duplicate
+//!   inside the stream's duplicate window comes back as [`PublishAck::duplicate`]. Concurrent
+//!   publishes are pipelined on one connection.
+//! - Each member pulls from the group's consumer in batches of
+//!   [`SubscribeOptions::prefetch`], with pull requests that expire after 2 s. What a closed
+//!   member fetched but never handed out is redelivered to the group after its ack wait.
+//! - `nak(delay)` is `-NAK {"delay":…}`, `progress` is `+WPI`, `term` stores the dead letter,
+//!   then `+TERM`s the message. The consumer is created with `max_deliver + 1`: a delivery past
+//!   the limit (its last ack wait ran out) is dead-lettered by the member that receives it, with
+//!   the reason, instead of being handed out.
+//! - `redrive` republishes a dead letter on its subject with a `Ticketing-Redrive-Group` header;
+//!   members of other groups ack it unseen, so only its own group handles it again.
+//! - Connection loss: async-nats reconnects; publishes fail (the caller retries, the message id
+//!   makes the retry safe) until the server is back; pull streams resume on reconnect.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::{
+    Acknowledger, Bus, BusError, DeadLetter, Delivery, Headers, Message, OutgoingMessage,
+    PublishAck, SubscribeOptions, Subscription,
+};
+
+const BACKEND: &str = "nats";
+const REDRIVE_GROUP: &str = "Ticketing-Redrive-Group";
+const DEAD_REASON: &str = "Ticketing-Dead-Reason";
+const DEAD_SUBJECT: &str = "Ticketing-Dead-Subject";
+const DEAD_GROUP: &str = "Ticketing-Dead-Group";
+const DEAD_ATTEMPTS: &str = "Ticketing-Dead-Attempts";
+const DEAD_SEQUENCE: &str = "Ticketing-Dead-Sequence";
+const DEAD_AT: &str = "Ticketing-Dead-At";
+
+/// Where a stream keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsStorage {
+    /// On disk: survives a server restart.
+    File,
+    /// In memory: fast, lost with the server.
+    Memory,
+}
+
+/// How a [`NatsBus`] connects and lays out its streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsBusConfig {
+    /// Server URL(s), comma-separated. Default `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The events stream. Default `TICKETING`.
+    pub stream: String,
+    /// The first subject token of every event subject. Default `ticketing`.
+    pub subject_prefix: String,
+    /// The dead-letter stream. Default `TICKETING_DLQ`.
+    pub dead_letter_stream: String,
+    /// Storage of both streams. Default file.
+    pub storage: NatsStorage,
+    /// Replicas of both streams (a clustered deployment sets 3). Default 1.
+    pub replicas: usize,
+    /// How long message ids are remembered. Default 2 minutes.
+    pub duplicate_window: Duration,
+    /// Messages the events stream keeps; the oldest go first. `None`: unlimited.
+    pub max_messages: Option<i64>,
+    /// Bytes the events stream keeps. `None`: unlimited.
+    pub max_bytes: Option<i64>,
+    /// Age after which events are dropped. `None`: kept until a size limit is hit.
+    pub max_age: Option<Duration>,
+    /// Ack with confirmation (`double_ack`): an `ack` returns once the server recorded it.
+    /// Costs a round trip per message. Default off: acks are sent, not confirmed.
+    pub confirm_acks: bool,
+    /// Publishes awaiting their PubAck at once on this connection, across all callers.
+    /// Default 4096.
+    pub max_publishes_in_flight: usize,
+    /// Timeout of JetStream API calls and PubAcks. Default 5 s.
+    pub request_timeout: Duration,
+}
+
+impl Default for NatsBusConfig {
+    fn default() -> Self {
+        NatsBusConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "TICKETING".into(),
+            subject_prefix: "ticketing".into(),
+            dead_letter_stream: "TICKETING_DLQ".into(),
+            storage: NatsStorage::File,
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_messages: None,
+            max_bytes: None,
+            max_age: None,
+            confirm_acks: false,
+            max_publishes_in_flight: 4096,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl NatsBusConfig {
+    /// The default layout on the server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        NatsBusConfig {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A layout of its own: stream `{name}`, dead letters `{name}_DLQ`, subjects prefixed with
+    /// `name` in lowercase. Tests give each case its own name.
+    pub fn isolated(url: impl Into<String>, name: &str) -> Self {
+        NatsBusConfig {
+            url: url.into(),
+            stream: name.to_owned(),
+            dead_letter_stream: format!("{name}_DLQ"),
+            subject_prefix: name.to_lowercase(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A bus on NATS JetStream. Cloning shares the connection.
+#[derive(Clone)]
+pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    config: NatsBusConfig,
+    events: stream::Stream,
+    dead: stream::Stream,
+}
+
+fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> BusError {
+    BusError::backend(BACKEND, error)
+}
+
+impl NatsBus {
+    /// Connects and creates (or updates) the two streams.
+    pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
+        validate_subject(&config.subject_prefix)?;
+        let client = async_nats::ConnectOptions::new()
+            .name("ticketing")
+            .connection_timeout(config.request_timeout)
+            .request_timeout(Some(config.request_timeout))
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| backend(format!("cannot connect to {}: {e}", config.url)))?;
+        Self::with_client(client, config).await
+    }
+
+    /// Uses an existing connection and creates (or updates) the two streams.
+    pub async fn with_client(
+        client: async_nats::Client,
+        config: NatsBusConfig,
+    ) -> Result<Self, BusError> {
+        let js = async_nats::jetstream::context::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .max_ack_inflight(config.max_publishes_in_flight.max(1))
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let storage = match config.storage {
+            NatsStorage::File => StorageType::File,
+            NatsStorage::Memory => StorageType::Memory,
+        };
+        let events = ensure_stream(
+            &js,
+            stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![format!("{}.>", config.subject_prefix)],
+                retention: RetentionPolicy::Limits,
+                discard: DiscardPolicy::Old,
+                storage,
+                num_replicas: config.replicas.max(1),
+                duplicate_window: config.duplicate_window,
+                max_messages: config.max_messages.unwrap_or(-1),
+                max_bytes: config.max_bytes.unwrap_or(-1),
+                max_age: config.max_age.unwrap_or_default(),
+                description: Some("ticketing events".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let dead = ensure_stream(
+            &js,
+            stream::Config {
+                name: config.dead_letter_stream.clone(),
+                subjects: vec![format!("{}-dlq.>", config.subject_prefix)],
+                retention: RetentionPolicy::Limits,
+                discard: DiscardPolicy::Old,
+                storage,
+                num_replicas: config.replicas.max(1),
+                duplicate_window: config.duplicate_window,
+                description: Some("ticketing dead letters".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(NatsBus {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                config,
+                events,
+                dead,
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &NatsBusConfig {
+        &self.inner.config
+    }
+
+    /// The underlying connection.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// This bus as the `Arc<dyn Bus>` services take.
+    pub fn as_dyn(&self) -> Arc<dyn Bus> {
+        Arc::new(self.clone())
+    }
+
+    /// Deletes both streams and their consumers: everything this bus stored.
+    pub async fn delete_streams(&self) -> Result<(), BusError> {
+        for name in [
+            &self.inner.config.stream,
+            &self.inner.config.dead_letter_stream,
+        ] {
+            self.inner.js.delete_stream(name).await.map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until everything published on this connection has been written to the server.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        self.inner.client.flush().await.map_err(backend)
+    }
+
+    fn nats_subject(&self, subject: &str) -> String {
+        format!("{}.{subject}", self.inner.config.subject_prefix)
+    }
+}
+
+async fn ensure_stream(
+    js: &async_nats::jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, BusError> {
+    let name = config.name.clone();
+    match js.get_stream(&name).await {
+        Ok(mut existing) => {
+            let current = existing.info().await.map_err(backend)?.config.clone();
+            if current.subjects != config.subjects
+                || current.duplicate_window != config.duplicate_window
+                || current.max_messages != config.max_messages
+                || current.max_bytes != config.max_bytes
+                || current.max_age != config.max_age
+            {
+                js.update_stream(&config)
+                    .await
+                    .map_err(|e| backend(format!("cannot update stream {name}: {e}")))?;
+            }
+            Ok(existing)
+        }
+        Err(_) => js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| backend(format!("cannot create stream {name}: {e}"))),
+    }
+}
+
+/// The durable consumer name of a queue group on a subject.
+fn consumer_name(group: &str, subject: &str) -> String {
+    format!("{group}--{}", subject.replace('.', "_"))
+}
+
+fn to_nats_headers(headers: &Headers) -> Result<HeaderMap, BusError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name: HeaderName = name
+            .parse()
+            .map_err(|_| backend(format!("invalid header name {name:?}")))?;
+        map.insert(name, header_value(value));
+    }
+    Ok(map)
+}
+
+/// Header values cannot hold line breaks or other control characters.
+fn header_value(value: &str) -> HeaderValue {
+    let clean: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    HeaderValue::from(clean)
+}
+
+fn from_nats_headers(headers: Option<&HeaderMap>) -> Headers {
+    let mut out = Headers::new();
+    if let Some(headers) = headers {
+        for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            if name.starts_with("Nats-") || name.starts_with("Ticketing-") {
+                continue;
+            }
+            if let Some(value) = values.last() {
+                out.insert(name.to_owned(), value.as_str().to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(HeaderValue::as_str)
+}
+
+impl Inner {
+    fn user_subject<'a>(&self, nats_subject: &'a str) -> &'a str {
+        nats_subject
+            .strip_prefix(self.config.subject_prefix.as_str())
+            .and_then(|s| s.strip_prefix('.'))
+            .unwrap_or(nats_subject)
+    }
+
+    /// Stores a dead letter; its message id makes a retried store a no-op.
+    async fn dead_letter(
+        &self,
+        message: &Message,
+        group: &str,
+        attempts: u32,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        let mut headers = to_nats_headers(&message.headers)?;
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        headers.insert(DEAD_REASON, header_value(reason));
+        headers.insert(DEAD_SUBJECT, header_value(&message.subject));
+        headers.insert(DEAD_GROUP, header_value(group));
+        headers.insert(DEAD_ATTEMPTS, attempts.to_string().as_str());
+        headers.insert(DEAD_SEQUENCE, message.sequence.to_string().as_str());
+        headers.insert(DEAD_AT, at.to_string().as_str());
+        let subject = format!(
+            "{}-dlq.{group}.{}",
+            self.config.subject_prefix, message.subject
+        );
+        let publish = Publish::build()
+            .payload(message.payload.clone())
+            .headers(headers)
+            .message_id(format!("dead:{group}:{}", message.sequence));
+        self.js
+            .send_publish(subject, publish)
+            .await
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        tracing::warn!(
+            subject = %message.subject,
+            group,
+            sequence = message.sequence,
+            attempts,
+            reason,
+            "message dead-lettered"
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        validate_subject(&message.subject)?;
+        let mut publish = Publish::build().payload(message.payload);
+        if !message.headers.is_empty() {
+            publish = publish.headers(to_nats_headers(&message.headers)?);
+        }
+        if let Some(id) = &message.message_id {
+            publish = publish.message_id(id);
+        }
+        let ack = self
+            .inner
+            .js
+            .send_publish(self.nats_subject(&message.subject), publish)
+            .await
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        Ok(PublishAck {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        subject: &str,
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        validate_subject(subject)?;
+        validate_group(group)?;
+        let config = pull::Config {
+            durable_name: Some(consumer_name(group, subject)),
+            description: Some(format!("queue group {group} on {subject}")),
+            filter_subject: self.nats_subject(subject),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: options.ack_wait,
+            // One delivery past the limit reaches a member, which dead-letters it.
+            max_deliver: i64::from(options.max_deliver.max(1)) + 1,
+            max_ack_pending: i64::try_from(options.max_ack_pending.max(1)).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let consumer: PullConsumer =
+            self.inner
+                .events
+                .create_consumer(config)
+                .await
+                .map_err(|e| {
+                    backend(format!(
+                        "cannot create consumer for {group} on {subject}: {e}"
+                    ))
+                })?;
+        Ok(Box::new(NatsSubscription {
+            inner: self.inner.clone(),
+            consumer,
+            group: Arc::from(group),
+            options,
+            messages: None,
+        }))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        let info = self.inner.dead.get_info().await.map_err(backend)?;
+        let mut letters = Vec::new();
+        if info.state.messages == 0 {
+            return Ok(letters);
+        }
+        for sequence in info.state.first_sequence..=info.state.last_sequence {
+            let raw = match self.inner.dead.get_raw_message(sequence).await {
+                Ok(raw) => raw,
+                Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => {
+                    continue;
+                }
+                Err(e) => return Err(backend(e)),
+            };
+            letters.push(parse_dead_letter(sequence, raw.headers, raw.payload));
+        }
+        Ok(letters)
+    }
+
+    async fn redrive(&self, id: u64) -> Result<(), BusError> {
+        let raw = match self.inner.dead.get_raw_message(id).await {
+            Ok(raw) => raw,
+            Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => {
+                return Err(BusError::DeadLetterNotFound(id));
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        let letter = parse_dead_letter(id, raw.headers, raw.payload);
+        let mut headers = to_nats_headers(&letter.message.headers)?;
+        headers.insert(REDRIVE_GROUP, header_value(&letter.group));
+        let publish = Publish::build()
+            .payload(letter.message.payload.clone())
+            .headers(headers)
+            .message_id(format!(
+                "redrive:{}:{id}",
+                self.inner.config.dead_letter_stream
+            ));
+        self.inner
+            .js
+            .send_publish(self.nats_subject(&letter.message.subject), publish)
+            .await
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
+        self.inner.dead.delete_message(id).await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn parse_dead_letter(id: u64, headers: HeaderMap, payload: Bytes) -> DeadLetter {
+    let text = |name| header(&headers, name).unwrap_or_default().to_owned();
+    let number = |name| {
+        header(&headers, name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    DeadLetter {
+        id,
+        message: Message {
+            subject: text(DEAD_SUBJECT),
+            payload,
+            headers: from_nats_headers(Some(&headers)),
+            sequence: number(DEAD_SEQUENCE),
+        },
+        group: text(DEAD_GROUP),
+        attempts: u32::try_from(number(DEAD_ATTEMPTS)).unwrap_or(u32::MAX),
+        reason: text(DEAD_REASON),
+        at: UNIX_EPOCH + Duration::from_millis(number(DEAD_AT)),
+    }
+}
+
+struct NatsSubscription {
+    inner: Arc<Inner>,
+    consumer: PullConsumer,
+    group: Arc<str>,
+    options: SubscribeOptions,
+    messages: Option<pull::Stream>,
+}
+
+impl NatsSubscription {
+    /// Turns a pulled message into a delivery, or handles it here: a redrive meant for another
+    /// group is acked unseen; a delivery past `max_deliver` is dead-lettered.
+    async fn accept(
+        &self,
+        message: async_nats::jetstream::Message,
+    ) -> Result<Option<Delivery>, BusError> {
+        let (attempt, sequence) = {
+            let info = message.info().map_err(backend)?;
+            (
+                u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            )
+        };
+        if let Some(target) = message
+            .headers
+            .as_ref()
+            .and_then(|h| header(h, REDRIVE_GROUP))
+        {
+            if target != &*self.group {
+                message.ack().await.map_err(backend)?;
+                return Ok(None);
+            }
+        }
+        let (message, acker) = message.split();
+        let ours = Arc::new(Message {
+            subject: self.inner.user_subject(message.subject.as_str()).to_owned(),
+            payload: message.payload,
+            headers: from_nats_headers(message.headers.as_ref()),
+            sequence,
+        });
+        let acker = NatsAcker {
+            inner: self.inner.clone(),
+            acker,
+            message: ours.clone(),
+            group: self.group.clone(),
+            attempt,
+            max_deliver: self.options.max_deliver.max(1),
+        };
+        if attempt > acker.max_deliver {
+            let reason = format!(
+                "delivered {} times without an ack (max_deliver {})",
+                attempt - 1,
+                acker.max_deliver
+            );
+            acker.dead_letter_and_term(attempt - 1, &reason).await?;
+            return Ok(None);
+        }
+        Ok(Some(Delivery::new(
+            ours,
+            self.group.clone(),
+            attempt,
+            Box::new(acker),
+        )))
+    }
+}
+
+#[async_trait]
+impl Subscription for NatsSubscription {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        loop {
+            if self.messages.is_none() {
+                let stream = self
+                    .consumer
+                    .stream()
+                    .max_messages_per_batch(self.options.prefetch.max(1))
+                    // Short-lived pull requests: one left behind by a closed member expires soon.
+                    .expires(Duration::from_secs(2))
+                    .heartbeat(Duration::from_millis(500))
+                    .messages()
+                    .await;
+                match stream {
+                    Ok(stream) => self.messages = Some(stream),
+                    Err(e) => return Some(Err(backend(e))),
+                }
+            }
+            let stream = self.messages.as_mut()?;
+            match stream.next().await {
+                Some(Ok(message)) => match self.accept(message).await {
+                    Ok(Some(delivery)) => return Some(Ok(delivery)),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
+                Some(Err(e)) => return Some(Err(backend(e))),
+                None => {
+                    self.messages = None;
+                    return Some(Err(backend("the pull stream ended; reopening")));
+                }
+            }
+        }
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        // Messages fetched but never handed out are redelivered after their ack wait. Naking
+        // them here would race the server redelivering them into this member's last pull
+        // request, which can deliver one twice.
+        drop(self);
+        Ok(())
+    }
+}
+
+struct NatsAcker {
+    inner: Arc<Inner>,
+    acker: async_nats::jetstream::message::Acker,
+    message: Arc<Message>,
+    group: Arc<str>,
+    attempt: u32,
+    max_deliver: u32,
+}
+
+impl NatsAcker {
+    async fn dead_letter_and_term(&self, attempts: u32, reason: &str) -> Result<(), BusError> {
+        self.inner
+            .dead_letter(&self.message, &self.group, attempts, reason)
+            .await?;
+        self.acker.ack_with(AckKind::Term).await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Acknowledger for NatsAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        if self.inner.config.confirm_acks {
+            self.acker.double_ack().await.map_err(backend)
+        } else {
+            self.acker.ack().await.map_err(backend)
+        }
+    }
+
+    async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
+        if self.attempt >= self.max_deliver {
+            let reason = format!(
+                "nacked on delivery {} of max_deliver {}",
+                self.attempt, self.max_deliver
+            );
+            return self.dead_letter_and_term(self.attempt, &reason).await;
+        }
+        self.acker
+            .ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(backend)
+    }
+
+    async fn term(&self, reason: &str) -> Result<(), BusError> {
+        self.dead_letter_and_term(self.attempt, reason).await
+    }
+
+    async fn progress(&self) -> Result<(), BusError> {
+        self.acker
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(backend)
+    }
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("url", &self.inner.config.url)
+            .field("stream", &self.inner.config.stream)
+            .field("subject_prefix", &self.inner.config.subject_prefix)
+            .finish()
+    }
+}
