@@ -56,3 +56,15 @@ async fn delete_stale_streams(bus: &NatsBus, kind: &str) {
         let _ = js.delete_stream(&name).await;
     }
 }
+
+/// Polls `done` every 20 ms; panics after `limit`.
+pub async fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
