@@ -5,6 +5,7 @@
 //! delivered in its last moments (it writes consumer state asynchronously), acked or not; the
 //! versioned `find_by_event` contract makes handlers absorb such redeliveries.
 #![cfg(feature = "nats")]
+#![allow(clippy::print_stderr)]
 
 mod support;
 
@@ -16,13 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ticketing_bus::nats::{NatsBus, NatsBusConfig, NatsStorage};
-use ticketing_core::{Bus, OutgoingMessage, SubscribeOptions};
+use ticketing_core::{OutgoingMessage, SubscribeOptions};
 
 const MESSAGES: u64 = 2_000;
 
 struct Server {
     child: Child,
-    port: u16,
 }
 
 impl Server {
@@ -34,7 +34,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server must be installed (scripts/test installs it)");
-        let server = Server { child, port };
+        let server = Server { child };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return server;
