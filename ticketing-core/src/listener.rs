@@ -365,6 +365,11 @@ async fn run<L: Listener>(
             _ = token.cancelled() => break,
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             next = subscription.next(), if in_flight.len() < concurrency => match next {
+                // One at a time: handle it here, without the bookkeeping of a set of futures.
+                Some(Ok(delivery)) if concurrency == 1 => {
+                    failures = 0;
+                    handle(&*listener, delivery, &options).await;
+                }
                 Some(Ok(delivery)) => {
                     failures = 0;
                     in_flight.push(handle(&*listener, delivery, &options));

@@ -1,0 +1,179 @@
+//! NATS JetStream throughput, `NatsBus` against raw async-nats on the same server, stream
+//! layout and consumer settings (`NATS_URL`, default `nats://127.0.0.1:4222`):
+//!
+//! - publish: 100,000 messages, at most 256 PubAcks outstanding;
+//! - consume: 100,000 stored messages pulled (batches of 128) and acked one by one, through a
+//!   listener (decode, handle, ack) or a raw pull consumer (decode, ack).
+//!
+//! `cargo bench -p ticketing-benches --bench nats`
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ticketing_benches::{BenchEvent, Countdown, CountingListener, encoded_events};
+use ticketing_bus::nats::{NatsBus, NatsBusConfig};
+use ticketing_core::{Bus, Event, Id, ListenerOptions, OutgoingMessage, spawn_listener};
+
+const MESSAGES: u64 = 100_000;
+const WINDOW: usize = 256;
+const BATCH: usize = 128;
+
+fn url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+async fn fresh_bus() -> NatsBus {
+    let name = format!("BENCH_{}", Id::new()).to_uppercase();
+    NatsBus::connect(NatsBusConfig::isolated(url(), &name))
+        .await
+        .expect("NATS must be running")
+}
+
+async fn publish_bus(bus: &NatsBus, events: &[bytes::Bytes]) {
+    let mut in_flight: FuturesUnordered<_> = FuturesUnordered::new();
+    for payload in events {
+        if in_flight.len() >= WINDOW {
+            let ack: Result<ticketing_core::PublishAck, _> =
+                in_flight.next().await.expect("pending");
+            ack.expect("publish");
+        }
+        in_flight.push(bus.publish(OutgoingMessage::new(BenchEvent::SUBJECT, payload.clone())));
+    }
+    while let Some(ack) = in_flight.next().await {
+        ack.expect("publish");
+    }
+}
+
+async fn publish_raw(bus: &NatsBus, events: &[bytes::Bytes]) {
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .max_ack_inflight(4096)
+        .backpressure_on_inflight(true)
+        .build(bus.client().clone());
+    let subject = format!("{}.{}", bus.config().subject_prefix, BenchEvent::SUBJECT);
+    let mut in_flight = FuturesUnordered::new();
+    for payload in events {
+        if in_flight.len() >= WINDOW {
+            let ack: Result<_, async_nats::jetstream::context::PublishError> =
+                in_flight.next().await.expect("pending");
+            ack.expect("publish");
+        }
+        let ack = js
+            .publish(subject.clone(), payload.clone())
+            .await
+            .expect("publish");
+        in_flight.push(std::future::IntoFuture::into_future(ack));
+    }
+    while let Some(ack) = in_flight.next().await {
+        ack.expect("publish");
+    }
+}
+
+async fn consume_bus(bus: &NatsBus) {
+    let countdown = Countdown::new(MESSAGES);
+    let listener = CountingListener {
+        group: "bench".into(),
+        countdown: countdown.clone(),
+        options: ListenerOptions {
+            prefetch: BATCH,
+            ..ListenerOptions::default()
+        },
+    };
+    let handle = spawn_listener(&bus.as_dyn(), listener)
+        .await
+        .expect("listener");
+    countdown.wait().await;
+    handle.stop().await;
+}
+
+async fn consume_raw(bus: &NatsBus) {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    let js = async_nats::jetstream::new(bus.client().clone());
+    let stream = js.get_stream(&bus.config().stream).await.expect("stream");
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("raw".into()),
+            filter_subject: format!("{}.{}", bus.config().subject_prefix, BenchEvent::SUBJECT),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(5),
+            max_deliver: 11,
+            max_ack_pending: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .expect("messages");
+    let mut handled = 0;
+    while handled < MESSAGES {
+        let message = messages.next().await.expect("open").expect("message");
+        let event: BenchEvent = serde_json::from_slice(&message.payload).expect("decode");
+        std::hint::black_box(event);
+        message.ack().await.expect("ack");
+        handled += 1;
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let events = encoded_events(MESSAGES);
+    let mut group = c.benchmark_group("nats_100k");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(MESSAGES));
+    for which in ["raw_async_nats", "nats_bus"] {
+        group.bench_function(BenchmarkId::new("publish", which), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let events = &events;
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let bus = fresh_bus().await;
+                        let started = Instant::now();
+                        match which {
+                            "raw_async_nats" => publish_raw(&bus, events).await,
+                            _ => publish_bus(&bus, events).await,
+                        }
+                        total += started.elapsed();
+                        bus.delete_streams().await.expect("cleanup");
+                    }
+                    total
+                }
+            });
+        });
+        group.bench_function(BenchmarkId::new("consume_ack", which), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let events = &events;
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let bus = fresh_bus().await;
+                        publish_raw(&bus, events).await;
+                        let started = Instant::now();
+                        match which {
+                            "raw_async_nats" => consume_raw(&bus).await,
+                            _ => consume_bus(&bus).await,
+                        }
+                        total += started.elapsed();
+                        bus.delete_streams().await.expect("cleanup");
+                    }
+                    total
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, throughput);
+criterion_main!(benches);
