@@ -49,6 +49,7 @@ pub mod listener;
 mod price;
 mod publisher;
 pub mod reservation;
+pub mod store;
 pub mod version;
 
 #[cfg(feature = "conformance")]
@@ -68,6 +69,7 @@ pub use listener::{
 pub use price::{Price, PriceError};
 pub use publisher::{PublishError, Publisher};
 pub use reservation::OrderStatus;
+pub use store::StoreError;
 pub use version::{EventDisposition, Version};
 
 /// The six events of the ticketing system.

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bus;
+pub mod store;
 
 use std::future::Future;
 use std::time::Duration;
