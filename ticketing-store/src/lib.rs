@@ -34,3 +34,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;

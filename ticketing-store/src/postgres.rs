@@ -1,0 +1,670 @@
+//! PostgreSQL stores, on sqlx.
+//!
+//! [`PgDatabase::connect`] opens a pool and runs the embedded migrations
+//! (`ticketing-store/migrations/`), then hands out one store per role over the same pool:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ticketing_core::StoreError> {
+//! use ticketing_store::postgres::PgDatabase;
+//!
+//! let db = PgDatabase::connect("postgres://postgres@127.0.0.1/ticketing").await?;
+//! let tickets = db.tickets();   // PgTicketStore
+//! let orders = db.orders();     // PgOrderStore, joined with db.ticket_replicas()
+//! # Ok(()) }
+//! ```
+//!
+//! Ids are stored as the API's 24-hex strings, prices as integer cents, timestamps as
+//! `timestamptz`. Versions are checked by the `UPDATE ... WHERE version = $n` itself; emails
+//! are unique on `lower(email)` and the one-active-order-per-ticket rule is a partial unique
+//! index, so the database, not a check-then-write, enforces both.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::error::ErrorKind;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::store::{
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, ReplicaLookup, StoreError,
+    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+};
+use ticketing_core::{Id, Price, Version};
+
+const BACKEND: &str = "postgres";
+
+/// The embedded migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool on one database (or one schema, through `search_path`), migrated.
+#[derive(Debug, Clone)]
+pub struct PgDatabase {
+    pool: PgPool,
+}
+
+fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
+    StoreError::backend(BACKEND, error)
+}
+
+fn corrupt(entity: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        entity,
+        reason: reason.to_string(),
+    }
+}
+
+/// The kind and constraint of a database error, if it is one.
+fn violation(error: &sqlx::Error) -> Option<(ErrorKind, String)> {
+    match error {
+        sqlx::Error::Database(db) => {
+            Some((db.kind(), db.constraint().unwrap_or_default().to_owned()))
+        }
+        _ => None,
+    }
+}
+
+impl PgDatabase {
+    /// Connects to `url` (up to 10 connections) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        Self::connect_with(options, 10).await
+    }
+
+    /// Connects with these options and runs the migrations. Set `search_path` in the options
+    /// to keep the tables in a schema of their own.
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await
+            .map_err(|e| backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let db = PgDatabase { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Uses an existing pool; call [`migrate`](Self::migrate) unless it is migrated already.
+    pub fn from_pool(pool: PgPool) -> Self {
+        PgDatabase { pool }
+    }
+
+    /// Runs the embedded migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| backend(format!("migrations failed: {e}")))
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Users.
+    pub fn users(&self) -> PgUserStore {
+        PgUserStore {
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// Tickets (tickets service).
+    pub fn tickets(&self) -> PgTicketStore {
+        PgTicketStore {
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// The replica of orders (tickets service).
+    pub fn order_replicas(&self) -> PgOrderReplicaStore {
+        PgOrderReplicaStore {
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// The replica of tickets (orders service).
+    pub fn ticket_replicas(&self) -> PgTicketReplicaStore {
+        PgTicketReplicaStore {
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// Orders (orders service).
+    pub fn orders(&self) -> PgOrderStore {
+        PgOrderStore {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+fn id_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Id, StoreError> {
+    let text: String = row.try_get(column).map_err(backend)?;
+    Id::parse(&text).map_err(|e| corrupt(entity, e))
+}
+
+fn optional_id_of(
+    row: &PgRow,
+    column: &str,
+    entity: &'static str,
+) -> Result<Option<Id>, StoreError> {
+    let text: Option<String> = row.try_get(column).map_err(backend)?;
+    text.map(|t| Id::parse(&t).map_err(|e| corrupt(entity, e)))
+        .transpose()
+}
+
+fn price_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Price, StoreError> {
+    let cents: i64 = row.try_get(column).map_err(backend)?;
+    u64::try_from(cents)
+        .map_err(|e| corrupt(entity, e))
+        .and_then(|c| Price::from_cents(c).map_err(|e| corrupt(entity, e)))
+}
+
+fn version_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Version, StoreError> {
+    let version: i64 = row.try_get(column).map_err(backend)?;
+    u64::try_from(version).map_err(|e| corrupt(entity, e))
+}
+
+fn status_of(row: &PgRow, column: &str, entity: &'static str) -> Result<OrderStatus, StoreError> {
+    let text: String = row.try_get(column).map_err(backend)?;
+    text.parse().map_err(|e| corrupt(entity, e))
+}
+
+fn db_version(version: Version) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|e| corrupt("version", e))
+}
+
+fn cents(price: Price) -> i64 {
+    // At most 100,000,000 cents: always fits.
+    price.cents() as i64
+}
+
+/// Users in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgUserStore {
+    pool: PgPool,
+}
+
+fn user_of(row: &PgRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: id_of(row, "id", "user")?,
+        email: row.try_get("email").map_err(backend)?,
+        password_hash: row.try_get("password_hash").map_err(backend)?,
+    })
+}
+
+#[async_trait]
+impl UserStore for PgUserStore {
+    async fn create(&self, user: User) -> Result<User, StoreError> {
+        let result =
+            sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)")
+                .bind(user.id.to_string())
+                .bind(&user.email)
+                .bind(&user.password_hash)
+                .execute(&self.pool)
+                .await;
+        match result {
+            Ok(_) => Ok(user),
+            Err(e) => Err(match violation(&e) {
+                Some((ErrorKind::UniqueViolation, constraint))
+                    if constraint == "users_email_key" =>
+                {
+                    StoreError::AlreadyExists {
+                        entity: "user",
+                        key: user.email,
+                    }
+                }
+                Some((ErrorKind::UniqueViolation, _)) => StoreError::AlreadyExists {
+                    entity: "user",
+                    key: user.id.to_string(),
+                },
+                _ => backend(e),
+            }),
+        }
+    }
+
+    async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        sqlx::query("SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(user_of)
+            .transpose()
+    }
+
+    async fn get(&self, id: Id) -> Result<User, StoreError> {
+        let row = sqlx::query("SELECT id, email, password_hash FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::not_found("user", id))?;
+        user_of(&row)
+    }
+}
+
+/// Tickets in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgTicketStore {
+    pool: PgPool,
+}
+
+macro_rules! ticket_columns {
+    () => {
+        "id, title, price_cents, user_id, version, order_id"
+    };
+}
+
+fn ticket_of(row: &PgRow) -> Result<Ticket, StoreError> {
+    Ok(Ticket {
+        id: id_of(row, "id", "ticket")?,
+        title: row.try_get("title").map_err(backend)?,
+        price: price_of(row, "price_cents", "ticket")?,
+        user_id: id_of(row, "user_id", "ticket")?,
+        version: version_of(row, "version", "ticket")?,
+        order_id: optional_id_of(row, "order_id", "ticket")?,
+    })
+}
+
+async fn ticket_exists(pool: &PgPool, id: Id) -> Result<bool, StoreError> {
+    sqlx::query_scalar::<Postgres, bool>("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)")
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .map_err(backend)
+}
+
+#[async_trait]
+impl TicketStore for PgTicketStore {
+    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO tickets (id, title, price_cents, user_id, version, order_id) \
+             VALUES ($1, $2, $3, $4, 0, $5)",
+        )
+        .bind(ticket.id.to_string())
+        .bind(&ticket.title)
+        .bind(cents(ticket.price))
+        .bind(ticket.user_id.to_string())
+        .bind(ticket.order_id.map(|id| id.to_string()))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Ticket {
+                version: 0,
+                ..ticket
+            }),
+            Err(e) if matches!(violation(&e), Some((ErrorKind::UniqueViolation, _))) => {
+                Err(StoreError::AlreadyExists {
+                    entity: "ticket",
+                    key: ticket.id.to_string(),
+                })
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::not_found("ticket", id))?;
+        ticket_of(&row)
+    }
+
+    async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE order_id IS NULL ORDER BY seq"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(ticket_of)
+        .collect()
+    }
+
+    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE tickets SET title = $2, price_cents = $3, order_id = $4, version = version + 1 \
+             WHERE id = $1 AND version = $5 RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(ticket.id.to_string())
+        .bind(&ticket.title)
+        .bind(cents(ticket.price))
+        .bind(ticket.order_id.map(|id| id.to_string()))
+        .bind(db_version(ticket.version)?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(row) => ticket_of(&row),
+            None if ticket_exists(&self.pool, ticket.id).await? => {
+                Err(StoreError::VersionConflict {
+                    entity: "ticket",
+                    id: ticket.id,
+                    expected: ticket.version,
+                })
+            }
+            None => Err(StoreError::not_found("ticket", ticket.id)),
+        }
+    }
+}
+
+/// Runs a replica write that touches one row when the replica holds version − 1 (or nothing,
+/// for version 0); anything else is a conflict.
+async fn apply_replica(
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    pool: &PgPool,
+    entity: &'static str,
+    id: Id,
+    version: Version,
+) -> Result<(), StoreError> {
+    let done = query.execute(pool).await.map_err(backend)?.rows_affected();
+    if done == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::VersionConflict {
+            entity,
+            id,
+            expected: version.saturating_sub(1),
+        })
+    }
+}
+
+/// The replica of orders in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgOrderReplicaStore {
+    pool: PgPool,
+}
+
+fn order_replica_of(row: &PgRow) -> Result<OrderReplica, StoreError> {
+    Ok(OrderReplica {
+        id: id_of(row, "id", "order replica")?,
+        ticket_id: id_of(row, "ticket_id", "order replica")?,
+        status: status_of(row, "status", "order replica")?,
+        version: version_of(row, "version", "order replica")?,
+    })
+}
+
+impl PgOrderReplicaStore {
+    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
+        sqlx::query("SELECT id, ticket_id, status, version FROM order_replicas WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(order_replica_of)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl OrderReplicaStore for PgOrderReplicaStore {
+    async fn find_by_event(
+        &self,
+        id: Id,
+        version: Version,
+    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
+        Ok(ReplicaLookup::of(self.find(id).await?, version, |o| {
+            o.version
+        }))
+    }
+
+    async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
+        let query = if order.version == 0 {
+            sqlx::query(
+                "INSERT INTO order_replicas (id, ticket_id, status, version) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE order_replicas SET ticket_id = $2, status = $3, version = $4 \
+                 WHERE id = $1 AND version = $4 - 1",
+            )
+        };
+        let query = query
+            .bind(order.id.to_string())
+            .bind(order.ticket_id.to_string())
+            .bind(order.status.as_str())
+            .bind(db_version(order.version)?);
+        apply_replica(query, &self.pool, "order replica", order.id, order.version).await
+    }
+
+    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("order replica", id))
+    }
+}
+
+/// The replica of tickets in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgTicketReplicaStore {
+    pool: PgPool,
+}
+
+fn ticket_replica_of(row: &PgRow, prefix: &str) -> Result<TicketReplica, StoreError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(TicketReplica {
+        id: id_of(row, &column("id"), "ticket replica")?,
+        title: row.try_get(column("title").as_str()).map_err(backend)?,
+        price: price_of(row, &column("price_cents"), "ticket replica")?,
+        version: version_of(row, &column("version"), "ticket replica")?,
+    })
+}
+
+impl PgTicketReplicaStore {
+    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
+        sqlx::query("SELECT id, title, price_cents, version FROM ticket_replicas WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(|row| ticket_replica_of(row, ""))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl TicketReplicaStore for PgTicketReplicaStore {
+    async fn find_by_event(
+        &self,
+        id: Id,
+        version: Version,
+    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
+        Ok(ReplicaLookup::of(self.find(id).await?, version, |t| {
+            t.version
+        }))
+    }
+
+    async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
+        let query = if ticket.version == 0 {
+            sqlx::query(
+                "INSERT INTO ticket_replicas (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE ticket_replicas SET title = $2, price_cents = $3, version = $4 \
+                 WHERE id = $1 AND version = $4 - 1",
+            )
+        };
+        let query = query
+            .bind(ticket.id.to_string())
+            .bind(&ticket.title)
+            .bind(cents(ticket.price))
+            .bind(db_version(ticket.version)?);
+        apply_replica(
+            query,
+            &self.pool,
+            "ticket replica",
+            ticket.id,
+            ticket.version,
+        )
+        .await
+    }
+
+    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket replica", id))
+    }
+}
+
+/// Orders in PostgreSQL, joined with the ticket replica.
+#[derive(Debug, Clone)]
+pub struct PgOrderStore {
+    pool: PgPool,
+}
+
+/// Selects an order row `o` joined with its ticket `t`; the FROM clause follows.
+macro_rules! order_select {
+    () => {
+        "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, \
+         t.id AS t_id, t.title AS t_title, t.price_cents AS t_price_cents, t.version AS t_version"
+    };
+}
+
+fn order_of(row: &PgRow) -> Result<Order, StoreError> {
+    Ok(Order {
+        id: id_of(row, "id", "order")?,
+        user_id: id_of(row, "user_id", "order")?,
+        status: status_of(row, "status", "order")?,
+        expires_at: row
+            .try_get::<DateTime<Utc>, _>("expires_at")
+            .map_err(backend)?,
+        version: version_of(row, "version", "order")?,
+        ticket: ticket_replica_of(row, "t_")?,
+    })
+}
+
+#[async_trait]
+impl OrderStore for PgOrderStore {
+    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
+        let result = sqlx::query(concat!(
+            "WITH o AS (INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+                        VALUES ($1, $2, $3, 'created', $4, 0) RETURNING *) ",
+            order_select!(),
+            " FROM o JOIN ticket_replicas t ON t.id = o.ticket_id"
+        ))
+        .bind(order.id.to_string())
+        .bind(order.user_id.to_string())
+        .bind(order.ticket_id.to_string())
+        .bind(order.expires_at)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(row) => order_of(&row),
+            Err(e) => Err(match violation(&e) {
+                Some((ErrorKind::UniqueViolation, constraint))
+                    if constraint == "orders_one_active_per_ticket" =>
+                {
+                    StoreError::TicketReserved {
+                        ticket_id: order.ticket_id,
+                    }
+                }
+                Some((ErrorKind::UniqueViolation, _)) => StoreError::AlreadyExists {
+                    entity: "order",
+                    key: order.id.to_string(),
+                },
+                Some((ErrorKind::ForeignKeyViolation, _)) => {
+                    StoreError::not_found("ticket", order.ticket_id)
+                }
+                _ => backend(e),
+            }),
+        }
+    }
+
+    async fn get(&self, id: Id) -> Result<Order, StoreError> {
+        let row = sqlx::query(concat!(
+            order_select!(),
+            " FROM orders o JOIN ticket_replicas t ON t.id = o.ticket_id WHERE o.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::not_found("order", id))?;
+        order_of(&row)
+    }
+
+    async fn list_for_user(&self, user_id: Id) -> Result<Vec<Order>, StoreError> {
+        sqlx::query(concat!(
+            order_select!(),
+            " FROM orders o JOIN ticket_replicas t ON t.id = o.ticket_id \
+             WHERE o.user_id = $1 ORDER BY o.seq"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(order_of)
+        .collect()
+    }
+
+    async fn set_status(
+        &self,
+        id: Id,
+        expected_version: Version,
+        status: OrderStatus,
+    ) -> Result<Order, StoreError> {
+        let current = sqlx::query("SELECT status, version FROM orders WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::not_found("order", id))?;
+        let conflict = || StoreError::VersionConflict {
+            entity: "order",
+            id,
+            expected: expected_version,
+        };
+        if version_of(&current, "version", "order")? != expected_version {
+            return Err(conflict());
+        }
+        status_of(&current, "status", "order")?.transition(status)?;
+        // The version check in the UPDATE makes the read above safe: if the order moved on in
+        // between, nothing is written.
+        let row = sqlx::query(concat!(
+            "WITH o AS (UPDATE orders SET status = $2, version = version + 1 \
+                        WHERE id = $1 AND version = $3 RETURNING *) ",
+            order_select!(),
+            " FROM o JOIN ticket_replicas t ON t.id = o.ticket_id"
+        ))
+        .bind(id.to_string())
+        .bind(status.as_str())
+        .bind(db_version(expected_version)?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(order_of).transpose()?.ok_or_else(conflict)
+    }
+
+    async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError> {
+        sqlx::query_scalar::<Postgres, bool>(
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE ticket_id = $1 AND status <> 'cancelled')",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)
+    }
+}
