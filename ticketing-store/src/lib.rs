@@ -34,6 +34,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod memory;
+#[cfg(feature = "mongo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+pub mod mongo;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -72,3 +72,31 @@ pub mod pg {
             .expect("connect and migrate")
     }
 }
+
+#[cfg(feature = "mongo")]
+pub mod mongo {
+    use ticketing_store::mongo::MongoDatabase;
+
+    /// The server the tests use: SecantusDB or MongoDB.
+    pub fn mongo_uri() -> String {
+        std::env::var("MONGO_URI")
+            .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".to_owned())
+    }
+
+    /// A database of its own, with the indexes. Databases of earlier runs older than an hour
+    /// are dropped on the way.
+    pub async fn isolated_database() -> MongoDatabase {
+        let uri = mongo_uri();
+        let name = super::unique_name("test");
+        let db = MongoDatabase::connect(&uri, &name)
+            .await
+            .unwrap_or_else(|e| panic!("a MongoDB-wire server must be running at {uri} (scripts/test starts SecantusDB): {e}"));
+        let client = db.database().client();
+        if let Ok(names) = client.list_database_names().await {
+            for stale in names.iter().filter(|n| super::is_stale(n, "test")) {
+                let _ = client.database(stale).drop().await;
+            }
+        }
+        db
+    }
+}

@@ -1,0 +1,797 @@
+//! MongoDB stores, on the official driver.
+//!
+//! [`MongoDatabase::connect`] opens a client on one database and creates the indexes the
+//! contract relies on, then hands out one store per role:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ticketing_core::StoreError> {
+//! use ticketing_store::mongo::MongoDatabase;
+//!
+//! let db = MongoDatabase::connect("mongodb://127.0.0.1:27017", "tickets").await?;
+//! let tickets = db.tickets(); // MongoTicketStore
+//! # Ok(()) }
+//! ```
+//!
+//! Ids are object ids (the same 12 bytes as the API's 24-hex ids), prices `Int64` cents,
+//! timestamps BSON dates (milliseconds). Owned records are updated with `findOneAndUpdate` on
+//! `{_id, version}`; emails are unique through a unique index on their lowercase form; the
+//! one-active-order-per-ticket rule is a unique index on `ticket_id` restricted to active
+//! orders (`partialFilterExpression: {active: true}`), so a reservation is one atomic insert and
+//! needs no multi-document transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Collection, IndexModel};
+
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::store::{
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, ReplicaLookup, StoreError,
+    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+};
+use ticketing_core::{Id, Price, Version};
+
+const BACKEND: &str = "mongo";
+const EMAIL_INDEX: &str = "email_lower_unique";
+const ACTIVE_ORDER_INDEX: &str = "one_active_order_per_ticket";
+
+fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
+    StoreError::backend(BACKEND, error)
+}
+
+fn corrupt(entity: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        entity,
+        reason: reason.to_string(),
+    }
+}
+
+/// If the error is a duplicate key (code 11000), the message naming the index.
+fn duplicate_key(error: &mongodb::error::Error) -> Option<&str> {
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000 => Some(&e.message),
+        ErrorKind::Command(e) if e.code == 11000 => Some(&e.message),
+        _ => None,
+    }
+}
+
+fn oid(id: Id) -> ObjectId {
+    ObjectId::from_bytes(id.bytes())
+}
+
+fn id_from(value: ObjectId) -> Id {
+    Id::from_bytes(value.bytes())
+}
+
+fn db_version(version: Version) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|e| corrupt("version", e))
+}
+
+fn cents(price: Price) -> i64 {
+    // At most 100,000,000 cents: always fits.
+    price.cents() as i64
+}
+
+fn millis(time: DateTime<Utc>) -> mongodb::bson::DateTime {
+    mongodb::bson::DateTime::from_millis(time.timestamp_millis())
+}
+
+/// Typed reads of a stored document.
+struct Fields<'a> {
+    doc: &'a Document,
+    entity: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    fn id(&self, key: &str) -> Result<Id, StoreError> {
+        self.doc
+            .get_object_id(key)
+            .map(id_from)
+            .map_err(|e| corrupt(self.entity, e))
+    }
+
+    fn optional_id(&self, key: &str) -> Result<Option<Id>, StoreError> {
+        match self.doc.get(key) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::ObjectId(value)) => Ok(Some(id_from(*value))),
+            Some(other) => Err(corrupt(self.entity, format!("{key} is {other}"))),
+        }
+    }
+
+    fn text(&self, key: &str) -> Result<String, StoreError> {
+        self.doc
+            .get_str(key)
+            .map(str::to_owned)
+            .map_err(|e| corrupt(self.entity, e))
+    }
+
+    fn number(&self, key: &str) -> Result<u64, StoreError> {
+        let value = match self.doc.get(key) {
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Int32(v)) => i64::from(*v),
+            other => return Err(corrupt(self.entity, format!("{key} is {other:?}"))),
+        };
+        u64::try_from(value).map_err(|e| corrupt(self.entity, e))
+    }
+
+    fn price(&self, key: &str) -> Result<Price, StoreError> {
+        Price::from_cents(self.number(key)?).map_err(|e| corrupt(self.entity, e))
+    }
+
+    fn status(&self, key: &str) -> Result<OrderStatus, StoreError> {
+        self.text(key)?.parse().map_err(|e| corrupt(self.entity, e))
+    }
+
+    fn time(&self, key: &str) -> Result<DateTime<Utc>, StoreError> {
+        let value = self
+            .doc
+            .get_datetime(key)
+            .map_err(|e| corrupt(self.entity, e))?;
+        DateTime::from_timestamp_millis(value.timestamp_millis())
+            .ok_or_else(|| corrupt(self.entity, format!("{key} out of range")))
+    }
+}
+
+fn fields<'a>(doc: &'a Document, entity: &'static str) -> Fields<'a> {
+    Fields { doc, entity }
+}
+
+/// A MongoDB database with the stores' indexes.
+#[derive(Debug, Clone)]
+pub struct MongoDatabase {
+    db: mongodb::Database,
+}
+
+impl MongoDatabase {
+    /// Connects to `uri`, uses `database` and creates the indexes.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
+        let client = mongodb::Client::with_uri_str(uri)
+            .await
+            .map_err(|e| backend(format!("cannot connect to MongoDB: {e}")))?;
+        let db = MongoDatabase {
+            db: client.database(database),
+        };
+        db.create_indexes().await?;
+        Ok(db)
+    }
+
+    /// Uses a database handle; call [`create_indexes`](Self::create_indexes) once.
+    pub fn from_database(db: mongodb::Database) -> Self {
+        MongoDatabase { db }
+    }
+
+    /// The database handle.
+    pub fn database(&self) -> &mongodb::Database {
+        &self.db
+    }
+
+    /// Creates the indexes the contract relies on (idempotent).
+    pub async fn create_indexes(&self) -> Result<(), StoreError> {
+        let unique = |name: &str| {
+            IndexOptions::builder()
+                .unique(true)
+                .name(name.to_owned())
+                .build()
+        };
+        self.db
+            .collection::<Document>("users")
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"email_lower": 1})
+                    .options(unique(EMAIL_INDEX))
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        let orders = self.db.collection::<Document>("orders");
+        orders
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"ticket_id": 1})
+                    .options(
+                        IndexOptions::builder()
+                            .unique(true)
+                            .name(ACTIVE_ORDER_INDEX.to_owned())
+                            .partial_filter_expression(doc! {"active": true})
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        orders
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"user_id": 1, "created_at": 1, "_id": 1})
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        self.db
+            .collection::<Document>("tickets")
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"order_id": 1, "created_at": 1, "_id": 1})
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// Users.
+    pub fn users(&self) -> MongoUserStore {
+        MongoUserStore {
+            users: self.collection("users"),
+        }
+    }
+
+    /// Tickets (tickets service).
+    pub fn tickets(&self) -> MongoTicketStore {
+        MongoTicketStore {
+            tickets: self.collection("tickets"),
+        }
+    }
+
+    /// The replica of orders (tickets service).
+    pub fn order_replicas(&self) -> MongoOrderReplicaStore {
+        MongoOrderReplicaStore {
+            replicas: self.collection("order_replicas"),
+        }
+    }
+
+    /// The replica of tickets (orders service).
+    pub fn ticket_replicas(&self) -> MongoTicketReplicaStore {
+        MongoTicketReplicaStore {
+            replicas: self.collection("ticket_replicas"),
+        }
+    }
+
+    /// Orders (orders service).
+    pub fn orders(&self) -> MongoOrderStore {
+        MongoOrderStore {
+            orders: self.collection("orders"),
+            tickets: self.ticket_replicas(),
+        }
+    }
+}
+
+/// Users in MongoDB.
+#[derive(Debug, Clone)]
+pub struct MongoUserStore {
+    users: Collection<Document>,
+}
+
+fn user_of(doc: &Document) -> Result<User, StoreError> {
+    let f = fields(doc, "user");
+    Ok(User {
+        id: f.id("_id")?,
+        email: f.text("email")?,
+        password_hash: f.text("password_hash")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for MongoUserStore {
+    async fn create(&self, user: User) -> Result<User, StoreError> {
+        let document = doc! {
+            "_id": oid(user.id),
+            "email": &user.email,
+            "email_lower": user.email.to_lowercase(),
+            "password_hash": &user.password_hash,
+        };
+        match self.users.insert_one(document).await {
+            Ok(_) => Ok(user),
+            Err(e) => Err(match duplicate_key(&e) {
+                Some(message) if message.contains(EMAIL_INDEX) => StoreError::AlreadyExists {
+                    entity: "user",
+                    key: user.email,
+                },
+                Some(_) => StoreError::AlreadyExists {
+                    entity: "user",
+                    key: user.id.to_string(),
+                },
+                None => backend(e),
+            }),
+        }
+    }
+
+    async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        self.users
+            .find_one(doc! {"email_lower": email.to_lowercase()})
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(user_of)
+            .transpose()
+    }
+
+    async fn get(&self, id: Id) -> Result<User, StoreError> {
+        let doc = self
+            .users
+            .find_one(doc! {"_id": oid(id)})
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::not_found("user", id))?;
+        user_of(&doc)
+    }
+}
+
+/// Tickets in MongoDB.
+#[derive(Debug, Clone)]
+pub struct MongoTicketStore {
+    tickets: Collection<Document>,
+}
+
+fn ticket_of(doc: &Document) -> Result<Ticket, StoreError> {
+    let f = fields(doc, "ticket");
+    Ok(Ticket {
+        id: f.id("_id")?,
+        title: f.text("title")?,
+        price: f.price("price_cents")?,
+        user_id: f.id("user_id")?,
+        version: f.number("version")?,
+        order_id: f.optional_id("order_id")?,
+    })
+}
+
+fn optional_oid(id: Option<Id>) -> Bson {
+    id.map_or(Bson::Null, |id| Bson::ObjectId(oid(id)))
+}
+
+#[async_trait]
+impl TicketStore for MongoTicketStore {
+    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
+        let document = doc! {
+            "_id": oid(ticket.id),
+            "title": &ticket.title,
+            "price_cents": cents(ticket.price),
+            "user_id": oid(ticket.user_id),
+            "version": 0_i64,
+            "order_id": optional_oid(ticket.order_id),
+            "created_at": mongodb::bson::DateTime::now(),
+        };
+        match self.tickets.insert_one(document).await {
+            Ok(_) => Ok(Ticket {
+                version: 0,
+                ..ticket
+            }),
+            Err(e) if duplicate_key(&e).is_some() => Err(StoreError::AlreadyExists {
+                entity: "ticket",
+                key: ticket.id.to_string(),
+            }),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
+        let doc = self
+            .tickets
+            .find_one(doc! {"_id": oid(id)})
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::not_found("ticket", id))?;
+        ticket_of(&doc)
+    }
+
+    async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
+        let docs: Vec<Document> = self
+            .tickets
+            .find(doc! {"order_id": Bson::Null})
+            .sort(doc! {"created_at": 1, "_id": 1})
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter().map(ticket_of).collect()
+    }
+
+    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+        let updated = self
+            .tickets
+            .find_one_and_update(
+                doc! {"_id": oid(ticket.id), "version": db_version(ticket.version)?},
+                doc! {
+                    "$set": {
+                        "title": &ticket.title,
+                        "price_cents": cents(ticket.price),
+                        "order_id": optional_oid(ticket.order_id),
+                    },
+                    "$inc": {"version": 1_i64},
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?;
+        match updated {
+            Some(doc) => ticket_of(&doc),
+            None => {
+                let exists = self
+                    .tickets
+                    .find_one(doc! {"_id": oid(ticket.id)})
+                    .await
+                    .map_err(backend)?;
+                Err(match exists {
+                    Some(_) => StoreError::VersionConflict {
+                        entity: "ticket",
+                        id: ticket.id,
+                        expected: ticket.version,
+                    },
+                    None => StoreError::not_found("ticket", ticket.id),
+                })
+            }
+        }
+    }
+}
+
+/// Applies a replica event: insert at version 0 (a taken id is a conflict), else replace the
+/// document at version − 1.
+async fn apply_replica(
+    collection: &Collection<Document>,
+    entity: &'static str,
+    id: Id,
+    version: Version,
+    set: Document,
+) -> Result<(), StoreError> {
+    let conflict = || StoreError::VersionConflict {
+        entity,
+        id,
+        expected: version.saturating_sub(1),
+    };
+    if version == 0 {
+        let mut document = doc! {"_id": oid(id), "version": 0_i64};
+        document.extend(set);
+        return match collection.insert_one(document).await {
+            Ok(_) => Ok(()),
+            Err(e) if duplicate_key(&e).is_some() => Err(conflict()),
+            Err(e) => Err(backend(e)),
+        };
+    }
+    let mut set = set;
+    set.insert("version", db_version(version)?);
+    let result = collection
+        .update_one(
+            doc! {"_id": oid(id), "version": db_version(version - 1)?},
+            doc! {"$set": set},
+        )
+        .await
+        .map_err(backend)?;
+    if result.matched_count == 1 {
+        Ok(())
+    } else {
+        Err(conflict())
+    }
+}
+
+/// The replica of orders in MongoDB.
+#[derive(Debug, Clone)]
+pub struct MongoOrderReplicaStore {
+    replicas: Collection<Document>,
+}
+
+fn order_replica_of(doc: &Document) -> Result<OrderReplica, StoreError> {
+    let f = fields(doc, "order replica");
+    Ok(OrderReplica {
+        id: f.id("_id")?,
+        ticket_id: f.id("ticket_id")?,
+        status: f.status("status")?,
+        version: f.number("version")?,
+    })
+}
+
+impl MongoOrderReplicaStore {
+    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
+        self.replicas
+            .find_one(doc! {"_id": oid(id)})
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(order_replica_of)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl OrderReplicaStore for MongoOrderReplicaStore {
+    async fn find_by_event(
+        &self,
+        id: Id,
+        version: Version,
+    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
+        Ok(ReplicaLookup::of(self.find(id).await?, version, |o| {
+            o.version
+        }))
+    }
+
+    async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
+        let set = doc! {"ticket_id": oid(order.ticket_id), "status": order.status.as_str()};
+        apply_replica(
+            &self.replicas,
+            "order replica",
+            order.id,
+            order.version,
+            set,
+        )
+        .await
+    }
+
+    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("order replica", id))
+    }
+}
+
+/// The replica of tickets in MongoDB.
+#[derive(Debug, Clone)]
+pub struct MongoTicketReplicaStore {
+    replicas: Collection<Document>,
+}
+
+fn ticket_replica_of(doc: &Document) -> Result<TicketReplica, StoreError> {
+    let f = fields(doc, "ticket replica");
+    Ok(TicketReplica {
+        id: f.id("_id")?,
+        title: f.text("title")?,
+        price: f.price("price_cents")?,
+        version: f.number("version")?,
+    })
+}
+
+impl MongoTicketReplicaStore {
+    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
+        self.replicas
+            .find_one(doc! {"_id": oid(id)})
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(ticket_replica_of)
+            .transpose()
+    }
+
+    async fn find_many(
+        &self,
+        ids: Vec<ObjectId>,
+    ) -> Result<HashMap<Id, TicketReplica>, StoreError> {
+        let docs: Vec<Document> = self
+            .replicas
+            .find(doc! {"_id": {"$in": ids}})
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter()
+            .map(|d| ticket_replica_of(d).map(|t| (t.id, t)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TicketReplicaStore for MongoTicketReplicaStore {
+    async fn find_by_event(
+        &self,
+        id: Id,
+        version: Version,
+    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
+        Ok(ReplicaLookup::of(self.find(id).await?, version, |t| {
+            t.version
+        }))
+    }
+
+    async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
+        let set = doc! {"title": &ticket.title, "price_cents": cents(ticket.price)};
+        apply_replica(
+            &self.replicas,
+            "ticket replica",
+            ticket.id,
+            ticket.version,
+            set,
+        )
+        .await
+    }
+
+    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket replica", id))
+    }
+}
+
+/// Orders in MongoDB, joined with the ticket replica.
+#[derive(Debug, Clone)]
+pub struct MongoOrderStore {
+    orders: Collection<Document>,
+    tickets: MongoTicketReplicaStore,
+}
+
+struct OrderDoc {
+    id: Id,
+    user_id: Id,
+    ticket_id: Id,
+    status: OrderStatus,
+    expires_at: DateTime<Utc>,
+    version: Version,
+}
+
+fn order_doc_of(doc: &Document) -> Result<OrderDoc, StoreError> {
+    let f = fields(doc, "order");
+    Ok(OrderDoc {
+        id: f.id("_id")?,
+        user_id: f.id("user_id")?,
+        ticket_id: f.id("ticket_id")?,
+        status: f.status("status")?,
+        expires_at: f.time("expires_at")?,
+        version: f.number("version")?,
+    })
+}
+
+fn join(order: OrderDoc, ticket: Option<TicketReplica>) -> Result<Order, StoreError> {
+    let ticket = ticket.ok_or_else(|| {
+        corrupt(
+            "order",
+            format!(
+                "order {} refers to missing ticket {}",
+                order.id, order.ticket_id
+            ),
+        )
+    })?;
+    Ok(Order {
+        id: order.id,
+        user_id: order.user_id,
+        status: order.status,
+        expires_at: order.expires_at,
+        version: order.version,
+        ticket,
+    })
+}
+
+impl MongoOrderStore {
+    async fn find(&self, id: Id) -> Result<OrderDoc, StoreError> {
+        let doc = self
+            .orders
+            .find_one(doc! {"_id": oid(id)})
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::not_found("order", id))?;
+        order_doc_of(&doc)
+    }
+
+    async fn joined(&self, order: OrderDoc) -> Result<Order, StoreError> {
+        let ticket = self.tickets.find(order.ticket_id).await?;
+        join(order, ticket)
+    }
+}
+
+#[async_trait]
+impl OrderStore for MongoOrderStore {
+    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
+        // Replicas are never deleted, so this existence check cannot go stale.
+        let ticket = self
+            .tickets
+            .find(order.ticket_id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
+        let document = doc! {
+            "_id": oid(order.id),
+            "user_id": oid(order.user_id),
+            "ticket_id": oid(order.ticket_id),
+            "status": OrderStatus::Created.as_str(),
+            "active": true,
+            "expires_at": millis(order.expires_at),
+            "version": 0_i64,
+            "created_at": mongodb::bson::DateTime::now(),
+        };
+        match self.orders.insert_one(document).await {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match duplicate_key(&e) {
+                    Some(message) if message.contains(ACTIVE_ORDER_INDEX) => {
+                        StoreError::TicketReserved {
+                            ticket_id: order.ticket_id,
+                        }
+                    }
+                    Some(_) => StoreError::AlreadyExists {
+                        entity: "order",
+                        key: order.id.to_string(),
+                    },
+                    None => backend(e),
+                });
+            }
+        }
+        Ok(Order {
+            id: order.id,
+            user_id: order.user_id,
+            status: OrderStatus::Created,
+            expires_at: order.expires_at,
+            version: 0,
+            ticket,
+        })
+    }
+
+    async fn get(&self, id: Id) -> Result<Order, StoreError> {
+        let order = self.find(id).await?;
+        self.joined(order).await
+    }
+
+    async fn list_for_user(&self, user_id: Id) -> Result<Vec<Order>, StoreError> {
+        let docs: Vec<Document> = self
+            .orders
+            .find(doc! {"user_id": oid(user_id)})
+            .sort(doc! {"created_at": 1, "_id": 1})
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        let orders = docs
+            .iter()
+            .map(order_doc_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let tickets = self
+            .tickets
+            .find_many(orders.iter().map(|o| oid(o.ticket_id)).collect())
+            .await?;
+        orders
+            .into_iter()
+            .map(|o| {
+                let ticket = tickets.get(&o.ticket_id).cloned();
+                join(o, ticket)
+            })
+            .collect()
+    }
+
+    async fn set_status(
+        &self,
+        id: Id,
+        expected_version: Version,
+        status: OrderStatus,
+    ) -> Result<Order, StoreError> {
+        let current = self.find(id).await?;
+        let conflict = || StoreError::VersionConflict {
+            entity: "order",
+            id,
+            expected: expected_version,
+        };
+        if current.version != expected_version {
+            return Err(conflict());
+        }
+        current.status.transition(status)?;
+        // The version in the filter makes the read above safe: if the order moved on in
+        // between, nothing is written.
+        let updated = self
+            .orders
+            .find_one_and_update(
+                doc! {"_id": oid(id), "version": db_version(expected_version)?},
+                doc! {
+                    "$set": {"status": status.as_str(), "active": status.is_active()},
+                    "$inc": {"version": 1_i64},
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?
+            .ok_or_else(conflict)?;
+        self.joined(order_doc_of(&updated)?).await
+    }
+
+    async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError> {
+        Ok(self
+            .orders
+            .find_one(doc! {"ticket_id": oid(ticket_id), "active": true})
+            .await
+            .map_err(backend)?
+            .is_some())
+    }
+}
