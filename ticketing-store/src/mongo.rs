@@ -161,6 +161,23 @@ impl MongoDatabase {
         Ok(db)
     }
 
+    /// Connects to `uri` and uses the database it names, or `fallback` if it names none.
+    pub async fn connect_default(uri: &str, fallback: &str) -> Result<Self, StoreError> {
+        let options = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .map_err(|e| backend(format!("invalid MongoDB URI: {e}")))?;
+        let database = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| fallback.to_owned());
+        let client = mongodb::Client::with_options(options).map_err(backend)?;
+        let db = MongoDatabase {
+            db: client.database(&database),
+        };
+        db.create_indexes().await?;
+        Ok(db)
+    }
+
     /// Uses a database handle; call [`create_indexes`](Self::create_indexes) once.
     pub fn from_database(db: mongodb::Database) -> Self {
         MongoDatabase { db }

@@ -88,6 +88,36 @@ impl PgDatabase {
         Ok(db)
     }
 
+    /// Connects to `url` with its tables in `schema` (created if missing) and runs the
+    /// migrations there. Several services share one database this way, each in its schema.
+    pub async fn connect_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(backend(format!("invalid schema name {schema:?}")));
+        }
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+        let created = sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+        if let Err(e) = created {
+            // Concurrent creators race on the catalog; the schema exists either way.
+            if !matches!(violation(&e), Some((ErrorKind::UniqueViolation, _))) {
+                return Err(backend(e));
+            }
+        }
+        Self::connect_with(options.options([("search_path", schema)]), 10).await
+    }
+
     /// Uses an existing pool; call [`migrate`](Self::migrate) unless it is migrated already.
     pub fn from_pool(pool: PgPool) -> Self {
         PgDatabase { pool }

@@ -1,0 +1,17 @@
+//! Settings of the auth service: the common options (`PORT`, `JWT_KEY`, `DATABASE_URL` or
+//! `MONGO_URI`, ...).
+
+use ticketing_common::CommonArgs;
+
+/// The auth service's settings, from the environment and flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "auth",
+    about = "The auth service of the ticketing system",
+    version
+)]
+pub struct Settings {
+    /// Options every service takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}

@@ -1,0 +1,28 @@
+use crate::helpers::{error_messages, spawn_app};
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_404_in_the_error_format() {
+    let app = spawn_app().await;
+    let requests = [
+        app.client.get(format!("{}/api/users/nope", app.address)),
+        app.client.get(format!("{}/api/users/signup", app.address)),
+        app.client
+            .delete(format!("{}/api/users/currentuser", app.address)),
+        app.client.post(format!("{}/", app.address)),
+    ];
+    for request in requests {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            error_messages(response).await,
+            vec![("Not Found".into(), None)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id() {
+    let app = spawn_app().await;
+    let response = app.get_current_user(None).await;
+    assert!(response.headers().contains_key("x-request-id"));
+}

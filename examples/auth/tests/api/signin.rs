@@ -1,0 +1,64 @@
+use serde_json::json;
+
+use crate::helpers::{error_messages, session_cookie, spawn_app};
+
+#[tokio::test]
+async fn signin_with_an_unknown_email_is_invalid_credentials() {
+    let app = spawn_app().await;
+    let response = app
+        .post_signin(&json!({"email": "test@test.com", "password": "password"}))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Invalid credentials".into(), None)]
+    );
+}
+
+#[tokio::test]
+async fn signin_with_a_wrong_password_is_invalid_credentials() {
+    let app = spawn_app().await;
+    app.signup("test@test.com", "password").await;
+    let response = app
+        .post_signin(&json!({"email": "test@test.com", "password": "aslkdfjalskdfj"}))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Invalid credentials".into(), None)]
+    );
+}
+
+#[tokio::test]
+async fn signin_with_valid_credentials_sets_a_cookie() {
+    let app = spawn_app().await;
+    app.signup("test@test.com", "password").await;
+    let response = app
+        .post_signin(&json!({"email": "TEST@test.com ", "password": "password"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(session_cookie(&response).is_some());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["email"], "test@test.com");
+}
+
+#[tokio::test]
+async fn signin_validates_email_and_password_presence() {
+    let app = spawn_app().await;
+    let response = app.post_signin(&json!({"email": "not-an-email"})).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_messages(response).await,
+        vec![
+            ("Email must be valid".into(), Some("email".into())),
+            ("You must supply a password".into(), Some("password".into()))
+        ]
+    );
+    let response = app
+        .post_signin(&json!({"email": "a@test.com", "password": "   "}))
+        .await;
+    assert_eq!(
+        error_messages(response).await,
+        vec![("You must supply a password".into(), Some("password".into()))]
+    );
+}

@@ -1,0 +1,118 @@
+//! Serving a service: bind, serve with the API's 404s, and shut down gracefully on SIGINT or
+//! SIGTERM (or a token): stop accepting requests and messages, finish the in-flight ones,
+//! settle them, close.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use ticketing_core::ListenerHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::not_found;
+
+/// Gives a router the API's answers for unknown routes and methods (404 in the error format)
+/// and the request span.
+pub fn finish_router(router: Router) -> Router {
+    crate::telemetry::traced(
+        router
+            .fallback(not_found)
+            .method_not_allowed_fallback(not_found),
+    )
+}
+
+/// A bound service: HTTP routes plus its running listeners.
+pub struct Server {
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    listeners: Vec<ListenerHandle>,
+    token: CancellationToken,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) for `router`; `listeners` were started with
+    /// children of `token`.
+    pub async fn bind(
+        name: &'static str,
+        addr: SocketAddr,
+        router: Router,
+        listeners: Vec<ListenerHandle>,
+        token: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Server {
+            name,
+            listener,
+            router: finish_router(router),
+            listeners,
+            token,
+        })
+    }
+
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// The token that stops the service when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Serves until SIGINT, SIGTERM or the token; then stops listeners and returns once
+    /// every in-flight request and message is finished and settled.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Server {
+            name,
+            listener,
+            router,
+            listeners,
+            token,
+        } = self;
+        let stop = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                signal = shutdown_signal() => {
+                    tracing::info!(service = name, signal, "shutting down");
+                    stop.cancel();
+                }
+            }
+        });
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .await;
+        token.cancel();
+        for handle in listeners {
+            handle.stop().await;
+        }
+        tracing::info!(service = name, "stopped");
+        served
+    }
+}
+
+/// Completes on SIGINT or SIGTERM, naming the signal.
+pub async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => "SIGINT",
+        _ = terminate => "SIGTERM",
+    }
+}
