@@ -1,0 +1,26 @@
+//! The listeners of the tickets service (queue group `tickets-service`), one file per event.
+
+mod order_cancelled;
+mod order_created;
+
+pub use order_cancelled::OrderCancelledListener;
+pub use order_created::OrderCreatedListener;
+
+use ticketing_core::HandlerError;
+use ticketing_core::store::{OrderReplica, OrderReplicaStore};
+use ticketing_core::{StoreError, events::queue_groups};
+
+/// The queue group of every listener here.
+pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;
+
+/// Records an applied order event in the replica. A conflict means another member applied the
+/// same event meanwhile: done either way.
+async fn record(
+    replicas: &dyn OrderReplicaStore,
+    order: &OrderReplica,
+) -> Result<(), HandlerError> {
+    match replicas.apply(order).await {
+        Ok(()) | Err(StoreError::VersionConflict { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

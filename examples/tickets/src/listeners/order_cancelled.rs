@@ -1,0 +1,89 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_core::events::{OrderCancelled, TicketUpdated};
+use ticketing_core::reservation::{OrderStatus, releases_ticket};
+use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
+use ticketing_core::{
+    EventDisposition, HandlerError, Listener, MessageContext, Publisher, StoreError,
+};
+
+use super::{QUEUE_GROUP, record};
+use crate::models::updated_event;
+
+/// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
+/// its `order:created` waits); if that order holds the ticket, releases it (version + 1) and
+/// publishes `ticket:updated` without `orderId`; otherwise changes nothing. Records the order,
+/// acks.
+pub struct OrderCancelledListener {
+    /// Tickets.
+    pub tickets: Arc<dyn TicketStore>,
+    /// The replica of orders.
+    pub orders: Arc<dyn OrderReplicaStore>,
+    /// Publishes the released ticket.
+    pub updated: Publisher<TicketUpdated>,
+}
+
+#[async_trait]
+impl Listener for OrderCancelledListener {
+    type Event = OrderCancelled;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    async fn on_message(
+        &self,
+        event: OrderCancelled,
+        ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let lookup = self.orders.find_by_event(event.id, event.version).await?;
+        let current = match lookup.disposition {
+            EventDisposition::Duplicate => return Ok(()),
+            EventDisposition::Gap => {
+                return Err(HandlerError::gap(
+                    format!("order {}", event.id),
+                    lookup.current.map(|o| o.version),
+                    event.version,
+                ));
+            }
+            EventDisposition::Apply => lookup.current,
+        };
+        let ticket = match self.tickets.get(event.ticket.id).await {
+            Ok(ticket) => ticket,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(HandlerError::permanent(format!(
+                    "order {} is for unknown ticket {}",
+                    event.id, event.ticket.id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if releases_ticket(ticket.order_id, event.id) {
+            let released = self
+                .tickets
+                .update(&Ticket {
+                    order_id: None,
+                    ..ticket
+                })
+                .await?;
+            self.updated.publish(&updated_event(&released)).await?;
+            tracing::info!(ticket = %released.id, order = %event.id, version = released.version, "ticket released");
+        } else if ctx.attempt() > 1 {
+            // An earlier attempt may have released the ticket and failed to publish: announce
+            // the current state again (a duplicate is harmless to versioned replicas).
+            self.updated.publish(&updated_event(&ticket)).await?;
+        }
+        let ticket_id = current.as_ref().map_or(event.ticket.id, |o| o.ticket_id);
+        record(
+            &*self.orders,
+            &OrderReplica {
+                id: event.id,
+                ticket_id,
+                status: OrderStatus::Cancelled,
+                version: event.version,
+            },
+        )
+        .await
+    }
+}

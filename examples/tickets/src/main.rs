@@ -1,0 +1,14 @@
+//! The tickets service, alone: `JWT_KEY=... cargo run -p ticketing-tickets`.
+
+use clap::Parser;
+use ticketing_tickets::configuration::Settings;
+use ticketing_tickets::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ticketing_common::telemetry::init_tracing();
+    let app = Application::build(Settings::parse()).await?;
+    tracing::info!(port = app.port(), "tickets service listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The ticket as the API shows it, and the events it becomes.
+
+use serde::Serialize;
+use serde_json::Value;
+use ticketing_core::events::{TicketCreated, TicketUpdated};
+use ticketing_core::store::Ticket;
+use ticketing_core::{Id, Price, PriceError, Version};
+
+/// Ticket JSON: `{id, title, price, userId, version, orderId?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketJson {
+    /// Id.
+    pub id: Id,
+    /// Title.
+    pub title: String,
+    /// Price, a JSON number.
+    pub price: Price,
+    /// The seller.
+    pub user_id: Id,
+    /// Version.
+    pub version: Version,
+    /// The order holding it, while reserved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Id>,
+}
+
+impl From<Ticket> for TicketJson {
+    fn from(t: Ticket) -> Self {
+        TicketJson {
+            id: t.id,
+            title: t.title,
+            price: t.price,
+            user_id: t.user_id,
+            version: t.version,
+            order_id: t.order_id,
+        }
+    }
+}
+
+/// `ticket:created` for a new ticket.
+pub fn created_event(t: &Ticket) -> TicketCreated {
+    TicketCreated {
+        id: t.id,
+        version: t.version,
+        title: t.title.clone(),
+        price: t.price,
+        user_id: t.user_id,
+    }
+}
+
+/// `ticket:updated` for a ticket's current state.
+pub fn updated_event(t: &Ticket) -> TicketUpdated {
+    TicketUpdated {
+        id: t.id,
+        version: t.version,
+        title: t.title.clone(),
+        price: t.price,
+        user_id: t.user_id,
+        order_id: t.order_id,
+    }
+}
+
+/// The title rule: a string, not blank once trimmed. Returns the trimmed title.
+pub fn title_of(value: Option<&Value>) -> Result<String, String> {
+    value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| "Title is required".to_owned())
+}
+
+/// The price rule: a JSON number or numeric string, greater than 0, at most 2 decimals, at
+/// most 1,000,000.
+pub fn price_of(value: Option<&Value>) -> Result<Price, String> {
+    let parsed = match value {
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(units), _, _) if units > 1_000_000 => Err(PriceError::TooLarge),
+            (Some(units), _, _) => Price::from_cents(units * 100),
+            (None, Some(_), _) => Err(PriceError::NotPositive),
+            (None, None, Some(value)) => Price::from_f64(value),
+            _ => Err(PriceError::NotANumber),
+        },
+        Some(Value::String(text)) => text.parse(),
+        _ => Err(PriceError::NotANumber),
+    };
+    parsed.map_err(|e| match e {
+        PriceError::TooPrecise => "Price must have at most 2 decimal places".to_owned(),
+        PriceError::TooLarge => "Price must be at most 1000000".to_owned(),
+        _ => "Price must be greater than 0".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prices_follow_the_api_rules() {
+        let cents = |v: Value| price_of(Some(&v)).map(Price::cents);
+        assert_eq!(cents(json!(20)), Ok(2000));
+        assert_eq!(cents(json!(19.99)), Ok(1999));
+        assert_eq!(cents(json!("19.99")), Ok(1999));
+        assert_eq!(cents(json!(1_000_000)), Ok(100_000_000));
+        for bad in [
+            json!(0),
+            json!(-10),
+            json!("-10"),
+            json!("abc"),
+            json!(null),
+            json!(true),
+            json!([1]),
+        ] {
+            assert_eq!(
+                cents(bad.clone()),
+                Err("Price must be greater than 0".to_owned()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            cents(json!(1.999)),
+            Err("Price must have at most 2 decimal places".to_owned())
+        );
+        assert_eq!(
+            cents(json!(1_000_001)),
+            Err("Price must be at most 1000000".to_owned())
+        );
+        assert_eq!(
+            cents(json!(1e300)),
+            Err("Price must be at most 1000000".to_owned())
+        );
+        assert_eq!(
+            price_of(None),
+            Err("Price must be greater than 0".to_owned())
+        );
+    }
+
+    #[test]
+    fn titles_must_not_be_blank() {
+        assert_eq!(
+            title_of(Some(&json!("  concert "))),
+            Ok("concert".to_owned())
+        );
+        for bad in [json!(""), json!("   "), json!(5), json!(null)] {
+            assert!(title_of(Some(&bad)).is_err(), "{bad}");
+        }
+        assert!(title_of(None).is_err());
+    }
+
+    #[test]
+    fn ticket_json_has_the_original_field_names() {
+        let t = Ticket {
+            id: Id::from_bytes([1; 12]),
+            title: "t".into(),
+            price: Price::from_cents(1050).unwrap(),
+            user_id: Id::from_bytes([2; 12]),
+            version: 3,
+            order_id: None,
+        };
+        let json = serde_json::to_value(TicketJson::from(t)).unwrap();
+        assert_eq!(
+            json,
+            json!({"id": "010101010101010101010101", "title": "t", "price": 10.5,
+                                "userId": "020202020202020202020202", "version": 3})
+        );
+    }
+}

@@ -1,0 +1,177 @@
+use serde_json::json;
+use ticketing_core::events::TicketUpdated;
+
+use crate::helpers::{error_messages, signin, spawn_app};
+
+#[tokio::test]
+async fn updating_an_unknown_ticket_is_a_404() {
+    let app = spawn_app().await;
+    let (cookie, _) = signin(&app.keys);
+    let response = app
+        .put_ticket(
+            Some(&cookie),
+            &ticketing_core::Id::new().to_string(),
+            &json!({"title": "x", "price": 20}),
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn updating_requires_a_session() {
+    let app = spawn_app().await;
+    let response = app
+        .put_ticket(
+            None,
+            &ticketing_core::Id::new().to_string(),
+            &json!({"title": "x", "price": 20}),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn only_the_owner_may_update() {
+    let app = spawn_app().await;
+    let (owner, _) = signin(&app.keys);
+    let (other, _) = signin(&app.keys);
+    let ticket = app.create_ticket(&owner, "concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = app
+        .put_ticket(Some(&other), id, &json!({"title": "mine now", "price": 1}))
+        .await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Not authorized".into(), None)]
+    );
+    let unchanged: serde_json::Value = app
+        .get(&format!("/api/tickets/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unchanged, ticket);
+}
+
+#[tokio::test]
+async fn an_invalid_title_or_price_is_a_400() {
+    let app = spawn_app().await;
+    let (cookie, _) = signin(&app.keys);
+    let ticket = app.create_ticket(&cookie, "concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = app
+        .put_ticket(Some(&cookie), id, &json!({"title": "", "price": 20}))
+        .await;
+    assert_eq!(response.status(), 400);
+    let response = app
+        .put_ticket(Some(&cookie), id, &json!({"title": "x", "price": -10}))
+        .await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn a_valid_update_bumps_the_version_and_publishes_ticket_updated() {
+    let app = spawn_app().await;
+    let (cookie, _) = signin(&app.keys);
+    let ticket = app.create_ticket(&cookie, "concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let response = app
+        .put_ticket(
+            Some(&cookie),
+            id,
+            &json!({"title": "new title", "price": 100.5}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let updated: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (
+            updated["title"].as_str(),
+            updated["price"].clone(),
+            updated["version"].as_u64()
+        ),
+        (Some("new title"), json!(100.5), Some(1))
+    );
+    let shown: serde_json::Value = app
+        .get(&format!("/api/tickets/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown, updated);
+    let events = app.bus.published::<TicketUpdated>();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (
+            events[0].version,
+            events[0].title.as_str(),
+            events[0].price.cents(),
+            events[0].order_id
+        ),
+        (1, "new title", 10050, None)
+    );
+}
+
+#[tokio::test]
+async fn a_reserved_ticket_cannot_be_edited() {
+    let app = spawn_app().await;
+    let (cookie, user) = signin(&app.keys);
+    let reserved = app.seed_ticket(user, Some(ticketing_core::Id::new())).await;
+    let response = app
+        .put_ticket(
+            Some(&cookie),
+            &reserved.id.to_string(),
+            &json!({"title": "x", "price": 20}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Cannot edit a reserved ticket".into(), None)]
+    );
+    assert!(app.bus.published::<TicketUpdated>().is_empty());
+}
+
+#[tokio::test]
+async fn guards_run_in_order_auth_body_id_owner_state() {
+    let app = spawn_app().await;
+    let (cookie, _) = signin(&app.keys);
+    let (stranger, _) = signin(&app.keys);
+    let reserved = app
+        .seed_ticket(ticketing_core::Id::new(), Some(ticketing_core::Id::new()))
+        .await;
+    let bad_body = json!({"title": ""});
+    // Not signed in wins over everything.
+    assert_eq!(
+        app.put_ticket(None, "malformed", &bad_body).await.status(),
+        401
+    );
+    // Then the body, even with a malformed id.
+    assert_eq!(
+        app.put_ticket(Some(&cookie), "malformed", &bad_body)
+            .await
+            .status(),
+        400
+    );
+    // Then the id.
+    assert_eq!(
+        app.put_ticket(
+            Some(&cookie),
+            "malformed",
+            &json!({"title": "x", "price": 1})
+        )
+        .await
+        .status(),
+        404
+    );
+    // Then the owner, even on a reserved ticket.
+    let response = app
+        .put_ticket(
+            Some(&stranger),
+            &reserved.id.to_string(),
+            &json!({"title": "x", "price": 1}),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+}
