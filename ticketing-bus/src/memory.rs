@@ -192,6 +192,8 @@ struct Consumer {
     deadlines: BTreeSet<(Instant, u64)>,
     due: BTreeMap<(Instant, u64), Waiting>,
     parked: Vec<Arc<Message>>,
+    /// Held messages a release queued before the cursor reached them: skipped at the cursor.
+    skip: std::collections::HashSet<u64>,
     stats: GroupStats,
 }
 
@@ -416,6 +418,7 @@ impl State {
                     deadlines: BTreeSet::new(),
                     due: BTreeMap::new(),
                     parked: Vec::new(),
+                    skip: std::collections::HashSet::new(),
                     stats: GroupStats::default(),
                 });
                 log.consumers.push(id);
@@ -454,6 +457,9 @@ impl State {
                 consumer.cursor = consumer.cursor.max(log.first_seq);
                 while let Some(message) = log.get(consumer.cursor).cloned() {
                     consumer.cursor += 1;
+                    if !consumer.skip.is_empty() && consumer.skip.remove(&message.sequence) {
+                        continue;
+                    }
                     match log.held.get(&message.sequence) {
                         None => return self.deliver(id, message, 1, now),
                         Some(Hold::Until(at)) if *at <= now => {
@@ -911,8 +917,7 @@ impl Faults<'_> {
         }
     }
 
-    /// Ends the hold on `subject` and hands the held messages to every group that reached
-    /// them, in `order`.
+    /// Ends the hold on `subject` and hands the held messages to every group, in `order`.
     pub fn release(&self, subject: &str, order: ReleaseOrder) {
         let mut state = self.bus.shared.lock();
         state.faults.holds.remove(subject);
@@ -921,12 +926,33 @@ impl Faults<'_> {
             return;
         };
         let now = Instant::now();
+        let released: Vec<Arc<Message>> = {
+            let log = &state.logs[log_id];
+            let mut seqs: Vec<u64> = log
+                .held
+                .iter()
+                .filter(|(_, hold)| matches!(hold, Hold::UntilReleased))
+                .map(|(seq, _)| *seq)
+                .collect();
+            seqs.sort_unstable();
+            seqs.iter()
+                .filter_map(|seq| log.get(*seq).cloned())
+                .collect()
+        };
         state.logs[log_id]
             .held
             .retain(|_, hold| !matches!(hold, Hold::UntilReleased));
         let consumers = state.logs[log_id].consumers.clone();
         for id in consumers {
-            let mut parked = std::mem::take(&mut state.consumers[id].parked);
+            let consumer = &mut state.consumers[id];
+            let mut parked = std::mem::take(&mut consumer.parked);
+            // Held messages this group has not reached yet are queued now and skipped later.
+            for message in &released {
+                if message.sequence >= consumer.cursor {
+                    consumer.skip.insert(message.sequence);
+                    parked.push(message.clone());
+                }
+            }
             parked.sort_by_key(|m| m.sequence);
             if order == ReleaseOrder::Reversed {
                 parked.reverse();

@@ -310,3 +310,17 @@ async fn dead_letters_of_a_group_are_counted_and_redriven() {
     bus.settled().await;
     assert_eq!(bus.groups().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_release_reorders_messages_no_member_has_reached_yet() {
+    let bus = InMemoryBus::new();
+    let (handle, seen) = recorder(&bus, 0).await;
+    bus.faults().hold(Step::SUBJECT);
+    publish_steps(&bus, 0..3).await;
+    // No yield: the member has not looked at the held messages.
+    bus.faults().release(Step::SUBJECT, ReleaseOrder::Reversed);
+    bus.settled().await;
+    let ns: Vec<u64> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
+    assert_eq!(ns, vec![2, 1, 0]);
+    handle.stop().await;
+}

@@ -1,0 +1,64 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_core::events::{ExpirationComplete, OrderCancelled};
+use ticketing_core::reservation::{CancelOutcome, OrderStatus};
+use ticketing_core::store::OrderStore;
+use ticketing_core::{HandlerError, Listener, MessageContext, Publisher, StoreError};
+
+use super::QUEUE_GROUP;
+use crate::models::cancelled_event;
+
+/// `expiration:complete`: cancels the order unless it is complete or already cancelled
+/// (version + 1) and publishes `order:cancelled`.
+pub struct ExpirationCompleteListener {
+    /// Orders.
+    pub orders: Arc<dyn OrderStore>,
+    /// Publishes the cancellation.
+    pub cancelled: Publisher<OrderCancelled>,
+}
+
+#[async_trait]
+impl Listener for ExpirationCompleteListener {
+    type Event = ExpirationComplete;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    async fn on_message(
+        &self,
+        event: ExpirationComplete,
+        ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let order = match self.orders.get(event.order_id).await {
+            Ok(order) => order,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(HandlerError::permanent(format!(
+                    "order {} does not exist",
+                    event.order_id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match order.status.cancel() {
+            Ok(CancelOutcome::Cancel) => {}
+            Ok(CancelOutcome::AlreadyCancelled) => {
+                if ctx.attempt() > 1 {
+                    // An earlier attempt may have cancelled and failed to publish.
+                    self.cancelled.publish(&cancelled_event(&order)).await?;
+                }
+                return Ok(());
+            }
+            // Paid for: it does not expire.
+            Err(_) => return Ok(()),
+        }
+        let cancelled = self
+            .orders
+            .set_status(order.id, order.version, OrderStatus::Cancelled)
+            .await?;
+        self.cancelled.publish(&cancelled_event(&cancelled)).await?;
+        tracing::info!(order = %cancelled.id, "order expired");
+        Ok(())
+    }
+}

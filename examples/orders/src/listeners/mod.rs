@@ -1,0 +1,41 @@
+//! The listeners of the orders service (queue group `orders-service`), one file per event.
+
+mod expiration_complete;
+mod ticket_created;
+mod ticket_updated;
+
+pub use expiration_complete::ExpirationCompleteListener;
+pub use ticket_created::TicketCreatedListener;
+pub use ticket_updated::TicketUpdatedListener;
+
+use ticketing_core::events::queue_groups;
+use ticketing_core::store::{TicketReplica, TicketReplicaStore};
+use ticketing_core::{EventDisposition, HandlerError, StoreError};
+
+/// The queue group of every listener here.
+pub const QUEUE_GROUP: &str = queue_groups::ORDERS_SERVICE;
+
+/// Applies a ticket event to the replica on the versioned contract: Apply writes (copying the
+/// version from the event), Duplicate acks, Gap retries soon.
+async fn replicate(
+    replicas: &dyn TicketReplicaStore,
+    ticket: TicketReplica,
+) -> Result<(), HandlerError> {
+    let lookup = replicas.find_by_event(ticket.id, ticket.version).await?;
+    match lookup.disposition {
+        EventDisposition::Duplicate => Ok(()),
+        EventDisposition::Gap => Err(HandlerError::gap(
+            format!("ticket {}", ticket.id),
+            lookup.current.map(|t| t.version),
+            ticket.version,
+        )),
+        EventDisposition::Apply => match replicas.apply(&ticket).await {
+            // Another member applied the same event meanwhile.
+            Ok(()) | Err(StoreError::VersionConflict { .. }) => {
+                tracing::info!(ticket = %ticket.id, version = ticket.version, "ticket replicated");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}

@@ -1,0 +1,37 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_core::events::TicketCreated;
+use ticketing_core::store::{TicketReplica, TicketReplicaStore};
+use ticketing_core::{HandlerError, Listener, MessageContext};
+
+use super::{QUEUE_GROUP, replicate};
+
+/// `ticket:created`: stores a replica with the same id and version; a redelivery is acked.
+pub struct TicketCreatedListener {
+    /// The replica of tickets.
+    pub tickets: Arc<dyn TicketReplicaStore>,
+}
+
+#[async_trait]
+impl Listener for TicketCreatedListener {
+    type Event = TicketCreated;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    async fn on_message(
+        &self,
+        event: TicketCreated,
+        _ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let replica = TicketReplica {
+            id: event.id,
+            title: event.title,
+            price: event.price,
+            version: event.version,
+        };
+        replicate(&*self.tickets, replica).await
+    }
+}

@@ -1,0 +1,14 @@
+//! The orders service, alone: `JWT_KEY=... cargo run -p ticketing-orders`.
+
+use clap::Parser;
+use ticketing_orders::configuration::Settings;
+use ticketing_orders::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ticketing_common::telemetry::init_tracing();
+    let app = Application::build(Settings::parse()).await?;
+    tracing::info!(port = app.port(), "orders service listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The order as the API shows it, and the events it becomes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use ticketing_core::events::{
+    OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket,
+};
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::store::{Order, TicketReplica};
+use ticketing_core::{Id, Price, Version};
+
+/// The ticket inside an order's JSON: `{id, title, price, version}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TicketJson {
+    /// Id.
+    pub id: Id,
+    /// Title.
+    pub title: String,
+    /// Price.
+    pub price: Price,
+    /// Version of the replica.
+    pub version: Version,
+}
+
+/// Order JSON: `{id, userId, status, expiresAt, version, ticket}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderJson {
+    /// Id.
+    pub id: Id,
+    /// The buyer.
+    pub user_id: Id,
+    /// Status.
+    pub status: OrderStatus,
+    /// Expiry, ISO-8601 UTC with milliseconds.
+    #[serde(with = "ticketing_core::event::iso_millis")]
+    pub expires_at: DateTime<Utc>,
+    /// Version.
+    pub version: Version,
+    /// The ticket.
+    pub ticket: TicketJson,
+}
+
+impl From<TicketReplica> for TicketJson {
+    fn from(t: TicketReplica) -> Self {
+        TicketJson {
+            id: t.id,
+            title: t.title,
+            price: t.price,
+            version: t.version,
+        }
+    }
+}
+
+impl From<Order> for OrderJson {
+    fn from(o: Order) -> Self {
+        OrderJson {
+            id: o.id,
+            user_id: o.user_id,
+            status: o.status,
+            expires_at: o.expires_at,
+            version: o.version,
+            ticket: o.ticket.into(),
+        }
+    }
+}
+
+/// `order:created` for a new order.
+pub fn created_event(o: &Order) -> OrderCreated {
+    OrderCreated {
+        id: o.id,
+        version: o.version,
+        status: o.status,
+        user_id: o.user_id,
+        expires_at: o.expires_at,
+        ticket: OrderCreatedTicket {
+            id: o.ticket.id,
+            price: o.ticket.price,
+        },
+    }
+}
+
+/// `order:cancelled` for a cancelled order.
+pub fn cancelled_event(o: &Order) -> OrderCancelled {
+    OrderCancelled {
+        id: o.id,
+        version: o.version,
+        ticket: OrderCancelledTicket { id: o.ticket.id },
+    }
+}

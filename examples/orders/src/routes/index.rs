@@ -1,0 +1,19 @@
+use axum::Json;
+use axum::extract::State;
+use ticketing_common::{ApiError, RequireUser};
+
+use crate::models::OrderJson;
+use crate::startup::OrdersState;
+
+/// `GET /api/orders`: the user's orders, oldest first, each with its ticket.
+pub async fn index(
+    RequireUser(user): RequireUser,
+    State(state): State<OrdersState>,
+) -> Result<Json<Vec<OrderJson>>, ApiError> {
+    let orders = state
+        .orders
+        .list_for_user(user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(orders.into_iter().map(Into::into).collect()))
+}

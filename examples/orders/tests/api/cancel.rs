@@ -1,0 +1,143 @@
+use serde_json::Value;
+use ticketing_core::events::OrderCancelled;
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::store::OrderStore;
+
+use crate::helpers::{error_messages, signin, spawn_app};
+
+#[tokio::test]
+async fn cancelling_marks_the_order_cancelled_and_bumps_the_version() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+    let response = app.delete(Some(&cookie), &path).await;
+    assert_eq!(response.status(), 204);
+    assert!(response.bytes().await.unwrap().is_empty());
+    let shown: Value = app.get(Some(&cookie), &path).await.json().await.unwrap();
+    assert_eq!(
+        (shown["status"].as_str(), shown["version"].as_u64()),
+        (Some("cancelled"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn cancelling_publishes_order_cancelled() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.delete(
+        Some(&cookie),
+        &format!("/api/orders/{}", order["id"].as_str().unwrap()),
+    )
+    .await;
+    let events = app.bus.published::<OrderCancelled>();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (
+            events[0].id.to_string(),
+            events[0].version,
+            events[0].ticket.id
+        ),
+        (order["id"].as_str().unwrap().to_owned(), 1, ticket.id)
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_cancelled_order_is_a_204_with_no_new_event() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+    assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
+    assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
+    assert_eq!(app.bus.published::<OrderCancelled>().len(), 1);
+    let shown: Value = app.get(Some(&cookie), &path).await.json().await.unwrap();
+    assert_eq!(shown["version"], 1);
+}
+
+#[tokio::test]
+async fn a_complete_order_cannot_be_cancelled() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = ticketing_core::Id::parse(order["id"].as_str().unwrap()).unwrap();
+    app.orders
+        .set_status(id, 0, OrderStatus::Complete)
+        .await
+        .unwrap();
+    let response = app
+        .delete(Some(&cookie), &format!("/api/orders/{id}"))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Cannot cancel a completed order".into(), None)]
+    );
+    assert!(app.bus.published::<OrderCancelled>().is_empty());
+}
+
+#[tokio::test]
+async fn guards_run_in_order_auth_id_owner_state() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (owner, _) = signin(&app.keys);
+    let (other, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&owner, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = ticketing_core::Id::parse(order["id"].as_str().unwrap()).unwrap();
+    app.orders
+        .set_status(id, 0, OrderStatus::Complete)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.delete(None, "/api/orders/malformed").await.status(),
+        401
+    );
+    assert_eq!(
+        app.delete(Some(&owner), "/api/orders/malformed")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.delete(Some(&other), &format!("/api/orders/{id}"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.delete(Some(&owner), &format!("/api/orders/{id}"))
+            .await
+            .status(),
+        400
+    );
+}

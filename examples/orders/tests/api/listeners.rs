@@ -1,0 +1,186 @@
+use ticketing_core::events::{ExpirationComplete, OrderCancelled, TicketCreated, TicketUpdated};
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::store::{OrderStore, TicketReplicaStore};
+use ticketing_core::{Event, Id, Publisher};
+
+use crate::helpers::{TestApp, signin, spawn_app};
+
+const GROUP: &str = "orders-service";
+
+async fn publish<E: Event>(app: &TestApp, event: &E) {
+    Publisher::<E>::new(app.bus.as_dyn())
+        .publish(event)
+        .await
+        .unwrap();
+}
+
+fn created(id: Id) -> TicketCreated {
+    TicketCreated {
+        id,
+        version: 0,
+        title: "concert".into(),
+        price: "20".parse().unwrap(),
+        user_id: Id::new(),
+    }
+}
+
+fn updated(id: Id, version: u64, title: &str) -> TicketUpdated {
+    TicketUpdated {
+        id,
+        version,
+        title: title.into(),
+        price: "25.5".parse().unwrap(),
+        user_id: Id::new(),
+        order_id: None,
+    }
+}
+
+#[tokio::test]
+async fn ticket_created_stores_a_replica_and_acks() {
+    let app = spawn_app().await;
+    let id = Id::new();
+    publish(&app, &created(id)).await;
+    app.settled().await;
+    let replica = app.tickets.get(id).await.unwrap();
+    assert_eq!(
+        (
+            replica.title.as_str(),
+            replica.price.cents(),
+            replica.version
+        ),
+        ("concert", 2000, 0)
+    );
+    let stats = app.bus.group_stats("ticket:created", GROUP).unwrap();
+    assert_eq!((stats.acked, stats.dead_lettered), (1, 0));
+}
+
+#[tokio::test]
+async fn a_redelivered_ticket_created_is_acked() {
+    let app = spawn_app().await;
+    app.bus.faults().duplicate_next_delivery("ticket:created");
+    publish(&app, &created(Id::new())).await;
+    app.settled().await;
+    let stats = app.bus.group_stats("ticket:created", GROUP).unwrap();
+    assert_eq!(
+        (
+            stats.delivered,
+            stats.acked,
+            stats.nacked,
+            stats.dead_lettered
+        ),
+        (2, 2, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn ticket_updated_applies_title_price_and_version() {
+    let app = spawn_app().await;
+    let id = Id::new();
+    publish(&app, &created(id)).await;
+    publish(&app, &updated(id, 1, "new title")).await;
+    app.settled().await;
+    let replica = app.tickets.get(id).await.unwrap();
+    assert_eq!(
+        (
+            replica.title.as_str(),
+            replica.price.cents(),
+            replica.version
+        ),
+        ("new title", 2550, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_skipped_version_is_not_acked_until_the_gap_is_filled() {
+    let app = spawn_app().await;
+    let id = Id::new();
+    publish(&app, &created(id)).await;
+    app.settled().await;
+    app.bus.faults().hold("ticket:updated");
+    publish(&app, &updated(id, 1, "v1")).await;
+    publish(&app, &updated(id, 2, "v2")).await;
+    // Version 2 first: a gap, retried; version 1 fills it.
+    app.bus.faults().release(
+        "ticket:updated",
+        ticketing_bus::memory::ReleaseOrder::Reversed,
+    );
+    app.settled().await;
+    let replica = app.tickets.get(id).await.unwrap();
+    assert_eq!((replica.title.as_str(), replica.version), ("v2", 2));
+    let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
+    assert!(stats.nacked >= 1, "{stats:?}");
+    assert_eq!((stats.acked, stats.dead_lettered), (2, 0));
+}
+
+#[tokio::test]
+async fn a_duplicate_update_is_acked_without_changes() {
+    let app = spawn_app().await;
+    let id = Id::new();
+    publish(&app, &created(id)).await;
+    publish(&app, &updated(id, 1, "v1")).await;
+    app.settled().await;
+    let stale = ticketing_core::OutgoingMessage::new(
+        "ticket:updated",
+        serde_json::to_vec(&updated(id, 1, "stale copy")).unwrap(),
+    );
+    ticketing_core::Bus::publish(&app.bus, stale).await.unwrap();
+    app.settled().await;
+    assert_eq!(app.tickets.get(id).await.unwrap().title, "v1");
+}
+
+#[tokio::test]
+async fn expiration_cancels_the_order_publishes_and_acks() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: serde_json::Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order_id = Id::parse(order["id"].as_str().unwrap()).unwrap();
+    publish(&app, &ExpirationComplete { order_id }).await;
+    app.settled().await;
+    let stored = app.orders.get(order_id).await.unwrap();
+    assert_eq!((stored.status, stored.version), (OrderStatus::Cancelled, 1));
+    let events = app.bus.published::<OrderCancelled>();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].id, events[0].version, events[0].ticket.id),
+        (order_id, 1, ticket.id)
+    );
+    assert!(!app.orders.is_reserved(ticket.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn expiration_leaves_a_complete_order_alone() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: serde_json::Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order_id = Id::parse(order["id"].as_str().unwrap()).unwrap();
+    app.orders
+        .set_status(order_id, 0, OrderStatus::Complete)
+        .await
+        .unwrap();
+    publish(&app, &ExpirationComplete { order_id }).await;
+    app.settled().await;
+    assert_eq!(
+        app.orders.get(order_id).await.unwrap().status,
+        OrderStatus::Complete
+    );
+    assert!(app.bus.published::<OrderCancelled>().is_empty());
+    assert_eq!(
+        app.bus
+            .group_stats("expiration:complete", GROUP)
+            .unwrap()
+            .acked,
+        1
+    );
+}

@@ -1,0 +1,71 @@
+use serde_json::Value;
+
+use crate::helpers::{error_messages, signin, spawn_app};
+
+#[tokio::test]
+async fn the_owner_sees_the_order() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .get(
+            Some(&cookie),
+            &format!("/api/orders/{}", order["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), order);
+}
+
+#[tokio::test]
+async fn someone_elses_order_is_a_401() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (owner, _) = signin(&app.keys);
+    let (other, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&owner, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = app
+        .get(
+            Some(&other),
+            &format!("/api/orders/{}", order["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Not authorized".into(), None)]
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_are_404_and_auth_comes_first() {
+    let app = spawn_app().await;
+    let (cookie, _) = signin(&app.keys);
+    assert_eq!(
+        app.get(
+            Some(&cookie),
+            &format!("/api/orders/{}", ticketing_core::Id::new())
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(
+        app.get(Some(&cookie), "/api/orders/not-an-id")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.get(None, "/api/orders/not-an-id").await.status(), 401);
+}
