@@ -5,7 +5,11 @@ use ticketing_auth::configuration::Settings;
 use ticketing_auth::startup::Application;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    ticketing_common::server::exit_code(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     ticketing_common::telemetry::init_tracing();
     let settings = Settings::parse();
     let app = Application::build(settings).await?;

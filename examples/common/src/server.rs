@@ -116,3 +116,16 @@ pub async fn shutdown_signal() -> &'static str {
         _ = terminate => "SIGTERM",
     }
 }
+
+/// Ends a service's `main`: on error, prints the cause chain (never a backtrace) and exits
+/// non-zero.
+#[allow(clippy::print_stderr)]
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The whole reference ticketing system in one process: the auth, tickets and orders services
+//! behind the ingress routes (`/api/users`, `/api/tickets`, `/api/orders`) on one port, and the
+//! web client at `/`.
+//!
+//! In-memory bus and stores by default, nothing to install; NATS and PostgreSQL or MongoDB when
+//! configured (`NATS_URL`, `DATABASE_URL` or `MONGO_URI`), each service keeping its own schema
+//! or database there.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+use ticketing_auth::startup::AuthState;
+use ticketing_common::{CommonArgs, ConnectedBus, Database, Server};
+use ticketing_orders::startup::OrdersState;
+use ticketing_tickets::startup::TicketsState;
+use tokio_util::sync::CancellationToken;
+
+/// The web client: one page, talking to the API on the same origin.
+const WEB_CLIENT: &str = include_str!("../web/index.html");
+
+/// Settings of the whole system, from the environment and flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "ticketing",
+    about = "The ticketing system: auth, tickets, orders and the web client on one port",
+    version
+)]
+pub struct Settings {
+    /// Options every service takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How long an order stays open, in seconds.
+    #[arg(long, env = "EXPIRATION_WINDOW_SECONDS", default_value_t = 15 * 60)]
+    pub expiration_window_seconds: u64,
+}
+
+impl Settings {
+    /// Settings for tests: port 0, in-memory backends, this key.
+    pub fn for_tests(jwt_key: &str) -> Self {
+        Settings {
+            common: CommonArgs::for_tests(jwt_key),
+            expiration_window_seconds: 15 * 60,
+        }
+    }
+}
+
+/// The databases of the three services.
+#[derive(Debug, Clone)]
+pub struct Databases {
+    /// Auth's.
+    pub auth: Database,
+    /// Tickets'.
+    pub tickets: Database,
+    /// Orders'.
+    pub orders: Database,
+}
+
+/// The three services' states.
+#[derive(Clone)]
+pub struct States {
+    /// Auth.
+    pub auth: AuthState,
+    /// Tickets.
+    pub tickets: TicketsState,
+    /// Orders.
+    pub orders: OrdersState,
+}
+
+/// The ingress: the three services' routes on one router, and the web client at `/`.
+pub fn router(states: &States) -> Router {
+    Router::new()
+        .merge(ticketing_auth::startup::router(states.auth.clone()))
+        .merge(ticketing_tickets::startup::router(states.tickets.clone()))
+        .merge(ticketing_orders::startup::router(states.orders.clone()))
+        .route("/", get(|| async { Html(WEB_CLIENT) }))
+}
+
+/// The whole system, bound and listening.
+pub struct TicketingApp {
+    server: Server,
+    bus: ConnectedBus,
+    states: States,
+}
+
+impl TicketingApp {
+    /// Connects the configured bus and databases, starts the listeners and binds the port.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let bus_choice = settings.common.backends.bus_choice()?;
+        let store = settings.common.backends.store_choice()?;
+        // Fail on a missing JWT_KEY before connecting anything.
+        settings.common.session_keys(false)?;
+        let bus = bus_choice.connect().await?;
+        let databases = Databases {
+            auth: store.open("auth").await?,
+            tickets: store.open("tickets").await?,
+            orders: store.open("orders").await?,
+        };
+        tracing::info!(bus = %bus_choice.describe(), store = store.describe(), "ticketing starting");
+        Self::build_with(&settings, bus, &databases).await
+    }
+
+    /// Starts the system on this bus and these databases.
+    pub async fn build_with(
+        settings: &Settings,
+        bus: ConnectedBus,
+        databases: &Databases,
+    ) -> anyhow::Result<Self> {
+        // The all-in-one serves plain HTTP itself: cookies are not `Secure` unless asked.
+        let keys = settings.common.session_keys(false)?;
+        let (tickets, order_replicas) = TicketsState::stores_of(&databases.tickets);
+        let (orders, ticket_replicas) = OrdersState::stores_of(&databases.orders);
+        let states = States {
+            auth: AuthState {
+                users: ticketing_auth::startup::users_of(&databases.auth),
+                keys: keys.clone(),
+            },
+            tickets: TicketsState::new(tickets, order_replicas, keys.clone(), &bus.bus),
+            orders: OrdersState::new(
+                orders,
+                ticket_replicas,
+                keys,
+                Duration::from_secs(settings.expiration_window_seconds),
+                &bus.bus,
+            ),
+        };
+        let token = CancellationToken::new();
+        let mut listeners =
+            ticketing_tickets::startup::spawn_listeners(&states.tickets, &bus.bus, &token).await?;
+        listeners.extend(
+            ticketing_orders::startup::spawn_listeners(&states.orders, &bus.bus, &token).await?,
+        );
+        let addr = SocketAddr::new(settings.common.host, settings.common.port);
+        let server = Server::bind("ticketing", addr, router(&states), listeners, token).await?;
+        Ok(TicketingApp {
+            server,
+            bus,
+            states,
+        })
+    }
+
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The bus the services share (with the in-memory harness when that is the bus).
+    pub fn bus(&self) -> &ConnectedBus {
+        &self.bus
+    }
+
+    /// The services' states (stores and publishers), for tests and tools.
+    pub fn states(&self) -> &States {
+        &self.states
+    }
+
+    /// Stops the system when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.server.shutdown_token()
+    }
+
+    /// Serves until SIGINT, SIGTERM or the shutdown token; then stops the listeners once the
+    /// in-flight requests and messages are finished and settled.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.run_until_stopped().await
+    }
+}

@@ -1,0 +1,21 @@
+//! The whole ticketing system in one process: `JWT_KEY=dev-secret cargo run -p ticketing`.
+#![allow(clippy::print_stdout)]
+
+use clap::Parser;
+use ticketing::{Settings, TicketingApp};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    ticketing_common::server::exit_code(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
+    ticketing_common::telemetry::init_tracing();
+    let app = TicketingApp::build(Settings::parse()).await?;
+    println!(
+        "ticketing listening on http://localhost:{} (web client at /, API under /api)",
+        app.port()
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Cross-service flows through the all-in-one app over one in-memory bus, with the failures
+//! real brokers produce injected.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use ticketing::{Settings, TicketingApp};
+use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
+use ticketing_core::Bus;
+use ticketing_core::events::TicketUpdated;
+
+use support::{Endpoints, sign_up};
+
+async fn spawn() -> (Endpoints, InMemoryBus) {
+    let app = TicketingApp::build(Settings::for_tests("test-jwt-key"))
+        .await
+        .expect("build");
+    let bus = app.bus().memory.clone().expect("in-memory bus");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    (Endpoints::single(&address), bus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sell_order_cancel_and_reorder_across_the_three_services() {
+    let (at, bus) = spawn().await;
+    support::sell_order_cancel_reorder(&at).await;
+    tokio::time::timeout(Duration::from_secs(20), bus.settled())
+        .await
+        .unwrap();
+    assert!(bus.dead_letters().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_32_concurrent_orders_for_one_ticket_exactly_one_wins() {
+    let (at, _) = spawn().await;
+    support::one_of_32_concurrent_orders_wins(&at).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_delivered_out_of_order_and_twice_still_converge() {
+    let (at, bus) = spawn().await;
+    let seller = sign_up(&at, "seller@test.com").await;
+    let buyer = sign_up(&at, "buyer@test.com").await;
+    // Reserve and release once, so the ticket has a history (versions 0 to 2).
+    let ticket = seller.sell("t0", json!(10)).await;
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    let probe = buyer.order_when_orderable(&id).await;
+    buyer.cancel(probe["id"].as_str().unwrap()).await;
+    seller
+        .ticket_until(&id, "released", |t| t["version"] == 2)
+        .await;
+    tokio::time::timeout(Duration::from_secs(20), bus.settled())
+        .await
+        .unwrap();
+
+    // Five edits whose events reach the orders service newest first, each twice.
+    bus.faults().hold("ticket:updated");
+    for n in 1..=5 {
+        assert_eq!(
+            seller
+                .edit(&id, &format!("t{n}"), json!(10 + n))
+                .await
+                .status(),
+            200
+        );
+    }
+    for _ in 0..5 {
+        bus.faults().duplicate_next_delivery("ticket:updated");
+    }
+    bus.faults()
+        .release("ticket:updated", ReleaseOrder::Reversed);
+    tokio::time::timeout(Duration::from_secs(30), bus.settled())
+        .await
+        .unwrap();
+
+    let order = buyer.order_when_orderable(&id).await;
+    assert_eq!(order["ticket"]["title"], "t5");
+    assert_eq!(order["ticket"]["version"], 7);
+    assert_eq!(order["ticket"]["price"], 15);
+    assert!(
+        bus.dead_letters().await.unwrap().is_empty(),
+        "{:?}",
+        bus.dead_letters().await.unwrap()
+    );
+    let stats = bus.group_stats("ticket:updated", "orders-service").unwrap();
+    assert!(stats.nacked > 0, "gaps were retried: {stats:?}");
+    // Reserve, release, five edits and the final reservation: versions 1 to 8, each once.
+    let versions: Vec<u64> = bus
+        .published::<TicketUpdated>()
+        .iter()
+        .filter(|e| e.id.to_string() == id)
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_serves_the_web_client_and_404s_unknown_routes() {
+    let (at, _) = spawn().await;
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{}/", at.auth)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("/api/tickets"));
+    for path in ["/api/nothing", "/api/tickets/x/y", "/elsewhere"] {
+        let response = client
+            .get(format!("{}{path}", at.auth))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"errors": [{"message": "Not Found"}]}));
+    }
+}
