@@ -123,7 +123,8 @@ impl ListenerOptions {
 /// Exponential retry delay: `initial × multiplier^(attempt−1)`, capped at `max`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryBackoff {
-    /// The delay after the first failed attempt. Default 100 ms.
+    /// The delay after the first failed attempt. Default 25 ms: a version gap usually closes
+    /// within milliseconds.
     pub initial: Duration,
     /// Growth per attempt. Default 2.
     pub multiplier: f64,
@@ -134,7 +135,7 @@ pub struct RetryBackoff {
 impl Default for RetryBackoff {
     fn default() -> Self {
         RetryBackoff {
-            initial: Duration::from_millis(100),
+            initial: Duration::from_millis(25),
             multiplier: 2.0,
             max: Duration::from_secs(5),
         }
@@ -432,7 +433,12 @@ async fn handle<L: Listener>(listener: &L, delivery: Delivery, options: &Listene
                     settle(delivery.term(&reason).await);
                 } else {
                     let delay = after.unwrap_or_else(|| options.backoff.delay(attempt));
-                    tracing::warn!(error = %source, ?delay, "handler failed; will retry");
+                    // A first retry is routine (a version gap, a conflict); repeated ones are not.
+                    if attempt == 1 {
+                        tracing::debug!(error = %source, ?delay, "handler failed; will retry");
+                    } else {
+                        tracing::warn!(error = %source, ?delay, "handler failed again; will retry");
+                    }
                     settle(delivery.nak(Some(delay)).await);
                 }
             }
@@ -476,12 +482,12 @@ mod tests {
     #[test]
     fn backoff_grows_and_caps() {
         let b = RetryBackoff::default();
-        assert_eq!(b.delay(1), Duration::from_millis(100));
-        assert_eq!(b.delay(2), Duration::from_millis(200));
-        assert_eq!(b.delay(4), Duration::from_millis(800));
+        assert_eq!(b.delay(1), Duration::from_millis(25));
+        assert_eq!(b.delay(2), Duration::from_millis(50));
+        assert_eq!(b.delay(4), Duration::from_millis(200));
         assert_eq!(b.delay(10), Duration::from_secs(5));
         assert_eq!(b.delay(u32::MAX), Duration::from_secs(5));
-        assert_eq!(b.delay(0), Duration::from_millis(100));
+        assert_eq!(b.delay(0), Duration::from_millis(25));
     }
 
     #[test]

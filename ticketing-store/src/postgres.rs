@@ -588,20 +588,34 @@ fn order_of(row: &PgRow) -> Result<Order, StoreError> {
 #[async_trait]
 impl OrderStore for PgOrderStore {
     async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
-        let result = sqlx::query(concat!(
-            "WITH o AS (INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
-                        VALUES ($1, $2, $3, 'created', $4, 0) RETURNING *) ",
-            order_select!(),
-            " FROM o JOIN ticket_replicas t ON t.id = o.ticket_id"
-        ))
+        // The replica as it is now, read in a statement of its own: a statement that inserts
+        // and joins in one snapshot can miss a replica committed while it runs (the foreign
+        // key check sees it, the join does not).
+        let ticket = PgTicketReplicaStore {
+            pool: self.pool.clone(),
+        }
+        .find(order.ticket_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
+        let result = sqlx::query(
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+             VALUES ($1, $2, $3, 'created', $4, 0)",
+        )
         .bind(order.id.to_string())
         .bind(order.user_id.to_string())
         .bind(order.ticket_id.to_string())
         .bind(order.expires_at)
-        .fetch_one(&self.pool)
+        .execute(&self.pool)
         .await;
         match result {
-            Ok(row) => order_of(&row),
+            Ok(_) => Ok(Order {
+                id: order.id,
+                user_id: order.user_id,
+                status: OrderStatus::Created,
+                expires_at: order.expires_at,
+                version: 0,
+                ticket,
+            }),
             Err(e) => Err(match violation(&e) {
                 Some((ErrorKind::UniqueViolation, constraint))
                     if constraint == "orders_one_active_per_ticket" =>

@@ -4,9 +4,11 @@ use async_trait::async_trait;
 use ticketing_core::events::{ExpirationComplete, OrderCancelled};
 use ticketing_core::reservation::{CancelOutcome, OrderStatus};
 use ticketing_core::store::OrderStore;
-use ticketing_core::{HandlerError, Listener, MessageContext, Publisher, StoreError};
+use ticketing_core::{
+    HandlerError, Listener, ListenerOptions, MessageContext, Publisher, StoreError,
+};
 
-use super::QUEUE_GROUP;
+use super::{QUEUE_GROUP, listener_options};
 use crate::models::cancelled_event;
 
 /// `expiration:complete`: cancels the order unless it is complete or already cancelled
@@ -24,6 +26,10 @@ impl Listener for ExpirationCompleteListener {
 
     fn queue_group(&self) -> &str {
         QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
     }
 
     async fn on_message(

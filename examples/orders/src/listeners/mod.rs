@@ -10,7 +10,18 @@ pub use ticket_updated::TicketUpdatedListener;
 
 use ticketing_core::events::queue_groups;
 use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::{EventDisposition, HandlerError, StoreError};
+use ticketing_core::{EventDisposition, HandlerError, ListenerOptions, StoreError};
+
+/// Delivery settings of every listener here: eight messages at a time (the versioned contract
+/// keeps concurrent events of one record correct: a version that comes early waits), 32
+/// fetched ahead.
+pub fn listener_options() -> ListenerOptions {
+    ListenerOptions {
+        concurrency: 8,
+        prefetch: 32,
+        ..ListenerOptions::default()
+    }
+}
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::ORDERS_SERVICE;

@@ -3,9 +3,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ticketing_core::events::TicketCreated;
 use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::{HandlerError, Listener, MessageContext};
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
-use super::{QUEUE_GROUP, replicate};
+use super::{QUEUE_GROUP, listener_options, replicate};
 
 /// `ticket:created`: stores a replica with the same id and version; a redelivery is acked.
 pub struct TicketCreatedListener {
@@ -19,6 +19,10 @@ impl Listener for TicketCreatedListener {
 
     fn queue_group(&self) -> &str {
         QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
     }
 
     async fn on_message(

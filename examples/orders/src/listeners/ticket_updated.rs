@@ -3,9 +3,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ticketing_core::events::TicketUpdated;
 use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::{HandlerError, Listener, MessageContext};
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
-use super::{QUEUE_GROUP, replicate};
+use super::{QUEUE_GROUP, listener_options, replicate};
 
 /// `ticket:updated`: find_by_event — Apply copies title, price and version from the event,
 /// Duplicate acks, Gap retries soon.
@@ -20,6 +20,10 @@ impl Listener for TicketUpdatedListener {
 
     fn queue_group(&self) -> &str {
         QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
     }
 
     async fn on_message(

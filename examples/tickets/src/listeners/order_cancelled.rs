@@ -5,10 +5,11 @@ use ticketing_core::events::{OrderCancelled, TicketUpdated};
 use ticketing_core::reservation::{OrderStatus, releases_ticket};
 use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::{
-    EventDisposition, HandlerError, Listener, MessageContext, Publisher, StoreError,
+    EventDisposition, HandlerError, Listener, ListenerOptions, MessageContext, Publisher,
+    StoreError,
 };
 
-use super::{QUEUE_GROUP, record};
+use super::{QUEUE_GROUP, listener_options, record};
 use crate::models::updated_event;
 
 /// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
@@ -30,6 +31,10 @@ impl Listener for OrderCancelledListener {
 
     fn queue_group(&self) -> &str {
         QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
     }
 
     async fn on_message(

@@ -5,10 +5,11 @@ use ticketing_core::events::{OrderCreated, TicketUpdated};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::{
-    EventDisposition, HandlerError, Listener, MessageContext, Publisher, StoreError,
+    EventDisposition, HandlerError, Listener, ListenerOptions, MessageContext, Publisher,
+    StoreError,
 };
 
-use super::{QUEUE_GROUP, record};
+use super::{QUEUE_GROUP, listener_options, record};
 use crate::models::updated_event;
 
 /// `order:created`: version-checked against the order replica; marks the ticket reserved by the
@@ -28,6 +29,10 @@ impl Listener for OrderCreatedListener {
 
     fn queue_group(&self) -> &str {
         QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
     }
 
     async fn on_message(

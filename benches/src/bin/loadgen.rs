@@ -1,0 +1,438 @@
+//! Load generator: drives a running ticketing system over HTTP the way its users do.
+//!
+//! N users sign up; each sells tickets; other users buy them as soon as they are orderable
+//! (the delay from `201` on the ticket to `201` on the order is the event propagation delay:
+//! ticket created → replicated into the orders service → orderable); some buyers cancel. Then
+//! a read phase hammers `GET /api/tickets/:id` and, in the same run, a bare axum JSON handler
+//! in a process of its own, as the limit.
+//!
+//! ```text
+//! JWT_KEY=dev-secret cargo run --release -p ticketing &
+//! cargo run --release -p ticketing-benches --bin loadgen -- --target http://127.0.0.1:3000
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, SET_COOKIE};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(about = "Drive a running ticketing system and report throughput and latency")]
+struct Args {
+    /// The system's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    target: String,
+    /// Users who sign up.
+    #[arg(long, default_value_t = 40)]
+    users: usize,
+    /// Tickets each user sells.
+    #[arg(long, default_value_t = 5)]
+    tickets_per_user: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of the read phase, per target.
+    #[arg(long, default_value_t = 10)]
+    read_seconds: u64,
+    /// Tickets sold one at a time, after the concurrent phase, to measure propagation on an
+    /// otherwise idle system.
+    #[arg(long, default_value_t = 100)]
+    probes: usize,
+    /// Internal: serve the bare axum handler on this port (the limit of the read phase).
+    #[arg(long, hide = true)]
+    serve_bare: Option<u16>,
+}
+
+/// Latencies per route.
+#[derive(Default)]
+struct Stats {
+    routes: BTreeMap<&'static str, Histogram<u64>>,
+    propagation: Option<Histogram<u64>>,
+    quiet_propagation: Option<Histogram<u64>>,
+    quiet: bool,
+}
+
+impl Stats {
+    fn record(&mut self, route: &'static str, elapsed: Duration) {
+        if self.quiet {
+            return;
+        }
+        self.routes
+            .entry(route)
+            .or_insert_with(|| Histogram::new(3).expect("histogram"))
+            .record(elapsed.as_micros() as u64)
+            .expect("auto-resizing histogram");
+    }
+
+    fn record_propagation(&mut self, elapsed: Duration) {
+        let histogram = if self.quiet {
+            &mut self.quiet_propagation
+        } else {
+            &mut self.propagation
+        };
+        histogram
+            .get_or_insert_with(|| Histogram::new(3).expect("histogram"))
+            .record(elapsed.as_micros() as u64)
+            .expect("auto-resizing histogram");
+    }
+}
+
+type Shared = Arc<Mutex<Stats>>;
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    stats: Shared,
+}
+
+impl Client {
+    async fn send(
+        &self,
+        route: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Response {
+        let started = Instant::now();
+        let response = request.send().await.expect("request");
+        self.stats
+            .lock()
+            .expect("stats")
+            .record(route, started.elapsed());
+        response
+    }
+
+    async fn sign_up(&self, n: usize) -> String {
+        let email = format!("load-{n}-{}@example.com", ticketing_core::Id::new());
+        let request = self
+            .http
+            .post(format!("{}/api/users/signup", self.base))
+            .json(&json!({"email": email, "password": "password123"}));
+        let response = self.send("POST /api/users/signup", request).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "signup");
+        response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.split(';').next().filter(|c| c.starts_with("session=")))
+            .expect("session cookie")
+            .to_owned()
+    }
+
+    async fn sell(&self, cookie: &str, n: usize) -> (String, Instant) {
+        let request = self
+            .http
+            .post(format!("{}/api/tickets", self.base))
+            .header(COOKIE, cookie)
+            .json(&json!({"title": format!("ticket {n}"), "price": 10 + n % 90}));
+        let response = self.send("POST /api/tickets", request).await;
+        let created = Instant::now();
+        assert_eq!(response.status(), StatusCode::CREATED, "sell");
+        let body: Value = response.json().await.expect("ticket");
+        (body["id"].as_str().expect("id").to_owned(), created)
+    }
+
+    /// Orders as soon as the ticket is orderable; returns the order id.
+    async fn buy(&self, cookie: &str, ticket: &str, created: Instant) -> String {
+        loop {
+            let request = self
+                .http
+                .post(format!("{}/api/orders", self.base))
+                .header(COOKIE, cookie)
+                .json(&json!({"ticketId": ticket}));
+            let response = self.send("POST /api/orders", request).await;
+            match response.status() {
+                StatusCode::CREATED => {
+                    self.stats
+                        .lock()
+                        .expect("stats")
+                        .record_propagation(created.elapsed());
+                    let body: Value = response.json().await.expect("order");
+                    return body["id"].as_str().expect("id").to_owned();
+                }
+                StatusCode::NOT_FOUND => tokio::time::sleep(Duration::from_millis(1)).await,
+                other => panic!("order failed with {other}"),
+            }
+        }
+    }
+
+    async fn cancel(&self, cookie: &str, order: &str) {
+        let request = self
+            .http
+            .delete(format!("{}/api/orders/{order}", self.base))
+            .header(COOKIE, cookie);
+        let response = self.send("DELETE /api/orders/:id", request).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "cancel");
+    }
+}
+
+/// Hammers `url` from `concurrency` workers for `seconds`; returns (requests, histogram).
+async fn hammer(
+    http: &reqwest::Client,
+    url: String,
+    concurrency: usize,
+    seconds: u64,
+    bar: &ProgressBar,
+) -> (u64, Histogram<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, url, bar) = (http.clone(), url.clone(), bar.clone());
+            tokio::spawn(async move {
+                let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    let response = http.get(&url).send().await.expect("request");
+                    assert!(
+                        response.status().is_success(),
+                        "{url}: {}",
+                        response.status()
+                    );
+                    let _ = response.bytes().await.expect("body");
+                    histogram
+                        .record(started.elapsed().as_micros() as u64)
+                        .expect("auto-resizing histogram");
+                    bar.inc(1);
+                }
+                histogram
+            })
+        })
+        .collect();
+    let mut total = Histogram::<u64>::new(3).expect("histogram");
+    for worker in workers {
+        total.add(worker.await.expect("worker")).expect("merge");
+    }
+    (total.len(), total)
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.2} ms", micros as f64 / 1000.0)
+}
+
+fn bar(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec}")
+            .expect("style")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message.to_owned());
+    bar
+}
+
+async fn serve_bare(port: u16) {
+    let ticket = json!({"id": "6b0b5b640fede830f4a65464", "title": "concert", "price": 19.99,
+                        "userId": "6b0b5b640fede830f4a65463", "version": 0});
+    let app = axum::Router::new().route(
+        "/ticket",
+        axum::routing::get(move || async move { axum::Json(ticket.clone()) }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    axum::serve(listener, app).await.expect("serve");
+}
+
+fn spawn_bare() -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--serve-bare", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("bare server");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("bare server did not start");
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(port) = args.serve_bare {
+        runtime.block_on(serve_bare(port));
+        return;
+    }
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let stats: Shared = Arc::default();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .expect("client");
+    let client = Arc::new(Client {
+        http: http.clone(),
+        base: args.target.trim_end_matches('/').to_owned(),
+        stats: stats.clone(),
+    });
+    let limit = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+
+    // Sign-ups.
+    let signup_started = Instant::now();
+    let progress = bar(args.users as u64, "sign up");
+    let mut tasks = Vec::new();
+    for n in 0..args.users {
+        let (client, limit, progress) = (client.clone(), limit.clone(), progress.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("permit");
+            let cookie = client.sign_up(n).await;
+            progress.inc(1);
+            cookie
+        }));
+    }
+    let mut cookies = Vec::new();
+    for task in tasks {
+        cookies.push(task.await.expect("signup"));
+    }
+    progress.finish();
+    let signup_seconds = signup_started.elapsed().as_secs_f64();
+
+    // Sell, buy as soon as orderable, cancel every other order.
+    let total = (args.users * args.tickets_per_user) as u64;
+    let progress = bar(total, "sell, buy, cancel");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut ticket_ids = Vec::new();
+    for n in 0..total as usize {
+        let (client, limit, progress) = (client.clone(), limit.clone(), progress.clone());
+        let seller = cookies[n % cookies.len()].clone();
+        let buyer = cookies[(n + 1) % cookies.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("permit");
+            let (ticket, created) = client.sell(&seller, n).await;
+            let order = client.buy(&buyer, &ticket, created).await;
+            if n % 2 == 0 {
+                client.cancel(&buyer, &order).await;
+            }
+            progress.inc(1);
+            ticket
+        }));
+    }
+    for task in tasks {
+        ticket_ids.push(task.await.expect("flow"));
+    }
+    progress.finish();
+    let flow_seconds = started.elapsed().as_secs_f64();
+
+    // Propagation on a quiet system: one ticket at a time.
+    stats.lock().expect("stats").quiet = true;
+    let progress = bar(args.probes as u64, "propagation probes");
+    for n in 0..args.probes {
+        let (ticket, created) = client.sell(&cookies[0], total as usize + n).await;
+        client
+            .buy(&cookies[1 % cookies.len()], &ticket, created)
+            .await;
+        progress.inc(1);
+    }
+    progress.finish();
+
+    // Reads: the system's GET /api/tickets/:id against a bare axum JSON handler.
+    let (mut bare, bare_port) = spawn_bare();
+    let progress = bar(0, "GET /api/tickets/:id");
+    progress.set_length(u64::MAX);
+    let url = format!("{}/api/tickets/{}", client.base, ticket_ids[0]);
+    let (ticket_reads, ticket_hist) =
+        hammer(&http, url, args.concurrency, args.read_seconds, &progress).await;
+    progress.finish_and_clear();
+    let progress = bar(0, "bare axum handler");
+    progress.set_length(u64::MAX);
+    let (bare_reads, bare_hist) = hammer(
+        &http,
+        format!("http://127.0.0.1:{bare_port}/ticket"),
+        args.concurrency,
+        args.read_seconds,
+        &progress,
+    )
+    .await;
+    progress.finish_and_clear();
+    let _ = bare.kill();
+    let _ = bare.wait();
+
+    let stats = stats.lock().expect("stats");
+    println!();
+    println!(
+        "{} users signed up in {signup_seconds:.2} s; {} tickets sold and bought ({} cancelled) in {flow_seconds:.2} s; at most {} requests in flight",
+        args.users,
+        total,
+        total / 2,
+        args.concurrency
+    );
+    println!();
+    println!(
+        "{:<26} {:>9} {:>10} {:>10} {:>10}",
+        "route", "requests", "req/s", "p50", "p99"
+    );
+    for (route, h) in &stats.routes {
+        let seconds = if route.starts_with("POST /api/users") {
+            signup_seconds
+        } else {
+            flow_seconds
+        };
+        let rate = h.len() as f64 / seconds.max(1e-6);
+        println!(
+            "{route:<26} {:>9} {:>10.0} {:>10} {:>10}",
+            h.len(),
+            rate,
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99))
+        );
+    }
+    let read_rate = ticket_reads as f64 / args.read_seconds as f64;
+    let bare_rate = bare_reads as f64 / args.read_seconds as f64;
+    println!(
+        "{:<26} {:>9} {:>10.0} {:>10} {:>10}",
+        "GET /api/tickets/:id",
+        ticket_reads,
+        read_rate,
+        ms(ticket_hist.value_at_quantile(0.5)),
+        ms(ticket_hist.value_at_quantile(0.99))
+    );
+    println!(
+        "{:<26} {:>9} {:>10.0} {:>10} {:>10}",
+        "bare axum JSON handler",
+        bare_reads,
+        bare_rate,
+        ms(bare_hist.value_at_quantile(0.5)),
+        ms(bare_hist.value_at_quantile(0.99))
+    );
+    println!();
+    println!(
+        "GET /api/tickets/:id reaches {:.0} % of the bare handler's throughput",
+        100.0 * read_rate / bare_rate.max(1.0)
+    );
+    for (label, histogram) in [
+        ("under the concurrent load", &stats.propagation),
+        ("one ticket at a time", &stats.quiet_propagation),
+    ] {
+        if let Some(p) = histogram {
+            println!(
+                "propagation, ticket created -> orderable, {label}: p50 {}, p99 {}, max {} ({} tickets)",
+                ms(p.value_at_quantile(0.5)),
+                ms(p.value_at_quantile(0.99)),
+                ms(p.max()),
+                p.len()
+            );
+        }
+    }
+}
