@@ -5,9 +5,13 @@
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::ServiceExt;
+use axum::extract::Request;
 use ticketing_core::ListenerHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::error::not_found;
 
@@ -83,7 +87,9 @@ impl Server {
                 }
             }
         });
-        let served = axum::serve(listener, router)
+        // `/api/tickets/` is `/api/tickets`, as in the original (Express) services.
+        let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+        let served = axum::serve(listener, <_ as ServiceExt<Request>>::into_make_service(app))
             .with_graceful_shutdown(token.clone().cancelled_owned())
             .await;
         token.cancel();

@@ -26,3 +26,15 @@ async fn responses_carry_a_request_id() {
     let response = app.get_current_user(None).await;
     assert!(response.headers().contains_key("x-request-id"));
 }
+
+#[tokio::test]
+async fn a_trailing_slash_reaches_the_same_route() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(format!("{}/api/users/currentuser/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
