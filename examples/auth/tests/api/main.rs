@@ -3,6 +3,7 @@
 
 mod current_user;
 mod helpers;
+mod logging;
 mod routing;
 mod signin;
 mod signout;
