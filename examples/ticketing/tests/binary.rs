@@ -67,7 +67,8 @@ async fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Hashing takes hundreds of milliseconds in a debug build: 100 ms in, it is in flight.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
