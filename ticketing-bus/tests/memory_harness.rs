@@ -324,3 +324,30 @@ async fn a_release_reorders_messages_no_member_has_reached_yet() {
     assert_eq!(ns, vec![2, 1, 0]);
     handle.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn settled_except_leaves_out_groups_that_wait_on_purpose() {
+    let bus = InMemoryBus::new();
+    let mut timer = bus
+        .subscribe("s", "scheduler", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let (handle, seen) = recorder(&bus, 0).await;
+    bus.publish(OutgoingMessage::new("s", "x")).await.unwrap();
+    timer
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .nak(Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    publish_steps(&bus, 0..2).await;
+    let started = tokio::time::Instant::now();
+    bus.settled_except(&["scheduler"]).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(bus.group_stats("s", "scheduler").unwrap().waiting, 1);
+    handle.stop().await;
+    drop(timer);
+}

@@ -1,6 +1,6 @@
 //! The whole reference ticketing system in one process: the auth, tickets and orders services
-//! behind the ingress routes (`/api/users`, `/api/tickets`, `/api/orders`) on one port, and the
-//! web client at `/`.
+//! behind the ingress routes (`/api/users`, `/api/tickets`, `/api/orders`) on one port, the
+//! expiration service's listener, and the web client at `/`.
 //!
 //! In-memory bus and stores by default, nothing to install; NATS and PostgreSQL or MongoDB when
 //! configured (`NATS_URL`, `DATABASE_URL` or `MONGO_URI`), each service keeping its own schema
@@ -132,6 +132,7 @@ impl TicketingApp {
         listeners.extend(
             ticketing_orders::startup::spawn_listeners(&states.orders, &bus.bus, &token).await?,
         );
+        listeners.extend(ticketing_expiration::spawn_listeners(&bus.bus, &token).await?);
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token).await?;
         Ok(TicketingApp {

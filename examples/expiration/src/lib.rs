@@ -1,0 +1,114 @@
+//! The expiration service: when an order's window closes, publishes `expiration:complete`
+//! (queue group `expiration-service`), and the orders service cancels the order unless it is
+//! complete.
+//!
+//! The timers are the broker's: on `order:created` the listener naks the message with a delay
+//! until `expiresAt`; the broker redelivers it then, durably (it survives a restart of this
+//! service, and of nats-server with file storage), and the listener publishes. No database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use ticketing_core::events::{ExpirationComplete, OrderCreated, queue_groups};
+use ticketing_core::{
+    Bus, BusError, HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext,
+    Publisher, spawn_listener_with_token,
+};
+use tokio_util::sync::CancellationToken;
+
+/// `order:created`: waits (on the broker) until the order expires, then publishes
+/// `expiration:complete`.
+pub struct OrderCreatedListener {
+    /// Publishes the expirations.
+    pub expired: Publisher<ExpirationComplete>,
+}
+
+#[async_trait]
+impl Listener for OrderCreatedListener {
+    type Event = OrderCreated;
+
+    fn queue_group(&self) -> &str {
+        queue_groups::EXPIRATION_SERVICE
+    }
+
+    fn options(&self) -> ListenerOptions {
+        // Every order is waiting at once: no cap on unacknowledged messages beyond the
+        // broker's memory, and many handled at a time.
+        // An early wake-up (a clock step, a broker restart) is one more delivery: leave room.
+        ListenerOptions {
+            concurrency: 16,
+            prefetch: 64,
+            max_ack_pending: 1_000_000,
+            max_deliver: 100,
+            ..ListenerOptions::default()
+        }
+    }
+
+    async fn on_message(
+        &self,
+        event: OrderCreated,
+        _ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let left = event.expires_at - Utc::now();
+        if let Ok(left) = left.to_std() {
+            if !left.is_zero() {
+                // Not yet: the broker hands the message back when the window closes.
+                return Err(HandlerError::retry_after(
+                    format!("order {} expires in {left:?}", event.id),
+                    left,
+                ));
+            }
+        }
+        self.expired
+            .publish(&ExpirationComplete { order_id: event.id })
+            .await?;
+        tracing::info!(order = %event.id, "order expired");
+        Ok(())
+    }
+}
+
+/// Starts the listener; it stops when `token` is cancelled.
+pub async fn spawn_listeners(
+    bus: &Arc<dyn Bus>,
+    token: &CancellationToken,
+) -> Result<Vec<ListenerHandle>, BusError> {
+    let listener = OrderCreatedListener {
+        expired: Publisher::new(bus.clone()),
+    };
+    Ok(vec![
+        spawn_listener_with_token(bus, listener, token.child_token()).await?,
+    ])
+}
+
+/// Settings of the expiration service: the bus options of the common settings.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "expiration",
+    about = "The expiration service of the ticketing system",
+    version
+)]
+pub struct Settings {
+    /// Backends (only the bus is used).
+    #[command(flatten)]
+    pub backends: ticketing_common::config::BackendArgs,
+}
+
+/// Runs the service until SIGINT or SIGTERM, then stops the listener gracefully.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let choice = settings.backends.bus_choice()?;
+    let bus = choice.connect().await?.bus;
+    tracing::info!(bus = %choice.describe(), "expiration service started");
+    let token = CancellationToken::new();
+    let listeners = spawn_listeners(&bus, &token).await?;
+    let signal = ticketing_common::server::shutdown_signal().await;
+    tracing::info!(signal, "shutting down");
+    token.cancel();
+    for handle in listeners {
+        handle.stop().await;
+    }
+    // Give a last publish time to be confirmed before the connection goes.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
