@@ -256,11 +256,6 @@ impl NatsBus {
         Ok(())
     }
 
-    /// Waits until everything published on this connection has been written to the server.
-    pub async fn flush(&self) -> Result<(), BusError> {
-        self.inner.client.flush().await.map_err(backend)
-    }
-
     fn nats_subject(&self, subject: &str) -> String {
         format!("{}.{subject}", self.inner.config.subject_prefix)
     }
@@ -501,6 +496,12 @@ impl Bus for NatsBus {
             .map_err(backend)?;
         self.inner.dead.delete_message(id).await.map_err(backend)?;
         Ok(())
+    }
+
+    /// Flushes the connection: acks are sent without confirmation, so a process that exits
+    /// right after its last ack flushes first.
+    async fn flush(&self) -> Result<(), BusError> {
+        self.inner.client.flush().await.map_err(backend)
     }
 }
 

@@ -293,6 +293,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Delivers a dead letter again to its own queue group (attempts start over) and removes it
     /// from the dead letters.
     async fn redrive(&self, id: u64) -> Result<(), BusError>;
+
+    /// Waits until everything this handle sent (publishes, acks) has reached the broker. Call
+    /// it before a process exits after stopping its listeners. Default: nothing to flush.
+    async fn flush(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// What a bus operation can fail with.

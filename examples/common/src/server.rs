@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::ServiceExt;
 use axum::extract::Request;
-use ticketing_core::ListenerHandle;
+use std::sync::Arc;
+
+use ticketing_core::{Bus, ListenerHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
@@ -32,6 +34,7 @@ pub struct Server {
     router: Router,
     listeners: Vec<ListenerHandle>,
     token: CancellationToken,
+    bus: Option<Arc<dyn Bus>>,
 }
 
 impl Server {
@@ -51,7 +54,14 @@ impl Server {
             router: finish_router(router),
             listeners,
             token,
+            bus: None,
         })
+    }
+
+    /// The bus to flush once the listeners have stopped, so their last acks reach the broker.
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// The port bound.
@@ -76,6 +86,7 @@ impl Server {
             router,
             listeners,
             token,
+            bus,
         } = self;
         let stop = token.clone();
         tokio::spawn(async move {
@@ -95,6 +106,11 @@ impl Server {
         token.cancel();
         for handle in listeners {
             handle.stop().await;
+        }
+        if let Some(bus) = bus {
+            if let Err(error) = bus.flush().await {
+                tracing::warn!(service = name, %error, "flushing the bus failed");
+            }
         }
         tracing::info!(service = name, "stopped");
         served

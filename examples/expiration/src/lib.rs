@@ -7,7 +7,6 @@
 //! service, and of nats-server with file storage), and the listener publishes. No database.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -108,7 +107,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for handle in listeners {
         handle.stop().await;
     }
-    // Give a last publish time to be confirmed before the connection goes.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The last acks are sent without confirmation: make sure they reached the broker.
+    bus.flush().await?;
     Ok(())
 }

@@ -134,7 +134,9 @@ impl TicketingApp {
         );
         listeners.extend(ticketing_expiration::spawn_listeners(&bus.bus, &token).await?);
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
-        let server = Server::bind("ticketing", addr, router(&states), listeners, token).await?;
+        let server = Server::bind("ticketing", addr, router(&states), listeners, token)
+            .await?
+            .with_bus(bus.bus.clone());
         Ok(TicketingApp {
             server,
             bus,

@@ -129,7 +129,9 @@ impl Application {
         let token = CancellationToken::new();
         let listeners = spawn_listeners(&state, &bus, &token).await?;
         let addr = SocketAddr::new(common.host, common.port);
-        let server = Server::bind("tickets", addr, router(state), listeners, token).await?;
+        let server = Server::bind("tickets", addr, router(state), listeners, token)
+            .await?
+            .with_bus(bus);
         Ok(Application { server })
     }
 
