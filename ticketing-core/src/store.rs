@@ -130,6 +130,15 @@ pub struct ReplicaLookup<T> {
     pub current: Option<T>,
 }
 
+/// What a listener does with a versioned event: see [`ReplicaLookup::step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<T> {
+    /// Apply the event on top of the record held (`None`: the event creates it).
+    Apply(Option<T>),
+    /// Already applied: acknowledge and do nothing.
+    Skip,
+}
+
 impl<T> ReplicaLookup<T> {
     /// The lookup of an event of version `event` against `current`, whose version
     /// `version_of` reads.
@@ -137,6 +146,34 @@ impl<T> ReplicaLookup<T> {
         ReplicaLookup {
             disposition: disposition(current.as_ref().map(version_of), event),
             current,
+        }
+    }
+
+    /// The listener's next step: apply on top of the record held, skip a duplicate, or retry a
+    /// gap (the error names `record` and both versions).
+    ///
+    /// ```
+    /// use ticketing_core::store::{ReplicaLookup, Step};
+    ///
+    /// let held = ReplicaLookup::of(Some(3u64), 4, |v| *v);
+    /// assert_eq!(held.step("ticket 1", 4, |v| *v).unwrap(), Step::Apply(Some(3)));
+    /// assert_eq!(ReplicaLookup::of(Some(3u64), 3, |v| *v).step("ticket 1", 3, |v| *v).unwrap(), Step::Skip);
+    /// assert!(ReplicaLookup::of(Some(3u64), 9, |v| *v).step("ticket 1", 9, |v| *v).is_err());
+    /// ```
+    pub fn step(
+        self,
+        record: impl std::fmt::Display,
+        event: Version,
+        version_of: impl Fn(&T) -> Version,
+    ) -> Result<Step<T>, crate::HandlerError> {
+        match self.disposition {
+            EventDisposition::Apply => Ok(Step::Apply(self.current)),
+            EventDisposition::Duplicate => Ok(Step::Skip),
+            EventDisposition::Gap => Err(crate::HandlerError::gap(
+                record,
+                self.current.as_ref().map(version_of),
+                event,
+            )),
         }
     }
 }

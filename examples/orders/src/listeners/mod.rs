@@ -9,8 +9,8 @@ pub use ticket_created::TicketCreatedListener;
 pub use ticket_updated::TicketUpdatedListener;
 
 use ticketing_core::events::queue_groups;
-use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::{EventDisposition, HandlerError, ListenerOptions, StoreError};
+use ticketing_core::store::{Step, TicketReplica, TicketReplicaStore};
+use ticketing_core::{HandlerError, ListenerOptions, StoreError};
 
 /// Delivery settings of every listener here: eight messages at a time (the versioned contract
 /// keeps concurrent events of one record correct: a version that comes early waits), 32
@@ -32,21 +32,21 @@ async fn replicate(
     replicas: &dyn TicketReplicaStore,
     ticket: TicketReplica,
 ) -> Result<(), HandlerError> {
-    let lookup = replicas.find_by_event(ticket.id, ticket.version).await?;
-    match lookup.disposition {
-        EventDisposition::Duplicate => Ok(()),
-        EventDisposition::Gap => Err(HandlerError::gap(
-            format!("ticket {}", ticket.id),
-            lookup.current.map(|t| t.version),
-            ticket.version,
-        )),
-        EventDisposition::Apply => match replicas.apply(&ticket).await {
-            // Another member applied the same event meanwhile.
-            Ok(()) | Err(StoreError::VersionConflict { .. }) => {
-                tracing::info!(ticket = %ticket.id, version = ticket.version, "ticket replicated");
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        },
+    let step = replicas
+        .find_by_event(ticket.id, ticket.version)
+        .await?
+        .step(format!("ticket {}", ticket.id), ticket.version, |t| {
+            t.version
+        })?;
+    if step == Step::Skip {
+        return Ok(());
+    }
+    match replicas.apply(&ticket).await {
+        // Another member applied the same event meanwhile.
+        Ok(()) | Err(StoreError::VersionConflict { .. }) => {
+            tracing::info!(ticket = %ticket.id, version = ticket.version, "ticket replicated");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -6,7 +6,8 @@ mod order_created;
 pub use order_cancelled::OrderCancelledListener;
 pub use order_created::OrderCreatedListener;
 
-use ticketing_core::store::{OrderReplica, OrderReplicaStore};
+use ticketing_core::Id;
+use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::{HandlerError, ListenerOptions};
 use ticketing_core::{StoreError, events::queue_groups};
 
@@ -23,6 +24,21 @@ pub fn listener_options() -> ListenerOptions {
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;
+
+/// The ticket an order event is about; an unknown ticket is a permanent failure.
+async fn ticket_of(
+    tickets: &dyn TicketStore,
+    order: Id,
+    ticket: Id,
+) -> Result<Ticket, HandlerError> {
+    match tickets.get(ticket).await {
+        Ok(ticket) => Ok(ticket),
+        Err(StoreError::NotFound { .. }) => Err(HandlerError::permanent(format!(
+            "order {order} is for unknown ticket {ticket}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Records an applied order event in the replica. A conflict means another member applied the
 /// same event meanwhile: done either way.

@@ -3,13 +3,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ticketing_core::events::{OrderCancelled, TicketUpdated};
 use ticketing_core::reservation::{OrderStatus, releases_ticket};
-use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
-use ticketing_core::{
-    EventDisposition, HandlerError, Listener, ListenerOptions, MessageContext, Publisher,
-    StoreError,
-};
+use ticketing_core::store::{OrderReplica, OrderReplicaStore, Step, Ticket, TicketStore};
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, Publisher};
 
-use super::{QUEUE_GROUP, listener_options, record};
+use super::{QUEUE_GROUP, listener_options, record, ticket_of};
 use crate::models::updated_event;
 
 /// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
@@ -42,28 +39,16 @@ impl Listener for OrderCancelledListener {
         event: OrderCancelled,
         ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let lookup = self.orders.find_by_event(event.id, event.version).await?;
-        let current = match lookup.disposition {
-            EventDisposition::Duplicate => return Ok(()),
-            EventDisposition::Gap => {
-                return Err(HandlerError::gap(
-                    format!("order {}", event.id),
-                    lookup.current.map(|o| o.version),
-                    event.version,
-                ));
-            }
-            EventDisposition::Apply => lookup.current,
+        let current = match self
+            .orders
+            .find_by_event(event.id, event.version)
+            .await?
+            .step(format!("order {}", event.id), event.version, |o| o.version)?
+        {
+            Step::Skip => return Ok(()),
+            Step::Apply(current) => current,
         };
-        let ticket = match self.tickets.get(event.ticket.id).await {
-            Ok(ticket) => ticket,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(HandlerError::permanent(format!(
-                    "order {} is for unknown ticket {}",
-                    event.id, event.ticket.id
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
         if releases_ticket(ticket.order_id, event.id) {
             let released = self
                 .tickets
