@@ -334,13 +334,9 @@ impl UserStore for MongoUserStore {
     }
 
     async fn get(&self, id: Id) -> Result<User, StoreError> {
-        let doc = self
-            .users
-            .find_one(doc! {"_id": oid(id)})
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::not_found("user", id))?;
-        user_of(&doc)
+        find_by_id(&self.users, id, user_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("user", id))
     }
 }
 
@@ -392,13 +388,9 @@ impl TicketStore for MongoTicketStore {
     }
 
     async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
-        let doc = self
-            .tickets
-            .find_one(doc! {"_id": oid(id)})
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::not_found("ticket", id))?;
-        ticket_of(&doc)
+        find_by_id(&self.tickets, id, ticket_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket", id))
     }
 
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
@@ -450,6 +442,21 @@ impl TicketStore for MongoTicketStore {
             }
         }
     }
+}
+
+/// The document with this id, decoded.
+async fn find_by_id<T>(
+    collection: &Collection<Document>,
+    id: Id,
+    decode: fn(&Document) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    collection
+        .find_one(doc! {"_id": oid(id)})
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(decode)
+        .transpose()
 }
 
 /// Applies a replica event: insert at version 0 (a taken id is a conflict), else replace the
@@ -509,13 +516,7 @@ fn order_replica_of(doc: &Document) -> Result<OrderReplica, StoreError> {
 
 impl MongoOrderReplicaStore {
     async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
-        self.replicas
-            .find_one(doc! {"_id": oid(id)})
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(order_replica_of)
-            .transpose()
+        find_by_id(&self.replicas, id, order_replica_of).await
     }
 }
 
@@ -568,13 +569,7 @@ fn ticket_replica_of(doc: &Document) -> Result<TicketReplica, StoreError> {
 
 impl MongoTicketReplicaStore {
     async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
-        self.replicas
-            .find_one(doc! {"_id": oid(id)})
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(ticket_replica_of)
-            .transpose()
+        find_by_id(&self.replicas, id, ticket_replica_of).await
     }
 
     async fn find_many(
