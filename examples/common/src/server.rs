@@ -47,7 +47,12 @@ impl Server {
         listeners: Vec<ListenerHandle>,
         token: CancellationToken,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr}: {e} (set PORT or --port)"),
+            )
+        })?;
         Ok(Server {
             name,
             listener,
