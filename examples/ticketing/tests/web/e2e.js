@@ -1,0 +1,65 @@
+// The web client in headless Chromium: sign up, sell, see it listed, buy it, cancel, sign out.
+// Usage: node e2e.js <base URL>   (NODE_PATH must reach playwright-core; CHROMIUM the browser)
+"use strict";
+const assert = require("node:assert/strict");
+const { chromium } = require("playwright-core");
+
+const base = process.argv[2];
+const text = async (page, selector) => (await page.textContent(selector)).replace(/\s+/g, " ").trim();
+
+async function signUp(browser, email) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (error) => { throw error; });
+  await page.goto(`${base}/#/signup`);
+  await page.fill("input[name=email]", email);
+  await page.fill("input[name=password]", "password123");
+  await page.click("button");
+  await page.waitForURL(/#\/$/);
+  await page.waitForFunction(() => document.querySelector("#nav").textContent.includes("Sign out"));
+  return page;
+}
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const seller = await signUp(browser, "seller@e2e.test");
+    await seller.goto(`${base}/#/tickets/new`);
+    await seller.fill("input[name=title]", "E2E concert");
+    await seller.fill("input[name=price]", "abc");
+    await seller.click("button");
+    await seller.waitForSelector(".errors");
+    assert.equal(await text(seller, ".errors"), "Price must be greater than 0");
+    await seller.fill("input[name=price]", "19.99");
+    await seller.click("button");
+    await seller.waitForURL(/#\/$/);
+    await seller.waitForSelector("table");
+    assert.match(await text(seller, "table tbody"), /E2E concert\s*19\.99/);
+
+    const buyer = await signUp(browser, "buyer@e2e.test");
+    await buyer.waitForSelector("table a");
+    await buyer.click("table a");
+    await buyer.waitForSelector("#buy");
+    await buyer.click("#buy");
+    await buyer.waitForURL(/#\/orders\//);
+    await buyer.waitForSelector(".card");
+    assert.match(await text(buyer, ".card"), /Status: created/);
+    await buyer.click("#cancel");
+    await buyer.waitForFunction(() => document.querySelector(".card").textContent.includes("cancelled"));
+    await buyer.goto(`${base}/#/orders`);
+    await buyer.waitForSelector("table");
+    assert.match(await text(buyer, "table tbody"), /E2E concert\s*cancelled/);
+    await buyer.goto(`${base}/#/signout`);
+    await buyer.waitForFunction(() => document.querySelector("#nav").textContent.includes("Sign in"));
+    console.log("web client: sign up, sell, list, buy, cancel, sign out: ok");
+  } finally {
+    await browser.close();
+  }
+})().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
