@@ -332,7 +332,7 @@ pub async fn an_empty_payload_is_delivered_as_published(factory: &dyn BusFactory
         .expect("publish");
     let delivery = recv(&mut sub).await;
     assert!(delivery.payload().is_empty());
-    assert!(delivery.headers().is_empty() || delivery.headers().keys().all(|k| !k.is_empty()));
+    assert!(delivery.headers().is_empty(), "{:?}", delivery.headers());
     delivery.ack().await.expect("ack");
 }
 
