@@ -27,11 +27,13 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod any;
 pub mod memory;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
 
+pub use any::{AnyBus, BusBackend, BusSettings, NatsSettings, SettingsError};
 pub use memory::InMemoryBus;
 #[cfg(feature = "nats")]
 pub use nats::{NatsBus, NatsBusConfig};

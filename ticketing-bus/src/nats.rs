@@ -168,7 +168,12 @@ impl NatsBus {
             .request_timeout(Some(config.request_timeout))
             .connect(config.url.as_str())
             .await
-            .map_err(|e| backend(format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| {
+                backend(format!(
+                    "cannot connect to {}: {e}",
+                    ticketing_core::config::redact_url(&config.url)
+                ))
+            })?;
         Self::with_client(client, config).await
     }
 

@@ -43,6 +43,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod bus;
+pub mod clock;
+pub mod config;
 pub mod event;
 mod id;
 pub mod listener;
@@ -60,6 +62,7 @@ pub use bus::{
     Acknowledger, Bus, BusError, DeadLetter, Delivery, Headers, Message, OutgoingMessage,
     PublishAck, SubscribeOptions, Subscription,
 };
+pub use clock::Clock;
 pub use event::Event;
 pub use id::{Id, InvalidId};
 pub use listener::{

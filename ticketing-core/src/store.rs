@@ -16,7 +16,8 @@
 //!   writes only if that is still the stored version and stores that version + 1, else
 //!   [`StoreError::VersionConflict`] and nothing is written. Of concurrent writers of one version
 //!   exactly one wins.
-//! - **Replicas** answer [`find_by_event`](TicketReplicaStore::find_by_event) with
+//! - **Replicas** implement a plain lookup (`find`); the provided
+//!   [`find_by_event`](TicketReplicaStore::find_by_event) answers with
 //!   [`version::disposition`](crate::version::disposition) of the stored version: `Apply` when
 //!   it holds N−1 (or nothing for N = 0), `Duplicate` at N or later, `Gap` otherwise.
 //!   [`apply`](TicketReplicaStore::apply) writes the record with the event's version, only if
@@ -121,60 +122,80 @@ pub struct NewOrder {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What `find_by_event` found: the disposition of the event, and the record held (if any).
+/// A replica record: a copy of another service's record, versioned by that service's events.
+pub trait Replica {
+    /// What the record is, for messages: `"ticket"`, `"order"`.
+    const ENTITY: &'static str;
+    /// The record's id.
+    fn id(&self) -> Id;
+    /// The version of the last event applied to it.
+    fn version(&self) -> Version;
+}
+
+impl Replica for TicketReplica {
+    const ENTITY: &'static str = "ticket";
+    fn id(&self) -> Id {
+        self.id
+    }
+    fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl Replica for OrderReplica {
+    const ENTITY: &'static str = "order";
+    fn id(&self) -> Id {
+        self.id
+    }
+    fn version(&self) -> Version {
+        self.version
+    }
+}
+
+/// What `find_by_event` found: the [`disposition`] of the event (Apply, Duplicate or Gap),
+/// the record the replica holds (if any) and the event's version.
+///
+/// ```
+/// use ticketing_core::store::{ReplicaLookup, TicketReplica};
+/// use ticketing_core::version::EventDisposition::*;
+/// use ticketing_core::Id;
+///
+/// let held = TicketReplica { id: Id::new(), title: "t".into(), price: "5".parse().unwrap(), version: 3 };
+/// assert_eq!(ReplicaLookup::of(Some(held.clone()), 4).disposition, Apply);
+/// assert_eq!(ReplicaLookup::of(Some(held.clone()), 3).disposition, Duplicate);
+/// let gap = ReplicaLookup::of(Some(held), 9);
+/// assert_eq!(gap.disposition, Gap);
+/// assert!(gap.gap_error().to_string().contains("holds version 3, event is version 9"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaLookup<T> {
     /// Apply, Duplicate or Gap.
     pub disposition: EventDisposition,
     /// The record the replica holds now.
     pub current: Option<T>,
+    /// The version of the event looked up.
+    pub event: Version,
 }
 
-/// What a listener does with a versioned event: see [`ReplicaLookup::step`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step<T> {
-    /// Apply the event on top of the record held (`None`: the event creates it).
-    Apply(Option<T>),
-    /// Already applied: acknowledge and do nothing.
-    Skip,
-}
-
-impl<T> ReplicaLookup<T> {
-    /// The lookup of an event of version `event` against `current`, whose version
-    /// `version_of` reads.
-    pub fn of(current: Option<T>, event: Version, version_of: impl Fn(&T) -> Version) -> Self {
+impl<T: Replica> ReplicaLookup<T> {
+    /// The lookup of an event of version `event` against the record held: the one place the
+    /// contract is applied to records.
+    pub fn of(current: Option<T>, event: Version) -> Self {
         ReplicaLookup {
-            disposition: disposition(current.as_ref().map(version_of), event),
+            disposition: disposition(current.as_ref().map(Replica::version), event),
             current,
+            event,
         }
     }
 
-    /// The listener's next step: apply on top of the record held, skip a duplicate, or retry a
-    /// gap (the error names `record` and both versions).
-    ///
-    /// ```
-    /// use ticketing_core::store::{ReplicaLookup, Step};
-    ///
-    /// let held = ReplicaLookup::of(Some(3u64), 4, |v| *v);
-    /// assert_eq!(held.step("ticket 1", 4, |v| *v).unwrap(), Step::Apply(Some(3)));
-    /// assert_eq!(ReplicaLookup::of(Some(3u64), 3, |v| *v).step("ticket 1", 3, |v| *v).unwrap(), Step::Skip);
-    /// assert!(ReplicaLookup::of(Some(3u64), 9, |v| *v).step("ticket 1", 9, |v| *v).is_err());
-    /// ```
-    pub fn step(
-        self,
-        record: impl std::fmt::Display,
-        event: Version,
-        version_of: impl Fn(&T) -> Version,
-    ) -> Result<Step<T>, crate::HandlerError> {
-        match self.disposition {
-            EventDisposition::Apply => Ok(Step::Apply(self.current)),
-            EventDisposition::Duplicate => Ok(Step::Skip),
-            EventDisposition::Gap => Err(crate::HandlerError::gap(
-                record,
-                self.current.as_ref().map(version_of),
-                event,
-            )),
-        }
+    /// The retryable error a listener answers a `Gap` with, naming the record and both
+    /// versions.
+    pub fn gap_error(&self) -> crate::HandlerError {
+        let record = match &self.current {
+            Some(held) => format!("{} {}", T::ENTITY, held.id()),
+            None => T::ENTITY.to_owned(),
+        };
+        crate::HandlerError::gap(record, self.current.as_ref().map(Replica::version), self.event)
     }
 }
 
@@ -303,39 +324,63 @@ pub trait TicketStore: Send + Sync + 'static {
 }
 
 /// The tickets service's replica of orders.
+///
+/// A backend implements [`find`](Self::find) and [`apply`](Self::apply); the versioned
+/// contract ([`find_by_event`](Self::find_by_event)) is provided.
 #[async_trait]
 pub trait OrderReplicaStore: Send + Sync + 'static {
-    /// The disposition of an order event of version `version`, and the replica held.
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<OrderReplica>, StoreError>;
+    /// The replica held for `id`, if any.
+    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError>;
 
     /// Stores `order` at its version if the replica holds version − 1 (nothing, for 0);
     /// `VersionConflict` otherwise.
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError>;
 
-    /// The replica; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError>;
-}
-
-/// The orders service's replica of tickets.
-#[async_trait]
-pub trait TicketReplicaStore: Send + Sync + 'static {
-    /// The disposition of a ticket event of version `version`, and the replica held.
+    /// The disposition of an order event of version `version`, and the replica held.
     async fn find_by_event(
         &self,
         id: Id,
         version: Version,
-    ) -> Result<ReplicaLookup<TicketReplica>, StoreError>;
+    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
+        Ok(ReplicaLookup::of(self.find(id).await?, version))
+    }
+
+    /// The replica; `NotFound` otherwise.
+    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("order replica", id))
+    }
+}
+
+/// The orders service's replica of tickets.
+///
+/// A backend implements [`find`](Self::find) and [`apply`](Self::apply); the versioned
+/// contract ([`find_by_event`](Self::find_by_event)) is provided.
+#[async_trait]
+pub trait TicketReplicaStore: Send + Sync + 'static {
+    /// The replica held for `id`, if any.
+    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError>;
 
     /// Stores `ticket` at its version if the replica holds version − 1 (nothing, for 0);
     /// `VersionConflict` otherwise.
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError>;
 
+    /// The disposition of a ticket event of version `version`, and the replica held.
+    async fn find_by_event(
+        &self,
+        id: Id,
+        version: Version,
+    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
+        Ok(ReplicaLookup::of(self.find(id).await?, version))
+    }
+
     /// The replica; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError>;
+    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket replica", id))
+    }
 }
 
 /// Orders, kept by their owner, with the atomic reservation rule.

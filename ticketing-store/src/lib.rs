@@ -33,6 +33,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod database;
 pub mod memory;
 #[cfg(feature = "mongo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
@@ -40,3 +41,6 @@ pub mod mongo;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
+
+pub use database::{Database, SettingsError, StoreBackend, StoreSettings};
+pub use memory::InMemoryDatabase;

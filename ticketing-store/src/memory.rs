@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, ReplicaLookup, StoreError,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError,
     Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
 use ticketing_core::{Id, Version};
@@ -153,16 +153,14 @@ impl TicketStore for InMemoryTicketStore {
 }
 
 /// Applies a versioned replica record: insert at version 0, else replace version − 1.
-fn apply_replica<T: Clone>(
+fn apply_replica<T: Replica + Clone>(
     rows: &mut HashMap<Id, T>,
-    id: Id,
     record: &T,
-    version: Version,
-    version_of: impl Fn(&T) -> Version,
     entity: &'static str,
 ) -> Result<(), StoreError> {
-    let held = rows.get(&id).map(&version_of);
-    let expected = version.checked_sub(1);
+    let id = record.id();
+    let held = rows.get(&id).map(Replica::version);
+    let expected = record.version().checked_sub(1);
     if held != expected {
         return Err(StoreError::VersionConflict {
             entity,
@@ -189,32 +187,14 @@ impl InMemoryOrderReplicaStore {
 
 #[async_trait]
 impl OrderReplicaStore for InMemoryOrderReplicaStore {
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
-        let current = lock(&self.inner).get(&id).cloned();
-        Ok(ReplicaLookup::of(current, version, |o| o.version))
+    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
+        Ok(lock(&self.inner).get(&id).cloned())
     }
 
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
-        apply_replica(
-            &mut lock(&self.inner),
-            order.id,
-            order,
-            order.version,
-            |o| o.version,
-            "order replica",
-        )
+        apply_replica(&mut lock(&self.inner), order, "order replica")
     }
 
-    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
-        lock(&self.inner)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("order replica", id))
-    }
 }
 
 /// The orders service's replica of tickets, in memory. [`InMemoryOrderStore`] reads it.
@@ -232,32 +212,14 @@ impl InMemoryTicketReplicaStore {
 
 #[async_trait]
 impl TicketReplicaStore for InMemoryTicketReplicaStore {
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
-        let current = lock(&self.inner).get(&id).cloned();
-        Ok(ReplicaLookup::of(current, version, |t| t.version))
+    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
+        Ok(lock(&self.inner).get(&id).cloned())
     }
 
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
-        apply_replica(
-            &mut lock(&self.inner),
-            ticket.id,
-            ticket,
-            ticket.version,
-            |t| t.version,
-            "ticket replica",
-        )
+        apply_replica(&mut lock(&self.inner), ticket, "ticket replica")
     }
 
-    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
-        lock(&self.inner)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::not_found("ticket replica", id))
-    }
 }
 
 /// Orders in memory, joined with an [`InMemoryTicketReplicaStore`].
@@ -401,5 +363,62 @@ impl OrderStore for InMemoryOrderStore {
 
     async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError> {
         Ok(lock(&self.inner).active.contains_key(&ticket_id))
+    }
+}
+
+/// The in-memory database of one service: one store per role, with the same role methods as
+/// `PgDatabase` and `MongoDatabase`. The orders store joins the ticket replica this handle
+/// holds. Clones share the data.
+#[derive(Debug, Clone)]
+pub struct InMemoryDatabase {
+    users: InMemoryUserStore,
+    tickets: InMemoryTicketStore,
+    order_replicas: InMemoryOrderReplicaStore,
+    ticket_replicas: InMemoryTicketReplicaStore,
+    orders: InMemoryOrderStore,
+}
+
+impl Default for InMemoryDatabase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryDatabase {
+    /// An empty database.
+    pub fn new() -> Self {
+        let ticket_replicas = InMemoryTicketReplicaStore::new();
+        InMemoryDatabase {
+            users: InMemoryUserStore::new(),
+            tickets: InMemoryTicketStore::new(),
+            order_replicas: InMemoryOrderReplicaStore::new(),
+            orders: InMemoryOrderStore::new(&ticket_replicas),
+            ticket_replicas,
+        }
+    }
+
+    /// Users.
+    pub fn users(&self) -> InMemoryUserStore {
+        self.users.clone()
+    }
+
+    /// Tickets (tickets service).
+    pub fn tickets(&self) -> InMemoryTicketStore {
+        self.tickets.clone()
+    }
+
+    /// The replica of orders (tickets service).
+    pub fn order_replicas(&self) -> InMemoryOrderReplicaStore {
+        self.order_replicas.clone()
+    }
+
+    /// The replica of tickets (orders service).
+    pub fn ticket_replicas(&self) -> InMemoryTicketReplicaStore {
+        self.ticket_replicas.clone()
+    }
+
+    /// Orders (orders service), joined with [`ticket_replicas`](Self::ticket_replicas).
+    pub fn orders(&self) -> InMemoryOrderStore {
+        self.orders.clone()
     }
 }

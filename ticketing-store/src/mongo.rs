@@ -32,7 +32,7 @@ use mongodb::{Collection, IndexModel};
 
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, ReplicaLookup, StoreError,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError,
     Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
 use ticketing_core::{Id, Price, Version};
@@ -514,22 +514,10 @@ fn order_replica_of(doc: &Document) -> Result<OrderReplica, StoreError> {
     })
 }
 
-impl MongoOrderReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
-        find_by_id(&self.replicas, id, order_replica_of).await
-    }
-}
-
 #[async_trait]
 impl OrderReplicaStore for MongoOrderReplicaStore {
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version, |o| {
-            o.version
-        }))
+    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
+        find_by_id(&self.replicas, id, order_replica_of).await
     }
 
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
@@ -544,11 +532,6 @@ impl OrderReplicaStore for MongoOrderReplicaStore {
         .await
     }
 
-    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("order replica", id))
-    }
 }
 
 /// The replica of tickets in MongoDB.
@@ -568,10 +551,6 @@ fn ticket_replica_of(doc: &Document) -> Result<TicketReplica, StoreError> {
 }
 
 impl MongoTicketReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
-        find_by_id(&self.replicas, id, ticket_replica_of).await
-    }
-
     async fn find_many(
         &self,
         ids: Vec<ObjectId>,
@@ -592,14 +571,8 @@ impl MongoTicketReplicaStore {
 
 #[async_trait]
 impl TicketReplicaStore for MongoTicketReplicaStore {
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version, |t| {
-            t.version
-        }))
+    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
+        find_by_id(&self.replicas, id, ticket_replica_of).await
     }
 
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
@@ -614,11 +587,6 @@ impl TicketReplicaStore for MongoTicketReplicaStore {
         .await
     }
 
-    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("ticket replica", id))
-    }
 }
 
 /// Orders in MongoDB, joined with the ticket replica.

@@ -28,7 +28,7 @@ use sqlx::{Postgres, Row};
 
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, ReplicaLookup, StoreError,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError,
     Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
 use ticketing_core::{Id, Price, Version};
@@ -91,6 +91,15 @@ impl PgDatabase {
     /// Connects to `url` with its tables in `schema` (created if missing) and runs the
     /// migrations there. Several services share one database this way, each in its schema.
     pub async fn connect_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::connect_schema_with(url, schema, 10).await
+    }
+
+    /// [`connect_schema`](Self::connect_schema) with a pool of up to `max_connections`.
+    pub async fn connect_schema_with(
+        url: &str,
+        schema: &str,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         if schema.is_empty()
             || !schema
                 .chars()
@@ -115,7 +124,7 @@ impl PgDatabase {
                 return Err(backend(e));
             }
         }
-        Self::connect_with(options.options([("search_path", schema)]), 10).await
+        Self::connect_with(options.options([("search_path", schema)]), max_connections).await
     }
 
     /// Uses an existing pool; call [`migrate`](Self::migrate) unless it is migrated already.
@@ -431,7 +440,8 @@ fn order_replica_of(row: &PgRow) -> Result<OrderReplica, StoreError> {
     })
 }
 
-impl PgOrderReplicaStore {
+#[async_trait]
+impl OrderReplicaStore for PgOrderReplicaStore {
     async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
         sqlx::query("SELECT id, ticket_id, status, version FROM order_replicas WHERE id = $1")
             .bind(id.to_string())
@@ -441,19 +451,6 @@ impl PgOrderReplicaStore {
             .as_ref()
             .map(order_replica_of)
             .transpose()
-    }
-}
-
-#[async_trait]
-impl OrderReplicaStore for PgOrderReplicaStore {
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version, |o| {
-            o.version
-        }))
     }
 
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
@@ -476,11 +473,6 @@ impl OrderReplicaStore for PgOrderReplicaStore {
         apply_replica(query, &self.pool, "order replica", order.id, order.version).await
     }
 
-    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("order replica", id))
-    }
 }
 
 /// The replica of tickets in PostgreSQL.
@@ -499,7 +491,8 @@ fn ticket_replica_of(row: &PgRow, prefix: &str) -> Result<TicketReplica, StoreEr
     })
 }
 
-impl PgTicketReplicaStore {
+#[async_trait]
+impl TicketReplicaStore for PgTicketReplicaStore {
     async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
         sqlx::query("SELECT id, title, price_cents, version FROM ticket_replicas WHERE id = $1")
             .bind(id.to_string())
@@ -509,19 +502,6 @@ impl PgTicketReplicaStore {
             .as_ref()
             .map(|row| ticket_replica_of(row, ""))
             .transpose()
-    }
-}
-
-#[async_trait]
-impl TicketReplicaStore for PgTicketReplicaStore {
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version, |t| {
-            t.version
-        }))
     }
 
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
@@ -551,11 +531,6 @@ impl TicketReplicaStore for PgTicketReplicaStore {
         .await
     }
 
-    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("ticket replica", id))
-    }
 }
 
 /// Orders in PostgreSQL, joined with the ticket replica.

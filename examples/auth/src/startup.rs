@@ -1,15 +1,14 @@
-//! Wiring: state, router and the runnable application.
+//! Wiring: state, router and the runnable application. No backend is named here: the
+//! configured database hands out the user store.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
-use ticketing_common::{CommonArgs, Database, Server, SessionKeys};
+use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::store::UserStore;
-use ticketing_store::memory::InMemoryUserStore;
-use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
 use crate::routes;
@@ -39,56 +38,32 @@ pub fn router(state: AuthState) -> Router {
         .with_state(state)
 }
 
-/// The user store of a database.
-pub fn users_of(database: &Database) -> Arc<dyn UserStore> {
-    match database {
-        Database::Memory => Arc::new(InMemoryUserStore::new()),
-        Database::Postgres(db) => Arc::new(db.users()),
-        Database::Mongo(db) => Arc::new(db.users()),
+/// The auth service: users and sessions, no bus.
+pub struct Auth;
+
+#[async_trait]
+impl Service for Auth {
+    const NAME: &'static str = "auth";
+    type Settings = Settings;
+    type State = AuthState;
+
+    fn common(settings: &Settings) -> &CommonArgs {
+        &settings.common
+    }
+
+    async fn state(settings: &Settings) -> anyhow::Result<AuthState> {
+        let keys = settings.common.session_keys(true)?;
+        let database = settings.common.backends.open_database("auth").await?;
+        Ok(AuthState {
+            users: database.users(),
+            keys,
+        })
+    }
+
+    fn router(state: AuthState) -> Router {
+        router(state)
     }
 }
 
 /// The auth service, bound and ready to run.
-pub struct Application {
-    server: Server,
-}
-
-impl Application {
-    /// Opens the configured database and binds the port.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let keys = settings.common.session_keys(true)?;
-        let store = settings.common.backends.store_choice()?;
-        let users = users_of(&store.open("auth").await?);
-        tracing::info!(store = store.describe(), "auth service starting");
-        Self::build_with(&settings.common, AuthState { users, keys }).await
-    }
-
-    /// Binds the port for this state.
-    pub async fn build_with(common: &CommonArgs, state: AuthState) -> anyhow::Result<Self> {
-        let addr = SocketAddr::new(common.host, common.port);
-        let server = Server::bind(
-            "auth",
-            addr,
-            router(state),
-            Vec::new(),
-            CancellationToken::new(),
-        )
-        .await?;
-        Ok(Application { server })
-    }
-
-    /// The port bound.
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// Stops the service when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.server.shutdown_token()
-    }
-
-    /// Serves until SIGINT, SIGTERM or the shutdown token.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.run_until_stopped().await
-    }
-}
+pub type Application = ticketing_common::Application<Auth>;

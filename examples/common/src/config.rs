@@ -3,20 +3,17 @@
 //!
 //! Backends are chosen at run time: in-memory by default; NATS when `NATS_URL` (or `--bus
 //! nats`) is given; PostgreSQL when `DATABASE_URL` is, MongoDB when `MONGO_URI` is (or `--store
-//! ...`).
+//! ...`). The choice itself belongs to the library crates ([`BusSettings::choose`],
+//! [`StoreSettings::choose`]): this module only reads flags and variables into their settings.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use ticketing_bus::memory::InMemoryBus;
-use ticketing_bus::nats::{NatsBus, NatsBusConfig};
-use ticketing_core::Bus;
-use ticketing_store::mongo::MongoDatabase;
-use ticketing_store::postgres::PgDatabase;
+use anyhow::Context;
+use ticketing_bus::{AnyBus, BusBackend, BusSettings, NatsSettings};
+use ticketing_store::{Database, StoreBackend, StoreSettings};
 
 use crate::session::SessionKeys;
 
@@ -49,26 +46,6 @@ impl FromStr for Secret {
     }
 }
 
-/// Which bus to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BusKind {
-    /// The in-memory bus: one process only.
-    Memory,
-    /// NATS JetStream at `NATS_URL`.
-    Nats,
-}
-
-/// Which database to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
-    /// In-memory stores: lost on exit.
-    Memory,
-    /// PostgreSQL at `DATABASE_URL`.
-    Postgres,
-    /// MongoDB at `MONGO_URI`.
-    Mongo,
-}
-
 /// Options every service takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
@@ -95,9 +72,9 @@ pub struct CommonArgs {
 /// Backend options.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BackendArgs {
-    /// The bus; default: nats when NATS_URL is set, else memory.
-    #[arg(long, env = "BUS", value_enum)]
-    pub bus: Option<BusKind>,
+    /// The bus: memory or nats; default: nats when NATS_URL is set, else memory.
+    #[arg(long, env = "BUS")]
+    pub bus: Option<BusBackend>,
     /// NATS server URL.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
@@ -107,10 +84,10 @@ pub struct BackendArgs {
     /// First subject token of every event subject.
     #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "ticketing")]
     pub nats_subject_prefix: String,
-    /// The database; default: postgres when DATABASE_URL is set, mongo when MONGO_URI is,
-    /// else memory.
-    #[arg(long, env = "STORE", value_enum)]
-    pub store: Option<StoreKind>,
+    /// The database: memory, postgres or mongo; default: postgres when DATABASE_URL is set,
+    /// mongo when MONGO_URI is, else memory.
+    #[arg(long, env = "STORE")]
+    pub store: Option<StoreBackend>,
     /// PostgreSQL URL; each service keeps its tables in a schema named after it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
@@ -151,159 +128,47 @@ impl CommonArgs {
     }
 }
 
-/// The bus chosen by the configuration.
-#[derive(Debug, Clone)]
-pub enum BusChoice {
-    /// In memory.
-    Memory,
-    /// NATS JetStream.
-    Nats(NatsBusConfig),
-}
-
-/// The database chosen by the configuration.
-#[derive(Debug, Clone)]
-pub enum StoreChoice {
-    /// In memory.
-    Memory,
-    /// PostgreSQL.
-    Postgres(Secret),
-    /// MongoDB.
-    Mongo(Secret),
-}
-
 impl BackendArgs {
-    /// The bus to use.
-    pub fn bus_choice(&self) -> anyhow::Result<BusChoice> {
-        let kind = self.bus.unwrap_or(if self.nats_url.is_some() {
-            BusKind::Nats
-        } else {
-            BusKind::Memory
+    /// The bus settings these options mean.
+    pub fn bus_settings(&self) -> anyhow::Result<BusSettings> {
+        let nats = self.nats_url.as_ref().map(|url| NatsSettings {
+            url: url.clone(),
+            stream: self.nats_stream.clone(),
+            subject_prefix: self.nats_subject_prefix.clone(),
         });
-        Ok(match kind {
-            BusKind::Memory => BusChoice::Memory,
-            BusKind::Nats => {
-                let url = self.nats_url.clone().context("--bus nats needs NATS_URL")?;
-                BusChoice::Nats(NatsBusConfig {
-                    url,
-                    stream: self.nats_stream.clone(),
-                    dead_letter_stream: format!("{}_DLQ", self.nats_stream),
-                    subject_prefix: self.nats_subject_prefix.clone(),
-                    ..NatsBusConfig::default()
-                })
-            }
-        })
+        Ok(BusSettings::choose(self.bus, nats)?)
     }
 
-    /// The database to use.
-    pub fn store_choice(&self) -> anyhow::Result<StoreChoice> {
-        let kind = match (self.store, &self.database_url, &self.mongo_uri) {
-            (Some(kind), _, _) => kind,
-            (None, Some(_), Some(_)) => {
-                bail!(
-                    "both DATABASE_URL and MONGO_URI are set: choose one with --store postgres|mongo"
-                )
-            }
-            (None, Some(_), None) => StoreKind::Postgres,
-            (None, None, Some(_)) => StoreKind::Mongo,
-            (None, None, None) => StoreKind::Memory,
-        };
-        Ok(match kind {
-            StoreKind::Memory => StoreChoice::Memory,
-            StoreKind::Postgres => StoreChoice::Postgres(
-                self.database_url
-                    .clone()
-                    .context("--store postgres needs DATABASE_URL")?,
-            ),
-            StoreKind::Mongo => StoreChoice::Mongo(
-                self.mongo_uri
-                    .clone()
-                    .context("--store mongo needs MONGO_URI")?,
-            ),
-        })
-    }
-}
-
-/// A connected bus; `memory` is set for the in-memory bus, whose harness tests use.
-#[derive(Clone)]
-pub struct ConnectedBus {
-    /// The bus, as services take it.
-    pub bus: Arc<dyn Bus>,
-    /// The in-memory bus, when that is the one.
-    pub memory: Option<InMemoryBus>,
-}
-
-impl BusChoice {
-    /// Connects (NATS) or creates (memory) the bus.
-    pub async fn connect(&self) -> anyhow::Result<ConnectedBus> {
-        Ok(match self {
-            BusChoice::Memory => {
-                let memory = InMemoryBus::new();
-                ConnectedBus {
-                    bus: memory.as_dyn(),
-                    memory: Some(memory),
-                }
-            }
-            BusChoice::Nats(config) => {
-                let bus = NatsBus::connect(config.clone())
-                    .await
-                    .with_context(|| format!("cannot use NATS JetStream at {}", config.url))?;
-                ConnectedBus {
-                    bus: bus.as_dyn(),
-                    memory: None,
-                }
-            }
-        })
+    /// The store settings these options mean.
+    pub fn store_settings(&self) -> anyhow::Result<StoreSettings> {
+        Ok(StoreSettings::choose(
+            self.store,
+            self.database_url.as_ref().map(Secret::expose),
+            self.mongo_uri.as_ref().map(Secret::expose),
+        )?)
     }
 
-    /// A short description for the start-up log line.
-    pub fn describe(&self) -> String {
-        match self {
-            BusChoice::Memory => "in-memory bus".into(),
-            BusChoice::Nats(config) => format!(
-                "NATS JetStream at {} (stream {})",
-                config.url, config.stream
-            ),
-        }
-    }
-}
-
-/// An open database for one service.
-#[derive(Debug, Clone)]
-pub enum Database {
-    /// In memory: the service creates its stores.
-    Memory,
-    /// PostgreSQL, in the service's schema.
-    Postgres(PgDatabase),
-    /// MongoDB.
-    Mongo(MongoDatabase),
-}
-
-impl StoreChoice {
-    /// Opens the database of `service` (its PostgreSQL schema, or its MongoDB database unless
-    /// the URI names one), running migrations or creating indexes.
-    pub async fn open(&self, service: &str) -> anyhow::Result<Database> {
-        Ok(match self {
-            StoreChoice::Memory => Database::Memory,
-            StoreChoice::Postgres(url) => Database::Postgres(
-                PgDatabase::connect_schema(url.expose(), service)
-                    .await
-                    .context("cannot use PostgreSQL at DATABASE_URL")?,
-            ),
-            StoreChoice::Mongo(uri) => Database::Mongo(
-                MongoDatabase::connect_default(uri.expose(), service)
-                    .await
-                    .context("cannot use MongoDB at MONGO_URI")?,
-            ),
-        })
+    /// Connects the configured bus.
+    pub async fn connect_bus(&self) -> anyhow::Result<AnyBus> {
+        let settings = self.bus_settings()?;
+        let bus = settings
+            .connect()
+            .await
+            .with_context(|| format!("cannot use the {settings}"))?;
+        tracing::info!(bus = %settings, "bus connected");
+        Ok(bus)
     }
 
-    /// A short description for the start-up log line (no credentials).
-    pub fn describe(&self) -> &'static str {
-        match self {
-            StoreChoice::Memory => "in-memory stores",
-            StoreChoice::Postgres(_) => "PostgreSQL",
-            StoreChoice::Mongo(_) => "MongoDB",
-        }
+    /// Opens the configured database of `service` (its PostgreSQL schema, or its MongoDB
+    /// database unless the URI names one), running migrations or creating indexes.
+    pub async fn open_database(&self, service: &str) -> anyhow::Result<Database> {
+        let settings = self.store_settings()?;
+        let database = settings
+            .open(service)
+            .await
+            .with_context(|| format!("cannot use {settings}"))?;
+        tracing::info!(service, store = %settings, "database open");
+        Ok(database)
     }
 }
 
@@ -312,26 +177,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_is_the_default_and_urls_select_backends() {
+    fn flags_and_variables_become_the_libraries_settings() {
         let mut args = BackendArgs::default();
-        assert!(matches!(args.bus_choice().unwrap(), BusChoice::Memory));
-        assert!(matches!(args.store_choice().unwrap(), StoreChoice::Memory));
+        assert_eq!(args.bus_settings().unwrap(), BusSettings::Memory);
+        assert_eq!(args.store_settings().unwrap(), StoreSettings::Memory);
         args.nats_url = Some("nats://x:4222".into());
-        assert!(matches!(args.bus_choice().unwrap(), BusChoice::Nats(_)));
+        args.nats_stream = "EVENTS".into();
+        assert_eq!(
+            args.bus_settings().unwrap(),
+            BusSettings::Nats(NatsSettings {
+                url: "nats://x:4222".into(),
+                stream: "EVENTS".into(),
+                subject_prefix: String::new(),
+            })
+        );
         args.database_url = Some(Secret::new("postgres://u:pw@x/db"));
-        assert!(matches!(
-            args.store_choice().unwrap(),
-            StoreChoice::Postgres(_)
-        ));
+        assert_eq!(
+            args.store_settings().unwrap().backend(),
+            StoreBackend::Postgres
+        );
         args.mongo_uri = Some(Secret::new("mongodb://x"));
-        assert!(args.store_choice().is_err(), "both set is ambiguous");
-        args.store = Some(StoreKind::Mongo);
-        assert!(matches!(
-            args.store_choice().unwrap(),
-            StoreChoice::Mongo(_)
-        ));
-        args.bus = Some(BusKind::Memory);
-        assert!(matches!(args.bus_choice().unwrap(), BusChoice::Memory));
+        assert!(args.store_settings().is_err(), "both set is ambiguous");
+        args.store = Some("mongo".parse().unwrap());
+        assert_eq!(args.store_settings().unwrap().backend(), StoreBackend::Mongo);
+    }
+
+    #[test]
+    fn backend_flags_parse_by_name() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            backends: BackendArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "--bus", "memory", "--store", "postgres"]).unwrap();
+        assert_eq!(cli.backends.bus, Some(BusBackend::Memory));
+        assert_eq!(cli.backends.store, Some(StoreBackend::Postgres));
+        let err = Cli::try_parse_from(["x", "--store", "sqlite"]).err().unwrap();
+        assert!(err.to_string().contains("unknown store backend"), "{err}");
     }
 
     #[test]

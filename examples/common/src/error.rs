@@ -4,6 +4,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use ticketing_core::StoreError;
+use ticketing_core::reservation::TransitionError;
 
 /// One entry of an error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,6 +40,9 @@ pub enum ApiError {
     /// 404 `Not Found`: unknown route, malformed or unknown id.
     #[error("not found")]
     NotFound,
+    /// 409: a concurrent request changed the record first (its version check failed).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// 413: the body is larger than the limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -71,6 +76,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotAuthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,10 +93,38 @@ impl ApiError {
             ApiError::BadRequest(message) => vec![entry(message)],
             ApiError::NotAuthorized => vec![entry("Not authorized")],
             ApiError::NotFound => vec![entry("Not Found")],
+            ApiError::Conflict(message) => vec![entry(message)],
             ApiError::PayloadTooLarge => vec![entry("Request body too large")],
             ApiError::Internal(_) => vec![entry("Something went wrong")],
         };
         ErrorBody { errors }
+    }
+}
+
+/// The message of a 409: the request lost a version check to a concurrent one.
+pub const CONFLICT_MESSAGE: &str =
+    "The record was changed by another request at the same time; reload it and try again";
+
+impl From<StoreError> for ApiError {
+    /// The one mapping of store failures to API answers: an unknown record is a 404, a ticket
+    /// held by an active order a 400 `Ticket is already reserved`, a forbidden status change a
+    /// 400 naming the rule, a lost version check (or a taken key) a 409, anything else an
+    /// opaque 500 with the cause logged.
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { .. } => ApiError::NotFound,
+            StoreError::TicketReserved { .. } => ApiError::bad_request("Ticket is already reserved"),
+            StoreError::Transition(TransitionError::CompletedOrderCannotBeCancelled) => {
+                ApiError::bad_request("Cannot cancel a completed order")
+            }
+            StoreError::Transition(TransitionError::NotAllowed { from, to }) => {
+                ApiError::bad_request(format!("An order cannot go from {from} to {to}"))
+            }
+            StoreError::VersionConflict { .. } | StoreError::AlreadyExists { .. } => {
+                ApiError::Conflict(CONFLICT_MESSAGE.to_owned())
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -123,23 +157,33 @@ impl Validation {
         });
     }
 
-    /// Keeps the value of a passed rule, or records the failure.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(message) => {
-                self.fail(field, message);
-                None
+    /// Two field rules at once: both values, or a 400 listing every rule that failed.
+    ///
+    /// ```
+    /// use ticketing_common::Validation;
+    ///
+    /// let ok = Validation::both(("title", Ok::<_, String>("t")), ("price", Ok::<_, String>(5)));
+    /// assert_eq!(ok.unwrap(), ("t", 5));
+    /// let err = Validation::both(("title", Err::<&str, _>("Title is required".into())),
+    ///                            ("price", Err::<u8, _>("Price must be greater than 0".into())));
+    /// assert_eq!(err.unwrap_err().body().errors.len(), 2);
+    /// ```
+    pub fn both<A, B>(
+        (field_a, a): (&str, Result<A, String>),
+        (field_b, b): (&str, Result<B, String>),
+    ) -> Result<(A, B), ApiError> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            (a, b) => {
+                let mut rules = Validation::new();
+                if let Err(message) = a {
+                    rules.fail(field_a, message);
+                }
+                if let Err(message) = b {
+                    rules.fail(field_b, message);
+                }
+                Err(ApiError::Validation(rules.entries))
             }
-        }
-    }
-
-    /// `Err` with every failure, if there was any.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.entries.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.entries))
         }
     }
 }
@@ -171,5 +215,40 @@ mod tests {
             serde_json::json!({"errors": [{"message": "Something went wrong"}]})
         );
         assert_eq!(ApiError::NotAuthorized.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn store_errors_map_to_api_answers() {
+        use ticketing_core::Id;
+        let answer = |e: StoreError| {
+            let api = ApiError::from(e);
+            (api.status().as_u16(), api.body().errors[0].message.clone())
+        };
+        assert_eq!(
+            answer(StoreError::not_found("ticket", Id::new())),
+            (404, "Not Found".into())
+        );
+        assert_eq!(
+            answer(StoreError::TicketReserved { ticket_id: Id::new() }),
+            (400, "Ticket is already reserved".into())
+        );
+        assert_eq!(
+            answer(StoreError::VersionConflict {
+                entity: "ticket",
+                id: Id::new(),
+                expected: 3
+            }),
+            (409, CONFLICT_MESSAGE.into())
+        );
+        assert_eq!(
+            answer(StoreError::Transition(
+                TransitionError::CompletedOrderCannotBeCancelled
+            )),
+            (400, "Cannot cancel a completed order".into())
+        );
+        assert_eq!(
+            answer(StoreError::backend("postgres", "password=hunter2 refused")),
+            (500, "Something went wrong".into())
+        );
     }
 }

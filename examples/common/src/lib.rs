@@ -6,14 +6,16 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod telemetry;
 pub mod validate;
 
 pub use body::JsonBody;
-pub use config::{CommonArgs, ConnectedBus, Database};
+pub use config::CommonArgs;
 pub use error::{ApiError, Validation};
 pub use server::Server;
+pub use service::{Application, Service};
 pub use session::{Claims, CurrentUser, RequireUser, SessionKeys};
 
 /// Parses an id from a path segment: a malformed id is a 404, like an unknown one.

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use ticketing_core::Id;
+use ticketing_core::{Clock, Id};
 
 use crate::error::ApiError;
 
@@ -41,7 +41,11 @@ pub struct SessionKeys {
     validation: Validation,
     ttl: Duration,
     secure_cookies: bool,
+    clock: Clock,
 }
+
+/// Seconds of clock skew tolerated when checking `exp`.
+const LEEWAY_SECONDS: i64 = 5;
 
 impl fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,6 +53,7 @@ impl fmt::Debug for SessionKeys {
             .field("key", &"[redacted]")
             .field("ttl", &self.ttl)
             .field("secure_cookies", &self.secure_cookies)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -70,7 +75,8 @@ impl SessionKeys {
         let decoding =
             DecodingKey::from_secret(secret.as_bytes()).map_err(|e| InvalidKey(e.to_string()))?;
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        // `exp` is checked against our clock in `verify`, not the system's.
+        validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp"]);
         Ok(SessionKeys {
             encoding,
@@ -78,12 +84,19 @@ impl SessionKeys {
             validation,
             ttl,
             secure_cookies,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same keys, reading the time (`iat`, `exp` and their check) from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// A signed token for this user, valid from now for the session lifetime.
     pub fn issue(&self, id: Id, email: &str) -> Result<(String, Claims), ApiError> {
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         let claims = Claims {
             id,
             email: email.to_owned(),
@@ -100,6 +113,7 @@ impl SessionKeys {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
             .map(|data| data.claims)
+            .filter(|claims| claims.exp.saturating_add(LEEWAY_SECONDS) > self.clock.now().timestamp())
     }
 
     /// The `session` cookie carrying `token`.
@@ -244,6 +258,18 @@ mod tests {
         assert_eq!(keys.verify("garbage"), None);
         assert_eq!(token_from_cookie("%%%"), None);
         assert_eq!(token_from_cookie(&STANDARD.encode("{}")), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_expires_on_the_keys_clock() {
+        let keys = SessionKeys::new("test-key", Duration::from_secs(60), true)
+            .unwrap()
+            .with_clock(Clock::tokio());
+        let (token, claims) = keys.issue(Id::new(), "a@b.co").unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(keys.verify(&token), Some(claims), "within the leeway");
+        tokio::time::advance(Duration::from_secs(LEEWAY_SECONDS as u64)).await;
+        assert_eq!(keys.verify(&token), None, "expired");
     }
 
     #[test]

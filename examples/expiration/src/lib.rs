@@ -9,10 +9,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use ticketing_core::events::{ExpirationComplete, OrderCreated, queue_groups};
 use ticketing_core::{
-    Bus, BusError, HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext,
+    Bus, BusError, Clock, HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext,
     Publisher, spawn_listener_with_token,
 };
 use tokio_util::sync::CancellationToken;
@@ -22,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub struct OrderCreatedListener {
     /// Publishes the expirations.
     pub expired: Publisher<ExpirationComplete>,
+    /// Where the time comes from.
+    pub clock: Clock,
 }
 
 #[async_trait]
@@ -50,7 +51,7 @@ impl Listener for OrderCreatedListener {
         event: OrderCreated,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let left = event.expires_at - Utc::now();
+        let left = event.expires_at - self.clock.now();
         if let Ok(left) = left.to_std() {
             if !left.is_zero() {
                 // Not yet: the broker hands the message back when the window closes.
@@ -68,13 +69,15 @@ impl Listener for OrderCreatedListener {
     }
 }
 
-/// Starts the listener; it stops when `token` is cancelled.
+/// Starts the listener, reading the time from `clock`; it stops when `token` is cancelled.
 pub async fn spawn_listeners(
     bus: &Arc<dyn Bus>,
+    clock: Clock,
     token: &CancellationToken,
 ) -> Result<Vec<ListenerHandle>, BusError> {
     let listener = OrderCreatedListener {
         expired: Publisher::new(bus.clone()),
+        clock,
     };
     Ok(vec![
         spawn_listener_with_token(bus, listener, token.child_token()).await?,
@@ -96,11 +99,10 @@ pub struct Settings {
 
 /// Runs the service until SIGINT or SIGTERM, then stops the listener gracefully.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let choice = settings.backends.bus_choice()?;
-    let bus = choice.connect().await?.bus;
-    tracing::info!(bus = %choice.describe(), "expiration service started");
+    let bus = settings.backends.connect_bus().await?.as_dyn();
+    tracing::info!("expiration service started");
     let token = CancellationToken::new();
-    let listeners = spawn_listeners(&bus, &token).await?;
+    let listeners = spawn_listeners(&bus, Clock::system(), &token).await?;
     let signal = ticketing_common::server::shutdown_signal().await;
     tracing::info!(signal, "shutting down");
     token.cancel();

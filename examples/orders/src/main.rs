@@ -2,17 +2,9 @@
 
 use clap::Parser;
 use ticketing_orders::configuration::Settings;
-use ticketing_orders::startup::Application;
+use ticketing_orders::startup::Orders;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticketing_common::server::exit_code(run().await)
-}
-
-async fn run() -> anyhow::Result<()> {
-    ticketing_common::telemetry::init_tracing();
-    let app = Application::build(Settings::parse()).await?;
-    tracing::info!(port = app.port(), "orders service listening");
-    app.run_until_stopped().await?;
-    Ok(())
+    ticketing_common::service::main::<Orders>(Settings::parse).await
 }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use ticketing_common::{ApiError, JsonBody};
 use ticketing_core::events::{
     OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket,
 };
@@ -62,6 +63,25 @@ impl From<Order> for OrderJson {
             version: o.version,
             ticket: o.ticket.into(),
         }
+    }
+}
+
+/// A valid order body: `{ticketId}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderInput {
+    /// The ticket to reserve.
+    pub ticket_id: Id,
+}
+
+impl TryFrom<&JsonBody> for OrderInput {
+    type Error = ApiError;
+
+    /// A missing or malformed id is a 400 `TicketId must be provided`.
+    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+        body.str("ticketId")
+            .and_then(|id| Id::parse(id.trim()).ok())
+            .map(|ticket_id| OrderInput { ticket_id })
+            .ok_or_else(|| ApiError::field("ticketId", "TicketId must be provided"))
     }
 }
 

@@ -1,17 +1,18 @@
-//! Wiring: state, router, listeners and the runnable application.
+//! Wiring: state, router, listeners and the runnable application. No backend is named here: the
+//! configured bus and database hand out the bus and the stores.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use ticketing_common::{CommonArgs, Database, Server, SessionKeys};
+use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::events::{OrderCancelled, OrderCreated};
 use ticketing_core::store::{OrderStore, TicketReplicaStore};
-use ticketing_core::{Bus, BusError, ListenerHandle, Publisher, spawn_listener_with_token};
-use ticketing_store::memory::{InMemoryOrderStore, InMemoryTicketReplicaStore};
+use ticketing_core::{Bus, BusError, Clock, ListenerHandle, Publisher, spawn_listener_with_token};
+use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
@@ -29,6 +30,10 @@ pub struct OrdersState {
     pub keys: SessionKeys,
     /// How long orders stay open.
     pub expiration_window: Duration,
+    /// Where the time comes from (expiry).
+    pub clock: Clock,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
     /// Publishes new orders.
     pub created: Publisher<OrderCreated>,
     /// Publishes cancellations.
@@ -36,36 +41,23 @@ pub struct OrdersState {
 }
 
 impl OrdersState {
-    /// The state over these stores and this bus.
+    /// The state over the stores of `database` and this bus, reading the time from `clock`.
     pub fn new(
-        orders: Arc<dyn OrderStore>,
-        tickets: Arc<dyn TicketReplicaStore>,
+        database: &Database,
         keys: SessionKeys,
         expiration_window: Duration,
+        clock: Clock,
         bus: &Arc<dyn Bus>,
     ) -> Self {
         OrdersState {
-            orders,
-            tickets,
+            orders: database.orders(),
+            tickets: database.ticket_replicas(),
             keys,
             expiration_window,
+            clock,
+            bus: bus.clone(),
             created: Publisher::new(bus.clone()),
             cancelled: Publisher::new(bus.clone()),
-        }
-    }
-
-    /// The stores of a database.
-    pub fn stores_of(database: &Database) -> (Arc<dyn OrderStore>, Arc<dyn TicketReplicaStore>) {
-        match database {
-            Database::Memory => {
-                let tickets = InMemoryTicketReplicaStore::new();
-                (
-                    Arc::new(InMemoryOrderStore::new(&tickets)),
-                    Arc::new(tickets),
-                )
-            }
-            Database::Postgres(db) => (Arc::new(db.orders()), Arc::new(db.ticket_replicas())),
-            Database::Mongo(db) => (Arc::new(db.orders()), Arc::new(db.ticket_replicas())),
         }
     }
 }
@@ -87,9 +79,9 @@ pub fn router(state: OrdersState) -> Router {
 /// Starts the listeners; they stop when `token` is cancelled.
 pub async fn spawn_listeners(
     state: &OrdersState,
-    bus: &Arc<dyn Bus>,
     token: &CancellationToken,
 ) -> Result<Vec<ListenerHandle>, BusError> {
+    let bus = &state.bus;
     Ok(vec![
         spawn_listener_with_token(
             bus,
@@ -119,51 +111,47 @@ pub async fn spawn_listeners(
     ])
 }
 
-/// The orders service, bound and listening.
-pub struct Application {
-    server: Server,
-}
+/// The orders service.
+pub struct Orders;
 
-impl Application {
-    /// Connects the configured bus and database, starts the listeners and binds the port.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+#[async_trait]
+impl Service for Orders {
+    const NAME: &'static str = "orders";
+    type Settings = Settings;
+    type State = OrdersState;
+
+    fn common(settings: &Settings) -> &CommonArgs {
+        &settings.common
+    }
+
+    async fn state(settings: &Settings) -> anyhow::Result<OrdersState> {
         let keys = settings.common.session_keys(true)?;
-        let bus_choice = settings.common.backends.bus_choice()?;
-        let store = settings.common.backends.store_choice()?;
-        let bus = bus_choice.connect().await?.bus;
-        let (orders, tickets) = OrdersState::stores_of(&store.open("orders").await?);
-        tracing::info!(bus = %bus_choice.describe(), store = store.describe(), "orders service starting");
-        let state = OrdersState::new(orders, tickets, keys, settings.expiration_window(), &bus);
-        Self::build_with(&settings.common, state, bus).await
+        let bus = settings.common.backends.connect_bus().await?.as_dyn();
+        let database = settings.common.backends.open_database("orders").await?;
+        Ok(OrdersState::new(
+            &database,
+            keys,
+            settings.expiration_window(),
+            Clock::system(),
+            &bus,
+        ))
     }
 
-    /// Starts the listeners on `bus` and binds the port for this state.
-    pub async fn build_with(
-        common: &CommonArgs,
-        state: OrdersState,
-        bus: Arc<dyn Bus>,
-    ) -> anyhow::Result<Self> {
-        let token = CancellationToken::new();
-        let listeners = spawn_listeners(&state, &bus, &token).await?;
-        let addr = SocketAddr::new(common.host, common.port);
-        let server = Server::bind("orders", addr, router(state), listeners, token)
-            .await?
-            .with_bus(bus);
-        Ok(Application { server })
+    fn router(state: OrdersState) -> Router {
+        router(state)
     }
 
-    /// The port bound.
-    pub fn port(&self) -> u16 {
-        self.server.port()
+    fn bus(state: &OrdersState) -> Option<Arc<dyn Bus>> {
+        Some(state.bus.clone())
     }
 
-    /// Stops the service when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.server.shutdown_token()
-    }
-
-    /// Serves until SIGINT, SIGTERM or the shutdown token, then stops the listeners.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.run_until_stopped().await
+    async fn spawn_listeners(
+        state: &OrdersState,
+        token: &CancellationToken,
+    ) -> Result<Vec<ListenerHandle>, BusError> {
+        spawn_listeners(state, token).await
     }
 }
+
+/// The orders service, bound and listening.
+pub type Application = ticketing_common::Application<Orders>;

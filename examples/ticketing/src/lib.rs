@@ -13,7 +13,11 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use ticketing_auth::startup::AuthState;
-use ticketing_common::{CommonArgs, ConnectedBus, Database, Server};
+use anyhow::Context;
+use ticketing_bus::AnyBus;
+use ticketing_common::{CommonArgs, Server};
+use ticketing_core::{Clock, StoreError};
+use ticketing_store::{Database, StoreSettings};
 use ticketing_orders::startup::OrdersState;
 use ticketing_tickets::startup::TicketsState;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +62,17 @@ pub struct Databases {
     pub orders: Database,
 }
 
+impl Databases {
+    /// Opens each service's database with these settings (its own schema or database).
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        Ok(Databases {
+            auth: settings.open("auth").await?,
+            tickets: settings.open("tickets").await?,
+            orders: settings.open("orders").await?,
+        })
+    }
+}
+
 /// The three services' states.
 #[derive(Clone)]
 pub struct States {
@@ -81,62 +96,57 @@ pub fn router(states: &States) -> Router {
 /// The whole system, bound and listening.
 pub struct TicketingApp {
     server: Server,
-    bus: ConnectedBus,
+    bus: AnyBus,
     states: States,
 }
 
 impl TicketingApp {
     /// Connects the configured bus and databases, starts the listeners and binds the port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let bus_choice = settings.common.backends.bus_choice()?;
-        let store = settings.common.backends.store_choice()?;
         // Fail on a missing JWT_KEY before connecting anything.
         settings.common.session_keys(false)?;
-        let bus = bus_choice.connect().await?;
-        let databases = Databases {
-            auth: store.open("auth").await?,
-            tickets: store.open("tickets").await?,
-            orders: store.open("orders").await?,
-        };
-        tracing::info!(bus = %bus_choice.describe(), store = store.describe(), "ticketing starting");
-        Self::build_with(&settings, bus, &databases).await
+        let store = settings.common.backends.store_settings()?;
+        let bus = settings.common.backends.connect_bus().await?;
+        let databases = Databases::open(&store)
+            .await
+            .with_context(|| format!("cannot use {store}"))?;
+        tracing::info!(store = %store, "ticketing starting");
+        Self::build_with(&settings, bus, &databases, Clock::system()).await
     }
 
-    /// Starts the system on this bus and these databases.
+    /// Starts the system on this bus and these databases, reading the time from `clock`.
     pub async fn build_with(
         settings: &Settings,
-        bus: ConnectedBus,
+        bus: AnyBus,
         databases: &Databases,
+        clock: Clock,
     ) -> anyhow::Result<Self> {
         // The all-in-one serves plain HTTP itself: cookies are not `Secure` unless asked.
-        let keys = settings.common.session_keys(false)?;
-        let (tickets, order_replicas) = TicketsState::stores_of(&databases.tickets);
-        let (orders, ticket_replicas) = OrdersState::stores_of(&databases.orders);
+        let keys = settings.common.session_keys(false)?.with_clock(clock.clone());
+        let shared = bus.as_dyn();
         let states = States {
             auth: AuthState {
-                users: ticketing_auth::startup::users_of(&databases.auth),
+                users: databases.auth.users(),
                 keys: keys.clone(),
             },
-            tickets: TicketsState::new(tickets, order_replicas, keys.clone(), &bus.bus),
+            tickets: TicketsState::new(&databases.tickets, keys.clone(), &shared),
             orders: OrdersState::new(
-                orders,
-                ticket_replicas,
+                &databases.orders,
                 keys,
                 Duration::from_secs(settings.expiration_window_seconds),
-                &bus.bus,
+                clock.clone(),
+                &shared,
             ),
         };
         let token = CancellationToken::new();
         let mut listeners =
-            ticketing_tickets::startup::spawn_listeners(&states.tickets, &bus.bus, &token).await?;
-        listeners.extend(
-            ticketing_orders::startup::spawn_listeners(&states.orders, &bus.bus, &token).await?,
-        );
-        listeners.extend(ticketing_expiration::spawn_listeners(&bus.bus, &token).await?);
+            ticketing_tickets::startup::spawn_listeners(&states.tickets, &token).await?;
+        listeners.extend(ticketing_orders::startup::spawn_listeners(&states.orders, &token).await?);
+        listeners.extend(ticketing_expiration::spawn_listeners(&shared, clock, &token).await?);
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token)
             .await?
-            .with_bus(bus.bus.clone());
+            .with_bus(shared);
         Ok(TicketingApp {
             server,
             bus,
@@ -150,7 +160,7 @@ impl TicketingApp {
     }
 
     /// The bus the services share (with the in-memory harness when that is the bus).
-    pub fn bus(&self) -> &ConnectedBus {
+    pub fn bus(&self) -> &AnyBus {
         &self.bus
     }
 

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use ticketing_common::{ApiError, JsonBody, Validation};
 use ticketing_core::events::{TicketCreated, TicketUpdated};
 use ticketing_core::store::Ticket;
 use ticketing_core::{Id, Price, PriceError, Version};
@@ -58,6 +59,28 @@ pub fn updated_event(t: &Ticket) -> TicketUpdated {
         price: t.price,
         user_id: t.user_id,
         order_id: t.order_id,
+    }
+}
+
+/// A valid ticket body: `{title, price}`, for listing or editing a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketInput {
+    /// The title, trimmed.
+    pub title: String,
+    /// The price.
+    pub price: Price,
+}
+
+impl TryFrom<&JsonBody> for TicketInput {
+    type Error = ApiError;
+
+    /// Every failed rule is reported at once (400, one entry per field).
+    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+        let (title, price) = Validation::both(
+            ("title", title_of(body.get("title"))),
+            ("price", price_of(body.get("price"))),
+        )?;
+        Ok(TicketInput { title, price })
     }
 }
 

@@ -1,16 +1,17 @@
-//! Wiring: state, router, listeners and the runnable application.
+//! Wiring: state, router, listeners and the runnable application. No backend is named here: the
+//! configured bus and database hand out the bus and the stores.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use ticketing_common::{CommonArgs, Database, Server, SessionKeys};
+use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::events::{TicketCreated, TicketUpdated};
 use ticketing_core::store::{OrderReplicaStore, TicketStore};
 use ticketing_core::{Bus, BusError, ListenerHandle, Publisher, spawn_listener_with_token};
-use ticketing_store::memory::{InMemoryOrderReplicaStore, InMemoryTicketStore};
+use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
@@ -26,6 +27,8 @@ pub struct TicketsState {
     pub order_replicas: Arc<dyn OrderReplicaStore>,
     /// Session keys.
     pub keys: SessionKeys,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
     /// Publishes new tickets.
     pub created: Publisher<TicketCreated>,
     /// Publishes changed tickets.
@@ -33,31 +36,15 @@ pub struct TicketsState {
 }
 
 impl TicketsState {
-    /// The state over these stores and this bus.
-    pub fn new(
-        tickets: Arc<dyn TicketStore>,
-        order_replicas: Arc<dyn OrderReplicaStore>,
-        keys: SessionKeys,
-        bus: &Arc<dyn Bus>,
-    ) -> Self {
+    /// The state over the stores of `database` and this bus.
+    pub fn new(database: &Database, keys: SessionKeys, bus: &Arc<dyn Bus>) -> Self {
         TicketsState {
-            tickets,
-            order_replicas,
+            tickets: database.tickets(),
+            order_replicas: database.order_replicas(),
             keys,
+            bus: bus.clone(),
             created: Publisher::new(bus.clone()),
             updated: Publisher::new(bus.clone()),
-        }
-    }
-
-    /// The stores of a database.
-    pub fn stores_of(database: &Database) -> (Arc<dyn TicketStore>, Arc<dyn OrderReplicaStore>) {
-        match database {
-            Database::Memory => (
-                Arc::new(InMemoryTicketStore::new()),
-                Arc::new(InMemoryOrderReplicaStore::new()),
-            ),
-            Database::Postgres(db) => (Arc::new(db.tickets()), Arc::new(db.order_replicas())),
-            Database::Mongo(db) => (Arc::new(db.tickets()), Arc::new(db.order_replicas())),
         }
     }
 }
@@ -79,7 +66,6 @@ pub fn router(state: TicketsState) -> Router {
 /// Starts the listeners; they stop when `token` is cancelled.
 pub async fn spawn_listeners(
     state: &TicketsState,
-    bus: &Arc<dyn Bus>,
     token: &CancellationToken,
 ) -> Result<Vec<ListenerHandle>, BusError> {
     let created = OrderCreatedListener {
@@ -93,60 +79,46 @@ pub async fn spawn_listeners(
         updated: state.updated.clone(),
     };
     Ok(vec![
-        spawn_listener_with_token(bus, created, token.child_token()).await?,
-        spawn_listener_with_token(bus, cancelled, token.child_token()).await?,
+        spawn_listener_with_token(&state.bus, created, token.child_token()).await?,
+        spawn_listener_with_token(&state.bus, cancelled, token.child_token()).await?,
     ])
 }
 
-/// The tickets service, bound and listening.
-pub struct Application {
-    server: Server,
-}
+/// The tickets service.
+pub struct Tickets;
 
-impl Application {
-    /// Connects the configured bus and database, starts the listeners and binds the port.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+#[async_trait]
+impl Service for Tickets {
+    const NAME: &'static str = "tickets";
+    type Settings = Settings;
+    type State = TicketsState;
+
+    fn common(settings: &Settings) -> &CommonArgs {
+        &settings.common
+    }
+
+    async fn state(settings: &Settings) -> anyhow::Result<TicketsState> {
         let keys = settings.common.session_keys(true)?;
-        let bus_choice = settings.common.backends.bus_choice()?;
-        let store = settings.common.backends.store_choice()?;
-        let bus = bus_choice.connect().await?.bus;
-        let (tickets, order_replicas) = TicketsState::stores_of(&store.open("tickets").await?);
-        tracing::info!(bus = %bus_choice.describe(), store = store.describe(), "tickets service starting");
-        Self::build_with(
-            &settings.common,
-            TicketsState::new(tickets, order_replicas, keys, &bus),
-            bus,
-        )
-        .await
+        let bus = settings.common.backends.connect_bus().await?.as_dyn();
+        let database = settings.common.backends.open_database("tickets").await?;
+        Ok(TicketsState::new(&database, keys, &bus))
     }
 
-    /// Starts the listeners on `bus` and binds the port for this state.
-    pub async fn build_with(
-        common: &CommonArgs,
-        state: TicketsState,
-        bus: Arc<dyn Bus>,
-    ) -> anyhow::Result<Self> {
-        let token = CancellationToken::new();
-        let listeners = spawn_listeners(&state, &bus, &token).await?;
-        let addr = SocketAddr::new(common.host, common.port);
-        let server = Server::bind("tickets", addr, router(state), listeners, token)
-            .await?
-            .with_bus(bus);
-        Ok(Application { server })
+    fn router(state: TicketsState) -> Router {
+        router(state)
     }
 
-    /// The port bound.
-    pub fn port(&self) -> u16 {
-        self.server.port()
+    fn bus(state: &TicketsState) -> Option<Arc<dyn Bus>> {
+        Some(state.bus.clone())
     }
 
-    /// Stops the service when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.server.shutdown_token()
-    }
-
-    /// Serves until SIGINT, SIGTERM or the shutdown token, then stops the listeners.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.run_until_stopped().await
+    async fn spawn_listeners(
+        state: &TicketsState,
+        token: &CancellationToken,
+    ) -> Result<Vec<ListenerHandle>, BusError> {
+        spawn_listeners(state, token).await
     }
 }
+
+/// The tickets service, bound and listening.
+pub type Application = ticketing_common::Application<Tickets>;

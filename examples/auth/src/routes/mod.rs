@@ -15,7 +15,8 @@ use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use ticketing_common::JsonBody;
+use ticketing_common::validate::is_valid_email;
+use ticketing_common::{ApiError, JsonBody, Validation};
 use ticketing_core::Id;
 
 /// A user as the API shows it.
@@ -32,7 +33,56 @@ fn with_cookie(status: StatusCode, cookie: String, body: impl Serialize) -> Resp
     (status, [(SET_COOKIE, cookie)], Json(body)).into_response()
 }
 
-/// The trimmed email of a body, if it is a string.
-fn email_of(body: &JsonBody) -> Option<String> {
-    body.str("email").map(|e| e.trim().to_owned())
+/// The email rule: a string that, trimmed, is a plausible address. Returns it trimmed.
+fn email_of(body: &JsonBody) -> Result<String, String> {
+    body.str("email")
+        .map(|e| e.trim().to_owned())
+        .filter(|e| is_valid_email(e))
+        .ok_or_else(|| "Email must be valid".to_owned())
+}
+
+/// A valid sign-up request.
+#[derive(Debug)]
+pub struct NewUser {
+    /// The email, trimmed.
+    pub email: String,
+    /// The password, 8 to 128 characters.
+    pub password: String,
+}
+
+impl TryFrom<&JsonBody> for NewUser {
+    type Error = ApiError;
+
+    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+        let password = body
+            .str("password")
+            .filter(|p| (8..=128).contains(&p.trim().chars().count()) && p.chars().count() <= 128)
+            .map(str::to_owned)
+            .ok_or_else(|| "Password must be between 8 and 128 characters".to_owned());
+        let (email, password) = Validation::both(("email", email_of(body)), ("password", password))?;
+        Ok(NewUser { email, password })
+    }
+}
+
+/// A valid sign-in request.
+#[derive(Debug)]
+pub struct Credentials {
+    /// The email, trimmed.
+    pub email: String,
+    /// The password, not blank.
+    pub password: String,
+}
+
+impl TryFrom<&JsonBody> for Credentials {
+    type Error = ApiError;
+
+    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+        let password = body
+            .str("password")
+            .filter(|p| !p.trim().is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| "You must supply a password".to_owned());
+        let (email, password) = Validation::both(("email", email_of(body)), ("password", password))?;
+        Ok(Credentials { email, password })
+    }
 }

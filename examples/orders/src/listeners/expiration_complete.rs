@@ -8,7 +8,9 @@ use ticketing_core::{
     HandlerError, Listener, ListenerOptions, MessageContext, Publisher, StoreError,
 };
 
-use super::{QUEUE_GROUP, listener_options};
+use ticketing_common::service::listener_options;
+
+use super::QUEUE_GROUP;
 use crate::models::cancelled_event;
 
 /// `expiration:complete`: cancels the order unless it is complete or already cancelled

@@ -9,19 +9,9 @@ pub use ticket_created::TicketCreatedListener;
 pub use ticket_updated::TicketUpdatedListener;
 
 use ticketing_core::events::queue_groups;
-use ticketing_core::store::{Step, TicketReplica, TicketReplicaStore};
-use ticketing_core::{HandlerError, ListenerOptions, StoreError};
-
-/// Delivery settings of every listener here: eight messages at a time (the versioned contract
-/// keeps concurrent events of one record correct: a version that comes early waits), 32
-/// fetched ahead.
-pub fn listener_options() -> ListenerOptions {
-    ListenerOptions {
-        concurrency: 8,
-        prefetch: 32,
-        ..ListenerOptions::default()
-    }
-}
+use ticketing_core::store::{TicketReplica, TicketReplicaStore};
+use ticketing_core::version::EventDisposition;
+use ticketing_core::{HandlerError, StoreError};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::ORDERS_SERVICE;
@@ -32,14 +22,11 @@ async fn replicate(
     replicas: &dyn TicketReplicaStore,
     ticket: TicketReplica,
 ) -> Result<(), HandlerError> {
-    let step = replicas
-        .find_by_event(ticket.id, ticket.version)
-        .await?
-        .step(format!("ticket {}", ticket.id), ticket.version, |t| {
-            t.version
-        })?;
-    if step == Step::Skip {
-        return Ok(());
+    let lookup = replicas.find_by_event(ticket.id, ticket.version).await?;
+    match lookup.disposition {
+        EventDisposition::Apply => {}
+        EventDisposition::Duplicate => return Ok(()),
+        EventDisposition::Gap => return Err(lookup.gap_error()),
     }
     match replicas.apply(&ticket).await {
         // Another member applied the same event meanwhile.

@@ -5,7 +5,9 @@ use ticketing_core::events::TicketCreated;
 use ticketing_core::store::{TicketReplica, TicketReplicaStore};
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
-use super::{QUEUE_GROUP, listener_options, replicate};
+use ticketing_common::service::listener_options;
+
+use super::{QUEUE_GROUP, replicate};
 
 /// `ticket:created`: stores a replica with the same id and version; a redelivery is acked.
 pub struct TicketCreatedListener {

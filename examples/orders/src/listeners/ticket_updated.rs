@@ -5,7 +5,9 @@ use ticketing_core::events::TicketUpdated;
 use ticketing_core::store::{TicketReplica, TicketReplicaStore};
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
-use super::{QUEUE_GROUP, listener_options, replicate};
+use ticketing_common::service::listener_options;
+
+use super::{QUEUE_GROUP, replicate};
 
 /// `ticket:updated`: find_by_event — Apply copies title, price and version from the event,
 /// Duplicate acks, Gap retries soon.

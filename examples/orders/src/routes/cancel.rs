@@ -8,6 +8,10 @@ use super::owned_order;
 use crate::models::cancelled_event;
 use crate::startup::OrdersState;
 
+/// How often a cancellation that loses its version check (to another cancel, an expiry)
+/// reads the order again before answering 409.
+const ATTEMPTS: usize = 5;
+
 /// `DELETE /api/orders/:id`: 204; the order becomes `cancelled` (version + 1) and
 /// `order:cancelled` is published. A cancelled order: 204, nothing new. A complete order: 400.
 #[tracing::instrument(name = "cancel_order", skip_all, fields(user = %user.id, order = %id))]
@@ -16,13 +20,13 @@ pub async fn cancel(
     State(state): State<OrdersState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    // A concurrent change (another cancel, an expiry) moves the version: look again.
-    for _ in 0..5 {
+    let mut attempt = 1;
+    loop {
         let order = owned_order(&state, &user, &id).await?;
         match order.status.cancel() {
             Ok(CancelOutcome::AlreadyCancelled) => return Ok(StatusCode::NO_CONTENT),
             Ok(CancelOutcome::Cancel) => {}
-            Err(_) => return Err(ApiError::bad_request("Cannot cancel a completed order")),
+            Err(rule) => return Err(StoreError::from(rule).into()),
         }
         match state
             .orders
@@ -38,14 +42,8 @@ pub async fn cancel(
                 tracing::info!(order = %cancelled.id, "order cancelled");
                 return Ok(StatusCode::NO_CONTENT);
             }
-            Err(StoreError::VersionConflict { .. }) => continue,
-            Err(StoreError::Transition(_)) => {
-                return Err(ApiError::bad_request("Cannot cancel a completed order"));
-            }
-            Err(e) => return Err(ApiError::internal(e)),
+            Err(StoreError::VersionConflict { .. }) if attempt < ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::internal(anyhow::anyhow!(
-        "order {id} kept changing during the cancellation"
-    )))
 }

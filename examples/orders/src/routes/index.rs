@@ -10,10 +10,6 @@ pub async fn index(
     RequireUser(user): RequireUser,
     State(state): State<OrdersState>,
 ) -> Result<Json<Vec<OrderJson>>, ApiError> {
-    let orders = state
-        .orders
-        .list_for_user(user.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let orders = state.orders.list_for_user(user.id).await?;
     Ok(Json(orders.into_iter().map(Into::into).collect()))
 }

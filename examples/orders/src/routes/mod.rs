@@ -11,7 +11,6 @@ pub use index::index;
 pub use show::show;
 
 use ticketing_common::{ApiError, Claims, path_id};
-use ticketing_core::StoreError;
 use ticketing_core::store::Order;
 
 use crate::startup::OrdersState;
@@ -19,11 +18,7 @@ use crate::startup::OrdersState;
 /// The order at `id` if the user owns it: 404 for an unknown or malformed id, 401 for
 /// someone else's order.
 async fn owned_order(state: &OrdersState, user: &Claims, id: &str) -> Result<Order, ApiError> {
-    let order = match state.orders.get(path_id(id)?).await {
-        Ok(order) => order,
-        Err(StoreError::NotFound { .. }) => return Err(ApiError::NotFound),
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let order = state.orders.get(path_id(id)?).await?;
     if order.user_id != user.id {
         return Err(ApiError::NotAuthorized);
     }

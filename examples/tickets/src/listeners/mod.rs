@@ -6,21 +6,9 @@ mod order_created;
 pub use order_cancelled::OrderCancelledListener;
 pub use order_created::OrderCreatedListener;
 
-use ticketing_core::Id;
 use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
-use ticketing_core::{HandlerError, ListenerOptions};
+use ticketing_core::{HandlerError, Id};
 use ticketing_core::{StoreError, events::queue_groups};
-
-/// Delivery settings of every listener here: eight messages at a time (the versioned contract
-/// keeps concurrent events of one record correct: a version that comes early waits), 32
-/// fetched ahead.
-pub fn listener_options() -> ListenerOptions {
-    ListenerOptions {
-        concurrency: 8,
-        prefetch: 32,
-        ..ListenerOptions::default()
-    }
-}
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;

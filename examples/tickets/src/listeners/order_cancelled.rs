@@ -3,10 +3,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ticketing_core::events::{OrderCancelled, TicketUpdated};
 use ticketing_core::reservation::{OrderStatus, releases_ticket};
-use ticketing_core::store::{OrderReplica, OrderReplicaStore, Step, Ticket, TicketStore};
+use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
+use ticketing_core::version::EventDisposition;
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, Publisher};
 
-use super::{QUEUE_GROUP, listener_options, record, ticket_of};
+use ticketing_common::service::listener_options;
+
+use super::{QUEUE_GROUP, record, ticket_of};
 use crate::models::updated_event;
 
 /// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
@@ -39,14 +42,11 @@ impl Listener for OrderCancelledListener {
         event: OrderCancelled,
         ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let current = match self
-            .orders
-            .find_by_event(event.id, event.version)
-            .await?
-            .step(format!("order {}", event.id), event.version, |o| o.version)?
-        {
-            Step::Skip => return Ok(()),
-            Step::Apply(current) => current,
+        let lookup = self.orders.find_by_event(event.id, event.version).await?;
+        let current = match lookup.disposition {
+            EventDisposition::Apply => lookup.current,
+            EventDisposition::Duplicate => return Ok(()),
+            EventDisposition::Gap => return Err(lookup.gap_error()),
         };
         let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
         if releases_ticket(ticket.order_id, event.id) {

@@ -3,10 +3,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ticketing_core::events::{OrderCreated, TicketUpdated};
 use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{OrderReplica, OrderReplicaStore, Step, Ticket, TicketStore};
+use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
+use ticketing_core::version::EventDisposition;
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, Publisher};
 
-use super::{QUEUE_GROUP, listener_options, record, ticket_of};
+use ticketing_common::service::listener_options;
+
+use super::{QUEUE_GROUP, record, ticket_of};
 use crate::models::updated_event;
 
 /// `order:created`: version-checked against the order replica; marks the ticket reserved by the
@@ -37,13 +40,11 @@ impl Listener for OrderCreatedListener {
         event: OrderCreated,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let step = self
-            .orders
-            .find_by_event(event.id, event.version)
-            .await?
-            .step(format!("order {}", event.id), event.version, |o| o.version)?;
-        if step == Step::Skip {
-            return Ok(());
+        let lookup = self.orders.find_by_event(event.id, event.version).await?;
+        match lookup.disposition {
+            EventDisposition::Apply => {}
+            EventDisposition::Duplicate => return Ok(()),
+            EventDisposition::Gap => return Err(lookup.gap_error()),
         }
         let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
         let reserved = match ticket.order_id {

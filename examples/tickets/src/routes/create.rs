@@ -1,11 +1,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ticketing_common::{ApiError, JsonBody, RequireUser, Validation};
+use ticketing_common::{ApiError, JsonBody, RequireUser};
 use ticketing_core::Id;
 use ticketing_core::store::Ticket;
 
-use crate::models::{TicketJson, created_event, price_of, title_of};
+use crate::models::{TicketInput, TicketJson, created_event};
 use crate::startup::TicketsState;
 
 /// `POST /api/tickets {title, price}`: 201 with the ticket at version 0; publishes
@@ -16,15 +16,7 @@ pub async fn create(
     State(state): State<TicketsState>,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<TicketJson>), ApiError> {
-    let mut rules = Validation::new();
-    let title = rules.check("title", title_of(body.get("title")));
-    let price = rules.check("price", price_of(body.get("price")));
-    rules.finish()?;
-    let (Some(title), Some(price)) = (title, price) else {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
+    let TicketInput { title, price } = TicketInput::try_from(&body)?;
     let ticket = state
         .tickets
         .create(Ticket {
@@ -35,8 +27,7 @@ pub async fn create(
             version: 0,
             order_id: None,
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state
         .created
         .publish(&created_event(&ticket))

@@ -7,10 +7,6 @@ use crate::startup::TicketsState;
 
 /// `GET /api/tickets`: the tickets no order holds, oldest first.
 pub async fn index(State(state): State<TicketsState>) -> Result<Json<Vec<TicketJson>>, ApiError> {
-    let tickets = state
-        .tickets
-        .list_unreserved()
-        .await
-        .map_err(ApiError::internal)?;
+    let tickets = state.tickets.list_unreserved().await?;
     Ok(Json(tickets.into_iter().map(Into::into).collect()))
 }

@@ -1,7 +1,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use ticketing_common::{ApiError, path_id};
-use ticketing_core::StoreError;
 
 use crate::models::TicketJson;
 use crate::startup::TicketsState;
@@ -11,9 +10,5 @@ pub async fn show(
     State(state): State<TicketsState>,
     Path(id): Path<String>,
 ) -> Result<Json<TicketJson>, ApiError> {
-    match state.tickets.get(path_id(&id)?).await {
-        Ok(ticket) => Ok(Json(ticket.into())),
-        Err(StoreError::NotFound { .. }) => Err(ApiError::NotFound),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    Ok(Json(state.tickets.get(path_id(&id)?).await?.into()))
 }

@@ -1,15 +1,19 @@
 use axum::Json;
 use axum::extract::{Path, State};
-use ticketing_common::{ApiError, JsonBody, RequireUser, Validation, path_id};
+use ticketing_common::{ApiError, JsonBody, RequireUser, path_id};
 use ticketing_core::StoreError;
 use ticketing_core::store::Ticket;
 
-use crate::models::{TicketJson, price_of, title_of, updated_event};
+use crate::models::{TicketInput, TicketJson, updated_event};
 use crate::startup::TicketsState;
+
+/// How often an edit that loses its version check to a reservation or another edit reads
+/// the ticket again before answering 409.
+const ATTEMPTS: usize = 5;
 
 /// `PUT /api/tickets/:id {title, price}`: 200 with the ticket at version + 1; publishes
 /// `ticket:updated`. Guards in order: signed in (401), valid body (400), known id (404), owner
-/// (401), not reserved (400).
+/// (401), not reserved (400); 409 if concurrent changes keep winning the version check.
 #[tracing::instrument(name = "update_ticket", skip_all, fields(user = %user.id, ticket = %id))]
 pub async fn update(
     RequireUser(user): RequireUser,
@@ -17,24 +21,11 @@ pub async fn update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Json<TicketJson>, ApiError> {
-    let mut rules = Validation::new();
-    let title = rules.check("title", title_of(body.get("title")));
-    let price = rules.check("price", price_of(body.get("price")));
-    rules.finish()?;
-    let (Some(title), Some(price)) = (title, price) else {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
+    let TicketInput { title, price } = TicketInput::try_from(&body)?;
     let id = path_id(&id)?;
-    // A reservation may land between our read and our write: the version check catches it, and
-    // we look again.
-    for _ in 0..5 {
-        let ticket = match state.tickets.get(id).await {
-            Ok(ticket) => ticket,
-            Err(StoreError::NotFound { .. }) => return Err(ApiError::NotFound),
-            Err(e) => return Err(ApiError::internal(e)),
-        };
+    let mut attempt = 1;
+    loop {
+        let ticket = state.tickets.get(id).await?;
         if ticket.user_id != user.id {
             return Err(ApiError::NotAuthorized);
         }
@@ -55,11 +46,9 @@ pub async fn update(
                     .map_err(ApiError::internal)?;
                 return Ok(Json(updated.into()));
             }
-            Err(StoreError::VersionConflict { .. }) => continue,
-            Err(e) => return Err(ApiError::internal(e)),
+            // A reservation or another edit landed between our read and our write: look again.
+            Err(StoreError::VersionConflict { .. }) if attempt < ATTEMPTS => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::internal(anyhow::anyhow!(
-        "ticket {id} kept changing during the update"
-    )))
 }

@@ -1,0 +1,118 @@
+//! The shape every service shares (zero2prod's `Application`): a service says what it is made
+//! of — its state, routes and listeners — by implementing [`Service`]; [`Application`] builds,
+//! binds, runs and stops any of them the same way.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use ticketing_core::{Bus, BusError, ListenerHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CommonArgs;
+use crate::server::Server;
+
+/// What a service is made of.
+#[async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// Its name, in logs (`"tickets"`).
+    const NAME: &'static str;
+    /// Its settings, from the environment and flags.
+    type Settings: Send + Sync;
+    /// What its handlers and listeners share.
+    type State: Clone + Send + Sync + 'static;
+
+    /// The options every service takes, inside its settings.
+    fn common(settings: &Self::Settings) -> &CommonArgs;
+
+    /// Connects the configured backends and makes the state.
+    async fn state(settings: &Self::Settings) -> anyhow::Result<Self::State>;
+
+    /// Its routes.
+    fn router(state: Self::State) -> Router;
+
+    /// The bus its listeners and publishers use (flushed on shutdown); none by default.
+    fn bus(_state: &Self::State) -> Option<Arc<dyn Bus>> {
+        None
+    }
+
+    /// Starts its listeners; they stop when `token` is cancelled. None by default.
+    async fn spawn_listeners(
+        _state: &Self::State,
+        _token: &CancellationToken,
+    ) -> Result<Vec<ListenerHandle>, BusError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A service, bound and listening.
+pub struct Application<S> {
+    server: Server,
+    service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> Application<S> {
+    /// Connects the configured backends, starts the listeners and binds the port.
+    pub async fn build(settings: S::Settings) -> anyhow::Result<Self> {
+        let state = S::state(&settings).await?;
+        Self::build_with(S::common(&settings), state).await
+    }
+
+    /// Starts the listeners and binds the port for this state (tests pass in-memory state).
+    pub async fn build_with(common: &CommonArgs, state: S::State) -> anyhow::Result<Self> {
+        let token = CancellationToken::new();
+        let listeners = S::spawn_listeners(&state, &token).await?;
+        let bus = S::bus(&state);
+        let addr = SocketAddr::new(common.host, common.port);
+        let mut server = Server::bind(S::NAME, addr, S::router(state), listeners, token).await?;
+        if let Some(bus) = bus {
+            server = server.with_bus(bus);
+        }
+        Ok(Application {
+            server,
+            service: PhantomData,
+        })
+    }
+
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Stops the service when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.server.shutdown_token()
+    }
+
+    /// Serves until SIGINT, SIGTERM or the shutdown token; then stops the listeners once the
+    /// in-flight requests and messages are finished and settled.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.run_until_stopped().await
+    }
+}
+
+/// A service's `main`: tracing, settings from the environment and flags, build, serve until
+/// stopped; on error, the cause chain and a non-zero exit.
+pub async fn main<S: Service>(settings: impl FnOnce() -> S::Settings) -> std::process::ExitCode {
+    crate::telemetry::init_tracing();
+    let run = async {
+        let app = Application::<S>::build(settings()).await?;
+        tracing::info!(port = app.port(), "{} service listening", S::NAME);
+        app.run_until_stopped().await?;
+        Ok(())
+    };
+    crate::server::exit_code(run.await)
+}
+
+/// Delivery settings of the services' listeners: eight messages at a time (the versioned
+/// contract keeps concurrent events of one record correct: a version that comes early waits),
+/// 32 fetched ahead.
+pub fn listener_options() -> ticketing_core::ListenerOptions {
+    ticketing_core::ListenerOptions {
+        concurrency: 8,
+        prefetch: 32,
+        ..ticketing_core::ListenerOptions::default()
+    }
+}
