@@ -162,7 +162,7 @@ async fn restart_mid_stream(signal: &str) -> Outcome {
     };
 
     // Restart the server once a quarter of the stream has been consumed.
-    support::wait_until(Duration::from_secs(30), || {
+    ticketing_test_live::wait_until(Duration::from_secs(30), || {
         acked.lock().unwrap().len() >= MESSAGES as usize / 4
     })
     .await;

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use ticketing_core::conformance::store::{StoreFactory, Stores};
 
@@ -14,14 +12,7 @@ struct Mongo;
 #[async_trait]
 impl StoreFactory for Mongo {
     async fn stores(&self) -> Stores {
-        let db = support::mongo::isolated_database().await;
-        Stores {
-            users: Arc::new(db.users()),
-            tickets: Arc::new(db.tickets()),
-            order_replicas: Arc::new(db.order_replicas()),
-            ticket_replicas: Arc::new(db.ticket_replicas()),
-            orders: Arc::new(db.orders()),
-        }
+        support::stores_of(&support::mongo().await)
     }
 }
 

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use ticketing_core::conformance::store::{StoreFactory, Stores};
 
@@ -13,14 +11,7 @@ struct Postgres;
 #[async_trait]
 impl StoreFactory for Postgres {
     async fn stores(&self) -> Stores {
-        let db = support::pg::isolated_database(16).await;
-        Stores {
-            users: Arc::new(db.users()),
-            tickets: Arc::new(db.tickets()),
-            order_replicas: Arc::new(db.order_replicas()),
-            ticket_replicas: Arc::new(db.ticket_replicas()),
-            orders: Arc::new(db.orders()),
-        }
+        support::stores_of(&support::postgres(16).await)
     }
 }
 

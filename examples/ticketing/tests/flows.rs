@@ -1,8 +1,6 @@
 //! Cross-service flows through the all-in-one app over one in-memory bus, with the failures
 //! real brokers produce injected.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
@@ -11,15 +9,15 @@ use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
 use ticketing_core::Bus;
 use ticketing_core::events::TicketUpdated;
 
-use support::{Endpoints, sign_up};
+use ticketing_test_app::system::{self as support, Endpoints, sign_up};
 
 async fn spawn() -> (Endpoints, InMemoryBus) {
-    spawn_with(Settings::for_tests("test-jwt-key")).await
+    spawn_with(Settings::for_tests(ticketing_test_app::JWT_KEY)).await
 }
 
 async fn spawn_with(settings: Settings) -> (Endpoints, InMemoryBus) {
     let app = TicketingApp::build(settings).await.expect("build");
-    let bus = app.bus().memory.clone().expect("in-memory bus");
+    let bus = app.bus().memory().cloned().expect("in-memory bus");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     (Endpoints::single(&address), bus)

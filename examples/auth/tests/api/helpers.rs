@@ -1,33 +1,32 @@
-use std::sync::Arc;
+use std::ops::Deref;
 
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::SET_COOKIE;
 use serde_json::{Value, json};
-use ticketing_auth::startup::{Application, AuthState};
-use ticketing_common::CommonArgs;
-use ticketing_store::memory::InMemoryUserStore;
+use ticketing_auth::startup::{Auth, AuthState};
+use ticketing_test_app as kit;
 
-pub const JWT_KEY: &str = "test-jwt-key";
+pub use kit::{JWT_KEY, error_messages};
 
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    pub http: kit::TestApp,
 }
 
-/// The auth service on a random port, with in-memory users.
+impl Deref for TestApp {
+    type Target = kit::TestApp;
+    fn deref(&self) -> &kit::TestApp {
+        &self.http
+    }
+}
+
+/// The auth service on a random port, with in-memory users and its time on tokio's clock.
 pub async fn spawn_app() -> TestApp {
-    let common = CommonArgs::for_tests(JWT_KEY);
+    let memory = kit::Memory::new().await;
     let state = AuthState {
-        users: Arc::new(InMemoryUserStore::new()),
-        keys: common.session_keys(false).unwrap(),
+        users: memory.database.users(),
+        keys: kit::keys(),
     };
-    let app = Application::build_with(&common, state)
-        .await
-        .expect("build");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
-        client: reqwest::Client::new(),
+        http: kit::spawn::<Auth>(state).await,
     }
 }
 
@@ -48,37 +47,29 @@ pub fn cookie_pair(set_cookie: &str) -> String {
 }
 
 impl TestApp {
-    pub async fn post(&self, path: &str, body: &Value, cookie: Option<&str>) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.address))
-            .json(body);
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.expect("request")
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        cookie: Option<&str>,
+    ) -> reqwest::Response {
+        self.http.post(path, cookie, body).await
     }
 
     pub async fn post_signup(&self, body: &Value) -> reqwest::Response {
-        self.post("/api/users/signup", body, None).await
+        self.post_json("/api/users/signup", body, None).await
     }
 
     pub async fn post_signin(&self, body: &Value) -> reqwest::Response {
-        self.post("/api/users/signin", body, None).await
+        self.post_json("/api/users/signin", body, None).await
     }
 
     pub async fn post_signout(&self, cookie: Option<&str>) -> reqwest::Response {
-        self.post("/api/users/signout", &json!({}), cookie).await
+        self.post_json("/api/users/signout", &json!({}), cookie).await
     }
 
     pub async fn get_current_user(&self, cookie: Option<&str>) -> reqwest::Response {
-        let mut request = self
-            .client
-            .get(format!("{}/api/users/currentuser", self.address));
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.expect("request")
+        self.http.get("/api/users/currentuser", cookie).await
     }
 
     /// Signs up and returns the cookie to send back.
@@ -89,20 +80,4 @@ impl TestApp {
         assert_eq!(response.status(), 201);
         cookie_pair(&session_cookie(&response).expect("cookie"))
     }
-}
-
-/// The messages of an error body, in order.
-pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<String>)> {
-    let body: Value = response.json().await.expect("json body");
-    body["errors"]
-        .as_array()
-        .expect("errors array")
-        .iter()
-        .map(|e| {
-            (
-                e["message"].as_str().unwrap().to_owned(),
-                e["field"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
 }

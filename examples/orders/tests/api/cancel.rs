@@ -1,7 +1,6 @@
 use serde_json::Value;
 use ticketing_core::events::OrderCancelled;
 use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::OrderStore;
 
 use crate::helpers::{error_messages, signin, spawn_app};
 

@@ -1,67 +1,59 @@
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 use ticketing_bus::memory::InMemoryBus;
-use ticketing_common::{CommonArgs, SessionKeys};
-use ticketing_core::Id;
-use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_orders::startup::{Application, OrdersState};
-use ticketing_store::memory::{InMemoryOrderStore, InMemoryTicketReplicaStore};
+use ticketing_common::SessionKeys;
+use ticketing_core::store::{OrderStore, TicketReplica, TicketReplicaStore};
+use ticketing_core::{Clock, Id};
+use ticketing_orders::startup::{Orders, OrdersState};
+use ticketing_test_app as kit;
+
+pub use kit::error_messages;
 
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    pub http: kit::TestApp,
     pub bus: InMemoryBus,
-    pub orders: InMemoryOrderStore,
-    pub tickets: InMemoryTicketReplicaStore,
+    pub orders: Arc<dyn OrderStore>,
+    pub tickets: Arc<dyn TicketReplicaStore>,
     pub keys: SessionKeys,
+    pub clock: Clock,
 }
 
-/// The orders service on a random port over an in-memory bus and stores.
+impl Deref for TestApp {
+    type Target = kit::TestApp;
+    fn deref(&self) -> &kit::TestApp {
+        &self.http
+    }
+}
+
+/// The orders service on a random port over an in-memory bus and stores, its time on tokio's
+/// clock.
 pub async fn spawn_app() -> TestApp {
-    let common = CommonArgs::for_tests("test-jwt-key");
-    let keys = common.session_keys(false).unwrap();
-    let bus = InMemoryBus::new();
-    let tickets = InMemoryTicketReplicaStore::new();
-    let orders = InMemoryOrderStore::new(&tickets);
-    let state = OrdersState::new(
-        Arc::new(orders.clone()),
-        Arc::new(tickets.clone()),
-        keys.clone(),
-        WINDOW,
-        &bus.as_dyn(),
-    );
-    let app = Application::build_with(&common, state, bus.as_dyn())
-        .await
-        .expect("build");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let memory = kit::Memory::new().await;
+    let keys = kit::keys();
+    let clock = Clock::tokio();
+    let state = OrdersState::new(&memory.database, keys.clone(), WINDOW, clock.clone(), &memory.bus());
+    let (orders, tickets) = (state.orders.clone(), state.tickets.clone());
     TestApp {
-        address,
-        client: reqwest::Client::new(),
-        bus,
+        http: kit::spawn::<Orders>(state).await,
+        bus: memory.bus,
         orders,
         tickets,
         keys,
+        clock,
     }
 }
 
 /// A session for a new user: (cookie header value, user id).
 pub fn signin(keys: &SessionKeys) -> (String, Id) {
-    let id = Id::new();
-    let (token, _) = keys.issue(id, "test@test.com").unwrap();
-    (format!("session={}", keys.cookie(&token).value()), id)
+    kit::signed_in(keys)
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
     /// A ticket as the replica holds it.
     pub async fn seed_ticket(&self, title: &str) -> TicketReplica {
         let ticket = TicketReplica {
@@ -75,11 +67,7 @@ impl TestApp {
     }
 
     pub async fn post_order(&self, cookie: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut request = self.client.post(self.url("/api/orders")).json(body);
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.unwrap()
+        self.http.post("/api/orders", cookie, body).await
     }
 
     pub async fn order_ticket(&self, cookie: &str, ticket: Id) -> reqwest::Response {
@@ -88,39 +76,14 @@ impl TestApp {
     }
 
     pub async fn get(&self, cookie: Option<&str>, path: &str) -> reqwest::Response {
-        let mut request = self.client.get(self.url(path));
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.unwrap()
+        self.http.get(path, cookie).await
     }
 
     pub async fn delete(&self, cookie: Option<&str>, path: &str) -> reqwest::Response {
-        let mut request = self.client.delete(self.url(path));
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.unwrap()
+        self.http.delete(path, cookie).await
     }
 
     pub async fn settled(&self) {
-        tokio::time::timeout(Duration::from_secs(20), self.bus.settled())
-            .await
-            .expect("bus settles");
+        kit::settled(&self.bus).await;
     }
-}
-
-pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<String>)> {
-    let body: Value = response.json().await.unwrap();
-    body["errors"]
-        .as_array()
-        .expect("errors array")
-        .iter()
-        .map(|e| {
-            (
-                e["message"].as_str().unwrap().to_owned(),
-                e["field"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
 }

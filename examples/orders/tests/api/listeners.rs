@@ -1,6 +1,5 @@
 use ticketing_core::events::{ExpirationComplete, OrderCancelled, TicketCreated, TicketUpdated};
 use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{OrderStore, TicketReplicaStore};
 use ticketing_core::{Event, Id, Publisher};
 
 use crate::helpers::{TestApp, signin, spawn_app};

@@ -1,46 +1,40 @@
+use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
-use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 use ticketing_bus::memory::InMemoryBus;
-use ticketing_common::{CommonArgs, SessionKeys};
+use ticketing_common::SessionKeys;
 use ticketing_core::Id;
-use ticketing_core::store::Ticket;
-use ticketing_store::memory::{InMemoryOrderReplicaStore, InMemoryTicketStore};
-use ticketing_tickets::startup::{Application, TicketsState};
+use ticketing_core::store::{OrderReplicaStore, Ticket, TicketStore};
+use ticketing_test_app as kit;
+use ticketing_tickets::startup::{Tickets, TicketsState};
+
+pub use kit::error_messages;
 
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    pub http: kit::TestApp,
     pub bus: InMemoryBus,
-    pub tickets: InMemoryTicketStore,
-    pub order_replicas: InMemoryOrderReplicaStore,
+    pub tickets: Arc<dyn TicketStore>,
+    pub order_replicas: Arc<dyn OrderReplicaStore>,
     pub keys: SessionKeys,
+}
+
+impl Deref for TestApp {
+    type Target = kit::TestApp;
+    fn deref(&self) -> &kit::TestApp {
+        &self.http
+    }
 }
 
 /// The tickets service on a random port over an in-memory bus and stores.
 pub async fn spawn_app() -> TestApp {
-    let common = CommonArgs::for_tests("test-jwt-key");
-    let keys = common.session_keys(false).unwrap();
-    let bus = InMemoryBus::new();
-    let tickets = InMemoryTicketStore::new();
-    let order_replicas = InMemoryOrderReplicaStore::new();
-    let state = TicketsState::new(
-        Arc::new(tickets.clone()),
-        Arc::new(order_replicas.clone()),
-        keys.clone(),
-        &bus.as_dyn(),
-    );
-    let app = Application::build_with(&common, state, bus.as_dyn())
-        .await
-        .expect("build");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let memory = kit::Memory::new().await;
+    let keys = kit::keys();
+    let state = TicketsState::new(&memory.database, keys.clone(), &memory.bus());
+    let (tickets, order_replicas) = (state.tickets.clone(), state.order_replicas.clone());
     TestApp {
-        address,
-        client: reqwest::Client::new(),
-        bus,
+        http: kit::spawn::<Tickets>(state).await,
+        bus: memory.bus,
         tickets,
         order_replicas,
         keys,
@@ -49,22 +43,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// A session for a new user: (cookie header value, user id).
 pub fn signin(keys: &SessionKeys) -> (String, Id) {
-    let id = Id::new();
-    let (token, _) = keys.issue(id, "test@test.com").unwrap();
-    (format!("session={}", keys.cookie(&token).value()), id)
+    kit::signed_in(keys)
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
     pub async fn post_ticket(&self, cookie: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut request = self.client.post(self.url("/api/tickets")).json(body);
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.unwrap()
+        self.http.post("/api/tickets", cookie, body).await
     }
 
     pub async fn put_ticket(
@@ -73,18 +57,13 @@ impl TestApp {
         id: &str,
         body: &Value,
     ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .put(self.url(&format!("/api/tickets/{id}")))
-            .json(body);
-        if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
-        }
-        request.send().await.unwrap()
+        self.http
+            .put(&format!("/api/tickets/{id}"), cookie, body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.http.get(path, None).await
     }
 
     /// Creates a ticket through the API as the user of `cookie`.
@@ -98,7 +77,6 @@ impl TestApp {
 
     /// Stores a ticket of `user_id` directly, bypassing the API, reserved by `order_id`.
     pub async fn seed_ticket(&self, user_id: Id, order_id: Option<Id>) -> Ticket {
-        use ticketing_core::store::TicketStore;
         let ticket = Ticket {
             id: Id::new(),
             title: "concert".into(),
@@ -123,23 +101,6 @@ impl TestApp {
 
     /// Waits until the bus has nothing in flight or due, with a limit.
     pub async fn settled(&self) {
-        tokio::time::timeout(Duration::from_secs(20), self.bus.settled())
-            .await
-            .expect("bus settles");
+        kit::settled(&self.bus).await;
     }
-}
-
-pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<String>)> {
-    let body: Value = response.json().await.unwrap();
-    body["errors"]
-        .as_array()
-        .expect("errors array")
-        .iter()
-        .map(|e| {
-            (
-                e["message"].as_str().unwrap().to_owned(),
-                e["field"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
 }

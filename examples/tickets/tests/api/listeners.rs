@@ -3,7 +3,7 @@ use ticketing_core::events::{
     OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket, TicketUpdated,
 };
 use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{Ticket, TicketStore};
+use ticketing_core::store::Ticket;
 use ticketing_core::{Bus, Id, Publisher};
 
 use crate::helpers::{TestApp, spawn_app};
@@ -93,7 +93,7 @@ async fn order_cancelled_releases_the_ticket_publishes_and_acks() {
 
 #[tokio::test]
 async fn a_cancellation_of_an_order_not_holding_the_ticket_changes_nothing() {
-    use ticketing_core::store::{OrderReplica, OrderReplicaStore};
+    use ticketing_core::store::OrderReplica;
     let app = spawn_app().await;
     let holder = Id::new();
     let ticket = app.seed_ticket(Id::new(), Some(holder)).await;

@@ -1,5 +1,6 @@
-//! A client for the whole system, wherever its services run.
-#![allow(dead_code, unreachable_pub)]
+//! A client of the whole system, wherever its services run (one address for the all-in-one
+//! app, one per service otherwise), and the stories the system tests tell with it.
+#![allow(missing_docs)]
 
 use std::time::Duration;
 

@@ -1,0 +1,177 @@
+//! The test kit of the services: spawn a service on a random port over in-memory backends,
+//! sign users in, send requests, read error bodies, wait until the bus has settled; and
+//! [`system`], a client of the whole system wherever its services run.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use ticketing_test_app as kit;
+//! # struct MyService;
+//! # fn state(_: &kit::Memory) -> () { unreachable!() }
+//! let memory = kit::Memory::new().await;            // an in-memory bus and database
+//! // let app = kit::spawn::<Tickets>(TicketsState::new(&memory.database, kit::keys(), &memory.bus())).await;
+//! // let (cookie, user) = kit::signed_in(&kit::keys());
+//! // let response = app.post("/api/tickets", Some(&cookie), &json!({"title": "t", "price": 5})).await;
+//! kit::settled(&memory.bus).await;
+//! # }
+//! ```
+
+pub mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::COOKIE;
+use serde_json::Value;
+use ticketing_bus::memory::InMemoryBus;
+use ticketing_common::{Application, CommonArgs, Service, SessionKeys};
+use ticketing_core::{Bus, Clock, Id};
+use ticketing_store::{Database, StoreSettings};
+use tokio_util::sync::CancellationToken;
+
+/// The key test sessions are signed with.
+pub const JWT_KEY: &str = "test-jwt-key-of-at-least-thirty-two-bytes";
+
+/// Options for a service under test: [`JWT_KEY`], port 0 on loopback, in-memory backends.
+pub fn common() -> CommonArgs {
+    CommonArgs::for_tests(JWT_KEY)
+}
+
+/// The session keys of [`common`], reading the time from `Clock::tokio()` so that session
+/// expiry follows a paused test clock.
+pub fn keys() -> SessionKeys {
+    common()
+        .session_keys(false)
+        .expect("test keys")
+        .with_clock(Clock::tokio())
+}
+
+/// In-memory backends for one service: the bus (with its harness) and a database.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    /// The bus, with the harness.
+    pub bus: InMemoryBus,
+    /// The database.
+    pub database: Database,
+}
+
+impl Memory {
+    /// A new in-memory bus and database.
+    pub async fn new() -> Self {
+        Memory {
+            bus: InMemoryBus::new(),
+            database: StoreSettings::Memory
+                .open("test")
+                .await
+                .expect("in-memory database"),
+        }
+    }
+
+    /// The bus as services take it.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.as_dyn()
+    }
+}
+
+/// A service running on a random loopback port, and an HTTP client for it.
+#[derive(Debug, Clone)]
+pub struct TestApp {
+    /// `http://127.0.0.1:{port}`.
+    pub address: String,
+    /// The client.
+    pub client: reqwest::Client,
+    /// Stops the service when cancelled.
+    pub shutdown: CancellationToken,
+}
+
+/// Builds service `S` on `state` with [`common`] options and runs it in the background.
+pub async fn spawn<S: Service>(state: S::State) -> TestApp {
+    let app = Application::<S>::build_with(&common(), state)
+        .await
+        .expect("the service builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Sends `method path` with the session `cookie` and a JSON `body`, if given.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, cookie, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, cookie: Option<&str>, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path, cookie, Some(body))
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, cookie: Option<&str>, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::PUT, path, cookie, Some(body))
+            .await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+        self.request(reqwest::Method::DELETE, path, cookie, None)
+            .await
+    }
+}
+
+/// A session for a new user signed with `keys`: (cookie header value, user id).
+pub fn signed_in(keys: &SessionKeys) -> (String, Id) {
+    let id = Id::new();
+    let (token, _) = keys.issue(id, "test@test.com").expect("a token");
+    (format!("session={}", keys.cookie(&token).value()), id)
+}
+
+/// The `(message, field)` pairs of an error body in the API's format.
+pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<String>)> {
+    let body: Value = response.json().await.expect("a JSON body");
+    body["errors"]
+        .as_array()
+        .expect("an errors array")
+        .iter()
+        .map(|e| {
+            (
+                e["message"].as_str().expect("a message").to_owned(),
+                e["field"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the bus has nothing in flight or due (20 s of tokio time at most).
+pub async fn settled(bus: &InMemoryBus) {
+    tokio::time::timeout(Duration::from_secs(20), bus.settled())
+        .await
+        .expect("the bus settles");
+}
