@@ -139,7 +139,9 @@ impl BusSettings {
         match (backend, nats) {
             (Some(BusBackend::Memory), _) | (None, None) => Ok(BusSettings::Memory),
             (Some(BusBackend::Nats) | None, Some(nats)) => Ok(BusSettings::Nats(nats)),
-            (Some(BusBackend::Nats), None) => Err(SettingsError("--bus nats needs NATS_URL".into())),
+            (Some(BusBackend::Nats), None) => {
+                Err(SettingsError("--bus nats needs NATS_URL".into()))
+            }
         }
     }
 
@@ -165,7 +167,9 @@ impl BusSettings {
                     subject_prefix: nats.subject_prefix.clone(),
                     ..crate::nats::NatsBusConfig::default()
                 };
-                crate::nats::NatsBus::connect(config).await.map(AnyBus::Nats)
+                crate::nats::NatsBus::connect(config)
+                    .await
+                    .map(AnyBus::Nats)
             }
             #[cfg(not(feature = "nats"))]
             BusSettings::Nats(_) => Err(BusError::backend(

@@ -80,8 +80,8 @@ impl Clock {
         match &self.source {
             Source::System => Utc::now(),
             Source::Tokio { anchor, start } => {
-                let elapsed = chrono::Duration::from_std(start.elapsed())
-                    .unwrap_or(chrono::Duration::MAX);
+                let elapsed =
+                    chrono::Duration::from_std(start.elapsed()).unwrap_or(chrono::Duration::MAX);
                 *anchor + elapsed
             }
             Source::Fixed(at) => *at,

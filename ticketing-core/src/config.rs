@@ -13,10 +13,7 @@
 /// assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    url.split(',')
-        .map(redact_one)
-        .collect::<Vec<_>>()
-        .join(",")
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
 }
 
 fn redact_one(url: &str) -> String {

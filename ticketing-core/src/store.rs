@@ -195,7 +195,11 @@ impl<T: Replica> ReplicaLookup<T> {
             Some(held) => format!("{} {}", T::ENTITY, held.id()),
             None => T::ENTITY.to_owned(),
         };
-        crate::HandlerError::gap(record, self.current.as_ref().map(Replica::version), self.event)
+        crate::HandlerError::gap(
+            record,
+            self.current.as_ref().map(Replica::version),
+            self.event,
+        )
     }
 }
 

@@ -73,7 +73,11 @@ impl FromStr for StoreBackend {
         StoreBackend::ALL
             .into_iter()
             .find(|b| b.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| SettingsError(format!("unknown store backend {s:?}: memory, postgres or mongo")))
+            .ok_or_else(|| {
+                SettingsError(format!(
+                    "unknown store backend {s:?}: memory, postgres or mongo"
+                ))
+            })
     }
 }
 
@@ -322,9 +326,18 @@ mod tests {
             StoreSettings::choose(b.map(|b| b.parse().unwrap()), pg, mongo).map(|s| s.backend())
         };
         assert_eq!(choose(None, None, None), Ok(StoreBackend::Memory));
-        assert_eq!(choose(None, Some("postgres://h/db"), None), Ok(StoreBackend::Postgres));
-        assert_eq!(choose(None, None, Some("mongodb://h")), Ok(StoreBackend::Mongo));
-        assert!(choose(None, Some("postgres://h"), Some("mongodb://h")).is_err(), "ambiguous");
+        assert_eq!(
+            choose(None, Some("postgres://h/db"), None),
+            Ok(StoreBackend::Postgres)
+        );
+        assert_eq!(
+            choose(None, None, Some("mongodb://h")),
+            Ok(StoreBackend::Mongo)
+        );
+        assert!(
+            choose(None, Some("postgres://h"), Some("mongodb://h")).is_err(),
+            "ambiguous"
+        );
         assert_eq!(
             choose(Some("mongo"), Some("postgres://h"), Some("mongodb://h")),
             Ok(StoreBackend::Mongo)
@@ -375,8 +388,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_memory_database_hands_out_stores_over_the_same_data() {
-        use ticketing_core::store::{Ticket, TicketReplica};
         use ticketing_core::Id;
+        use ticketing_core::store::{Ticket, TicketReplica};
 
         let db = StoreSettings::Memory.open("tickets").await.unwrap();
         assert_eq!(db.backend(), StoreBackend::Memory);

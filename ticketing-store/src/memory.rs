@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError,
-    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError, Ticket,
+    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
 use ticketing_core::{Id, Version};
 
@@ -194,7 +194,6 @@ impl OrderReplicaStore for InMemoryOrderReplicaStore {
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
         apply_replica(&mut lock(&self.inner), order, "order replica")
     }
-
 }
 
 /// The orders service's replica of tickets, in memory. [`InMemoryOrderStore`] reads it.
@@ -219,7 +218,6 @@ impl TicketReplicaStore for InMemoryTicketReplicaStore {
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
         apply_replica(&mut lock(&self.inner), ticket, "ticket replica")
     }
-
 }
 
 /// Orders in memory, joined with an [`InMemoryTicketReplicaStore`].

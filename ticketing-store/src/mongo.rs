@@ -32,8 +32,8 @@ use mongodb::{Collection, IndexModel};
 
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError,
-    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
+    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
 use ticketing_core::{Id, Price, Version};
 
@@ -531,7 +531,6 @@ impl OrderReplicaStore for MongoOrderReplicaStore {
         )
         .await
     }
-
 }
 
 /// The replica of tickets in MongoDB.
@@ -586,7 +585,6 @@ impl TicketReplicaStore for MongoTicketReplicaStore {
         )
         .await
     }
-
 }
 
 /// Orders in MongoDB, joined with the ticket replica.

@@ -28,8 +28,8 @@ use sqlx::{Postgres, Row};
 
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError,
-    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
+    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
 use ticketing_core::{Id, Price, Version};
 
@@ -472,7 +472,6 @@ impl OrderReplicaStore for PgOrderReplicaStore {
             .bind(db_version(order.version)?);
         apply_replica(query, &self.pool, "order replica", order.id, order.version).await
     }
-
 }
 
 /// The replica of tickets in PostgreSQL.
@@ -530,7 +529,6 @@ impl TicketReplicaStore for PgTicketReplicaStore {
         )
         .await
     }
-
 }
 
 /// Orders in PostgreSQL, joined with the ticket replica.

@@ -199,7 +199,10 @@ mod tests {
         args.mongo_uri = Some(Secret::new("mongodb://x"));
         assert!(args.store_settings().is_err(), "both set is ambiguous");
         args.store = Some("mongo".parse().unwrap());
-        assert_eq!(args.store_settings().unwrap().backend(), StoreBackend::Mongo);
+        assert_eq!(
+            args.store_settings().unwrap().backend(),
+            StoreBackend::Mongo
+        );
     }
 
     #[test]
@@ -213,7 +216,9 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--bus", "memory", "--store", "postgres"]).unwrap();
         assert_eq!(cli.backends.bus, Some(BusBackend::Memory));
         assert_eq!(cli.backends.store, Some(StoreBackend::Postgres));
-        let err = Cli::try_parse_from(["x", "--store", "sqlite"]).err().unwrap();
+        let err = Cli::try_parse_from(["x", "--store", "sqlite"])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("unknown store backend"), "{err}");
     }
 

@@ -113,7 +113,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound { .. } => ApiError::NotFound,
-            StoreError::TicketReserved { .. } => ApiError::bad_request("Ticket is already reserved"),
+            StoreError::TicketReserved { .. } => {
+                ApiError::bad_request("Ticket is already reserved")
+            }
             StoreError::Transition(TransitionError::CompletedOrderCannotBeCancelled) => {
                 ApiError::bad_request("Cannot cancel a completed order")
             }
@@ -229,7 +231,9 @@ mod tests {
             (404, "Not Found".into())
         );
         assert_eq!(
-            answer(StoreError::TicketReserved { ticket_id: Id::new() }),
+            answer(StoreError::TicketReserved {
+                ticket_id: Id::new()
+            }),
             (400, "Ticket is already reserved".into())
         );
         assert_eq!(

@@ -113,7 +113,9 @@ impl SessionKeys {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
             .map(|data| data.claims)
-            .filter(|claims| claims.exp.saturating_add(LEEWAY_SECONDS) > self.clock.now().timestamp())
+            .filter(|claims| {
+                claims.exp.saturating_add(LEEWAY_SECONDS) > self.clock.now().timestamp()
+            })
     }
 
     /// The `session` cookie carrying `token`.

@@ -9,16 +9,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use ticketing_auth::startup::AuthState;
-use anyhow::Context;
 use ticketing_bus::AnyBus;
 use ticketing_common::{CommonArgs, Server};
 use ticketing_core::{Clock, StoreError};
-use ticketing_store::{Database, StoreSettings};
 use ticketing_orders::startup::OrdersState;
+use ticketing_store::{Database, StoreSettings};
 use ticketing_tickets::startup::TicketsState;
 use tokio_util::sync::CancellationToken;
 
@@ -122,7 +122,10 @@ impl TicketingApp {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         // The all-in-one serves plain HTTP itself: cookies are not `Secure` unless asked.
-        let keys = settings.common.session_keys(false)?.with_clock(clock.clone());
+        let keys = settings
+            .common
+            .session_keys(false)?
+            .with_clock(clock.clone());
         let shared = bus.as_dyn();
         let states = States {
             auth: AuthState {

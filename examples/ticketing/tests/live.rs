@@ -54,14 +54,22 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
         keys: keys.clone(),
     })
     .await;
-    let tickets_bus = bus.connect().await.expect("NATS (scripts/test starts it)").as_dyn();
+    let tickets_bus = bus
+        .connect()
+        .await
+        .expect("NATS (scripts/test starts it)")
+        .as_dyn();
     let tickets = kit::spawn::<Tickets>(TicketsState::new(
         &database("tickets").await,
         keys.clone(),
         &tickets_bus,
     ))
     .await;
-    let orders_bus = bus.connect().await.expect("NATS (scripts/test starts it)").as_dyn();
+    let orders_bus = bus
+        .connect()
+        .await
+        .expect("NATS (scripts/test starts it)")
+        .as_dyn();
     let orders = kit::spawn::<Orders>(OrdersState::new(
         &database("orders").await,
         keys,

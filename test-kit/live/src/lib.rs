@@ -74,9 +74,9 @@ pub fn is_stale(name: &str, kind: &str) -> bool {
 /// the stale schemas of `kind`. Panics, saying what to start, when PostgreSQL is not running.
 pub async fn fresh_pg_schema(kind: &str) -> String {
     let url = database_url();
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {url} (scripts/test starts it): {e}"));
+    let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be running at {url} (scripts/test starts it): {e}")
+    });
     let schemas: Vec<String> =
         sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1")
             .bind(format!("{}\\_%", kind.to_lowercase()))
@@ -153,7 +153,10 @@ mod tests {
         assert!(!is_stale(&a, "test"), "new");
         let old = format!("test_{}_x", now_secs() - 2 * STALE_AFTER_SECS);
         assert!(is_stale(&old, "test"));
-        assert!(is_stale(&old.to_uppercase(), "test"), "streams are upper case");
+        assert!(
+            is_stale(&old.to_uppercase(), "test"),
+            "streams are upper case"
+        );
         assert!(!is_stale(&old, "live"), "another kind");
         assert!(!is_stale("test_notanumber_x", "test"));
         assert!(!is_stale("testing_1_x", "test"));

@@ -59,7 +59,8 @@ impl TryFrom<&JsonBody> for NewUser {
             .filter(|p| (8..=128).contains(&p.trim().chars().count()) && p.chars().count() <= 128)
             .map(str::to_owned)
             .ok_or_else(|| "Password must be between 8 and 128 characters".to_owned());
-        let (email, password) = Validation::both(("email", email_of(body)), ("password", password))?;
+        let (email, password) =
+            Validation::both(("email", email_of(body)), ("password", password))?;
         Ok(NewUser { email, password })
     }
 }
@@ -82,7 +83,8 @@ impl TryFrom<&JsonBody> for Credentials {
             .filter(|p| !p.trim().is_empty())
             .map(str::to_owned)
             .ok_or_else(|| "You must supply a password".to_owned());
-        let (email, password) = Validation::both(("email", email_of(body)), ("password", password))?;
+        let (email, password) =
+            Validation::both(("email", email_of(body)), ("password", password))?;
         Ok(Credentials { email, password })
     }
 }

@@ -65,7 +65,8 @@ impl TestApp {
     }
 
     pub async fn post_signout(&self, cookie: Option<&str>) -> reqwest::Response {
-        self.post_json("/api/users/signout", &json!({}), cookie).await
+        self.post_json("/api/users/signout", &json!({}), cookie)
+            .await
     }
 
     pub async fn get_current_user(&self, cookie: Option<&str>) -> reqwest::Response {

@@ -36,7 +36,13 @@ pub async fn spawn_app() -> TestApp {
     let memory = kit::Memory::new().await;
     let keys = kit::keys();
     let clock = Clock::tokio();
-    let state = OrdersState::new(&memory.database, keys.clone(), WINDOW, clock.clone(), &memory.bus());
+    let state = OrdersState::new(
+        &memory.database,
+        keys.clone(),
+        WINDOW,
+        clock.clone(),
+        &memory.bus(),
+    );
     let (orders, tickets) = (state.orders.clone(), state.tickets.clone());
     TestApp {
         http: kit::spawn::<Orders>(state).await,
