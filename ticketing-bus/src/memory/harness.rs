@@ -1,0 +1,97 @@
+//! What tests look at: the published messages and events, each group's stats, and a wait
+//! until nothing is in flight or due.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl InMemoryBus {
+    /// The retained messages of `subject`, oldest first.
+    pub fn messages(&self, subject: &str) -> Vec<Message> {
+        let state = self.shared.lock();
+        state
+            .log_ids
+            .get(subject)
+            .map(|&id| {
+                state.logs[id]
+                    .messages
+                    .iter()
+                    .map(|m| Message::clone(m))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The retained events of type `E`, oldest first. Payloads that do not decode as `E` are
+    /// skipped (they are in [`messages`](Self::messages)).
+    pub fn published<E: Event>(&self) -> Vec<E> {
+        self.messages(E::SUBJECT)
+            .iter()
+            .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+            .collect()
+    }
+
+    /// What the queue group `group` did on `subject`, if it exists.
+    pub fn group_stats(&self, subject: &str, group: &str) -> Option<GroupStats> {
+        let state = self.shared.lock();
+        let log = *state.log_ids.get(subject)?;
+        let id = *state.consumer_ids.get(&(log, Arc::from(group)))?;
+        Some(state.stats(id))
+    }
+
+    /// Every queue group as `(subject, group, stats)`.
+    pub fn groups(&self) -> Vec<(String, String, GroupStats)> {
+        let state = self.shared.lock();
+        (0..state.consumers.len())
+            .map(|id| {
+                let c = &state.consumers[id];
+                (
+                    state.logs[c.log].subject.to_string(),
+                    c.group.to_string(),
+                    state.stats(id),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until every group with a member has nothing in flight, nothing waiting for
+    /// redelivery and nothing undelivered (held messages aside, once a member has reached them).
+    /// On a paused clock the wait for a nak delay or an ack wait takes no real time.
+    pub async fn settled(&self) {
+        self.settled_except(&[]).await;
+    }
+
+    /// As [`settled`](Self::settled), leaving out these queue groups: groups that hold
+    /// messages back on purpose for long, such as a scheduler's durable timers.
+    pub async fn settled_except(&self, except: &[&str]) {
+        struct Waiter<'a>(&'a AtomicUsize);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.shared.settle_waiters.fetch_add(1, Ordering::AcqRel);
+        let _waiter = Waiter(&self.shared.settle_waiters);
+        loop {
+            let mut notified = pin!(self.shared.changed.notified());
+            notified.as_mut().enable();
+            let wake = match self.shared.lock().unsettled(except) {
+                None => return,
+                Some(wake) => wake,
+            };
+            match wake {
+                Some(at) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Fault injection.
+    pub fn faults(&self) -> Faults<'_> {
+        Faults { bus: self }
+    }
+}

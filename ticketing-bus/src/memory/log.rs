@@ -1,0 +1,144 @@
+//! Per-subject logs: append with retention limits, and message-id de-duplication.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl State {
+    pub(super) fn log_id(&mut self, subject: &str) -> LogId {
+        if let Some(&id) = self.log_ids.get(subject) {
+            return id;
+        }
+        let subject: Arc<str> = Arc::from(subject);
+        let id = self.logs.len();
+        self.logs.push(Log {
+            subject: subject.clone(),
+            first_seq: 1,
+            messages: VecDeque::new(),
+            bytes: 0,
+            consumers: Vec::new(),
+            held: HashMap::new(),
+        });
+        self.log_ids.insert(subject, id);
+        id
+    }
+
+    pub(super) fn next_order(&mut self) -> u64 {
+        self.next_order += 1;
+        self.next_order
+    }
+
+    pub(super) fn publish(&mut self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        // The clock is read only when something time-based needs it.
+        let now =
+            (message.message_id.is_some() || !self.dedup_order.is_empty() || self.faults.active)
+                .then(Instant::now);
+        if self.faults.active
+            && FaultState::take(&mut self.faults.failed_publishes, &message.subject)
+        {
+            self.faults.refresh();
+            return Err(BusError::Injected(format!(
+                "publish to {} failed",
+                message.subject
+            )));
+        }
+        if let Some(now) = now {
+            self.expire_dedup(now);
+        }
+        if let Some(id) = &message.message_id {
+            if let Some(&sequence) = self.dedup.get(id.as_str()) {
+                return Ok(PublishAck {
+                    sequence,
+                    duplicate: true,
+                });
+            }
+        }
+        let log_id = match self.log_ids.get(message.subject.as_str()) {
+            Some(&id) => id,
+            None => {
+                validate_subject(&message.subject)?;
+                self.log_id(&message.subject)
+            }
+        };
+        let config = self.config;
+        let log = &mut self.logs[log_id];
+        let sequence = log.next_seq();
+        let size = message.payload.len()
+            + message.subject.len()
+            + message
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        let stored = Message {
+            subject: message.subject,
+            payload: message.payload,
+            headers: message.headers,
+            sequence,
+        };
+        log.messages.push_back(Arc::new(stored));
+        log.bytes += size;
+        while log.messages.len() > config.max_messages_per_subject
+            || (log.bytes > config.max_bytes_per_subject && log.messages.len() > 1)
+        {
+            if let Some(old) = log.messages.pop_front() {
+                log.bytes -= old.payload.len()
+                    + old.subject.len()
+                    + old
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>();
+                log.held.remove(&old.sequence);
+                log.first_seq += 1;
+            }
+        }
+        if let (true, Some(now)) = (self.faults.active, now) {
+            let subject = log.subject.to_string();
+            if let Some(hold) = self.faults.holds.get_mut(&subject) {
+                match hold {
+                    None => {
+                        log.held.insert(sequence, Hold::UntilReleased);
+                    }
+                    Some((count, delay)) => {
+                        log.held.insert(sequence, Hold::Until(now + *delay));
+                        *count -= 1;
+                        if *count == 0 {
+                            self.faults.holds.remove(&subject);
+                            self.faults.refresh();
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(id) = message.message_id {
+            let id: Arc<str> = Arc::from(id);
+            self.dedup.insert(id.clone(), sequence);
+            self.dedup_order
+                .push_back((now.unwrap_or_else(Instant::now), id));
+            if self.dedup_order.len() > config.max_duplicate_ids {
+                if let Some((_, old)) = self.dedup_order.pop_front() {
+                    self.dedup.remove(&old);
+                }
+            }
+        }
+        for &id in &self.logs[log_id].consumers {
+            self.consumers[id].wake();
+        }
+        Ok(PublishAck {
+            sequence,
+            duplicate: false,
+        })
+    }
+
+    pub(super) fn expire_dedup(&mut self, now: Instant) {
+        let window = self.config.duplicate_window;
+        while let Some((at, _)) = self.dedup_order.front() {
+            if now.duration_since(*at) < window {
+                break;
+            }
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&id);
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The in-memory bus: a semantic twin of NATS JetStream, and a test harness.
+//!
+//! # Model
+//!
+//! - Each subject has an ordered log with sequence numbers from 1, bounded by
+//!   [`InMemoryBusConfig::max_messages_per_subject`] and
+//!   [`max_bytes_per_subject`](InMemoryBusConfig::max_bytes_per_subject): the oldest messages
+//!   are dropped first, as a JetStream stream with limits retention does.
+//! - A queue group on a subject is a durable consumer: it starts at the first retained message
+//!   (deliver-all) and keeps its place while it has no members, so a restarted member resumes
+//!   where the group left off.
+//! - A delivery is pending until settled. Past `ack_wait` it is redelivered to any member, its
+//!   attempt one higher; `nak(delay)` redelivers no sooner than the delay; `progress` restarts the
+//!   clock; `term` dead-letters; after `max_deliver` deliveries the message is dead-lettered.
+//! - New messages stop flowing to a group with `max_ack_pending` unacknowledged messages.
+//! - Publishes with a message id seen inside
+//!   [`duplicate_window`](InMemoryBusConfig::duplicate_window) are acknowledged as duplicates and
+//!   not stored.
+//!
+//! All timing is on tokio time: tests can run on a paused clock (`#[tokio::test(start_paused =
+//! true)]`) and never sleep for real.
+//!
+//! # Harness
+//!
+//! [`InMemoryBus::published`] decodes what was published; [`InMemoryBus::group_stats`] tells what
+//! each group consumed, acked, retried and dead-lettered; [`InMemoryBus::settled`] waits until
+//! nothing is in flight or due; [`InMemoryBus::faults`] injects the failures real brokers
+//! produce: duplicate deliveries, held and reordered messages, delays, lost acks, failed
+//! publishes.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ticketing_bus::memory::InMemoryBus;
+//! use ticketing_core::{events::ExpirationComplete, Bus, Id, Publisher};
+//!
+//! let bus = InMemoryBus::new();
+//! let publisher = Publisher::<ExpirationComplete>::new(Arc::new(bus.clone()));
+//! let order_id = Id::new();
+//! publisher.publish(&ExpirationComplete { order_id }).await?;
+//! assert_eq!(bus.published::<ExpirationComplete>(), vec![ExpirationComplete { order_id }]);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! | file | concern |
+//! |---|---|
+//! | `mod.rs` | the bus, its state and the [`Bus`] implementation |
+//! | `log.rs` | per-subject logs, retention and de-duplication |
+//! | `consumer.rs` | queue groups: delivery, ack wait, nak, term, dead letters, members |
+//! | `faults.rs` | fault injection ([`Faults`]); a single flag keeps it off the hot path |
+//! | `harness.rs` | what tests look at: published events, group stats, `settled` |
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::{
+    Acknowledger, Bus, BusError, DeadLetter, Delivery, Event, Message, OutgoingMessage, PublishAck,
+    SubscribeOptions, Subscription,
+};
+
+mod consumer;
+mod faults;
+mod harness;
+mod log;
+
+pub use faults::Faults;
+
+use consumer::InMemorySubscription;
+
+/// Limits of an [`InMemoryBus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InMemoryBusConfig {
+    /// Messages kept per subject; older ones are dropped. Default 1,000,000.
+    pub max_messages_per_subject: usize,
+    /// Bytes (payload, subject and headers) kept per subject. Default 1 GiB.
+    pub max_bytes_per_subject: usize,
+    /// How long a message id is remembered for de-duplication. Default 2 minutes (JetStream's
+    /// default).
+    pub duplicate_window: Duration,
+    /// Message ids remembered at most, whatever the window. Default 1,000,000.
+    pub max_duplicate_ids: usize,
+    /// Dead letters kept; the oldest are dropped past it. Default 100,000.
+    pub max_dead_letters: usize,
+}
+
+impl Default for InMemoryBusConfig {
+    fn default() -> Self {
+        InMemoryBusConfig {
+            max_messages_per_subject: 1_000_000,
+            max_bytes_per_subject: 1 << 30,
+            duplicate_window: Duration::from_secs(120),
+            max_duplicate_ids: 1_000_000,
+            max_dead_letters: 100_000,
+        }
+    }
+}
+
+/// What one queue group on one subject did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// Deliveries, first ones and redeliveries.
+    pub delivered: u64,
+    /// Deliveries with an attempt above 1.
+    pub redelivered: u64,
+    /// Acks.
+    pub acked: u64,
+    /// Naks (retries asked for).
+    pub nacked: u64,
+    /// Deliveries that ran out of ack wait.
+    pub ack_timeouts: u64,
+    /// Messages dead-lettered, by `term` or past `max_deliver`.
+    pub dead_lettered: u64,
+    /// Messages delivered and not yet settled.
+    pub in_flight: u64,
+    /// Messages waiting for redelivery.
+    pub waiting: u64,
+    /// Messages published but not yet delivered to this group.
+    pub undelivered: u64,
+    /// Members now subscribed.
+    pub members: u64,
+}
+
+/// The order in which [`Faults::release`] hands held messages to their groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOrder {
+    /// In publish order.
+    InOrder,
+    /// Newest first.
+    Reversed,
+}
+
+/// An in-memory bus. Cloning gives another handle to the same bus.
+#[derive(Clone, Default)]
+pub struct InMemoryBus {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    settle_waiters: AtomicUsize,
+    changed: Notify,
+}
+
+type ConsumerId = usize;
+type LogId = usize;
+
+#[derive(Default)]
+struct State {
+    config: InMemoryBusConfig,
+    log_ids: HashMap<Arc<str>, LogId>,
+    logs: Vec<Log>,
+    consumer_ids: HashMap<(LogId, Arc<str>), ConsumerId>,
+    consumers: Vec<Consumer>,
+    dedup: HashMap<Arc<str>, u64>,
+    dedup_order: VecDeque<(Instant, Arc<str>)>,
+    dead_letters: BTreeMap<u64, DeadEntry>,
+    next_dead_letter: u64,
+    next_order: u64,
+    faults: FaultState,
+}
+
+struct Log {
+    subject: Arc<str>,
+    first_seq: u64,
+    messages: VecDeque<Arc<Message>>,
+    bytes: usize,
+    consumers: Vec<ConsumerId>,
+    held: HashMap<u64, Hold>,
+}
+
+#[derive(Clone, Copy)]
+enum Hold {
+    UntilReleased,
+    Until(Instant),
+}
+
+impl Log {
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.messages.len() as u64
+    }
+
+    fn get(&self, seq: u64) -> Option<&Arc<Message>> {
+        let index = seq.checked_sub(self.first_seq)?;
+        self.messages.get(usize::try_from(index).ok()?)
+    }
+}
+
+struct Consumer {
+    log: LogId,
+    group: Arc<str>,
+    options: SubscribeOptions,
+    notify: Arc<Notify>,
+    /// Members waiting on `notify`; wake-ups are skipped while there are none.
+    sleepers: usize,
+    members: usize,
+    cursor: u64,
+    pending: HashMap<u64, Pending>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    due: BTreeMap<(Instant, u64), Waiting>,
+    parked: Vec<Arc<Message>>,
+    /// Held messages a release queued before the cursor reached them: skipped at the cursor.
+    skip: std::collections::HashSet<u64>,
+    stats: GroupStats,
+}
+
+impl Consumer {
+    fn wake(&self) {
+        if self.sleepers > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+struct Pending {
+    message: Arc<Message>,
+    attempt: u32,
+    deadline: Instant,
+}
+
+struct Waiting {
+    message: Arc<Message>,
+    attempts: u32,
+}
+
+struct DeadEntry {
+    consumer: ConsumerId,
+    letter: DeadLetter,
+}
+
+#[derive(Default)]
+struct FaultState {
+    active: bool,
+    duplicate_deliveries: HashMap<String, u32>,
+    dropped_acks: HashMap<String, u32>,
+    failed_publishes: HashMap<String, u32>,
+    holds: HashMap<String, Option<(u32, Duration)>>,
+}
+
+impl FaultState {
+    fn refresh(&mut self) {
+        self.active = !(self.duplicate_deliveries.is_empty()
+            && self.dropped_acks.is_empty()
+            && self.failed_publishes.is_empty()
+            && self.holds.is_empty());
+    }
+
+    /// Uses up one injected fault of `kind` for `subject` (or for any subject, `"*"`).
+    fn take(map: &mut HashMap<String, u32>, subject: &str) -> bool {
+        for key in [subject, "*"] {
+            if let Some(count) = map.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(key);
+                }
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        if self.settle_waiters.load(Ordering::Acquire) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+impl InMemoryBus {
+    /// A bus with the default limits.
+    pub fn new() -> Self {
+        Self::with_config(InMemoryBusConfig::default())
+    }
+
+    /// A bus with these limits.
+    pub fn with_config(config: InMemoryBusConfig) -> Self {
+        let bus = InMemoryBus::default();
+        bus.shared.lock().config = config;
+        bus
+    }
+
+    /// This bus as the `Arc<dyn Bus>` services take.
+    pub fn as_dyn(&self) -> Arc<dyn Bus> {
+        Arc::new(self.clone())
+    }
+}
+
+impl fmt::Debug for InMemoryBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("InMemoryBus")
+            .field("subjects", &state.logs.len())
+            .field("groups", &state.consumers.len())
+            .field("dead_letters", &state.dead_letters.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Bus for InMemoryBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        let ack = self.shared.lock().publish(message)?;
+        self.shared.changed();
+        Ok(ack)
+    }
+
+    async fn subscribe(
+        &self,
+        subject: &str,
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        validate_subject(subject)?;
+        validate_group(group)?;
+        let mut state = self.shared.lock();
+        let id = state.join(subject, group, options);
+        let consumer = &state.consumers[id];
+        Ok(Box::new(InMemorySubscription {
+            shared: self.shared.clone(),
+            id,
+            group: consumer.group.clone(),
+            notify: consumer.notify.clone(),
+            sleeping: false,
+        }))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        let mut state = self.shared.lock();
+        // Deliveries whose last ack wait ran out while no member was asking are dead letters.
+        let now = Instant::now();
+        for id in 0..state.consumers.len() {
+            state.expire_pending(id, now);
+        }
+        Ok(state
+            .dead_letters
+            .values()
+            .map(|e| e.letter.clone())
+            .collect())
+    }
+
+    async fn redrive(&self, id: u64) -> Result<(), BusError> {
+        let mut state = self.shared.lock();
+        let entry = state
+            .dead_letters
+            .remove(&id)
+            .ok_or(BusError::DeadLetterNotFound(id))?;
+        let order = state.next_order();
+        let consumer = &mut state.consumers[entry.consumer];
+        consumer.due.insert(
+            (Instant::now(), order),
+            Waiting {
+                message: Arc::new(entry.letter.message),
+                attempts: 0,
+            },
+        );
+        consumer.wake();
+        drop(state);
+        self.shared.changed();
+        Ok(())
+    }
+}
