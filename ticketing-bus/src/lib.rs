@@ -9,6 +9,10 @@
 //! | `nats` | [`nats::NatsBus`], JetStream through async-nats |
 //! | `all-backends` | all of the above |
 //!
+//! [`BusSettings`] (serde-deserializable; [`BusSettings::choose`] for environment-style values)
+//! connects an [`AnyBus`] of the configured backend; services take it as an `Arc<dyn Bus>` and
+//! never name a backend.
+//!
 //! # Example
 //!
 //! ```

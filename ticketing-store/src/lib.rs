@@ -11,6 +11,21 @@
 //!
 //! Every backend passes the store conformance suite of `ticketing-core`.
 //!
+//! # Choosing a backend at run time
+//!
+//! [`StoreSettings`] (serde-deserializable; [`StoreSettings::choose`] for environment-style
+//! values) opens a [`Database`], which hands out one `Arc<dyn …Store>` per role whatever the
+//! backend: services never name one.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ticketing_core::StoreError> {
+//! use ticketing_store::StoreSettings;
+//!
+//! let database = StoreSettings::choose(None, None, None).unwrap().open("orders").await?;
+//! let (orders, tickets) = (database.orders(), database.ticket_replicas());
+//! # let _ = (orders, tickets); Ok(()) }
+//! ```
+//!
 //! # Example
 //!
 //! ```

@@ -4,11 +4,17 @@
 //! (the delay from `201` on the ticket to `201` on the order is the event propagation delay:
 //! ticket created → replicated into the orders service → orderable); some buyers cancel. Then
 //! a read phase hammers `GET /api/tickets/:id` and, in the same run, a bare axum JSON handler
-//! in a process of its own, as the limit.
+//! in a process of its own, as the limit. With `--database-url` (the system's `DATABASE_URL`),
+//! the same process also serves a bare axum + sqlx handler running the tickets store's
+//! `SELECT` on the tickets service's schema with the same pool size: our overhead over the
+//! database itself.
 //!
 //! ```text
 //! JWT_KEY=dev-secret cargo run --release -p ticketing &
 //! cargo run --release -p ticketing-benches --bin loadgen -- --target http://127.0.0.1:3000
+//! # on PostgreSQL:
+//! DATABASE_URL=postgres://… cargo run --release -p ticketing &
+//! cargo run --release -p ticketing-benches --bin loadgen -- --database-url postgres://…
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -46,7 +52,17 @@ struct Args {
     /// otherwise idle system.
     #[arg(long, default_value_t = 100)]
     probes: usize,
-    /// Internal: serve the bare axum handler on this port (the limit of the read phase).
+    /// The system's PostgreSQL (its `DATABASE_URL`): adds a bare axum + sqlx handler to the
+    /// read phase, reading the same row from the tickets service's schema.
+    #[arg(long, env = "LOADGEN_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The tickets service's schema.
+    #[arg(long, default_value = "tickets")]
+    tickets_schema: String,
+    /// Pool size of the bare sqlx handler: the tickets store's default.
+    #[arg(long, default_value_t = 10)]
+    pool_size: u32,
+    /// Internal: serve the bare handlers on this port (the limits of the read phase).
     #[arg(long, hide = true)]
     serve_bare: Option<u16>,
 }
@@ -227,30 +243,82 @@ fn bar(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
-async fn serve_bare(port: u16) {
+async fn serve_bare(port: u16, database: Option<(String, String, u32)>) {
     let ticket = json!({"id": "6b0b5b640fede830f4a65464", "title": "concert", "price": 19.99,
                         "userId": "6b0b5b640fede830f4a65463", "version": 0});
-    let app = axum::Router::new().route(
+    let mut app = axum::Router::new().route(
         "/ticket",
         axum::routing::get(move || async move { axum::Json(ticket.clone()) }),
     );
+    if let Some((url, schema, pool_size)) = database {
+        use std::str::FromStr;
+        let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .expect("database URL")
+            .options([("search_path", schema.as_str())]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(pool_size)
+            .connect_with(options)
+            .await
+            .expect("connect");
+        app = app.route(
+            "/pg/tickets/{id}",
+            axum::routing::get(
+                move |axum::extract::Path(id): axum::extract::Path<String>| {
+                    let pool = pool.clone();
+                    async move { bare_pg_ticket(&pool, &id).await }
+                },
+            ),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     axum::serve(listener, app).await.expect("serve");
 }
 
-fn spawn_bare() -> (Child, u16) {
+/// The tickets store's `SELECT`, by hand: one row, mapped to the API's JSON.
+async fn bare_pg_ticket(
+    pool: &sqlx::PgPool,
+    id: &str,
+) -> Result<axum::Json<Value>, axum::http::StatusCode> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT id, title, price_cents, user_id, version, order_id FROM tickets WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR)?
+    .ok_or(axum::http::StatusCode::NOT_FOUND)?;
+    let cents: i64 = row.get("price_cents");
+    let mut ticket = json!({
+        "id": row.get::<String, _>("id"),
+        "title": row.get::<String, _>("title"),
+        "price": cents as f64 / 100.0,
+        "userId": row.get::<String, _>("user_id"),
+        "version": row.get::<i64, _>("version"),
+    });
+    if let Some(order) = row.get::<Option<String>, _>("order_id") {
+        ticket["orderId"] = json!(order);
+    }
+    Ok(axum::Json(ticket))
+}
+
+fn spawn_bare(args: &Args) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
         .expect("addr")
         .port();
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args(["--serve-bare", &port.to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("bare server");
+    let mut command = Command::new(std::env::current_exe().expect("exe"));
+    command.args(["--serve-bare", &port.to_string()]);
+    if let Some(url) = &args.database_url {
+        command
+            .env("LOADGEN_DATABASE_URL", url)
+            .args(["--tickets-schema", &args.tickets_schema])
+            .args(["--pool-size", &args.pool_size.to_string()]);
+    }
+    let mut child = command.stdout(Stdio::null()).spawn().expect("bare server");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return (child, port);
@@ -269,7 +337,11 @@ fn main() {
         .build()
         .expect("runtime");
     if let Some(port) = args.serve_bare {
-        runtime.block_on(serve_bare(port));
+        let database = args
+            .database_url
+            .clone()
+            .map(|url| (url, args.tickets_schema.clone(), args.pool_size));
+        runtime.block_on(serve_bare(port, database));
         return;
     }
     runtime.block_on(run(args));
@@ -348,7 +420,7 @@ async fn run(args: Args) {
     progress.finish();
 
     // Reads: the system's GET /api/tickets/:id against a bare axum JSON handler.
-    let (mut bare, bare_port) = spawn_bare();
+    let (mut bare, bare_port) = spawn_bare(&args);
     let progress = bar(0, "GET /api/tickets/:id");
     progress.set_length(u64::MAX);
     let url = format!("{}/api/tickets/{}", client.base, ticket_ids[0]);
@@ -366,6 +438,23 @@ async fn run(args: Args) {
     )
     .await;
     progress.finish_and_clear();
+    let bare_pg = match &args.database_url {
+        Some(_) => {
+            let progress = bar(0, "bare axum + sqlx handler");
+            progress.set_length(u64::MAX);
+            let measured = hammer(
+                &http,
+                format!("http://127.0.0.1:{bare_port}/pg/tickets/{}", ticket_ids[0]),
+                args.concurrency,
+                args.read_seconds,
+                &progress,
+            )
+            .await;
+            progress.finish_and_clear();
+            Some(measured)
+        }
+        None => None,
+    };
     let _ = bare.kill();
     let _ = bare.wait();
 
@@ -416,11 +505,29 @@ async fn run(args: Args) {
         ms(bare_hist.value_at_quantile(0.5)),
         ms(bare_hist.value_at_quantile(0.99))
     );
+    let bare_pg_rate = bare_pg.as_ref().map(|(reads, hist)| {
+        let rate = *reads as f64 / args.read_seconds as f64;
+        println!(
+            "{:<26} {:>9} {:>10.0} {:>10} {:>10}",
+            "bare axum + sqlx handler",
+            reads,
+            rate,
+            ms(hist.value_at_quantile(0.5)),
+            ms(hist.value_at_quantile(0.99))
+        );
+        rate
+    });
     println!();
     println!(
         "GET /api/tickets/:id reaches {:.0} % of the bare handler's throughput",
         100.0 * read_rate / bare_rate.max(1.0)
     );
+    if let Some(rate) = bare_pg_rate {
+        println!(
+            "GET /api/tickets/:id reaches {:.0} % of the bare axum + sqlx handler's throughput",
+            100.0 * read_rate / rate.max(1.0)
+        );
+    }
     for (label, histogram) in [
         ("under the concurrent load", &stats.propagation),
         ("one ticket at a time", &stats.quiet_propagation),

@@ -28,9 +28,15 @@ impl Deref for TestApp {
 
 /// The tickets service on a random port over an in-memory bus and stores.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], with the state changed first (a store wrapped with a fault, say).
+pub async fn spawn_app_with(change: impl FnOnce(&mut TicketsState)) -> TestApp {
     let memory = kit::Memory::new().await;
     let keys = kit::keys();
-    let state = TicketsState::new(&memory.database, keys.clone(), &memory.bus());
+    let mut state = TicketsState::new(&memory.database, keys.clone(), &memory.bus());
+    change(&mut state);
     let (tickets, order_replicas) = (state.tickets.clone(), state.order_replicas.clone());
     TestApp {
         http: kit::spawn::<Tickets>(state).await,

@@ -1,7 +1,70 @@
-use serde_json::json;
-use ticketing_core::events::TicketUpdated;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::helpers::{error_messages, signin, spawn_app};
+use async_trait::async_trait;
+use serde_json::json;
+use ticketing_common::error::CONFLICT_MESSAGE;
+use ticketing_core::events::TicketUpdated;
+use ticketing_core::store::{Ticket, TicketStore};
+use ticketing_core::{Id, StoreError};
+
+use crate::helpers::{error_messages, signin, spawn_app, spawn_app_with};
+
+/// Tickets whose every update loses its version check, as if another edit always won the race.
+struct AlwaysOutraced {
+    inner: Arc<dyn TicketStore>,
+    updates: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl TicketStore for AlwaysOutraced {
+    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
+        self.inner.create(ticket).await
+    }
+    async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.list_unreserved().await
+    }
+    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::VersionConflict {
+            entity: "ticket",
+            id: ticket.id,
+            expected: ticket.version,
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_edit_that_keeps_losing_its_version_check_is_a_409_and_publishes_nothing() {
+    let updates = Arc::new(AtomicUsize::new(0));
+    let counter = updates.clone();
+    let app = spawn_app_with(move |state| {
+        state.tickets = Arc::new(AlwaysOutraced {
+            inner: state.tickets.clone(),
+            updates: counter,
+        });
+    })
+    .await;
+    let (cookie, user) = signin(&app.keys);
+    let ticket = app.seed_ticket(user, None).await;
+    let response = app
+        .put_ticket(
+            Some(&cookie),
+            &ticket.id.to_string(),
+            &json!({"title": "new", "price": 30}),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(
+        error_messages(response).await,
+        vec![(CONFLICT_MESSAGE.to_owned(), None)]
+    );
+    assert_eq!(updates.load(Ordering::SeqCst), 5, "read again and retried");
+    assert!(app.bus.published::<TicketUpdated>().is_empty());
+}
 
 #[tokio::test]
 async fn updating_an_unknown_ticket_is_a_404() {
