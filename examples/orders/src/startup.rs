@@ -85,17 +85,13 @@ pub async fn spawn_listeners(
     Ok(vec![
         spawn_listener_with_token(
             bus,
-            TicketCreatedListener {
-                tickets: state.tickets.clone(),
-            },
+            TicketCreatedListener::new(state.tickets.clone()),
             token.child_token(),
         )
         .await?,
         spawn_listener_with_token(
             bus,
-            TicketUpdatedListener {
-                tickets: state.tickets.clone(),
-            },
+            TicketUpdatedListener::new(state.tickets.clone()),
             token.child_token(),
         )
         .await?,

@@ -8,10 +8,15 @@ pub use expiration_complete::ExpirationCompleteListener;
 pub use ticket_created::TicketCreatedListener;
 pub use ticket_updated::TicketUpdatedListener;
 
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_common::service::listener_options;
 use ticketing_core::events::queue_groups;
 use ticketing_core::store::{TicketReplica, TicketReplicaStore};
 use ticketing_core::version::EventDisposition;
-use ticketing_core::{HandlerError, StoreError};
+use ticketing_core::{Event, HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::ORDERS_SERVICE;
@@ -35,5 +40,46 @@ async fn replicate(
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A ticket event the replica follows: `ticket:created` and `ticket:updated` carry the same
+/// replicated fields.
+pub trait TicketEvent: Event {
+    /// The replica record the event carries.
+    fn into_replica(self) -> TicketReplica;
+}
+
+/// Keeps the replica of tickets on one ticket event `E`, on the versioned contract.
+pub struct TicketReplicaListener<E> {
+    /// The replica of tickets.
+    pub tickets: Arc<dyn TicketReplicaStore>,
+    event: PhantomData<fn(E)>,
+}
+
+impl<E> TicketReplicaListener<E> {
+    /// The listener over this replica store.
+    pub fn new(tickets: Arc<dyn TicketReplicaStore>) -> Self {
+        TicketReplicaListener {
+            tickets,
+            event: PhantomData,
+        }
+    }
+}
+
+#[async_trait]
+impl<E: TicketEvent> Listener for TicketReplicaListener<E> {
+    type Event = E;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
+    }
+
+    async fn on_message(&self, event: E, _ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
+        replicate(&*self.tickets, event.into_replica()).await
     }
 }

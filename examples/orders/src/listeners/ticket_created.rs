@@ -1,43 +1,18 @@
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use ticketing_core::events::TicketCreated;
-use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
+use ticketing_core::store::TicketReplica;
 
-use ticketing_common::service::listener_options;
-
-use super::{QUEUE_GROUP, replicate};
+use super::{TicketEvent, TicketReplicaListener};
 
 /// `ticket:created`: stores a replica with the same id and version; a redelivery is acked.
-pub struct TicketCreatedListener {
-    /// The replica of tickets.
-    pub tickets: Arc<dyn TicketReplicaStore>,
-}
+pub type TicketCreatedListener = TicketReplicaListener<TicketCreated>;
 
-#[async_trait]
-impl Listener for TicketCreatedListener {
-    type Event = TicketCreated;
-
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
-        &self,
-        event: TicketCreated,
-        _ctx: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let replica = TicketReplica {
-            id: event.id,
-            title: event.title,
-            price: event.price,
-            version: event.version,
-        };
-        replicate(&*self.tickets, replica).await
+impl TicketEvent for TicketCreated {
+    fn into_replica(self) -> TicketReplica {
+        TicketReplica {
+            id: self.id,
+            title: self.title,
+            price: self.price,
+            version: self.version,
+        }
     }
 }
