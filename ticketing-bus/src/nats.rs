@@ -547,11 +547,17 @@ impl NatsSubscription {
         &self,
         message: async_nats::jetstream::Message,
     ) -> Result<Option<Delivery>, BusError> {
-        let (attempt, sequence) = {
+        let (attempt, sequence, published) = {
             let info = message.info().map_err(backend)?;
+            // The server's wall-clock publish time, as an instant on our clock.
+            let age = SystemTime::now()
+                .duration_since(SystemTime::from(info.published))
+                .unwrap_or_default();
+            let now = tokio::time::Instant::now();
             (
                 u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
                 info.stream_sequence,
+                now.checked_sub(age).unwrap_or(now),
             )
         };
         if let Some(target) = message
@@ -588,12 +594,10 @@ impl NatsSubscription {
             acker.dead_letter_and_term(attempt - 1, &reason).await?;
             return Ok(None);
         }
-        Ok(Some(Delivery::new(
-            ours,
-            self.group.clone(),
-            attempt,
-            Box::new(acker),
-        )))
+        Ok(Some(
+            Delivery::new(ours, self.group.clone(), attempt, Box::new(acker))
+                .with_published(published),
+        ))
     }
 }
 

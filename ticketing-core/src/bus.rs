@@ -154,6 +154,7 @@ pub struct Delivery {
     message: Arc<Message>,
     group: Arc<str>,
     attempt: u32,
+    published: Option<tokio::time::Instant>,
     acker: Box<dyn Acknowledger>,
 }
 
@@ -169,8 +170,29 @@ impl Delivery {
             message,
             group,
             attempt,
+            published: None,
             acker,
         }
+    }
+
+    /// The same delivery, stamped with when the broker stored the message, on tokio's clock
+    /// (a backend with wall-clock publish times converts: now minus the message's age). Every
+    /// backend of this workspace sets it; the listener runtime measures how long a waiting
+    /// event has waited from it.
+    pub fn with_published(mut self, at: tokio::time::Instant) -> Self {
+        self.published = Some(at);
+        self
+    }
+
+    /// When the broker stored the message, on tokio's clock, if the backend says.
+    pub fn published(&self) -> Option<tokio::time::Instant> {
+        self.published
+    }
+
+    /// How long ago the broker stored the message, if the backend says.
+    pub fn age(&self) -> Option<Duration> {
+        self.published
+            .map(|at| tokio::time::Instant::now().saturating_duration_since(at))
     }
 
     /// The message.

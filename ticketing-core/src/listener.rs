@@ -8,6 +8,8 @@
 //! | `Ok(())` | `ack` |
 //! | [`HandlerError::Retry`], attempts left | `nak` with the backoff delay of this attempt |
 //! | [`HandlerError::Retry`], last attempt | `term`: dead-lettered with the error |
+//! | [`HandlerError::Wait`] (a version gap), younger than the gap horizon | `nak` with the backoff delay (capped); no attempt budget |
+//! | [`HandlerError::Wait`], published longer ago than the gap horizon | `term`: dead-lettered with the error |
 //! | [`HandlerError::Permanent`] | `term`: dead-lettered with the error |
 //! | the payload does not decode | `term`: dead-lettered with the decode error, handler not called |
 //! | the handler panics | `term`: dead-lettered with the panic message; the listener goes on |
@@ -92,6 +94,11 @@ pub struct ListenerOptions {
     /// Messages fetched ahead of the handler by a pulling backend; see
     /// [`SubscribeOptions::prefetch`]. Default 16.
     pub prefetch: usize,
+    /// How long an event may wait for an earlier one ([`HandlerError::Wait`]: a version gap),
+    /// measured from when it was published, before it is dead-lettered. Default 6 hours: a
+    /// replica that lags for minutes, or a service that was down for an hour, catches up with
+    /// no dead letter. Waiting retries do not count against `max_deliver`.
+    pub gap_horizon: Duration,
 }
 
 impl Default for ListenerOptions {
@@ -104,16 +111,26 @@ impl Default for ListenerOptions {
             backoff: RetryBackoff::default(),
             concurrency: 1,
             prefetch: bus.prefetch,
+            gap_horizon: Duration::from_secs(6 * 3600),
         }
     }
 }
 
 impl ListenerOptions {
-    /// The consumer settings these options ask of the bus.
+    /// The consumer settings these options ask of the bus. The bus's own delivery cap is
+    /// raised to cover waiting out the gap horizon at the capped backoff (the runtime enforces
+    /// `max_deliver` on retryable failures itself); it stays finite, so a message that kills
+    /// the process each time it is handled still ends in the dead letters.
     pub fn subscribe_options(&self) -> SubscribeOptions {
+        let step = self.backoff.max.max(Duration::from_millis(1)).as_secs_f64();
+        let waiting = (self.gap_horizon.as_secs_f64() / step).ceil().min(1e6) as u32;
         SubscribeOptions {
             ack_wait: self.ack_wait,
-            max_deliver: self.max_deliver.max(1),
+            max_deliver: self
+                .max_deliver
+                .max(1)
+                .saturating_add(waiting)
+                .saturating_add(64),
             max_ack_pending: self.max_ack_pending.max(1),
             prefetch: self.prefetch.max(1),
         }
@@ -168,6 +185,15 @@ pub enum HandlerError {
         /// A delay that overrides the backoff.
         after: Option<Duration>,
     },
+    /// Waiting for an earlier event that is still on its way (the `Gap` of the versioned
+    /// contract, or another record's change this one depends on): retried with the capped
+    /// backoff for as long as the message is younger than the listener's
+    /// [`gap_horizon`](ListenerOptions::gap_horizon), whatever the number of attempts.
+    #[error("{source}")]
+    Wait {
+        /// What it waits for.
+        source: BoxError,
+    },
     /// Trying again cannot help: dead-letter at once.
     #[error("{source}")]
     Permanent {
@@ -200,18 +226,25 @@ impl HandlerError {
         }
     }
 
+    /// Waiting for an event still on its way; see [`HandlerError::Wait`].
+    pub fn wait(source: impl Into<BoxError>) -> Self {
+        HandlerError::Wait {
+            source: source.into(),
+        }
+    }
+
     /// An earlier version of the record has not arrived yet (the `Gap` of the versioned
-    /// contract): retried after the backoff.
+    /// contract): waits, up to the gap horizon.
     pub fn gap(record: impl fmt::Display, held: Option<u64>, event_version: u64) -> Self {
         let held = held.map_or_else(|| "nothing".to_owned(), |v| format!("version {v}"));
-        HandlerError::retry(format!(
+        HandlerError::wait(format!(
             "version gap on {record}: holds {held}, event is version {event_version}"
         ))
     }
 
     /// Whether the runtime would retry this failure.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, HandlerError::Retry { .. })
+        matches!(self, HandlerError::Retry { .. } | HandlerError::Wait { .. })
     }
 }
 
@@ -358,6 +391,7 @@ async fn run<L: Listener>(
     token: CancellationToken,
 ) {
     let concurrency = options.concurrency.max(1);
+    let waits = WaitCounts::default();
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
     loop {
@@ -369,11 +403,11 @@ async fn run<L: Listener>(
                 // One at a time: handle it here, without the bookkeeping of a set of futures.
                 Some(Ok(delivery)) if concurrency == 1 => {
                     failures = 0;
-                    handle(&*listener, delivery, &options).await;
+                    handle(&*listener, delivery, &options, &waits).await;
                 }
                 Some(Ok(delivery)) => {
                     failures = 0;
-                    in_flight.push(handle(&*listener, delivery, &options));
+                    in_flight.push(handle(&*listener, delivery, &options, &waits));
                 }
                 Some(Err(error)) => {
                     failures = failures.saturating_add(1);
@@ -397,7 +431,48 @@ async fn run<L: Listener>(
     while in_flight.next().await.is_some() {}
 }
 
-async fn handle<L: Listener>(listener: &L, delivery: Delivery, options: &ListenerOptions) {
+/// How often this member answered each message (by sequence) with [`HandlerError::Wait`], so
+/// waiting does not use up the attempt budget of other failures, and the wait backs off.
+#[derive(Default)]
+struct WaitCounts(std::sync::Mutex<std::collections::HashMap<u64, u32>>);
+
+impl WaitCounts {
+    /// Entries kept at most; past it the counts start over (a wait then backs off from the
+    /// start again, and a later failure gets a fuller budget: both harmless).
+    const LIMIT: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one more wait of `sequence`; returns how many so far.
+    fn record(&self, sequence: u64) -> u32 {
+        let mut counts = self.lock();
+        if counts.len() >= Self::LIMIT && !counts.contains_key(&sequence) {
+            counts.clear();
+        }
+        let count = counts.entry(sequence).or_default();
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn get(&self, sequence: u64) -> u32 {
+        self.lock().get(&sequence).copied().unwrap_or_default()
+    }
+
+    fn forget(&self, sequence: u64) {
+        self.lock().remove(&sequence);
+    }
+}
+
+async fn handle<L: Listener>(
+    listener: &L,
+    delivery: Delivery,
+    options: &ListenerOptions,
+    waits: &WaitCounts,
+) {
     let span = tracing::info_span!(
         "message",
         subject = delivery.subject(),
@@ -423,11 +498,46 @@ async fn handle<L: Listener>(listener: &L, delivery: Delivery, options: &Listene
                 .catch_unwind()
                 .await
         };
+        let sequence = delivery.sequence();
+        if !matches!(
+            outcome,
+            Ok(Err(HandlerError::Wait { .. } | HandlerError::Retry { .. }))
+        ) {
+            waits.forget(sequence);
+        }
         match outcome {
             Ok(Ok(())) => settle(delivery.ack().await),
+            Ok(Err(HandlerError::Wait { source })) => match delivery.age() {
+                Some(age) if age >= options.gap_horizon => {
+                    waits.forget(sequence);
+                    let reason = format!(
+                        "waited {}s, past the gap horizon of {}s: {source}",
+                        age.as_secs(),
+                        options.gap_horizon.as_secs()
+                    );
+                    tracing::error!(%reason, "dead-lettering message");
+                    settle(delivery.term(&reason).await);
+                }
+                age => {
+                    let waited = waits.record(sequence);
+                    let delay = options.backoff.delay(waited);
+                    // Waiting is routine; say so now and then, not on every retry.
+                    if waited.is_power_of_two() && waited >= 64 {
+                        tracing::info!(reason = %source, waited, ?age, ?delay, "still waiting");
+                    } else {
+                        tracing::debug!(reason = %source, waited, ?delay, "waiting");
+                    }
+                    settle(delivery.nak(Some(delay)).await);
+                }
+            },
             Ok(Err(HandlerError::Retry { source, after })) => {
-                let attempt = delivery.attempt();
+                // Deliveries spent waiting do not count against the budget.
+                let attempt = delivery
+                    .attempt()
+                    .saturating_sub(waits.get(sequence))
+                    .max(1);
                 if attempt >= options.max_deliver {
+                    waits.forget(sequence);
                     let reason = format!("gave up after {attempt} attempts: {source}");
                     tracing::error!(%reason, "dead-lettering message");
                     settle(delivery.term(&reason).await);

@@ -108,11 +108,13 @@ pub async fn main<S: Service>(settings: impl FnOnce() -> S::Settings) -> std::pr
 
 /// Delivery settings of the services' listeners: eight messages at a time (the versioned
 /// contract keeps concurrent events of one record correct: a version that comes early waits),
-/// 32 fetched ahead.
+/// 32 fetched ahead, and room for 20,000 unacknowledged messages per group, so events waiting
+/// for an earlier one (up to the 6-hour gap horizon) do not stop the others from flowing.
 pub fn listener_options() -> ticketing_core::ListenerOptions {
     ticketing_core::ListenerOptions {
         concurrency: 8,
         prefetch: 32,
+        max_ack_pending: 20_000,
         ..ticketing_core::ListenerOptions::default()
     }
 }

@@ -10,6 +10,11 @@ pub(super) enum Taken {
 }
 
 impl State {
+    /// When the message at `sequence` of consumer `id`'s subject was stored, if still retained.
+    pub(super) fn published(&self, id: ConsumerId, sequence: u64) -> Option<Instant> {
+        self.logs[self.consumers[id].log].published(sequence)
+    }
+
     pub(super) fn join(
         &mut self,
         subject: &str,
@@ -365,7 +370,10 @@ impl InMemorySubscription {
             self.sleeping = false;
         }
         match state.take(self.id, Instant::now()) {
-            Taken::Delivery(message, attempt) => Some(self.delivery(message, attempt)),
+            Taken::Delivery(message, attempt) => {
+                let published = state.published(self.id, message.sequence);
+                Some(self.delivery(message, attempt, published))
+            }
             Taken::Wait(_) => None,
         }
     }
@@ -373,7 +381,10 @@ impl InMemorySubscription {
     pub(super) fn take_or_sleep(&mut self) -> Result<Delivery, Option<Instant>> {
         let mut state = self.shared.lock();
         match state.take(self.id, Instant::now()) {
-            Taken::Delivery(message, attempt) => Ok(self.delivery(message, attempt)),
+            Taken::Delivery(message, attempt) => {
+                let published = state.published(self.id, message.sequence);
+                Ok(self.delivery(message, attempt, published))
+            }
             Taken::Wait(wake) => {
                 state.consumers[self.id].sleepers += 1;
                 self.sleeping = true;
@@ -382,14 +393,23 @@ impl InMemorySubscription {
         }
     }
 
-    pub(super) fn delivery(&self, message: Arc<Message>, attempt: u32) -> Delivery {
+    pub(super) fn delivery(
+        &self,
+        message: Arc<Message>,
+        attempt: u32,
+        published: Option<Instant>,
+    ) -> Delivery {
         let acker = InMemoryAcker {
             shared: self.shared.clone(),
             consumer: self.id,
             sequence: message.sequence,
             attempt,
         };
-        Delivery::new(message, self.group.clone(), attempt, Box::new(acker))
+        let delivery = Delivery::new(message, self.group.clone(), attempt, Box::new(acker));
+        match published {
+            Some(at) => delivery.with_published(at),
+            None => delivery,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ impl State {
             subject: subject.clone(),
             first_seq: 1,
             messages: VecDeque::new(),
+            published: VecDeque::new(),
             bytes: 0,
             consumers: Vec::new(),
             held: HashMap::new(),
@@ -28,10 +29,8 @@ impl State {
     }
 
     pub(super) fn publish(&mut self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        // The clock is read only when something time-based needs it.
-        let now =
-            (message.message_id.is_some() || !self.dedup_order.is_empty() || self.faults.active)
-                .then(Instant::now);
+        // Every message carries its publish time (listeners measure waits from it).
+        let now = Instant::now();
         if self.faults.active
             && FaultState::take(&mut self.faults.failed_publishes, &message.subject)
         {
@@ -41,7 +40,7 @@ impl State {
                 message.subject
             )));
         }
-        if let Some(now) = now {
+        if !self.dedup_order.is_empty() {
             self.expire_dedup(now);
         }
         if let Some(id) = &message.message_id {
@@ -76,10 +75,12 @@ impl State {
             sequence,
         };
         log.messages.push_back(Arc::new(stored));
+        log.published.push_back(now);
         log.bytes += size;
         while log.messages.len() > config.max_messages_per_subject
             || (log.bytes > config.max_bytes_per_subject && log.messages.len() > 1)
         {
+            log.published.pop_front();
             if let Some(old) = log.messages.pop_front() {
                 log.bytes -= old.payload.len()
                     + old.subject.len()
@@ -92,7 +93,7 @@ impl State {
                 log.first_seq += 1;
             }
         }
-        if let (true, Some(now)) = (self.faults.active, now) {
+        if self.faults.active {
             let subject = log.subject.to_string();
             if let Some(hold) = self.faults.holds.get_mut(&subject) {
                 match hold {
@@ -113,8 +114,7 @@ impl State {
         if let Some(id) = message.message_id {
             let id: Arc<str> = Arc::from(id);
             self.dedup.insert(id.clone(), sequence);
-            self.dedup_order
-                .push_back((now.unwrap_or_else(Instant::now), id));
+            self.dedup_order.push_back((now, id));
             if self.dedup_order.len() > config.max_duplicate_ids {
                 if let Some((_, old)) = self.dedup_order.pop_front() {
                     self.dedup.remove(&old);

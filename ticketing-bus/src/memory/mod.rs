@@ -176,6 +176,8 @@ struct Log {
     subject: Arc<str>,
     first_seq: u64,
     messages: VecDeque<Arc<Message>>,
+    /// When each retained message was stored, aligned with `messages`.
+    published: VecDeque<Instant>,
     bytes: usize,
     consumers: Vec<ConsumerId>,
     held: HashMap<u64, Hold>,
@@ -195,6 +197,11 @@ impl Log {
     fn get(&self, seq: u64) -> Option<&Arc<Message>> {
         let index = seq.checked_sub(self.first_seq)?;
         self.messages.get(usize::try_from(index).ok()?)
+    }
+
+    fn published(&self, seq: u64) -> Option<Instant> {
+        let index = seq.checked_sub(self.first_seq)?;
+        self.published.get(usize::try_from(index).ok()?).copied()
     }
 }
 

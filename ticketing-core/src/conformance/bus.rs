@@ -159,6 +159,7 @@ async fn dead_letters_eventually(bus: &Arc<dyn Bus>, count: usize) -> Vec<DeadLe
 enum Behaviour {
     Accept,
     Retry,
+    Wait,
     Permanent,
     Panic,
 }
@@ -271,6 +272,7 @@ impl Listener for TestListener {
                 Ok(())
             }
             Behaviour::Retry => Err(HandlerError::retry(format!("#{} not yet", event.n))),
+            Behaviour::Wait => Err(HandlerError::gap(format!("record #{}", event.n), None, 1)),
             Behaviour::Permanent => Err(HandlerError::permanent(format!("#{} is bad", event.n))),
             Behaviour::Panic => panic!("handler exploded on #{}", event.n),
         }
@@ -1020,6 +1022,68 @@ pub async fn listener_dead_letters_after_its_retry_budget(factory: &dyn BusFacto
     handle.stop().await;
 }
 
+pub async fn deliveries_carry_their_publish_time(factory: &dyn BusFactory) {
+    let caps = factory.capabilities();
+    let bus = factory.bus().await;
+    let mut sub = subscribe(&bus, "g", options()).await;
+    bus.publish(numbered(1)).await.expect("publish");
+    let pause = Duration::from_millis(300);
+    tokio::time::sleep(pause).await;
+    let delivery = recv(&mut sub).await;
+    assert!(delivery.published().is_some(), "no publish time");
+    let age = delivery.age().expect("an age");
+    // The server stamps the time; allow for its clock granularity.
+    assert!(
+        age + Duration::from_millis(50) >= pause,
+        "age {age:?} < {pause:?}"
+    );
+    assert!(
+        age <= pause + caps.timing_slack + Duration::from_secs(1),
+        "age {age:?}"
+    );
+    delivery.ack().await.expect("ack");
+}
+
+pub async fn listener_waits_out_a_gap_without_using_its_retry_budget(factory: &dyn BusFactory) {
+    let bus = factory.bus().await;
+    // Waits six times (a version gap), then a transient failure twice, then succeeds: the
+    // retry budget of 3 counts only the failures.
+    let mut listener = TestListener::new("g", |_, attempt| match attempt {
+        1..=6 => Behaviour::Wait,
+        7 | 8 => Behaviour::Retry,
+        _ => Behaviour::Accept,
+    });
+    listener.options.max_deliver = 3;
+    let (handle, seen) = listener.spawn(&bus).await;
+    bus.publish(numbered(1)).await.expect("publish");
+    assert_eq!(seen.accepted_eventually(1).await, vec![1]);
+    assert_eq!(seen.calls().len(), 9);
+    assert!(bus.dead_letters().await.expect("dead letters").is_empty());
+    handle.stop().await;
+}
+
+pub async fn listener_dead_letters_a_wait_past_its_gap_horizon(factory: &dyn BusFactory) {
+    let bus = factory.bus().await;
+    let mut listener = TestListener::new("g", |_, _| Behaviour::Wait);
+    listener.options.gap_horizon = Duration::from_millis(600);
+    listener.options.max_deliver = 1;
+    let (handle, seen) = listener.spawn(&bus).await;
+    bus.publish(numbered(1)).await.expect("publish");
+    let letters = dead_letters_eventually(&bus, 1).await;
+    assert!(
+        letters[0].reason.contains("past the gap horizon")
+            && letters[0].reason.contains("version gap on record #1"),
+        "reason: {}",
+        letters[0].reason
+    );
+    assert!(
+        seen.calls().len() >= 2,
+        "a wait is retried whatever max_deliver says: {:?}",
+        seen.calls()
+    );
+    handle.stop().await;
+}
+
 pub async fn undecodable_payload_is_dead_lettered_not_retried(factory: &dyn BusFactory) {
     let bus = factory.bus().await;
     let (handle, seen) = TestListener::new("g", |_, _| Behaviour::Accept)
@@ -1203,6 +1267,9 @@ macro_rules! bus_conformance_tests {
             distinct_message_ids_are_all_stored
             messages_without_an_id_are_never_deduplicated
             publisher_sets_the_message_id_and_a_republished_event_is_a_duplicate
+            deliveries_carry_their_publish_time
+            listener_waits_out_a_gap_without_using_its_retry_budget
+            listener_dead_letters_a_wait_past_its_gap_horizon
             dead_letter_is_redriven_to_its_own_group_only
             redriving_an_unknown_dead_letter_is_an_error
             dead_letters_are_kept_per_group_and_message

@@ -183,3 +183,57 @@ async fn expiration_leaves_a_complete_order_alone() {
         1
     );
 }
+
+/// `ticket:created` reaches the orders service `lag` after two updates of the same ticket.
+async fn updates_that_overtake_their_creation_by(lag: std::time::Duration) -> (TestApp, Id) {
+    let app = spawn_app().await;
+    let id = Id::new();
+    app.bus.faults().delay_next("ticket:created", 1, lag);
+    publish(&app, &created(id)).await;
+    publish(&app, &updated(id, 1, "v1")).await;
+    publish(&app, &updated(id, 2, "v2")).await;
+    // Paused clock: hours pass in no real time.
+    tokio::time::timeout(lag * 2, app.bus.settled())
+        .await
+        .expect("settles");
+    (app, id)
+}
+
+async fn replica_of(app: &TestApp, id: Id) -> (String, u64) {
+    let replica = app.tickets.get(id).await.unwrap();
+    (replica.title, replica.version)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_ten_minutes_behind_catches_up_with_no_dead_letter() {
+    let (app, id) =
+        updates_that_overtake_their_creation_by(std::time::Duration::from_secs(600)).await;
+    assert_eq!(replica_of(&app, id).await, ("v2".to_owned(), 2));
+    let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
+    assert_eq!((stats.acked, stats.dead_lettered), (2, 0), "{stats:?}");
+    assert!(stats.nacked >= 10, "it waited: {stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_two_hours_behind_catches_up_with_no_dead_letter() {
+    let (app, id) =
+        updates_that_overtake_their_creation_by(std::time::Duration::from_secs(2 * 3600)).await;
+    assert_eq!(replica_of(&app, id).await, ("v2".to_owned(), 2));
+    let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
+    assert_eq!((stats.acked, stats.dead_lettered), (2, 0), "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_still_waiting_past_the_gap_horizon_is_dead_lettered_with_its_reason() {
+    let (app, _) =
+        updates_that_overtake_their_creation_by(std::time::Duration::from_secs(7 * 3600)).await;
+    let letters = ticketing_core::Bus::dead_letters(&app.bus).await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.reason.contains("past the gap horizon")
+                && l.reason.contains("version gap on ticket")),
+        "{letters:?}"
+    );
+}

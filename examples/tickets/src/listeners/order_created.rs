@@ -61,7 +61,7 @@ impl Listener for OrderCreatedListener {
                     })
                 );
                 if !holder_cancelled {
-                    return Err(HandlerError::retry(format!(
+                    return Err(HandlerError::wait(format!(
                         "ticket {} is still held by order {holder}; waiting for its cancellation",
                         ticket.id
                     )));

@@ -177,6 +177,33 @@ async fn a_cancellation_that_overtakes_its_creation_waits_for_it() {
     assert_eq!((stats.acked, stats.dead_lettered), (1, 0));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_an_hour_ahead_of_its_creation_still_releases_the_ticket() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket(Id::new(), None).await;
+    let order = Id::new();
+    let lag = std::time::Duration::from_secs(3600);
+    app.bus.faults().delay_next("order:created", 1, lag);
+    publish(&app, &order_created(order, &ticket)).await;
+    publish(&app, &order_cancelled(order, 1, &ticket)).await;
+    // Paused clock: the hour passes in no real time.
+    tokio::time::timeout(lag * 2, app.bus.settled())
+        .await
+        .expect("settles");
+    let stored = app.tickets.get(ticket.id).await.unwrap();
+    assert_eq!(
+        (stored.order_id, stored.version),
+        (None, 2),
+        "reserved, then released: never held by a cancelled order"
+    );
+    assert!(
+        ticketing_core::Bus::dead_letters(&app.bus)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn an_order_for_an_unknown_ticket_is_dead_lettered() {
     let app = spawn_app().await;
