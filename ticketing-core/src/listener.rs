@@ -99,6 +99,9 @@ pub struct ListenerOptions {
     /// replica that lags for minutes, or a service that was down for an hour, catches up with
     /// no dead letter. Waiting retries do not count against `max_deliver`.
     pub gap_horizon: Duration,
+    /// Delay before each retry of a waiting event. Default 10 ms doubling up to 1 s: a short
+    /// cap, because a burst delivered out of order resolves one version per retry round.
+    pub gap_backoff: RetryBackoff,
 }
 
 impl Default for ListenerOptions {
@@ -112,6 +115,11 @@ impl Default for ListenerOptions {
             concurrency: 1,
             prefetch: bus.prefetch,
             gap_horizon: Duration::from_secs(6 * 3600),
+            gap_backoff: RetryBackoff {
+                initial: Duration::from_millis(10),
+                multiplier: 2.0,
+                max: Duration::from_secs(1),
+            },
         }
     }
 }
@@ -122,7 +130,11 @@ impl ListenerOptions {
     /// `max_deliver` on retryable failures itself); it stays finite, so a message that kills
     /// the process each time it is handled still ends in the dead letters.
     pub fn subscribe_options(&self) -> SubscribeOptions {
-        let step = self.backoff.max.max(Duration::from_millis(1)).as_secs_f64();
+        let step = self
+            .gap_backoff
+            .max
+            .max(Duration::from_millis(1))
+            .as_secs_f64();
         let waiting = (self.gap_horizon.as_secs_f64() / step).ceil().min(1e6) as u32;
         SubscribeOptions {
             ack_wait: self.ack_wait,
@@ -520,7 +532,7 @@ async fn handle<L: Listener>(
                 }
                 age => {
                     let waited = waits.record(sequence);
-                    let delay = options.backoff.delay(waited);
+                    let delay = options.gap_backoff.delay(waited);
                     // Waiting is routine; say so now and then, not on every retry.
                     if waited.is_power_of_two() && waited >= 64 {
                         tracing::info!(reason = %source, waited, ?age, ?delay, "still waiting");

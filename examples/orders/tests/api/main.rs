@@ -6,4 +6,5 @@ mod create;
 mod helpers;
 mod index;
 mod listeners;
+mod live;
 mod show;
