@@ -1,4 +1,6 @@
-//! Shared workloads of the ticketing benchmarks.
+//! Shared workloads of the ticketing benchmarks, and the load generator's consistency check.
+
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -46,7 +46,8 @@ async function signUp(browser, email) {
     await buyer.waitForSelector("#buy");
     await buyer.click("#buy");
     await buyer.waitForURL(/#\/orders\//);
-    await buyer.waitForSelector(".card");
+    // The ticket's card stays on screen until the order page has rendered: wait for the order's.
+    await buyer.waitForFunction(() => document.querySelector(".card")?.textContent.includes("Status:"));
     assert.match(await text(buyer, ".card"), /Status: created/);
     await buyer.click("#cancel");
     await buyer.waitForFunction(() => document.querySelector(".card").textContent.includes("cancelled"));

@@ -16,7 +16,13 @@
 //! DATABASE_URL=postgres://… cargo run --release -p ticketing &
 //! cargo run --release -p ticketing-benches --bin loadgen -- --database-url postgres://…
 //! ```
+//!
+//! It keeps what it created (users with their sessions, tickets, orders) in a state file
+//! (`--state`, default `loadgen-state.json`); `--verify` then reads the running system through
+//! its public HTTP API and reports every disagreement between the services (see `verify.rs`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use ticketing_benches::verify;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -27,7 +33,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -62,6 +68,17 @@ struct Args {
     /// Pool size of the bare sqlx handler: the tickets store's default.
     #[arg(long, default_value_t = 10)]
     pool_size: u32,
+    /// Where to keep what the run created, for `--verify`.
+    #[arg(long, default_value = "loadgen-state.json")]
+    state: std::path::PathBuf,
+    /// Do not load the system: check, through the public API, that the services agree about
+    /// everything the state file lists; exits 1 on any disagreement.
+    #[arg(long)]
+    verify: bool,
+    /// With `--verify`: how long to let events settle before reporting (the read-only checks
+    /// repeat until they pass or this passes).
+    #[arg(long, default_value_t = 30)]
+    settle_seconds: u64,
     /// Internal: serve the bare handlers on this port (the limits of the read phase).
     #[arg(long, hide = true)]
     serve_bare: Option<u16>,
@@ -124,22 +141,16 @@ impl Client {
         response
     }
 
-    async fn sign_up(&self, n: usize) -> String {
+    async fn sign_up(&self, n: usize) -> verify::UserRecord {
         let email = format!("load-{n}-{}@example.com", ticketing_core::Id::new());
         let request = self
             .http
             .post(format!("{}/api/users/signup", self.base))
-            .json(&json!({"email": email, "password": "password123"}));
+            .json(&json!({"email": email, "password": verify::PASSWORD}));
         let response = self.send("POST /api/users/signup", request).await;
         assert_eq!(response.status(), StatusCode::CREATED, "signup");
-        response
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| v.split(';').next().filter(|c| c.starts_with("session=")))
-            .expect("session cookie")
-            .to_owned()
+        let cookie = verify::session_cookie(&response).expect("session cookie");
+        verify::UserRecord { email, cookie }
     }
 
     async fn sell(&self, cookie: &str, n: usize) -> (String, Instant) {
@@ -330,7 +341,7 @@ fn spawn_bare(args: &Args) -> (Child, u16) {
     panic!("bare server did not start");
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -342,9 +353,17 @@ fn main() {
             .clone()
             .map(|url| (url, args.tickets_schema.clone(), args.pool_size));
         runtime.block_on(serve_bare(port, database));
-        return;
+        return std::process::ExitCode::SUCCESS;
+    }
+    if args.verify {
+        return runtime.block_on(verify::run(
+            &args.target,
+            &args.state,
+            Duration::from_secs(args.settle_seconds),
+        ));
     }
     runtime.block_on(run(args));
+    std::process::ExitCode::SUCCESS
 }
 
 async fn run(args: Args) {
@@ -373,10 +392,11 @@ async fn run(args: Args) {
             cookie
         }));
     }
-    let mut cookies = Vec::new();
+    let mut users = Vec::new();
     for task in tasks {
-        cookies.push(task.await.expect("signup"));
+        users.push(task.await.expect("signup"));
     }
+    let cookies: Vec<String> = users.iter().map(|u| u.cookie.clone()).collect();
     progress.finish();
     let signup_seconds = signup_started.elapsed().as_secs_f64();
 
@@ -389,7 +409,8 @@ async fn run(args: Args) {
     for n in 0..total as usize {
         let (client, limit, progress) = (client.clone(), limit.clone(), progress.clone());
         let seller = cookies[n % cookies.len()].clone();
-        let buyer = cookies[(n + 1) % cookies.len()].clone();
+        let buyer_index = (n + 1) % cookies.len();
+        let buyer = cookies[buyer_index].clone();
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await.expect("permit");
             let (ticket, created) = client.sell(&seller, n).await;
@@ -398,11 +419,14 @@ async fn run(args: Args) {
                 client.cancel(&buyer, &order).await;
             }
             progress.inc(1);
-            ticket
+            (ticket, order, buyer_index)
         }));
     }
+    let mut orders = Vec::new();
     for task in tasks {
-        ticket_ids.push(task.await.expect("flow"));
+        let (ticket, order, buyer) = task.await.expect("flow");
+        ticket_ids.push(ticket);
+        orders.push(verify::OrderRecord { id: order, buyer });
     }
     progress.finish();
     let flow_seconds = started.elapsed().as_secs_f64();
@@ -412,12 +436,27 @@ async fn run(args: Args) {
     let progress = bar(args.probes as u64, "propagation probes");
     for n in 0..args.probes {
         let (ticket, created) = client.sell(&cookies[0], total as usize + n).await;
-        client
+        let order = client
             .buy(&cookies[1 % cookies.len()], &ticket, created)
             .await;
+        ticket_ids.push(ticket);
+        orders.push(verify::OrderRecord {
+            id: order,
+            buyer: 1 % cookies.len(),
+        });
         progress.inc(1);
     }
     progress.finish();
+    let record = verify::Record {
+        target: client.base.clone(),
+        users,
+        tickets: ticket_ids.clone(),
+        orders,
+    };
+    match record.save(&args.state) {
+        Ok(()) => eprintln!("what this run created is in {}", args.state.display()),
+        Err(error) => eprintln!("could not write {}: {error}", args.state.display()),
+    }
 
     // Reads: the system's GET /api/tickets/:id against a bare axum JSON handler.
     let (mut bare, bare_port) = spawn_bare(&args);
