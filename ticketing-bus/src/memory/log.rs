@@ -61,19 +61,13 @@ impl State {
         let config = self.config;
         let log = &mut self.logs[log_id];
         let sequence = log.next_seq();
-        let size = message.payload.len()
-            + message.subject.len()
-            + message
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
         let stored = Message {
             subject: message.subject,
             payload: message.payload,
             headers: message.headers,
             sequence,
         };
+        let size = stored_size(&stored);
         log.messages.push_back(Arc::new(stored));
         log.published.push_back(now);
         log.bytes += size;
@@ -82,13 +76,7 @@ impl State {
         {
             log.published.pop_front();
             if let Some(old) = log.messages.pop_front() {
-                log.bytes -= old.payload.len()
-                    + old.subject.len()
-                    + old
-                        .headers
-                        .iter()
-                        .map(|(k, v)| k.len() + v.len())
-                        .sum::<usize>();
+                log.bytes -= stored_size(&old);
                 log.held.remove(&old.sequence);
                 log.first_seq += 1;
             }
@@ -141,4 +129,15 @@ impl State {
             }
         }
     }
+}
+
+/// What a message counts against `max_bytes_per_subject`: payload, subject and headers.
+fn stored_size(message: &Message) -> usize {
+    message.payload.len()
+        + message.subject.len()
+        + message
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
