@@ -100,7 +100,9 @@ pub struct ListenerOptions {
     /// no dead letter. Waiting retries do not count against `max_deliver`.
     pub gap_horizon: Duration,
     /// Delay before each retry of a waiting event. Default 10 ms doubling up to 1 s: a short
-    /// cap, because a burst delivered out of order resolves one version per retry round.
+    /// cap, because a burst delivered out of order resolves one version per retry round. An
+    /// event that has waited long is retried less often: never sooner than a twentieth of its
+    /// age, up to a minute (so thousands of events waiting for hours cost little).
     pub gap_backoff: RetryBackoff,
 }
 
@@ -443,6 +445,9 @@ async fn run<L: Listener>(
     while in_flight.next().await.is_some() {}
 }
 
+/// The longest pause between two tries of an event that has waited for long.
+const LONG_WAIT_RETRY: Duration = Duration::from_secs(60);
+
 /// How often this member answered each message (by sequence) with [`HandlerError::Wait`], so
 /// waiting does not use up the attempt budget of other failures, and the wait backs off.
 #[derive(Default)]
@@ -532,7 +537,10 @@ async fn handle<L: Listener>(
                 }
                 age => {
                     let waited = waits.record(sequence);
-                    let delay = options.gap_backoff.delay(waited);
+                    let delay = options
+                        .gap_backoff
+                        .delay(waited)
+                        .max(age.map_or(Duration::ZERO, |age| (age / 20).min(LONG_WAIT_RETRY)));
                     // Waiting is routine; say so now and then, not on every retry.
                     if waited.is_power_of_two() && waited >= 64 {
                         tracing::info!(reason = %source, waited, ?age, ?delay, "still waiting");
