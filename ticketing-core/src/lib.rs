@@ -48,6 +48,7 @@ pub mod config;
 pub mod event;
 mod id;
 pub mod listener;
+pub mod outbox;
 mod price;
 mod publisher;
 pub mod reservation;

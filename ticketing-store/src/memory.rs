@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
+use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
     NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError, Ticket,
     TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
-use ticketing_core::{Id, Version};
+use ticketing_core::{Id, OutgoingMessage, Version};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -418,5 +419,128 @@ impl InMemoryDatabase {
     /// Orders (orders service), joined with [`ticket_replicas`](Self::ticket_replicas).
     pub fn orders(&self) -> InMemoryOrderStore {
         self.orders.clone()
+    }
+}
+
+/// An outbox in memory: events committed with a state change wait here until a relay
+/// ([`ticketing_core::outbox::spawn_relay`]) has published them. Clones share the events.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use ticketing_bus::memory::InMemoryBus;
+/// use ticketing_core::OutgoingMessage;
+/// use ticketing_core::outbox::{Outbox, round};
+/// use ticketing_store::memory::InMemoryOutbox;
+///
+/// let outbox = InMemoryOutbox::new();
+/// outbox.append("ticket:1", [OutgoingMessage::new("ticket:created", "{}").with_message_id("ticket:created:1:0")]);
+/// let bus = InMemoryBus::new();
+/// let report = round(&outbox, &bus, 256).await;
+/// assert_eq!(report.published, 1);
+/// assert!(outbox.is_empty());
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryOutbox {
+    inner: Arc<OutboxInner>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxInner {
+    state: Mutex<OutboxState>,
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    next: OutboxId,
+    events: std::collections::BTreeMap<OutboxId, OutboxEvent>,
+    lease: Option<(String, tokio::time::Instant)>,
+}
+
+impl InMemoryOutbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Commits `messages`, in order, as events of the record `key`, and wakes the relay. A
+    /// store operation calls it under the lock that writes its state, so state and events
+    /// commit together.
+    pub fn append(
+        &self,
+        key: &str,
+        messages: impl IntoIterator<Item = OutgoingMessage>,
+    ) -> Vec<OutboxId> {
+        let ids = {
+            let mut state = lock(&self.inner.state);
+            let mut ids = Vec::new();
+            for message in messages {
+                state.next += 1;
+                let id = state.next;
+                state.events.insert(
+                    id,
+                    OutboxEvent {
+                        id,
+                        key: key.to_owned(),
+                        message,
+                    },
+                );
+                ids.push(id);
+            }
+            ids
+        };
+        if !ids.is_empty() {
+            self.inner.wake.notify_one();
+        }
+        ids
+    }
+
+    /// Events waiting to be published.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.state).events.len()
+    }
+
+    /// Whether nothing waits to be published.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Outbox for InMemoryOutbox {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        Ok(lock(&self.inner.state)
+            .events
+            .values()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        let mut state = lock(&self.inner.state);
+        for id in ids {
+            state.events.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn changed(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    async fn lease(&self, holder: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let now = tokio::time::Instant::now();
+        let mut state = lock(&self.inner.state);
+        let free = match &state.lease {
+            None => true,
+            Some((current, until)) => current == holder || *until <= now,
+        };
+        if free {
+            state.lease = Some((holder.to_owned(), now + ttl));
+        }
+        Ok(free)
     }
 }

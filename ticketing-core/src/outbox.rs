@@ -1,0 +1,244 @@
+//! The transactional outbox, read side: events committed together with the state change they
+//! announce wait in an [`Outbox`]; a relay ([`spawn_relay`]) publishes them to any [`Bus`] and
+//! removes them once the broker confirmed.
+//!
+//! Rules the relay keeps:
+//!
+//! - **At least once, de-duplicated.** Each event is published with its message id, and removed
+//!   only after the broker's confirmation: a relay stopped between the two publishes it again,
+//!   and the broker drops the repeat within its de-duplication window.
+//! - **Per-record order.** Events of one key (one record) are published in commit order; after a
+//!   failed publish, later events of that key wait for it. Keys are published concurrently.
+//! - **One active relay.** Relays of several replicas of a service take turns through the
+//!   outbox's lease; the others stand by.
+//! - **Prompt.** The relay wakes when the outbox says new events may be pending
+//!   ([`Outbox::changed`]), and polls as a fallback for a missed wake-up.
+//!
+//! (The write side — committing events with state — belongs to each store backend's operations.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, OutgoingMessage};
+use crate::listener::RetryBackoff;
+use crate::store::StoreError;
+
+/// The position of an event in its outbox: later commits have larger ids.
+pub type OutboxId = u64;
+
+/// An event waiting to be published.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// Its position in the outbox.
+    pub id: OutboxId,
+    /// The record it is about (`"ticket:<id>"`): events of one key are published in id order.
+    pub key: String,
+    /// What to publish, with its message id.
+    pub message: OutgoingMessage,
+}
+
+/// Where committed events wait for the relay. Implemented by each store backend.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `limit` pending events, in id order. An event committed by a transaction still
+    /// running when an event with a larger id was committed must not be skipped: a backend
+    /// returns events only up to the oldest position still in flight.
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Forgets published events; unknown ids are ignored.
+    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError>;
+
+    /// Completes when new events may be pending. A wake-up that happens while nobody waits is
+    /// kept for the next call (as `tokio::sync::Notify::notify_one` does), so none is lost
+    /// between two calls. The default never completes: the relay then relies on its poll.
+    async fn changed(&self) {
+        std::future::pending::<()>().await;
+    }
+
+    /// Takes, or renews, the relay lease for `holder` until `ttl` from now; `false` while
+    /// another holder's lease runs. The default grants it always (one relay per outbox).
+    async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let _ = (holder, ttl);
+        Ok(true)
+    }
+}
+
+/// How a relay works.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelayOptions {
+    /// Events read and published per round. Default 256.
+    pub batch: usize,
+    /// Fallback poll when no wake-up comes. Default 1 s.
+    pub poll: Duration,
+    /// How long a lease lasts; renewed every round. Default 10 s.
+    pub lease_ttl: Duration,
+    /// Pause after a failed round (broker or database down), by consecutive failures.
+    pub backoff: RetryBackoff,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            batch: 256,
+            poll: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(10),
+            backoff: RetryBackoff {
+                initial: Duration::from_millis(50),
+                multiplier: 2.0,
+                max: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct RelayHandle {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Stops after the round in progress; events not yet confirmed stay in the outbox.
+    pub async fn stop(self) {
+        self.token.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Events the broker confirmed (new or duplicate) and the outbox forgot.
+    pub published: usize,
+    /// Whether a publish or the outbox failed.
+    pub failed: bool,
+    /// Whether the batch was full (more may be pending).
+    pub full: bool,
+}
+
+/// Starts a relay from `outbox` to `bus` named `holder` (unique per process); it stops when
+/// `token` is cancelled or on [`RelayHandle::stop`].
+pub fn spawn_relay(
+    outbox: Arc<dyn Outbox>,
+    bus: Arc<dyn Bus>,
+    holder: impl Into<String>,
+    options: RelayOptions,
+    token: CancellationToken,
+) -> RelayHandle {
+    let holder = holder.into();
+    let task = tokio::spawn(relay(outbox, bus, holder, options, token.clone()));
+    RelayHandle { token, task }
+}
+
+async fn relay(
+    outbox: Arc<dyn Outbox>,
+    bus: Arc<dyn Bus>,
+    holder: String,
+    options: RelayOptions,
+    token: CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !token.is_cancelled() {
+        let leased = match outbox.lease(&holder, options.lease_ttl).await {
+            Ok(leased) => leased,
+            Err(error) => {
+                tracing::warn!(%error, "outbox lease failed");
+                false
+            }
+        };
+        let pause = if !leased {
+            // Stand by; try again before the holder's lease would run out.
+            (options.lease_ttl / 3).max(Duration::from_millis(10))
+        } else {
+            let report = round(&*outbox, &*bus, options.batch).await;
+            if report.failed {
+                failures = failures.saturating_add(1);
+                options.backoff.delay(failures)
+            } else if report.full {
+                failures = 0;
+                continue;
+            } else {
+                failures = 0;
+                options.poll
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = outbox.changed(), if leased && failures == 0 => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// One round: reads a batch, publishes it (keys concurrently, each key in order, stopping a
+/// key at its first failure), forgets what the broker confirmed.
+pub async fn round(outbox: &dyn Outbox, bus: &dyn Bus, batch: usize) -> RoundReport {
+    let events = match outbox.pending(batch.max(1)).await {
+        Ok(events) => events,
+        Err(error) => {
+            tracing::warn!(%error, "reading the outbox failed");
+            return RoundReport {
+                failed: true,
+                ..RoundReport::default()
+            };
+        }
+    };
+    let full = events.len() >= batch.max(1);
+    let mut by_key: HashMap<String, Vec<OutboxEvent>> = HashMap::new();
+    let mut keys = Vec::new();
+    for event in events {
+        if !by_key.contains_key(&event.key) {
+            keys.push(event.key.clone());
+        }
+        by_key.entry(event.key.clone()).or_default().push(event);
+    }
+    let mut publishing: FuturesUnordered<_> = keys
+        .into_iter()
+        .filter_map(|key| by_key.remove(&key))
+        .map(|events| async move {
+            let mut confirmed = Vec::with_capacity(events.len());
+            for event in events {
+                match bus.publish(event.message).await {
+                    Ok(_) => confirmed.push(event.id),
+                    Err(error) => {
+                        tracing::warn!(%error, key = %event.key, "publishing from the outbox failed; will retry");
+                        return (confirmed, true);
+                    }
+                }
+            }
+            (confirmed, false)
+        })
+        .collect();
+    let mut confirmed = Vec::new();
+    let mut failed = false;
+    while let Some((ids, key_failed)) = publishing.next().await {
+        confirmed.extend(ids);
+        failed |= key_failed;
+    }
+    if !confirmed.is_empty() {
+        if let Err(error) = outbox.remove(&confirmed).await {
+            // Published but not forgotten: they go again, and the broker drops the repeats.
+            tracing::warn!(%error, "forgetting published events failed");
+            return RoundReport {
+                published: 0,
+                failed: true,
+                full,
+            };
+        }
+    }
+    RoundReport {
+        published: confirmed.len(),
+        failed,
+        full,
+    }
+}
