@@ -426,20 +426,17 @@ impl InMemoryDatabase {
 /// ([`ticketing_core::outbox::spawn_relay`]) has published them. Clones share the events.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use std::sync::Arc;
-/// use ticketing_bus::memory::InMemoryBus;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ticketing_core::StoreError> {
 /// use ticketing_core::OutgoingMessage;
-/// use ticketing_core::outbox::{Outbox, round};
+/// use ticketing_core::outbox::Outbox;
 /// use ticketing_store::memory::InMemoryOutbox;
 ///
 /// let outbox = InMemoryOutbox::new();
 /// outbox.append("ticket:1", [OutgoingMessage::new("ticket:created", "{}").with_message_id("ticket:created:1:0")]);
-/// let bus = InMemoryBus::new();
-/// let report = round(&outbox, &bus, 256).await;
-/// assert_eq!(report.published, 1);
+/// let pending = outbox.pending(256).await?;        // what a relay publishes ...
+/// outbox.remove(&[pending[0].id]).await?;          // ... and forgets once the broker confirmed
 /// assert!(outbox.is_empty());
-/// # }
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryOutbox {
