@@ -9,16 +9,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use ticketing_auth::startup::AuthState;
 use ticketing_bus::AnyBus;
 use ticketing_common::{CommonArgs, Server};
-use ticketing_core::{Clock, StoreError};
+use ticketing_core::Clock;
 use ticketing_orders::startup::OrdersState;
-use ticketing_store::{Database, StoreSettings};
+use ticketing_store::Database;
 use ticketing_tickets::startup::TicketsState;
 use tokio_util::sync::CancellationToken;
 
@@ -62,17 +61,6 @@ pub struct Databases {
     pub orders: Database,
 }
 
-impl Databases {
-    /// Opens each service's database with these settings (its own schema or database).
-    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
-        Ok(Databases {
-            auth: settings.open("auth").await?,
-            tickets: settings.open("tickets").await?,
-            orders: settings.open("orders").await?,
-        })
-    }
-}
-
 /// The three services' states.
 #[derive(Clone)]
 pub struct States {
@@ -105,12 +93,14 @@ impl TicketingApp {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Fail on a missing JWT_KEY before connecting anything.
         settings.common.session_keys(false)?;
-        let store = settings.common.backends.store_settings()?;
-        let bus = settings.common.backends.connect_bus().await?;
-        let databases = Databases::open(&store)
-            .await
-            .with_context(|| format!("cannot use {store}"))?;
-        tracing::info!(store = %store, "ticketing starting");
+        let backends = &settings.common.backends;
+        let bus = backends.connect_bus().await?;
+        // Each service in its own schema or database, as when they run apart.
+        let databases = Databases {
+            auth: backends.open_database("auth").await?,
+            tickets: backends.open_database("tickets").await?,
+            orders: backends.open_database("orders").await?,
+        };
         Self::build_with(&settings, bus, &databases, Clock::system()).await
     }
 
