@@ -27,8 +27,24 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, OutgoingMessage};
+use crate::event::Event;
 use crate::listener::RetryBackoff;
+use crate::publisher::{PublishError, Publisher};
 use crate::store::StoreError;
+
+/// The message an event is committed to the outbox as: the same as [`Publisher`] sends (JSON,
+/// its message id for de-duplication), for an [`Announce`](crate::store::Announce) closure.
+///
+/// ```
+/// use ticketing_core::{events::ExpirationComplete, outbox, Id};
+///
+/// let messages = outbox::announce(&ExpirationComplete { order_id: Id::new() }).unwrap();
+/// assert_eq!(messages[0].subject, "expiration:complete");
+/// assert!(messages[0].message_id.is_some());
+/// ```
+pub fn announce<E: Event>(event: &E) -> Result<Vec<OutgoingMessage>, PublishError> {
+    Ok(vec![Publisher::<E>::encode(event)?])
+}
 
 /// The position of an event in its outbox: later commits have larger ids.
 pub type OutboxId = u64;
@@ -81,6 +97,9 @@ pub struct RelayOptions {
     pub lease_ttl: Duration,
     /// Pause after a failed round (broker or database down), by consecutive failures.
     pub backoff: RetryBackoff,
+    /// On stop, how long the relay may keep publishing what is pending before it leaves the
+    /// rest to the next relay. Default 5 s.
+    pub drain: Duration,
 }
 
 impl Default for RelayOptions {
@@ -94,6 +113,7 @@ impl Default for RelayOptions {
                 multiplier: 2.0,
                 max: Duration::from_secs(5),
             },
+            drain: Duration::from_secs(5),
         }
     }
 }
@@ -106,7 +126,9 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
-    /// Stops after the round in progress; events not yet confirmed stay in the outbox.
+    /// Stops: finishes the round in progress, publishes what is still pending for up to
+    /// [`RelayOptions::drain`] (when it holds the lease), and returns; events not yet
+    /// confirmed stay in the outbox for the next relay.
     pub async fn stop(self) {
         self.token.cancel();
         if let Err(error) = self.task.await {
@@ -148,6 +170,7 @@ async fn relay(
     token: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut leased_last = false;
     while !token.is_cancelled() {
         let leased = match outbox.lease(&holder, options.lease_ttl).await {
             Ok(leased) => leased,
@@ -156,6 +179,7 @@ async fn relay(
                 false
             }
         };
+        leased_last = leased;
         let pause = if !leased {
             // Stand by; try again before the holder's lease would run out.
             (options.lease_ttl / 3).max(Duration::from_millis(10))
@@ -176,6 +200,19 @@ async fn relay(
             _ = token.cancelled() => break,
             _ = outbox.changed(), if leased && failures == 0 => {}
             _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    if leased_last {
+        let drain = async {
+            loop {
+                let report = round(&*outbox, &*bus, options.batch).await;
+                if report.failed || !report.full {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(options.drain, drain).await.is_err() {
+            tracing::warn!("outbox relay stopped with events still pending");
         }
     }
 }

@@ -26,13 +26,19 @@
 //!   order holds its ticket, enforced by the store itself (a unique index), never by a check
 //!   then a write. Of any number of concurrent reservations of one ticket exactly one succeeds.
 //! - **Emails are unique** compared case-insensitively, also under concurrent sign-ups.
+//! - **Events commit with state.** The `*_announcing` operations take an [`Announce`]
+//!   closure: the events it makes from the record as stored are committed in the same unit as
+//!   the change (a transaction, one document, one lock) into the backend's
+//!   [outbox](crate::outbox), or not at all. A relay publishes them afterwards. Events of one
+//!   record leave the outbox in the order their changes committed.
 //! - A missing record is [`StoreError::NotFound`], a taken id or email
 //!   [`StoreError::AlreadyExists`]; backends translate driver errors into these.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::bus::BoxError;
+use crate::PublishError;
+use crate::bus::{BoxError, OutgoingMessage};
 use crate::reservation::OrderStatus;
 use crate::version::{EventDisposition, Version, disposition};
 use crate::{Id, Price};
@@ -120,6 +126,33 @@ pub struct NewOrder {
     pub ticket_id: Id,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
+}
+
+/// Makes the events a change announces from the record as stored (its new version included).
+/// The store commits them with the change, into its outbox: see [`crate::outbox`].
+///
+/// ```
+/// use ticketing_core::store::{Announce, Ticket};
+/// use ticketing_core::OutgoingMessage;
+///
+/// let announce: Announce<'_, Ticket> = &|ticket: &Ticket| {
+///     Ok(vec![OutgoingMessage::new("ticket:updated", ticket.title.clone())
+///         .with_message_id(format!("ticket:updated:{}:{}", ticket.id, ticket.version))])
+/// };
+/// # let _ = announce;
+/// ```
+/// An event that cannot be encoded aborts the change ([`StoreError::Encode`]).
+pub type Announce<'a, T> =
+    &'a (dyn Fn(&T) -> Result<Vec<OutgoingMessage>, PublishError> + Send + Sync);
+
+/// Announces nothing.
+pub fn silent<T>(_: &T) -> Result<Vec<OutgoingMessage>, PublishError> {
+    Ok(Vec::new())
+}
+
+/// The outbox key of a record: events of one key are published in commit order.
+pub fn outbox_key(entity: &str, id: Id) -> String {
+    format!("{entity}:{id}")
 }
 
 /// A replica record: a copy of another service's record, versioned by that service's events.
@@ -242,6 +275,9 @@ pub enum StoreError {
     /// The reservation rules forbid this status change.
     #[error(transparent)]
     Transition(#[from] crate::reservation::TransitionError),
+    /// An event announcing the change could not be encoded; nothing was written.
+    #[error(transparent)]
+    Encode(#[from] PublishError),
     /// A stored value could not be read back (corrupt or foreign data).
     #[error("invalid stored {entity}: {reason}")]
     Corrupt {
@@ -287,7 +323,7 @@ impl From<StoreError> for crate::HandlerError {
     /// Conflicts and backend failures are worth retrying; corrupt data is not.
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Corrupt { .. } | StoreError::Transition(_) => {
+            StoreError::Corrupt { .. } | StoreError::Transition(_) | StoreError::Encode(_) => {
                 crate::HandlerError::permanent(error)
             }
             _ => crate::HandlerError::retry(error),
@@ -313,7 +349,17 @@ pub trait UserStore: Send + Sync + 'static {
 pub trait TicketStore: Send + Sync + 'static {
     /// Stores a new ticket at version 0 (whatever `version` says). `AlreadyExists` if the id
     /// is taken.
-    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError>;
+    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
+        self.create_announcing(ticket, &silent).await
+    }
+
+    /// [`create`](Self::create), committing the events `announce` makes of the stored ticket
+    /// with it (outbox key `ticket:<id>`).
+    async fn create_announcing(
+        &self,
+        ticket: Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError>;
 
     /// The ticket; `NotFound` otherwise.
     async fn get(&self, id: Id) -> Result<Ticket, StoreError>;
@@ -324,7 +370,32 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Writes title, price and order of `ticket` if the stored version is still
     /// `ticket.version`; returns the ticket at version + 1. `VersionConflict` (nothing written)
     /// if it moved on, `NotFound` if it is gone.
-    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError>;
+    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+        self.update_announcing(ticket, &silent).await
+    }
+
+    /// [`update`](Self::update), committing the events `announce` makes of the updated ticket
+    /// with it.
+    async fn update_announcing(
+        &self,
+        ticket: &Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError>;
+
+    /// A listener's change in one unit: [`update_announcing`](Self::update_announcing), and
+    /// then the order event that caused it recorded in the order replica of the same database
+    /// (as [`OrderReplicaStore::apply`]; a replica already at that version or later is left
+    /// as it is). The ticket's version check guards the whole: on `VersionConflict` nothing is
+    /// written. Backends without multi-record transactions write the ticket with its events
+    /// first and the replica last, so a crash in between leaves the event to be redelivered
+    /// and applied again (the listener finds the ticket already changed), never taken for a
+    /// duplicate.
+    async fn update_for_order(
+        &self,
+        ticket: &Ticket,
+        order: &OrderReplica,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError>;
 }
 
 /// The tickets service's replica of orders.
@@ -393,7 +464,17 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Creates the order (status `created`, version 0) if no active order holds its ticket.
     /// `TicketReserved` if one does, `NotFound` if the ticket replica does not exist,
     /// `AlreadyExists` if the order id is taken. Atomic.
-    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError>;
+    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
+        self.reserve_announcing(order, &silent).await
+    }
+
+    /// [`reserve`](Self::reserve), committing the events `announce` makes of the new order
+    /// with it (outbox key `order:<id>`).
+    async fn reserve_announcing(
+        &self,
+        order: NewOrder,
+        announce: Announce<'_, Order>,
+    ) -> Result<Order, StoreError>;
 
     /// The order with its ticket; `NotFound` otherwise.
     async fn get(&self, id: Id) -> Result<Order, StoreError>;
@@ -409,6 +490,19 @@ pub trait OrderStore: Send + Sync + 'static {
         id: Id,
         expected_version: Version,
         status: OrderStatus,
+    ) -> Result<Order, StoreError> {
+        self.set_status_announcing(id, expected_version, status, &silent)
+            .await
+    }
+
+    /// [`set_status`](Self::set_status), committing the events `announce` makes of the
+    /// changed order with it.
+    async fn set_status_announcing(
+        &self,
+        id: Id,
+        expected_version: Version,
+        status: OrderStatus,
+        announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError>;
 
     /// Whether an active order holds the ticket.

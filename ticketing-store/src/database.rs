@@ -25,6 +25,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use ticketing_core::StoreError;
 use ticketing_core::config::redact_url;
+use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{
     OrderReplicaStore, OrderStore, TicketReplicaStore, TicketStore, UserStore,
 };
@@ -302,6 +303,12 @@ impl Database {
     /// Orders, joined with the ticket replica (orders service).
     pub fn orders(&self) -> Arc<dyn OrderStore> {
         role!(self, orders)
+    }
+
+    /// The outbox the tickets and orders stores commit their events to; hand it to
+    /// [`spawn_relay`](ticketing_core::outbox::spawn_relay) to publish them.
+    pub fn outbox(&self) -> Arc<dyn Outbox> {
+        role!(self, outbox)
     }
 
     /// The backend.

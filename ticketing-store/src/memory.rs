@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError, Ticket,
-    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+    Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError,
+    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore, outbox_key,
 };
 use ticketing_core::{Id, OutgoingMessage, Version};
 
@@ -77,10 +77,13 @@ impl UserStore for InMemoryUserStore {
     }
 }
 
-/// Tickets in memory.
+/// Tickets in memory, with the outbox their events are committed to and the order replica
+/// [`update_for_order`](TicketStore::update_for_order) records into.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryTicketStore {
     inner: Arc<Mutex<Tickets>>,
+    outbox: InMemoryOutbox,
+    order_replicas: InMemoryOrderReplicaStore,
 }
 
 #[derive(Debug, Default)]
@@ -90,15 +93,66 @@ struct Tickets {
 }
 
 impl InMemoryTicketStore {
-    /// An empty store.
+    /// An empty store with an outbox and an order replica of its own.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store committing its events to `outbox` and recording order events in
+    /// `order_replicas`.
+    pub fn with(outbox: &InMemoryOutbox, order_replicas: &InMemoryOrderReplicaStore) -> Self {
+        InMemoryTicketStore {
+            inner: Arc::default(),
+            outbox: outbox.clone(),
+            order_replicas: order_replicas.clone(),
+        }
+    }
+
+    /// The outbox events are committed to.
+    pub fn outbox(&self) -> InMemoryOutbox {
+        self.outbox.clone()
+    }
+
+    /// Writes the ticket and its events under the store's lock.
+    fn write(
+        &self,
+        tickets: &mut Tickets,
+        ticket: &Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        let (_, stored) = tickets
+            .rows
+            .get_mut(&ticket.id)
+            .ok_or_else(|| StoreError::not_found("ticket", ticket.id))?;
+        if stored.version != ticket.version {
+            return Err(StoreError::VersionConflict {
+                entity: "ticket",
+                id: ticket.id,
+                expected: ticket.version,
+            });
+        }
+        let updated = Ticket {
+            title: ticket.title.clone(),
+            price: ticket.price,
+            order_id: ticket.order_id,
+            version: stored.version + 1,
+            ..stored.clone()
+        };
+        let events = announce(&updated)?;
+        *stored = updated.clone();
+        self.outbox
+            .append(&outbox_key("ticket", updated.id), events);
+        Ok(updated)
     }
 }
 
 #[async_trait]
 impl TicketStore for InMemoryTicketStore {
-    async fn create(&self, mut ticket: Ticket) -> Result<Ticket, StoreError> {
+    async fn create_announcing(
+        &self,
+        mut ticket: Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
         let mut tickets = lock(&self.inner);
         if tickets.rows.contains_key(&ticket.id) {
             return Err(StoreError::AlreadyExists {
@@ -107,9 +161,11 @@ impl TicketStore for InMemoryTicketStore {
             });
         }
         ticket.version = 0;
+        let events = announce(&ticket)?;
         tickets.next += 1;
         let seq = tickets.next;
         tickets.rows.insert(ticket.id, (seq, ticket.clone()));
+        self.outbox.append(&outbox_key("ticket", ticket.id), events);
         Ok(ticket)
     }
 
@@ -132,24 +188,28 @@ impl TicketStore for InMemoryTicketStore {
         Ok(free.into_iter().map(|(_, t)| t.clone()).collect())
     }
 
-    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+    async fn update_announcing(
+        &self,
+        ticket: &Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        self.write(&mut lock(&self.inner), ticket, announce)
+    }
+
+    async fn update_for_order(
+        &self,
+        ticket: &Ticket,
+        order: &OrderReplica,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
         let mut tickets = lock(&self.inner);
-        let (_, stored) = tickets
-            .rows
-            .get_mut(&ticket.id)
-            .ok_or_else(|| StoreError::not_found("ticket", ticket.id))?;
-        if stored.version != ticket.version {
-            return Err(StoreError::VersionConflict {
-                entity: "ticket",
-                id: ticket.id,
-                expected: ticket.version,
-            });
+        let updated = self.write(&mut tickets, ticket, announce)?;
+        let mut replicas = lock(&self.order_replicas.inner);
+        let held = replicas.get(&order.id).map(|o| o.version);
+        if held.is_none_or(|held| held < order.version) {
+            replicas.insert(order.id, order.clone());
         }
-        stored.title.clone_from(&ticket.title);
-        stored.price = ticket.price;
-        stored.order_id = ticket.order_id;
-        stored.version += 1;
-        Ok(stored.clone())
+        Ok(updated)
     }
 }
 
@@ -226,6 +286,7 @@ impl TicketReplicaStore for InMemoryTicketReplicaStore {
 pub struct InMemoryOrderStore {
     tickets: InMemoryTicketReplicaStore,
     inner: Arc<Mutex<Orders>>,
+    outbox: InMemoryOutbox,
 }
 
 #[derive(Debug, Default)]
@@ -246,12 +307,23 @@ struct OrderRow {
 }
 
 impl InMemoryOrderStore {
-    /// Orders over this ticket replica.
+    /// Orders over this ticket replica, with an outbox of their own.
     pub fn new(tickets: &InMemoryTicketReplicaStore) -> Self {
+        Self::with(tickets, &InMemoryOutbox::new())
+    }
+
+    /// Orders over this ticket replica, committing their events to `outbox`.
+    pub fn with(tickets: &InMemoryTicketReplicaStore, outbox: &InMemoryOutbox) -> Self {
         InMemoryOrderStore {
             tickets: tickets.clone(),
             inner: Arc::default(),
+            outbox: outbox.clone(),
         }
+    }
+
+    /// The outbox events are committed to.
+    pub fn outbox(&self) -> InMemoryOutbox {
+        self.outbox.clone()
     }
 
     fn join(&self, id: Id, row: &OrderRow) -> Result<Order, StoreError> {
@@ -275,12 +347,16 @@ impl InMemoryOrderStore {
 
 #[async_trait]
 impl OrderStore for InMemoryOrderStore {
-    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
+    async fn reserve_announcing(
+        &self,
+        order: NewOrder,
+        announce: Announce<'_, Order>,
+    ) -> Result<Order, StoreError> {
         if !lock(&self.tickets.inner).contains_key(&order.ticket_id) {
             return Err(StoreError::not_found("ticket", order.ticket_id));
         }
-        let row = {
-            let mut orders = lock(&self.inner);
+        let mut orders = lock(&self.inner);
+        {
             if orders.rows.contains_key(&order.id) {
                 return Err(StoreError::AlreadyExists {
                     entity: "order",
@@ -299,13 +375,15 @@ impl OrderStore for InMemoryOrderStore {
                 expires_at: order.expires_at,
                 version: 0,
             };
+            let joined = self.join(order.id, &row)?;
+            let events = announce(&joined)?;
             orders.next += 1;
             let seq = orders.next;
             orders.active.insert(order.ticket_id, order.id);
-            orders.rows.insert(order.id, (seq, row.clone()));
-            row
-        };
-        self.join(order.id, &row)
+            orders.rows.insert(order.id, (seq, row));
+            self.outbox.append(&outbox_key("order", order.id), events);
+            Ok(joined)
+        }
     }
 
     async fn get(&self, id: Id) -> Result<Order, StoreError> {
@@ -330,34 +408,40 @@ impl OrderStore for InMemoryOrderStore {
             .collect()
     }
 
-    async fn set_status(
+    async fn set_status_announcing(
         &self,
         id: Id,
         expected_version: Version,
         status: OrderStatus,
+        announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
-        let row = {
-            let mut orders = lock(&self.inner);
-            let (_, row) = orders
-                .rows
-                .get_mut(&id)
-                .ok_or_else(|| StoreError::not_found("order", id))?;
-            if row.version != expected_version {
-                return Err(StoreError::VersionConflict {
-                    entity: "order",
-                    id,
-                    expected: expected_version,
-                });
-            }
-            row.status = row.status.transition(status)?;
-            row.version += 1;
-            let row = row.clone();
-            if !status.is_active() && orders.active.get(&row.ticket_id) == Some(&id) {
-                orders.active.remove(&row.ticket_id);
-            }
-            row
+        let mut orders = lock(&self.inner);
+        let (_, stored) = orders
+            .rows
+            .get(&id)
+            .ok_or_else(|| StoreError::not_found("order", id))?;
+        if stored.version != expected_version {
+            return Err(StoreError::VersionConflict {
+                entity: "order",
+                id,
+                expected: expected_version,
+            });
+        }
+        let row = OrderRow {
+            status: stored.status.transition(status)?,
+            version: stored.version + 1,
+            ..stored.clone()
         };
-        self.join(id, &row)
+        let joined = self.join(id, &row)?;
+        let events = announce(&joined)?;
+        if !status.is_active() && orders.active.get(&row.ticket_id) == Some(&id) {
+            orders.active.remove(&row.ticket_id);
+        }
+        if let Some((_, stored)) = orders.rows.get_mut(&id) {
+            *stored = row;
+        }
+        self.outbox.append(&outbox_key("order", id), events);
+        Ok(joined)
     }
 
     async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError> {
@@ -370,6 +454,7 @@ impl OrderStore for InMemoryOrderStore {
 /// holds. Clones share the data.
 #[derive(Debug, Clone)]
 pub struct InMemoryDatabase {
+    outbox: InMemoryOutbox,
     users: InMemoryUserStore,
     tickets: InMemoryTicketStore,
     order_replicas: InMemoryOrderReplicaStore,
@@ -386,14 +471,22 @@ impl Default for InMemoryDatabase {
 impl InMemoryDatabase {
     /// An empty database.
     pub fn new() -> Self {
+        let outbox = InMemoryOutbox::new();
         let ticket_replicas = InMemoryTicketReplicaStore::new();
+        let order_replicas = InMemoryOrderReplicaStore::new();
         InMemoryDatabase {
             users: InMemoryUserStore::new(),
-            tickets: InMemoryTicketStore::new(),
-            order_replicas: InMemoryOrderReplicaStore::new(),
-            orders: InMemoryOrderStore::new(&ticket_replicas),
+            tickets: InMemoryTicketStore::with(&outbox, &order_replicas),
+            order_replicas,
+            orders: InMemoryOrderStore::with(&ticket_replicas, &outbox),
             ticket_replicas,
+            outbox,
         }
+    }
+
+    /// The outbox the tickets and orders stores commit their events to.
+    pub fn outbox(&self) -> InMemoryOutbox {
+        self.outbox.clone()
     }
 
     /// Users.

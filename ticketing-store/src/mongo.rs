@@ -20,26 +20,35 @@
 //! needs no multi-document transaction.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
+use tokio::sync::Notify;
 
+use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
-    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+    Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
+    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore, outbox_key,
 };
-use ticketing_core::{Id, Price, Version};
+use ticketing_core::{Id, OutgoingMessage, Price, Version};
 
 const BACKEND: &str = "mongo";
 const EMAIL_INDEX: &str = "email_lower_unique";
 const ACTIVE_ORDER_INDEX: &str = "one_active_order_per_ticket";
+/// The array of pending events inside an owned record's document.
+const OUTBOX: &str = "outbox";
+/// The collections whose documents carry pending events.
+const OWNED: [&str; 2] = ["tickets", "orders"];
 
 fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
     StoreError::backend(BACKEND, error)
@@ -146,6 +155,7 @@ fn fields<'a>(doc: &'a Document, entity: &'static str) -> Fields<'a> {
 #[derive(Debug, Clone)]
 pub struct MongoDatabase {
     db: mongodb::Database,
+    wake: Arc<Notify>,
 }
 
 impl MongoDatabase {
@@ -154,9 +164,7 @@ impl MongoDatabase {
         let client = mongodb::Client::with_uri_str(uri)
             .await
             .map_err(|e| backend(format!("cannot connect to MongoDB: {e}")))?;
-        let db = MongoDatabase {
-            db: client.database(database),
-        };
+        let db = MongoDatabase::from_database(client.database(database));
         db.create_indexes().await?;
         Ok(db)
     }
@@ -171,16 +179,17 @@ impl MongoDatabase {
             .clone()
             .unwrap_or_else(|| fallback.to_owned());
         let client = mongodb::Client::with_options(options).map_err(backend)?;
-        let db = MongoDatabase {
-            db: client.database(&database),
-        };
+        let db = MongoDatabase::from_database(client.database(&database));
         db.create_indexes().await?;
         Ok(db)
     }
 
     /// Uses a database handle; call [`create_indexes`](Self::create_indexes) once.
     pub fn from_database(db: mongodb::Database) -> Self {
-        MongoDatabase { db }
+        MongoDatabase {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// The database handle.
@@ -239,6 +248,18 @@ impl MongoDatabase {
             )
             .await
             .map_err(backend)?;
+        for owned in OWNED {
+            self.db
+                .collection::<Document>(owned)
+                .create_index(
+                    IndexModel::builder()
+                        .keys(doc! {"outbox.eid": 1})
+                        .options(IndexOptions::builder().sparse(true).build())
+                        .build(),
+                )
+                .await
+                .map_err(backend)?;
+        }
         Ok(())
     }
 
@@ -257,6 +278,8 @@ impl MongoDatabase {
     pub fn tickets(&self) -> MongoTicketStore {
         MongoTicketStore {
             tickets: self.collection("tickets"),
+            order_replicas: self.order_replicas(),
+            wake: self.wake.clone(),
         }
     }
 
@@ -279,8 +302,62 @@ impl MongoDatabase {
         MongoOrderStore {
             orders: self.collection("orders"),
             tickets: self.ticket_replicas(),
+            wake: self.wake.clone(),
         }
     }
+
+    /// The outbox: the events pending in the tickets' and orders' own documents.
+    pub fn outbox(&self) -> MongoOutbox {
+        MongoOutbox {
+            db: self.db.clone(),
+            wake: self.wake.clone(),
+            read: Arc::default(),
+        }
+    }
+}
+
+/// The BSON of pending events, each with an id of its own (`eid`) to pull it by.
+fn outbox_entries(messages: Vec<OutgoingMessage>) -> Vec<Document> {
+    messages
+        .into_iter()
+        .map(|message| {
+            let headers: Document = message
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name, Bson::String(value)))
+                .collect();
+            doc! {
+                "eid": ObjectId::new(),
+                "subject": message.subject,
+                "payload": Binary { subtype: BinarySubtype::Generic, bytes: message.payload.to_vec() },
+                "headers": headers,
+                "message_id": message.message_id.map_or(Bson::Null, Bson::String),
+            }
+        })
+        .collect()
+}
+
+fn outbox_message(entry: &Document) -> Result<(ObjectId, OutgoingMessage), StoreError> {
+    let f = fields(entry, "outbox event");
+    let eid = entry
+        .get_object_id("eid")
+        .map_err(|e| corrupt("outbox event", e))?;
+    let payload = entry
+        .get_binary_generic("payload")
+        .map_err(|e| corrupt("outbox event", e))?
+        .clone();
+    let mut message = OutgoingMessage::new(f.text("subject")?, payload);
+    if let Ok(headers) = entry.get_document("headers") {
+        for (name, value) in headers {
+            if let Bson::String(value) = value {
+                message.headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    if let Ok(id) = entry.get_str("message_id") {
+        message.message_id = Some(id.to_owned());
+    }
+    Ok((eid, message))
 }
 
 /// Users in MongoDB.
@@ -340,10 +417,12 @@ impl UserStore for MongoUserStore {
     }
 }
 
-/// Tickets in MongoDB.
+/// Tickets in MongoDB; their pending events live in each ticket's document.
 #[derive(Debug, Clone)]
 pub struct MongoTicketStore {
     tickets: Collection<Document>,
+    order_replicas: MongoOrderReplicaStore,
+    wake: Arc<Notify>,
 }
 
 fn ticket_of(doc: &Document) -> Result<Ticket, StoreError> {
@@ -364,24 +443,37 @@ fn optional_oid(id: Option<Id>) -> Bson {
 
 #[async_trait]
 impl TicketStore for MongoTicketStore {
-    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
+    async fn create_announcing(
+        &self,
+        ticket: Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        let created = Ticket {
+            version: 0,
+            ..ticket
+        };
+        let events = outbox_entries(announce(&created)?);
+        let any = !events.is_empty();
         let document = doc! {
-            "_id": oid(ticket.id),
-            "title": &ticket.title,
-            "price_cents": cents(ticket.price),
-            "user_id": oid(ticket.user_id),
+            "_id": oid(created.id),
+            "title": &created.title,
+            "price_cents": cents(created.price),
+            "user_id": oid(created.user_id),
             "version": 0_i64,
-            "order_id": optional_oid(ticket.order_id),
+            "order_id": optional_oid(created.order_id),
             "created_at": mongodb::bson::DateTime::now(),
+            OUTBOX: events,
         };
         match self.tickets.insert_one(document).await {
-            Ok(_) => Ok(Ticket {
-                version: 0,
-                ..ticket
-            }),
+            Ok(_) => {
+                if any {
+                    self.wake.notify_one();
+                }
+                Ok(created)
+            }
             Err(e) if duplicate_key(&e).is_some() => Err(StoreError::AlreadyExists {
                 entity: "ticket",
-                key: ticket.id.to_string(),
+                key: created.id.to_string(),
             }),
             Err(e) => Err(backend(e)),
         }
@@ -406,7 +498,18 @@ impl TicketStore for MongoTicketStore {
         docs.iter().map(ticket_of).collect()
     }
 
-    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+    async fn update_announcing(
+        &self,
+        ticket: &Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        // The stored ticket after the update is known before it: announce that.
+        let next = Ticket {
+            version: ticket.version + 1,
+            ..ticket.clone()
+        };
+        let events = outbox_entries(announce(&next)?);
+        let any = !events.is_empty();
         let updated = self
             .tickets
             .find_one_and_update(
@@ -418,13 +521,19 @@ impl TicketStore for MongoTicketStore {
                         "order_id": optional_oid(ticket.order_id),
                     },
                     "$inc": {"version": 1_i64},
+                    "$push": {OUTBOX: {"$each": events}},
                 },
             )
             .return_document(ReturnDocument::After)
             .await
             .map_err(backend)?;
         match updated {
-            Some(doc) => ticket_of(&doc),
+            Some(doc) => {
+                if any {
+                    self.wake.notify_one();
+                }
+                ticket_of(&doc)
+            }
             None => {
                 let exists = self
                     .tickets
@@ -440,6 +549,45 @@ impl TicketStore for MongoTicketStore {
                     None => StoreError::not_found("ticket", ticket.id),
                 })
             }
+        }
+    }
+
+    async fn update_for_order(
+        &self,
+        ticket: &Ticket,
+        order: &OrderReplica,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        // The ticket with its events first, the replica last: after a crash in between, the
+        // redelivered event is applied again (the listener finds the ticket changed already),
+        // never taken for a duplicate.
+        let updated = self.update_announcing(ticket, announce).await?;
+        self.record_order(order).await?;
+        Ok(updated)
+    }
+}
+
+impl MongoTicketStore {
+    /// Records `order` in the order replica unless it holds that version or later: an upsert
+    /// on `{_id, version < v}`, whose insert fails on the taken id when a later one is held.
+    async fn record_order(&self, order: &OrderReplica) -> Result<(), StoreError> {
+        let result = self
+            .order_replicas
+            .replicas
+            .update_one(
+                doc! {"_id": oid(order.id), "version": {"$lt": db_version(order.version)?}},
+                doc! {"$set": {
+                    "ticket_id": oid(order.ticket_id),
+                    "status": order.status.as_str(),
+                    "version": db_version(order.version)?,
+                }},
+            )
+            .upsert(true)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if duplicate_key(&e).is_some() => Ok(()),
+            Err(e) => Err(backend(e)),
         }
     }
 }
@@ -592,6 +740,7 @@ impl TicketReplicaStore for MongoTicketReplicaStore {
 pub struct MongoOrderStore {
     orders: Collection<Document>,
     tickets: MongoTicketReplicaStore,
+    wake: Arc<Notify>,
 }
 
 struct OrderDoc {
@@ -654,13 +803,27 @@ impl MongoOrderStore {
 
 #[async_trait]
 impl OrderStore for MongoOrderStore {
-    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
+    async fn reserve_announcing(
+        &self,
+        order: NewOrder,
+        announce: Announce<'_, Order>,
+    ) -> Result<Order, StoreError> {
         // Replicas are never deleted, so this existence check cannot go stale.
         let ticket = self
             .tickets
             .find(order.ticket_id)
             .await?
             .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
+        let created = Order {
+            id: order.id,
+            user_id: order.user_id,
+            status: OrderStatus::Created,
+            expires_at: order.expires_at,
+            version: 0,
+            ticket,
+        };
+        let events = outbox_entries(announce(&created)?);
+        let any = !events.is_empty();
         let document = doc! {
             "_id": oid(order.id),
             "user_id": oid(order.user_id),
@@ -670,9 +833,14 @@ impl OrderStore for MongoOrderStore {
             "expires_at": millis(order.expires_at),
             "version": 0_i64,
             "created_at": mongodb::bson::DateTime::now(),
+            OUTBOX: events,
         };
         match self.orders.insert_one(document).await {
-            Ok(_) => {}
+            Ok(_) => {
+                if any {
+                    self.wake.notify_one();
+                }
+            }
             Err(e) => {
                 return Err(match duplicate_key(&e) {
                     Some(message) if message.contains(ACTIVE_ORDER_INDEX) => {
@@ -688,14 +856,7 @@ impl OrderStore for MongoOrderStore {
                 });
             }
         }
-        Ok(Order {
-            id: order.id,
-            user_id: order.user_id,
-            status: OrderStatus::Created,
-            expires_at: order.expires_at,
-            version: 0,
-            ticket,
-        })
+        Ok(created)
     }
 
     async fn get(&self, id: Id) -> Result<Order, StoreError> {
@@ -730,11 +891,12 @@ impl OrderStore for MongoOrderStore {
             .collect()
     }
 
-    async fn set_status(
+    async fn set_status_announcing(
         &self,
         id: Id,
         expected_version: Version,
         status: OrderStatus,
+        announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
         let current = self.find(id).await?;
         let conflict = || StoreError::VersionConflict {
@@ -745,23 +907,32 @@ impl OrderStore for MongoOrderStore {
         if current.version != expected_version {
             return Err(conflict());
         }
-        current.status.transition(status)?;
+        let next = OrderDoc {
+            status: current.status.transition(status)?,
+            version: current.version + 1,
+            ..current
+        };
+        let changed = self.joined(next).await?;
+        let events = outbox_entries(announce(&changed)?);
+        let any = !events.is_empty();
         // The version in the filter makes the read above safe: if the order moved on in
         // between, nothing is written.
-        let updated = self
-            .orders
+        self.orders
             .find_one_and_update(
                 doc! {"_id": oid(id), "version": db_version(expected_version)?},
                 doc! {
                     "$set": {"status": status.as_str(), "active": status.is_active()},
                     "$inc": {"version": 1_i64},
+                    "$push": {OUTBOX: {"$each": events}},
                 },
             )
-            .return_document(ReturnDocument::After)
             .await
             .map_err(backend)?
             .ok_or_else(conflict)?;
-        self.joined(order_doc_of(&updated)?).await
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(changed)
     }
 
     async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError> {
@@ -771,5 +942,129 @@ impl OrderStore for MongoOrderStore {
             .await
             .map_err(backend)?
             .is_some())
+    }
+}
+
+/// The outbox of a MongoDB database: events wait in the `outbox` array of the ticket or order
+/// document whose change they announce (one single-document write covers state and events, no
+/// replica set needed); the relay pulls them after publishing. The events of one document keep
+/// their order in the array. [`changed`](Outbox::changed) completes on a write in this process;
+/// writes of other processes are seen by the relay's poll. The lease is a document of
+/// `outbox_lease`, timed by this process's clock.
+#[derive(Debug, Clone)]
+pub struct MongoOutbox {
+    db: mongodb::Database,
+    wake: Arc<Notify>,
+    /// Where the events of the last `pending` call live, by the ids handed out.
+    read: Arc<Mutex<ReadEvents>>,
+}
+
+#[derive(Debug, Default)]
+struct ReadEvents {
+    next: OutboxId,
+    located: HashMap<OutboxId, (&'static str, ObjectId, ObjectId)>,
+}
+
+#[async_trait]
+impl Outbox for MongoOutbox {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut found = Vec::new();
+        for collection in OWNED {
+            if found.len() >= limit {
+                break;
+            }
+            let docs: Vec<Document> = self
+                .db
+                .collection::<Document>(collection)
+                .find(doc! {"outbox.eid": {"$exists": true}})
+                .projection(doc! {"outbox": 1})
+                .limit(i64::try_from(limit - found.len()).unwrap_or(i64::MAX))
+                .await
+                .map_err(backend)?
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            for document in docs {
+                let doc_id = document
+                    .get_object_id("_id")
+                    .map_err(|e| corrupt("outbox event", e))?;
+                let entity = if collection == "tickets" {
+                    "ticket"
+                } else {
+                    "order"
+                };
+                let key = outbox_key(entity, id_from(doc_id));
+                let entries = document
+                    .get_array(OUTBOX)
+                    .map_err(|e| corrupt("outbox event", e))?;
+                for entry in entries {
+                    let Bson::Document(entry) = entry else {
+                        return Err(corrupt("outbox event", "not a document"));
+                    };
+                    let (eid, message) = outbox_message(entry)?;
+                    found.push((collection, doc_id, eid, key.clone(), message));
+                }
+            }
+        }
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        read.located.clear();
+        Ok(found
+            .into_iter()
+            .map(|(collection, doc_id, eid, key, message)| {
+                read.next += 1;
+                let id = read.next;
+                read.located.insert(id, (collection, doc_id, eid));
+                OutboxEvent { id, key, message }
+            })
+            .collect())
+    }
+
+    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        let mut by_document: HashMap<(&'static str, ObjectId), Vec<ObjectId>> = HashMap::new();
+        {
+            let read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in ids {
+                if let Some((collection, doc_id, eid)) = read.located.get(id) {
+                    by_document
+                        .entry((collection, *doc_id))
+                        .or_default()
+                        .push(*eid);
+                }
+            }
+        }
+        for ((collection, doc_id), eids) in by_document {
+            self.db
+                .collection::<Document>(collection)
+                .update_one(
+                    doc! {"_id": doc_id},
+                    doc! {"$pull": {OUTBOX: {"eid": {"$in": eids}}}},
+                )
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let result = self
+            .db
+            .collection::<Document>("outbox_lease")
+            .update_one(
+                doc! {"_id": "relay", "$or": [{"holder": holder}, {"expires_at": {"$lt": millis(now)}}]},
+                doc! {"$set": {"holder": holder, "expires_at": millis(until)}},
+            )
+            .upsert(true)
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if duplicate_key(&e).is_some() => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
     }
 }

@@ -19,19 +19,23 @@
 //! index, so the database, not a check-then-write, enforces both.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::ErrorKind;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, Row};
+use tokio::sync::Notify;
 
+use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
-    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
-    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
+    Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
+    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore, outbox_key,
 };
-use ticketing_core::{Id, Price, Version};
+use ticketing_core::{Id, OutgoingMessage, Price, Version};
 
 const BACKEND: &str = "postgres";
 
@@ -42,6 +46,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct PgDatabase {
     pool: PgPool,
+    wake: Arc<Notify>,
 }
 
 fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
@@ -83,7 +88,7 @@ impl PgDatabase {
             .connect_with(options)
             .await
             .map_err(|e| backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        let db = PgDatabase { pool };
+        let db = PgDatabase::from_pool(pool);
         db.migrate().await?;
         Ok(db)
     }
@@ -129,7 +134,10 @@ impl PgDatabase {
 
     /// Uses an existing pool; call [`migrate`](Self::migrate) unless it is migrated already.
     pub fn from_pool(pool: PgPool) -> Self {
-        PgDatabase { pool }
+        PgDatabase {
+            pool,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// Runs the embedded migrations that have not run yet.
@@ -156,6 +164,7 @@ impl PgDatabase {
     pub fn tickets(&self) -> PgTicketStore {
         PgTicketStore {
             pool: self.pool.clone(),
+            wake: self.wake.clone(),
         }
     }
 
@@ -177,6 +186,16 @@ impl PgDatabase {
     pub fn orders(&self) -> PgOrderStore {
         PgOrderStore {
             pool: self.pool.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// The outbox the tickets and orders stores of this database commit their events to.
+    pub fn outbox(&self) -> PgOutbox {
+        PgOutbox {
+            pool: self.pool.clone(),
+            wake: self.wake.clone(),
+            listener: Arc::new(OnceLock::new()),
         }
     }
 }
@@ -292,6 +311,7 @@ impl UserStore for PgUserStore {
 #[derive(Debug, Clone)]
 pub struct PgTicketStore {
     pool: PgPool,
+    wake: Arc<Notify>,
 }
 
 macro_rules! ticket_columns {
@@ -321,7 +341,12 @@ async fn ticket_exists(pool: &PgPool, id: Id) -> Result<bool, StoreError> {
 
 #[async_trait]
 impl TicketStore for PgTicketStore {
-    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
+    async fn create_announcing(
+        &self,
+        ticket: Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let result = sqlx::query(
             "INSERT INTO tickets (id, title, price_cents, user_id, version, order_id) \
              VALUES ($1, $2, $3, $4, 0, $5)",
@@ -331,21 +356,29 @@ impl TicketStore for PgTicketStore {
         .bind(cents(ticket.price))
         .bind(ticket.user_id.to_string())
         .bind(ticket.order_id.map(|id| id.to_string()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(Ticket {
-                version: 0,
-                ..ticket
-            }),
+            Ok(_) => {}
             Err(e) if matches!(violation(&e), Some((ErrorKind::UniqueViolation, _))) => {
-                Err(StoreError::AlreadyExists {
+                return Err(StoreError::AlreadyExists {
                     entity: "ticket",
                     key: ticket.id.to_string(),
-                })
+                });
             }
-            Err(e) => Err(backend(e)),
+            Err(e) => return Err(backend(e)),
         }
+        let created = Ticket {
+            version: 0,
+            ..ticket
+        };
+        let events = announce(&created)?;
+        let any = insert_events(&mut tx, &outbox_key("ticket", created.id), events).await?;
+        tx.commit().await.map_err(backend)?;
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(created)
     }
 
     async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
@@ -376,7 +409,64 @@ impl TicketStore for PgTicketStore {
         .collect()
     }
 
-    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+    async fn update_announcing(
+        &self,
+        ticket: &Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let updated = self.write(&mut tx, ticket).await?;
+        let any = insert_events(
+            &mut tx,
+            &outbox_key("ticket", updated.id),
+            announce(&updated)?,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(updated)
+    }
+
+    async fn update_for_order(
+        &self,
+        ticket: &Ticket,
+        order: &OrderReplica,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let updated = self.write(&mut tx, ticket).await?;
+        let any = insert_events(
+            &mut tx,
+            &outbox_key("ticket", updated.id),
+            announce(&updated)?,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO order_replicas (id, ticket_id, status, version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET ticket_id = EXCLUDED.ticket_id, \
+             status = EXCLUDED.status, version = EXCLUDED.version \
+             WHERE order_replicas.version < EXCLUDED.version",
+        )
+        .bind(order.id.to_string())
+        .bind(order.ticket_id.to_string())
+        .bind(order.status.as_str())
+        .bind(db_version(order.version)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(updated)
+    }
+}
+
+impl PgTicketStore {
+    /// The version-checked update of a ticket, inside `tx`.
+    async fn write(&self, tx: &mut PgConnection, ticket: &Ticket) -> Result<Ticket, StoreError> {
         let row = sqlx::query(concat!(
             "UPDATE tickets SET title = $2, price_cents = $3, order_id = $4, version = version + 1 \
              WHERE id = $1 AND version = $5 RETURNING ",
@@ -387,7 +477,7 @@ impl TicketStore for PgTicketStore {
         .bind(cents(ticket.price))
         .bind(ticket.order_id.map(|id| id.to_string()))
         .bind(db_version(ticket.version)?)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
         match row {
@@ -402,6 +492,31 @@ impl TicketStore for PgTicketStore {
             None => Err(StoreError::not_found("ticket", ticket.id)),
         }
     }
+}
+
+/// Commits `messages` as events of the record `key` in the transaction `tx`; whether there
+/// were any.
+async fn insert_events(
+    tx: &mut PgConnection,
+    key: &str,
+    messages: Vec<OutgoingMessage>,
+) -> Result<bool, StoreError> {
+    for message in &messages {
+        let headers = serde_json::to_string(&message.headers).map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO outbox (key, subject, payload, headers, message_id) \
+             VALUES ($1, $2, $3, $4::jsonb, $5)",
+        )
+        .bind(key)
+        .bind(&message.subject)
+        .bind(message.payload.as_ref())
+        .bind(headers)
+        .bind(message.message_id.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(!messages.is_empty())
 }
 
 /// Runs a replica write that touches one row when the replica holds version − 1 (or nothing,
@@ -535,6 +650,7 @@ impl TicketReplicaStore for PgTicketReplicaStore {
 #[derive(Debug, Clone)]
 pub struct PgOrderStore {
     pool: PgPool,
+    wake: Arc<Notify>,
 }
 
 /// Selects an order row `o` joined with its ticket `t`; the FROM clause follows.
@@ -560,7 +676,11 @@ fn order_of(row: &PgRow) -> Result<Order, StoreError> {
 
 #[async_trait]
 impl OrderStore for PgOrderStore {
-    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
+    async fn reserve_announcing(
+        &self,
+        order: NewOrder,
+        announce: Announce<'_, Order>,
+    ) -> Result<Order, StoreError> {
         // The replica as it is now, read in a statement of its own: a statement that inserts
         // and joins in one snapshot can miss a replica committed while it runs (the foreign
         // key check sees it, the join does not).
@@ -570,6 +690,7 @@ impl OrderStore for PgOrderStore {
         .find(order.ticket_id)
         .await?
         .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let result = sqlx::query(
             "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
              VALUES ($1, $2, $3, 'created', $4, 0)",
@@ -578,17 +699,30 @@ impl OrderStore for PgOrderStore {
         .bind(order.user_id.to_string())
         .bind(order.ticket_id.to_string())
         .bind(order.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(Order {
-                id: order.id,
-                user_id: order.user_id,
-                status: OrderStatus::Created,
-                expires_at: order.expires_at,
-                version: 0,
-                ticket,
-            }),
+            Ok(_) => {
+                let created = Order {
+                    id: order.id,
+                    user_id: order.user_id,
+                    status: OrderStatus::Created,
+                    expires_at: order.expires_at,
+                    version: 0,
+                    ticket,
+                };
+                let any = insert_events(
+                    &mut tx,
+                    &outbox_key("order", created.id),
+                    announce(&created)?,
+                )
+                .await?;
+                tx.commit().await.map_err(backend)?;
+                if any {
+                    self.wake.notify_one();
+                }
+                Ok(created)
+            }
             Err(e) => Err(match violation(&e) {
                 Some((ErrorKind::UniqueViolation, constraint))
                     if constraint == "orders_one_active_per_ticket" =>
@@ -637,11 +771,12 @@ impl OrderStore for PgOrderStore {
         .collect()
     }
 
-    async fn set_status(
+    async fn set_status_announcing(
         &self,
         id: Id,
         expected_version: Version,
         status: OrderStatus,
+        announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
         let current = sqlx::query("SELECT status, version FROM orders WHERE id = $1")
             .bind(id.to_string())
@@ -660,6 +795,7 @@ impl OrderStore for PgOrderStore {
         status_of(&current, "status", "order")?.transition(status)?;
         // The version check in the UPDATE makes the read above safe: if the order moved on in
         // between, nothing is written.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(concat!(
             "WITH o AS (UPDATE orders SET status = $2, version = version + 1 \
                         WHERE id = $1 AND version = $3 RETURNING *) ",
@@ -669,10 +805,20 @@ impl OrderStore for PgOrderStore {
         .bind(id.to_string())
         .bind(status.as_str())
         .bind(db_version(expected_version)?)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        row.as_ref().map(order_of).transpose()?.ok_or_else(conflict)
+        let changed = row
+            .as_ref()
+            .map(order_of)
+            .transpose()?
+            .ok_or_else(conflict)?;
+        let any = insert_events(&mut tx, &outbox_key("order", id), announce(&changed)?).await?;
+        tx.commit().await.map_err(backend)?;
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(changed)
     }
 
     async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError> {
@@ -683,5 +829,152 @@ impl OrderStore for PgOrderStore {
         .fetch_one(&self.pool)
         .await
         .map_err(backend)
+    }
+}
+
+/// The outbox of one schema: the `outbox` table the tickets and orders stores write in their
+/// transactions. [`changed`](Outbox::changed) completes on a commit in this process at once,
+/// and on one in another process through `LISTEN outbox_<md5 of the schema>` (the table's
+/// trigger notifies; the listening connection is one of the pool's); the lease is a row of `outbox_lease`, timed by the database's clock.
+#[derive(Debug, Clone)]
+pub struct PgOutbox {
+    pool: PgPool,
+    wake: Arc<Notify>,
+    listener: Arc<OnceLock<AbortOnDrop>>,
+}
+
+/// Aborts the LISTEN task when the last outbox handle goes.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Listens for the outbox trigger's notifications and wakes the relay; reconnects after a
+/// lost connection, waking once (a commit may have happened meanwhile).
+async fn listen_for_events(pool: PgPool, wake: Weak<Notify>) {
+    let mut failures = 0u32;
+    loop {
+        let listened = async {
+            // The channel the table's trigger notifies (see the outbox migration).
+            let channel: String = sqlx::query_scalar("SELECT 'outbox_' || md5(current_schema())")
+                .fetch_one(&pool)
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        match listened {
+            Ok(mut listener) => {
+                failures = 0;
+                if let Some(wake) = wake.upgrade() {
+                    wake.notify_one();
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => match wake.upgrade() {
+                            Some(wake) => wake.notify_one(),
+                            None => return,
+                        },
+                        // The connection was lost; PgListener reconnects on the next call.
+                        Ok(None) => {
+                            if let Some(wake) = wake.upgrade() {
+                                wake.notify_one();
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "outbox LISTEN failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, "cannot LISTEN for outbox events; the relay polls meanwhile");
+            }
+        }
+        if wake.strong_count() == 0 || pool.is_closed() {
+            return;
+        }
+        let pause = Duration::from_millis(200 * u64::from(failures.clamp(1, 25)));
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[async_trait]
+impl Outbox for PgOutbox {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT id, key, subject, payload, headers::text AS headers, message_id \
+             FROM outbox ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id").map_err(backend)?;
+                let payload: Vec<u8> = row.try_get("payload").map_err(backend)?;
+                let headers: String = row.try_get("headers").map_err(backend)?;
+                let mut message = OutgoingMessage::new(
+                    row.try_get::<String, _>("subject").map_err(backend)?,
+                    payload,
+                );
+                message.headers =
+                    serde_json::from_str(&headers).map_err(|e| corrupt("outbox event", e))?;
+                message.message_id = row.try_get("message_id").map_err(backend)?;
+                Ok(OutboxEvent {
+                    id: OutboxId::try_from(id).map_err(|e| corrupt("outbox event", e))?,
+                    key: row.try_get("key").map_err(backend)?,
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn changed(&self) {
+        self.listener.get_or_init(|| {
+            AbortOnDrop(tokio::spawn(listen_for_events(
+                self.pool.clone(),
+                Arc::downgrade(&self.wake),
+            )))
+        });
+        self.wake.notified().await;
+    }
+
+    async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let granted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO outbox_lease (name, holder, expires_at) \
+             VALUES ('relay', $1, clock_timestamp() + make_interval(secs => $2)) \
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+             WHERE outbox_lease.holder = EXCLUDED.holder OR outbox_lease.expires_at < clock_timestamp() \
+             RETURNING holder",
+        )
+        .bind(holder)
+        .bind(ttl.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(granted.is_some())
     }
 }

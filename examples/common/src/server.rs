@@ -9,6 +9,7 @@ use axum::ServiceExt;
 use axum::extract::Request;
 use std::sync::Arc;
 
+use ticketing_core::outbox::RelayHandle;
 use ticketing_core::{Bus, ListenerHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,7 @@ pub struct Server {
     listeners: Vec<ListenerHandle>,
     token: CancellationToken,
     bus: Option<Arc<dyn Bus>>,
+    relay: Option<RelayHandle>,
 }
 
 impl Server {
@@ -60,12 +62,19 @@ impl Server {
             listeners,
             token,
             bus: None,
+            relay: None,
         })
     }
 
     /// The bus to flush once the listeners have stopped, so their last acks reach the broker.
     pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Self {
         self.bus = Some(bus);
+        self
+    }
+
+    /// The outbox relay to stop (publishing what is pending) once the listeners have stopped.
+    pub fn with_relay(mut self, relay: RelayHandle) -> Self {
+        self.relay = Some(relay);
         self
     }
 
@@ -92,6 +101,7 @@ impl Server {
             listeners,
             token,
             bus,
+            relay,
         } = self;
         let stop = token.clone();
         tokio::spawn(async move {
@@ -111,6 +121,9 @@ impl Server {
         token.cancel();
         for handle in listeners {
             handle.stop().await;
+        }
+        if let Some(relay) = relay {
+            relay.stop().await;
         }
         if let Some(bus) = bus {
             if let Err(error) = bus.flush().await {

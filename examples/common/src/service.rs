@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use ticketing_core::{Bus, BusError, ListenerHandle};
+use ticketing_core::outbox::{Outbox, RelayOptions, spawn_relay};
+use ticketing_core::{Bus, BusError, Id, ListenerHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CommonArgs;
@@ -35,6 +36,12 @@ pub trait Service: Send + Sync + 'static {
 
     /// The bus its listeners and publishers use (flushed on shutdown); none by default.
     fn bus(_state: &Self::State) -> Option<Arc<dyn Bus>> {
+        None
+    }
+
+    /// The outbox its store operations commit events to; a relay publishes them to
+    /// [`bus`](Self::bus). None by default.
+    fn outbox(_state: &Self::State) -> Option<Arc<dyn Outbox>> {
         None
     }
 
@@ -65,10 +72,25 @@ impl<S: Service> Application<S> {
         let token = CancellationToken::new();
         let listeners = S::spawn_listeners(&state, &token).await?;
         let bus = S::bus(&state);
+        // One relay per process; replicas of the service take turns through the outbox's lease.
+        let relay = match (S::outbox(&state), &bus) {
+            (Some(outbox), Some(bus)) => Some(spawn_relay(
+                outbox,
+                bus.clone(),
+                format!("{}-{}-{}", S::NAME, std::process::id(), Id::new()),
+                RelayOptions::default(),
+                // Stopped by the server after the listeners, so their last events go out too.
+                CancellationToken::new(),
+            )),
+            _ => None,
+        };
         let addr = SocketAddr::new(common.host, common.port);
         let mut server = Server::bind(S::NAME, addr, S::router(state), listeners, token).await?;
         if let Some(bus) = bus {
             server = server.with_bus(bus);
+        }
+        if let Some(relay) = relay {
+            server = server.with_relay(relay);
         }
         Ok(Application {
             server,

@@ -8,7 +8,7 @@ use ticketing_core::events::{
 };
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{Order, TicketReplica};
-use ticketing_core::{Id, Price, Version};
+use ticketing_core::{Id, OutgoingMessage, Price, PublishError, Version, outbox};
 
 /// The ticket inside an order's JSON: `{id, title, price, version}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,4 +107,14 @@ pub fn cancelled_event(o: &Order) -> OrderCancelled {
         version: o.version,
         ticket: OrderCancelledTicket { id: o.ticket.id },
     }
+}
+
+/// Announces a new order: `order:created`, committed with it.
+pub fn announce_created(o: &Order) -> Result<Vec<OutgoingMessage>, PublishError> {
+    outbox::announce(&created_event(o))
+}
+
+/// Announces a cancellation: `order:cancelled`, committed with it.
+pub fn announce_cancelled(o: &Order) -> Result<Vec<OutgoingMessage>, PublishError> {
+    outbox::announce(&cancelled_event(o))
 }

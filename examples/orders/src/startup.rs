@@ -9,9 +9,9 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
-use ticketing_core::events::{OrderCancelled, OrderCreated};
+use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{OrderStore, TicketReplicaStore};
-use ticketing_core::{Bus, BusError, Clock, ListenerHandle, Publisher, spawn_listener_with_token};
+use ticketing_core::{Bus, BusError, Clock, ListenerHandle, spawn_listener_with_token};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -34,10 +34,8 @@ pub struct OrdersState {
     pub clock: Clock,
     /// The bus.
     pub bus: Arc<dyn Bus>,
-    /// Publishes new orders.
-    pub created: Publisher<OrderCreated>,
-    /// Publishes cancellations.
-    pub cancelled: Publisher<OrderCancelled>,
+    /// Where the stores commit the events announcing their changes; the relay publishes them.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl OrdersState {
@@ -56,8 +54,7 @@ impl OrdersState {
             expiration_window,
             clock,
             bus: bus.clone(),
-            created: Publisher::new(bus.clone()),
-            cancelled: Publisher::new(bus.clone()),
+            outbox: database.outbox(),
         }
     }
 }
@@ -99,7 +96,6 @@ pub async fn spawn_listeners(
             bus,
             ExpirationCompleteListener {
                 orders: state.orders.clone(),
-                cancelled: state.cancelled.clone(),
             },
             token.child_token(),
         )
@@ -139,6 +135,10 @@ impl Service for Orders {
 
     fn bus(state: &OrdersState) -> Option<Arc<dyn Bus>> {
         Some(state.bus.clone())
+    }
+
+    fn outbox(state: &OrdersState) -> Option<Arc<dyn Outbox>> {
+        Some(state.outbox.clone())
     }
 
     async fn spawn_listeners(

@@ -5,7 +5,7 @@ use serde_json::Value;
 use ticketing_common::{ApiError, JsonBody, Validation};
 use ticketing_core::events::{TicketCreated, TicketUpdated};
 use ticketing_core::store::Ticket;
-use ticketing_core::{Id, Price, PriceError, Version};
+use ticketing_core::{Id, OutgoingMessage, Price, PriceError, PublishError, Version, outbox};
 
 /// Ticket JSON: `{id, title, price, userId, version, orderId?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +60,16 @@ pub fn updated_event(t: &Ticket) -> TicketUpdated {
         user_id: t.user_id,
         order_id: t.order_id,
     }
+}
+
+/// Announces a new ticket: `ticket:created`, committed with it.
+pub fn announce_created(t: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {
+    outbox::announce(&created_event(t))
+}
+
+/// Announces a changed ticket: `ticket:updated`, committed with the change.
+pub fn announce_updated(t: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {
+    outbox::announce(&updated_event(t))
 }
 
 /// A valid ticket body: `{title, price}`, for listing or editing a ticket.

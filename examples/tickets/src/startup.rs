@@ -8,9 +8,9 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
-use ticketing_core::events::{TicketCreated, TicketUpdated};
+use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{OrderReplicaStore, TicketStore};
-use ticketing_core::{Bus, BusError, ListenerHandle, Publisher, spawn_listener_with_token};
+use ticketing_core::{Bus, BusError, ListenerHandle, spawn_listener_with_token};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -29,10 +29,8 @@ pub struct TicketsState {
     pub keys: SessionKeys,
     /// The bus.
     pub bus: Arc<dyn Bus>,
-    /// Publishes new tickets.
-    pub created: Publisher<TicketCreated>,
-    /// Publishes changed tickets.
-    pub updated: Publisher<TicketUpdated>,
+    /// Where the stores commit the events announcing their changes; the relay publishes them.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl TicketsState {
@@ -43,8 +41,7 @@ impl TicketsState {
             order_replicas: database.order_replicas(),
             keys,
             bus: bus.clone(),
-            created: Publisher::new(bus.clone()),
-            updated: Publisher::new(bus.clone()),
+            outbox: database.outbox(),
         }
     }
 }
@@ -71,12 +68,10 @@ pub async fn spawn_listeners(
     let created = OrderCreatedListener {
         tickets: state.tickets.clone(),
         orders: state.order_replicas.clone(),
-        updated: state.updated.clone(),
     };
     let cancelled = OrderCancelledListener {
         tickets: state.tickets.clone(),
         orders: state.order_replicas.clone(),
-        updated: state.updated.clone(),
     };
     Ok(vec![
         spawn_listener_with_token(&state.bus, created, token.child_token()).await?,
@@ -110,6 +105,10 @@ impl Service for Tickets {
 
     fn bus(state: &TicketsState) -> Option<Arc<dyn Bus>> {
         Some(state.bus.clone())
+    }
+
+    fn outbox(state: &TicketsState) -> Option<Arc<dyn Outbox>> {
+        Some(state.outbox.clone())
     }
 
     async fn spawn_listeners(

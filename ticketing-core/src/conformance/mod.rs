@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bus;
+pub mod outbox;
 pub mod store;
 
 use std::future::Future;

@@ -21,6 +21,13 @@ use crate::store::{
 use crate::version::EventDisposition;
 use crate::{Id, Price};
 
+pub use super::outbox::{
+    a_commit_wakes_the_relay, a_listener_change_records_its_order_in_the_same_unit,
+    a_rejected_change_commits_no_event, events_of_one_record_are_pending_in_commit_order,
+    state_and_events_commit_together, the_relay_publishes_everything_once_and_empties_the_outbox,
+    two_relays_at_once_keep_per_record_order,
+};
+
 /// One isolated set of stores, as the three services would hold them.
 #[derive(Clone)]
 pub struct Stores {
@@ -29,6 +36,8 @@ pub struct Stores {
     pub order_replicas: Arc<dyn OrderReplicaStore>,
     pub ticket_replicas: Arc<dyn TicketReplicaStore>,
     pub orders: Arc<dyn OrderStore>,
+    /// The outbox the tickets and orders stores commit their events to.
+    pub outbox: Arc<dyn crate::outbox::Outbox>,
 }
 
 /// Hands out isolated stores for the suite.
@@ -909,6 +918,13 @@ macro_rules! store_conformance_tests {
             a_users_orders_are_listed_oldest_first_with_their_ticket
             only_unreserved_tickets_are_listed_oldest_first
             reserved_state_round_trips_on_the_ticket
+            state_and_events_commit_together
+            a_rejected_change_commits_no_event
+            events_of_one_record_are_pending_in_commit_order
+            the_relay_publishes_everything_once_and_empties_the_outbox
+            two_relays_at_once_keep_per_record_order
+            a_commit_wakes_the_relay
+            a_listener_change_records_its_order_in_the_same_unit
         );
     };
 }

@@ -13,6 +13,7 @@ pub fn stores_of(db: &Database) -> Stores {
         order_replicas: db.order_replicas(),
         ticket_replicas: db.ticket_replicas(),
         orders: db.orders(),
+        outbox: db.outbox(),
     }
 }
 

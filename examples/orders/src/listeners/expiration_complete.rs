@@ -1,25 +1,22 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::{ExpirationComplete, OrderCancelled};
+use ticketing_core::events::ExpirationComplete;
 use ticketing_core::reservation::{CancelOutcome, OrderStatus};
 use ticketing_core::store::OrderStore;
-use ticketing_core::{
-    HandlerError, Listener, ListenerOptions, MessageContext, Publisher, StoreError,
-};
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
 
 use ticketing_common::service::listener_options;
 
 use super::QUEUE_GROUP;
-use crate::models::cancelled_event;
+use crate::models::announce_cancelled;
 
 /// `expiration:complete`: cancels the order unless it is complete or already cancelled
-/// (version + 1) and publishes `order:cancelled`.
+/// (version + 1), committing `order:cancelled` with the change. A repeat finds it cancelled
+/// and changes nothing.
 pub struct ExpirationCompleteListener {
     /// Orders.
     pub orders: Arc<dyn OrderStore>,
-    /// Publishes the cancellation.
-    pub cancelled: Publisher<OrderCancelled>,
 }
 
 #[async_trait]
@@ -37,7 +34,7 @@ impl Listener for ExpirationCompleteListener {
     async fn on_message(
         &self,
         event: ExpirationComplete,
-        ctx: &MessageContext<'_>,
+        _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
         let order = match self.orders.get(event.order_id).await {
             Ok(order) => order,
@@ -51,21 +48,19 @@ impl Listener for ExpirationCompleteListener {
         };
         match order.status.cancel() {
             Ok(CancelOutcome::Cancel) => {}
-            Ok(CancelOutcome::AlreadyCancelled) => {
-                if ctx.attempt() > 1 {
-                    // An earlier attempt may have cancelled and failed to publish.
-                    self.cancelled.publish(&cancelled_event(&order)).await?;
-                }
-                return Ok(());
-            }
+            Ok(CancelOutcome::AlreadyCancelled) => return Ok(()),
             // Paid for: it does not expire.
             Err(_) => return Ok(()),
         }
         let cancelled = self
             .orders
-            .set_status(order.id, order.version, OrderStatus::Cancelled)
+            .set_status_announcing(
+                order.id,
+                order.version,
+                OrderStatus::Cancelled,
+                &announce_cancelled,
+            )
             .await?;
-        self.cancelled.publish(&cancelled_event(&cancelled)).await?;
         tracing::info!(order = %cancelled.id, "order expired");
         Ok(())
     }

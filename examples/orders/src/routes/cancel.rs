@@ -5,7 +5,7 @@ use ticketing_core::StoreError;
 use ticketing_core::reservation::{CancelOutcome, OrderStatus};
 
 use super::owned_order;
-use crate::models::cancelled_event;
+use crate::models::announce_cancelled;
 use crate::startup::OrdersState;
 
 /// How often a cancellation that loses its version check (to another cancel, an expiry)
@@ -13,7 +13,7 @@ use crate::startup::OrdersState;
 const ATTEMPTS: usize = 5;
 
 /// `DELETE /api/orders/:id`: 204; the order becomes `cancelled` (version + 1) and
-/// `order:cancelled` is published. A cancelled order: 204, nothing new. A complete order: 400.
+/// `order:cancelled` is committed with the change. A cancelled order: 204, nothing new. A complete order: 400.
 #[tracing::instrument(name = "cancel_order", skip_all, fields(user = %user.id, order = %id))]
 pub async fn cancel(
     RequireUser(user): RequireUser,
@@ -30,15 +30,15 @@ pub async fn cancel(
         }
         match state
             .orders
-            .set_status(order.id, order.version, OrderStatus::Cancelled)
+            .set_status_announcing(
+                order.id,
+                order.version,
+                OrderStatus::Cancelled,
+                &announce_cancelled,
+            )
             .await
         {
             Ok(cancelled) => {
-                state
-                    .cancelled
-                    .publish(&cancelled_event(&cancelled))
-                    .await
-                    .map_err(ApiError::internal)?;
                 tracing::info!(order = %cancelled.id, "order cancelled");
                 return Ok(StatusCode::NO_CONTENT);
             }

@@ -6,11 +6,11 @@ use ticketing_core::Id;
 use ticketing_core::reservation::expires_at;
 use ticketing_core::store::NewOrder;
 
-use crate::models::{OrderInput, OrderJson, created_event};
+use crate::models::{OrderInput, OrderJson, announce_created};
 use crate::startup::OrdersState;
 
 /// `POST /api/orders {ticketId}`: 201 with the order (`created`, expiring after the window);
-/// publishes `order:created`. The reservation is atomic in the store: of concurrent orders for
+/// `order:created` is committed with it to the outbox. The reservation is atomic in the store: of concurrent orders for
 /// one ticket exactly one succeeds, the others get 400 `Ticket is already reserved`.
 #[tracing::instrument(name = "create_order", skip_all, fields(user = %user.id))]
 pub async fn create(
@@ -26,12 +26,10 @@ pub async fn create(
         expires_at: expires_at(state.clock.now(), state.expiration_window),
     };
     // An unknown ticket is a 404, a held one a 400 `Ticket is already reserved`.
-    let order = state.orders.reserve(new).await?;
-    state
-        .created
-        .publish(&created_event(&order))
-        .await
-        .map_err(ApiError::internal)?;
+    let order = state
+        .orders
+        .reserve_announcing(new, &announce_created)
+        .await?;
     tracing::info!(order = %order.id, ticket = %order.ticket.id, "order created");
     Ok((StatusCode::CREATED, Json(order.into())))
 }

@@ -1,28 +1,26 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::{OrderCancelled, TicketUpdated};
+use ticketing_core::events::OrderCancelled;
 use ticketing_core::reservation::{OrderStatus, releases_ticket};
 use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::version::EventDisposition;
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, Publisher};
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
 use ticketing_common::service::listener_options;
 
 use super::{QUEUE_GROUP, record, ticket_of};
-use crate::models::updated_event;
+use crate::models::announce_updated;
 
 /// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
 /// its `order:created` waits); if that order holds the ticket, releases it (version + 1) and
-/// publishes `ticket:updated` without `orderId`; otherwise changes nothing. Records the order,
-/// acks.
+/// commits `ticket:updated` without `orderId` in the same unit as the order's record;
+/// otherwise only records the order. Acks.
 pub struct OrderCancelledListener {
     /// Tickets.
     pub tickets: Arc<dyn TicketStore>,
     /// The replica of orders.
     pub orders: Arc<dyn OrderReplicaStore>,
-    /// Publishes the released ticket.
-    pub updated: Publisher<TicketUpdated>,
 }
 
 #[async_trait]
@@ -40,7 +38,7 @@ impl Listener for OrderCancelledListener {
     async fn on_message(
         &self,
         event: OrderCancelled,
-        ctx: &MessageContext<'_>,
+        _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
         let lookup = self.orders.find_by_event(event.id, event.version).await?;
         let current = match lookup.disposition {
@@ -49,31 +47,28 @@ impl Listener for OrderCancelledListener {
             EventDisposition::Gap => return Err(lookup.gap_error()),
         };
         let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
+        let order = OrderReplica {
+            id: event.id,
+            ticket_id: current.as_ref().map_or(event.ticket.id, |o| o.ticket_id),
+            status: OrderStatus::Cancelled,
+            version: event.version,
+        };
         if releases_ticket(ticket.order_id, event.id) {
             let released = self
                 .tickets
-                .update(&Ticket {
-                    order_id: None,
-                    ..ticket
-                })
+                .update_for_order(
+                    &Ticket {
+                        order_id: None,
+                        ..ticket
+                    },
+                    &order,
+                    &announce_updated,
+                )
                 .await?;
-            self.updated.publish(&updated_event(&released)).await?;
             tracing::info!(ticket = %released.id, order = %event.id, version = released.version, "ticket released");
-        } else if ctx.attempt() > 1 {
-            // An earlier attempt may have released the ticket and failed to publish: announce
-            // the current state again (a duplicate is harmless to versioned replicas).
-            self.updated.publish(&updated_event(&ticket)).await?;
+            Ok(())
+        } else {
+            record(&*self.orders, &order).await
         }
-        let ticket_id = current.as_ref().map_or(event.ticket.id, |o| o.ticket_id);
-        record(
-            &*self.orders,
-            &OrderReplica {
-                id: event.id,
-                ticket_id,
-                status: OrderStatus::Cancelled,
-                version: event.version,
-            },
-        )
-        .await
     }
 }

@@ -1,26 +1,25 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::{OrderCreated, TicketUpdated};
+use ticketing_core::events::OrderCreated;
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::version::EventDisposition;
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, Publisher};
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
 use ticketing_common::service::listener_options;
 
 use super::{QUEUE_GROUP, record, ticket_of};
-use crate::models::updated_event;
+use crate::models::announce_updated;
 
-/// `order:created`: version-checked against the order replica; marks the ticket reserved by the
-/// order (version + 1), publishes `ticket:updated` with `orderId`, records the order, acks.
+/// `order:created`: version-checked against the order replica; in one unit, marks the ticket
+/// reserved by the order (version + 1), commits `ticket:updated` with `orderId` to the outbox
+/// and records the order; acks.
 pub struct OrderCreatedListener {
     /// Tickets.
     pub tickets: Arc<dyn TicketStore>,
     /// The replica of orders.
     pub orders: Arc<dyn OrderReplicaStore>,
-    /// Publishes the reserved ticket.
-    pub updated: Publisher<TicketUpdated>,
 }
 
 #[async_trait]
@@ -47,10 +46,20 @@ impl Listener for OrderCreatedListener {
             EventDisposition::Gap => return Err(lookup.gap_error()),
         }
         let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
+        let order = OrderReplica {
+            id: event.id,
+            ticket_id: event.ticket.id,
+            status: event.status,
+            version: event.version,
+        };
         let reserved = match ticket.order_id {
-            // Reserved by this very order on an earlier attempt: announce it again below, in
-            // case that attempt failed to publish.
-            Some(holder) if holder == event.id => ticket,
+            // Reserved by this very order on an earlier attempt, whose replica write did not
+            // happen (a crash between the two writes on MongoDB): its event is in the outbox
+            // already; record the order.
+            Some(holder) if holder == event.id => {
+                record(&*self.orders, &order).await?;
+                return Ok(());
+            }
             Some(holder) => {
                 // Orders reserve atomically, so another holder's cancellation is on its way.
                 let holder_cancelled = matches!(
@@ -66,33 +75,21 @@ impl Listener for OrderCreatedListener {
                         ticket.id
                     )));
                 }
-                self.tickets
-                    .update(&Ticket {
-                        order_id: Some(event.id),
-                        ..ticket
-                    })
-                    .await?
+                ticket
             }
-            None => {
-                self.tickets
-                    .update(&Ticket {
-                        order_id: Some(event.id),
-                        ..ticket
-                    })
-                    .await?
-            }
+            None => ticket,
         };
-        self.updated.publish(&updated_event(&reserved)).await?;
-        record(
-            &*self.orders,
-            &OrderReplica {
-                id: event.id,
-                ticket_id: event.ticket.id,
-                status: event.status,
-                version: event.version,
-            },
-        )
-        .await?;
+        let reserved = self
+            .tickets
+            .update_for_order(
+                &Ticket {
+                    order_id: Some(event.id),
+                    ..reserved
+                },
+                &order,
+                &announce_updated,
+            )
+            .await?;
         tracing::info!(ticket = %reserved.id, order = %event.id, version = reserved.version, "ticket reserved");
         Ok(())
     }

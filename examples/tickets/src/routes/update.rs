@@ -4,15 +4,15 @@ use ticketing_common::{ApiError, JsonBody, RequireUser, path_id};
 use ticketing_core::StoreError;
 use ticketing_core::store::Ticket;
 
-use crate::models::{TicketInput, TicketJson, updated_event};
+use crate::models::{TicketInput, TicketJson, announce_updated};
 use crate::startup::TicketsState;
 
 /// How often an edit that loses its version check to a reservation or another edit reads
 /// the ticket again before answering 409.
 const ATTEMPTS: usize = 5;
 
-/// `PUT /api/tickets/:id {title, price}`: 200 with the ticket at version + 1; publishes
-/// `ticket:updated`. Guards in order: signed in (401), valid body (400), known id (404), owner
+/// `PUT /api/tickets/:id {title, price}`: 200 with the ticket at version + 1; `ticket:updated`
+/// is committed with the change. Guards in order: signed in (401), valid body (400), known id (404), owner
 /// (401), not reserved (400); 409 if concurrent changes keep winning the version check.
 #[tracing::instrument(name = "update_ticket", skip_all, fields(user = %user.id, ticket = %id))]
 pub async fn update(
@@ -37,15 +37,12 @@ pub async fn update(
             price,
             ..ticket
         };
-        match state.tickets.update(&edited).await {
-            Ok(updated) => {
-                state
-                    .updated
-                    .publish(&updated_event(&updated))
-                    .await
-                    .map_err(ApiError::internal)?;
-                return Ok(Json(updated.into()));
-            }
+        match state
+            .tickets
+            .update_announcing(&edited, &announce_updated)
+            .await
+        {
+            Ok(updated) => return Ok(Json(updated.into())),
             // A reservation or another edit landed between our read and our write: look again.
             Err(StoreError::VersionConflict { .. }) if attempt < ATTEMPTS => attempt += 1,
             Err(e) => return Err(e.into()),

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use ticketing_common::error::CONFLICT_MESSAGE;
 use ticketing_core::events::TicketUpdated;
-use ticketing_core::store::{Ticket, TicketStore};
+use ticketing_core::store::{Announce, OrderReplica, Ticket, TicketStore};
 use ticketing_core::{Id, StoreError};
 
 use crate::helpers::{error_messages, signin, spawn_app, spawn_app_with};
@@ -18,8 +18,12 @@ struct AlwaysOutraced {
 
 #[async_trait]
 impl TicketStore for AlwaysOutraced {
-    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
-        self.inner.create(ticket).await
+    async fn create_announcing(
+        &self,
+        ticket: Ticket,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        self.inner.create_announcing(ticket, announce).await
     }
     async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
         self.inner.get(id).await
@@ -27,13 +31,25 @@ impl TicketStore for AlwaysOutraced {
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
         self.inner.list_unreserved().await
     }
-    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+    async fn update_announcing(
+        &self,
+        ticket: &Ticket,
+        _announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
         self.updates.fetch_add(1, Ordering::SeqCst);
         Err(StoreError::VersionConflict {
             entity: "ticket",
             id: ticket.id,
             expected: ticket.version,
         })
+    }
+    async fn update_for_order(
+        &self,
+        ticket: &Ticket,
+        order: &OrderReplica,
+        announce: Announce<'_, Ticket>,
+    ) -> Result<Ticket, StoreError> {
+        self.inner.update_for_order(ticket, order, announce).await
     }
 }
 

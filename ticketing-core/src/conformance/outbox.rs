@@ -1,0 +1,526 @@
+//! The outbox cases of the store conformance suite: events commit with state or not at all,
+//! per-record order, and the relay's promises over each backend's outbox.
+
+#![allow(missing_docs)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{StoreFactory, Stores};
+use crate::bus::{
+    Bus, BusError, DeadLetter, OutgoingMessage, PublishAck, SubscribeOptions, Subscription,
+};
+use crate::outbox::{RelayOptions, round, spawn_relay};
+use crate::reservation::OrderStatus;
+use crate::store::{NewOrder, Order, OrderReplica, StoreError, Ticket, TicketReplica};
+use crate::{Id, PublishError};
+
+/// A broker that keeps what it is sent, dropping a repeated message id as JetStream does.
+#[derive(Default)]
+pub struct RecordingBus {
+    stored: Mutex<Vec<OutgoingMessage>>,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl RecordingBus {
+    /// Every message stored, in order.
+    pub fn stored(&self) -> Vec<OutgoingMessage> {
+        self.stored.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl Bus for RecordingBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        let duplicate = match &message.message_id {
+            Some(id) => !self.seen.lock().expect("lock").insert(id.clone()),
+            None => false,
+        };
+        let mut stored = self.stored.lock().expect("lock");
+        if !duplicate {
+            stored.push(message);
+        }
+        Ok(PublishAck {
+            sequence: stored.len() as u64,
+            duplicate,
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        _subject: &str,
+        _group: &str,
+        _options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        Err(BusError::backend(
+            "recording",
+            "the recording bus only records",
+        ))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        Ok(Vec::new())
+    }
+
+    async fn redrive(&self, _id: u64) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+fn ticket() -> Ticket {
+    Ticket {
+        id: Id::new(),
+        title: "concert".to_owned(),
+        price: "20".parse().expect("price"),
+        user_id: Id::new(),
+        version: 0,
+        order_id: None,
+    }
+}
+
+/// One message per change: subject `ticket`, the version as payload, a unique message id.
+fn announce_ticket(t: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {
+    Ok(vec![
+        OutgoingMessage::new("ticket", t.version.to_string())
+            .with_header("title", t.title.clone())
+            .with_message_id(format!("ticket:{}:{}", t.id, t.version)),
+    ])
+}
+
+fn announce_order(o: &Order) -> Result<Vec<OutgoingMessage>, PublishError> {
+    Ok(vec![
+        OutgoingMessage::new(format!("order:{}", o.status), o.version.to_string())
+            .with_message_id(format!("order:{}:{}", o.id, o.version)),
+    ])
+}
+
+fn version_of(message: &OutgoingMessage) -> u64 {
+    std::str::from_utf8(&message.payload)
+        .expect("utf-8")
+        .parse()
+        .expect("version")
+}
+
+async fn replica(stores: &Stores) -> TicketReplica {
+    let replica = TicketReplica {
+        id: Id::new(),
+        title: "replica".to_owned(),
+        price: "15".parse().expect("price"),
+        version: 0,
+    };
+    stores
+        .ticket_replicas
+        .apply(&replica)
+        .await
+        .expect("apply ticket replica");
+    replica
+}
+
+/// `(key, version)` of every pending event, in the order the outbox hands them out.
+async fn pending(stores: &Stores) -> Vec<(String, u64)> {
+    stores
+        .outbox
+        .pending(10_000)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| (e.key.clone(), version_of(&e.message)))
+        .collect()
+}
+
+pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let created = stores
+        .tickets
+        .create_announcing(ticket(), &announce_ticket)
+        .await
+        .expect("create");
+    let updated = stores
+        .tickets
+        .update_announcing(
+            &Ticket {
+                title: "renamed".to_owned(),
+                ..created.clone()
+            },
+            &announce_ticket,
+        )
+        .await
+        .expect("update");
+    let key = format!("ticket:{}", created.id);
+    assert_eq!(pending(&stores).await, vec![(key.clone(), 0), (key, 1)]);
+    let events = stores.outbox.pending(10).await.expect("pending");
+    assert_eq!(
+        events[1].message.message_id.as_deref(),
+        Some(format!("ticket:{}:1", updated.id).as_str())
+    );
+    assert_eq!(
+        events[1].message.headers.get("title").map(String::as_str),
+        Some("renamed"),
+        "headers are kept"
+    );
+    assert_eq!(events[1].message.subject, "ticket");
+
+    let replica = replica(&stores).await;
+    let order = stores
+        .orders
+        .reserve_announcing(
+            NewOrder {
+                id: Id::new(),
+                user_id: Id::new(),
+                ticket_id: replica.id,
+                expires_at: "2030-01-01T00:00:00Z".parse().expect("time"),
+            },
+            &announce_order,
+        )
+        .await
+        .expect("reserve");
+    stores
+        .orders
+        .set_status_announcing(order.id, 0, OrderStatus::Cancelled, &announce_order)
+        .await
+        .expect("cancel");
+    let subjects: Vec<String> = stores
+        .outbox
+        .pending(10)
+        .await
+        .expect("pending")
+        .into_iter()
+        .filter(|e| e.key == format!("order:{}", order.id))
+        .map(|e| e.message.subject)
+        .collect();
+    assert_eq!(subjects, vec!["order:created", "order:cancelled"]);
+}
+
+pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let created = stores
+        .tickets
+        .create_announcing(ticket(), &announce_ticket)
+        .await
+        .expect("create");
+    let before = pending(&stores).await;
+    // A stale version, a taken id, a held ticket, a forbidden transition: nothing announced.
+    let stale = stores
+        .tickets
+        .update_announcing(
+            &Ticket {
+                version: 7,
+                ..created.clone()
+            },
+            &announce_ticket,
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::VersionConflict { .. })));
+    let taken = stores
+        .tickets
+        .create_announcing(created.clone(), &announce_ticket)
+        .await;
+    assert!(matches!(taken, Err(StoreError::AlreadyExists { .. })));
+    let replica = replica(&stores).await;
+    let new_order = |id| NewOrder {
+        id,
+        user_id: Id::new(),
+        ticket_id: replica.id,
+        expires_at: "2030-01-01T00:00:00Z".parse().expect("time"),
+    };
+    let first = stores
+        .orders
+        .reserve_announcing(new_order(Id::new()), &announce_order)
+        .await
+        .expect("reserve");
+    let held = stores
+        .orders
+        .reserve_announcing(new_order(Id::new()), &announce_order)
+        .await;
+    assert!(matches!(held, Err(StoreError::TicketReserved { .. })));
+    stores
+        .orders
+        .set_status_announcing(first.id, 0, OrderStatus::Complete, &announce_order)
+        .await
+        .expect("complete");
+    let forbidden = stores
+        .orders
+        .set_status_announcing(first.id, 1, OrderStatus::Cancelled, &announce_order)
+        .await;
+    assert!(matches!(forbidden, Err(StoreError::Transition(_))));
+    let after: Vec<(String, u64)> = pending(&stores)
+        .await
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("order:"))
+        .collect();
+    assert_eq!(after, before, "a rejected ticket change announces nothing");
+    let order_events = pending(&stores)
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("order:"))
+        .count();
+    assert_eq!(
+        order_events, 2,
+        "created and complete, nothing for the rejected ones"
+    );
+
+    // An event that cannot be encoded aborts the change it announces.
+    let fresh = ticket();
+    let refused = stores
+        .tickets
+        .create_announcing(fresh.clone(), &|_| {
+            Err(PublishError::Encode {
+                subject: "ticket",
+                source: serde_json::from_str::<u8>("x").expect_err("not json"),
+            })
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::Encode(_))));
+    assert!(
+        stores.tickets.get(fresh.id).await.is_err(),
+        "nothing was written"
+    );
+}
+
+pub async fn events_of_one_record_are_pending_in_commit_order(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let mut tickets = Vec::new();
+    for _ in 0..4 {
+        tickets.push(
+            stores
+                .tickets
+                .create_announcing(ticket(), &announce_ticket)
+                .await
+                .expect("create"),
+        );
+    }
+    // Each ticket changed ten times by a writer of its own, the four writers at once.
+    join_all(tickets.iter().map(|t| {
+        let stores = stores.clone();
+        let mut current = t.clone();
+        async move {
+            for n in 0..10 {
+                current = stores
+                    .tickets
+                    .update_announcing(
+                        &Ticket {
+                            title: format!("v{n}"),
+                            ..current.clone()
+                        },
+                        &announce_ticket,
+                    )
+                    .await
+                    .expect("update");
+            }
+        }
+    }))
+    .await;
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    for (key, version) in pending(&stores).await {
+        by_key.entry(key).or_default().push(version);
+    }
+    assert_eq!(by_key.len(), 4);
+    for versions in by_key.values() {
+        assert_eq!(versions, &(0..=10).collect::<Vec<u64>>());
+    }
+}
+
+pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
+    factory: &dyn StoreFactory,
+) {
+    let stores = factory.stores().await;
+    let bus = RecordingBus::default();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let created = stores
+            .tickets
+            .create_announcing(ticket(), &announce_ticket)
+            .await
+            .expect("create");
+        stores
+            .tickets
+            .update_announcing(&created, &announce_ticket)
+            .await
+            .expect("update");
+        ids.push(created.id);
+    }
+    // A relay stopped after publishing, before forgetting: the next round publishes again
+    // with the same ids, and the broker keeps one copy.
+    for event in stores.outbox.pending(3).await.expect("pending") {
+        bus.publish(event.message).await.expect("publish");
+    }
+    let report = round(&*stores.outbox, &bus, 256).await;
+    assert_eq!((report.published, report.failed), (10, false));
+    assert!(pending(&stores).await.is_empty(), "the outbox is empty");
+    let stored = bus.stored();
+    assert_eq!(stored.len(), 10, "one copy of each event");
+    for id in ids {
+        let versions: Vec<u64> = stored
+            .iter()
+            .filter(|m| {
+                m.message_id
+                    .as_deref()
+                    .is_some_and(|m| m.contains(&id.to_string()))
+            })
+            .map(version_of)
+            .collect();
+        assert_eq!(versions, vec![0, 1], "per-record order");
+    }
+}
+
+pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let bus = Arc::new(RecordingBus::default());
+    let options = RelayOptions {
+        poll: Duration::from_millis(20),
+        lease_ttl: Duration::from_millis(300),
+        ..RelayOptions::default()
+    };
+    let token = CancellationToken::new();
+    let relays = [
+        spawn_relay(
+            stores.outbox.clone(),
+            bus.clone(),
+            "relay-a",
+            options,
+            token.clone(),
+        ),
+        spawn_relay(
+            stores.outbox.clone(),
+            bus.clone(),
+            "relay-b",
+            options,
+            token.clone(),
+        ),
+    ];
+    let mut tickets = Vec::new();
+    for _ in 0..4 {
+        tickets.push(
+            stores
+                .tickets
+                .create_announcing(ticket(), &announce_ticket)
+                .await
+                .expect("create"),
+        );
+    }
+    join_all(tickets.iter().map(|t| {
+        let stores = stores.clone();
+        let mut current = t.clone();
+        async move {
+            for _ in 0..8 {
+                current = stores
+                    .tickets
+                    .update_announcing(&current, &announce_ticket)
+                    .await
+                    .expect("update");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }))
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bus.stored().len() < 36 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for relay in relays {
+        relay.stop().await;
+    }
+    let stored = bus.stored();
+    assert_eq!(stored.len(), 36, "every event once");
+    for t in &tickets {
+        let versions: Vec<u64> = stored
+            .iter()
+            .filter(|m| {
+                m.message_id
+                    .as_deref()
+                    .is_some_and(|m| m.contains(&t.id.to_string()))
+            })
+            .map(version_of)
+            .collect();
+        assert_eq!(versions, (0..=8).collect::<Vec<u64>>(), "per-record order");
+    }
+    assert!(pending(&stores).await.is_empty());
+}
+
+pub async fn a_commit_wakes_the_relay(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    stores
+        .tickets
+        .create_announcing(ticket(), &announce_ticket)
+        .await
+        .expect("create");
+    tokio::time::timeout(Duration::from_secs(5), stores.outbox.changed())
+        .await
+        .expect("a commit in this process wakes the relay at once");
+}
+
+pub async fn a_listener_change_records_its_order_in_the_same_unit(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let created = stores
+        .tickets
+        .create_announcing(ticket(), &announce_ticket)
+        .await
+        .expect("create");
+    let order = OrderReplica {
+        id: Id::new(),
+        ticket_id: created.id,
+        status: OrderStatus::Created,
+        version: 0,
+    };
+    let reserved = stores
+        .tickets
+        .update_for_order(
+            &Ticket {
+                order_id: Some(order.id),
+                ..created.clone()
+            },
+            &order,
+            &announce_ticket,
+        )
+        .await
+        .expect("reserve");
+    assert_eq!(reserved.version, 1);
+    assert_eq!(reserved.order_id, Some(order.id));
+    assert_eq!(
+        stores.order_replicas.find(order.id).await.expect("find"),
+        Some(order.clone())
+    );
+    assert_eq!(pending(&stores).await.len(), 2);
+
+    // A stale ticket version: nothing is written, neither the ticket, its event nor the order.
+    let later = OrderReplica {
+        status: OrderStatus::Cancelled,
+        version: 1,
+        ..order.clone()
+    };
+    let stale = stores
+        .tickets
+        .update_for_order(&created, &later, &announce_ticket)
+        .await;
+    assert!(matches!(stale, Err(StoreError::VersionConflict { .. })));
+    assert_eq!(
+        stores.order_replicas.find(order.id).await.expect("find"),
+        Some(order.clone())
+    );
+    assert_eq!(pending(&stores).await.len(), 2);
+
+    // The order replica already at a later version is left as it is.
+    stores.order_replicas.apply(&later).await.expect("apply");
+    let released = stores
+        .tickets
+        .update_for_order(
+            &Ticket {
+                order_id: None,
+                ..reserved
+            },
+            &order,
+            &announce_ticket,
+        )
+        .await
+        .expect("release");
+    assert_eq!(released.version, 2);
+    assert_eq!(
+        stores.order_replicas.find(order.id).await.expect("find"),
+        Some(later)
+    );
+}
