@@ -36,7 +36,7 @@ pub struct Server {
     listeners: Vec<ListenerHandle>,
     token: CancellationToken,
     bus: Option<Arc<dyn Bus>>,
-    relay: Option<RelayHandle>,
+    relays: Vec<RelayHandle>,
 }
 
 impl Server {
@@ -62,7 +62,7 @@ impl Server {
             listeners,
             token,
             bus: None,
-            relay: None,
+            relays: Vec::new(),
         })
     }
 
@@ -72,9 +72,9 @@ impl Server {
         self
     }
 
-    /// The outbox relay to stop (publishing what is pending) once the listeners have stopped.
+    /// An outbox relay to stop (publishing what is pending) once the listeners have stopped.
     pub fn with_relay(mut self, relay: RelayHandle) -> Self {
-        self.relay = Some(relay);
+        self.relays.push(relay);
         self
     }
 
@@ -101,7 +101,7 @@ impl Server {
             listeners,
             token,
             bus,
-            relay,
+            relays,
         } = self;
         let stop = token.clone();
         tokio::spawn(async move {
@@ -122,7 +122,7 @@ impl Server {
         for handle in listeners {
             handle.stop().await;
         }
-        if let Some(relay) = relay {
+        for relay in relays {
             relay.stop().await;
         }
         if let Some(bus) = bus {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use ticketing_core::outbox::{Outbox, RelayOptions, spawn_relay};
+use ticketing_core::outbox::{Outbox, RelayHandle, RelayOptions, spawn_relay};
 use ticketing_core::{Bus, BusError, Id, ListenerHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -74,14 +74,7 @@ impl<S: Service> Application<S> {
         let bus = S::bus(&state);
         // One relay per process; replicas of the service take turns through the outbox's lease.
         let relay = match (S::outbox(&state), &bus) {
-            (Some(outbox), Some(bus)) => Some(spawn_relay(
-                outbox,
-                bus.clone(),
-                format!("{}-{}-{}", S::NAME, std::process::id(), Id::new()),
-                RelayOptions::default(),
-                // Stopped by the server after the listeners, so their last events go out too.
-                CancellationToken::new(),
-            )),
+            (Some(outbox), Some(bus)) => Some(relay(S::NAME, outbox, bus.clone())),
             _ => None,
         };
         let addr = SocketAddr::new(common.host, common.port);
@@ -113,6 +106,19 @@ impl<S: Service> Application<S> {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.run_until_stopped().await
     }
+}
+
+/// Starts the outbox relay of service `name` (one per process; replicas of the service take
+/// turns through the outbox's lease). It runs until [`Server`] stops it, after the listeners,
+/// so their last events go out too.
+pub fn relay(name: &str, outbox: Arc<dyn Outbox>, bus: Arc<dyn Bus>) -> RelayHandle {
+    spawn_relay(
+        outbox,
+        bus,
+        format!("{name}-{}-{}", std::process::id(), Id::new()),
+        RelayOptions::default(),
+        CancellationToken::new(),
+    )
 }
 
 /// A service's `main`: tracing, settings from the environment and flags, build, serve until

@@ -14,6 +14,7 @@ use axum::response::Html;
 use axum::routing::get;
 use ticketing_auth::startup::AuthState;
 use ticketing_bus::AnyBus;
+use ticketing_common::service::relay;
 use ticketing_common::{CommonArgs, Server};
 use ticketing_core::Clock;
 use ticketing_orders::startup::OrdersState;
@@ -139,6 +140,16 @@ impl TicketingApp {
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token)
             .await?
+            .with_relay(relay(
+                "tickets",
+                states.tickets.outbox.clone(),
+                shared.clone(),
+            ))
+            .with_relay(relay(
+                "orders",
+                states.orders.outbox.clone(),
+                shared.clone(),
+            ))
             .with_bus(shared);
         Ok(TicketingApp {
             server,

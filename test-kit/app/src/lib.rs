@@ -24,6 +24,7 @@ use reqwest::header::COOKIE;
 use serde_json::Value;
 use ticketing_bus::memory::InMemoryBus;
 use ticketing_common::{Application, CommonArgs, Service, SessionKeys};
+use ticketing_core::outbox::Outbox;
 use ticketing_core::{Bus, Clock, Id};
 use ticketing_store::{Database, StoreSettings};
 use tokio_util::sync::CancellationToken;
@@ -174,4 +175,30 @@ pub async fn settled(bus: &InMemoryBus) {
     tokio::time::timeout(Duration::from_secs(20), bus.settled())
         .await
         .expect("the bus settles");
+}
+
+/// Waits until `outbox` is empty and the bus has nothing in flight or due, both at once (a
+/// listener may commit new events while it settles; 20 s of tokio time at most).
+pub async fn settled_with(bus: &InMemoryBus, outbox: &dyn Outbox) {
+    let empty = || async {
+        outbox
+            .pending(1)
+            .await
+            .map(|p| p.is_empty())
+            .unwrap_or(false)
+    };
+    let both = async {
+        loop {
+            while !empty().await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            bus.settled().await;
+            if empty().await {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), both)
+        .await
+        .expect("the outbox empties and the bus settles");
 }

@@ -42,6 +42,7 @@ async fn cancelling_publishes_order_cancelled() {
         &format!("/api/orders/{}", order["id"].as_str().unwrap()),
     )
     .await;
+    app.settled().await;
     let events = app.bus.published::<OrderCancelled>();
     assert_eq!(events.len(), 1);
     assert_eq!(
@@ -68,6 +69,7 @@ async fn cancelling_a_cancelled_order_is_a_204_with_no_new_event() {
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
     assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
     assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
+    app.settled().await;
     assert_eq!(app.bus.published::<OrderCancelled>().len(), 1);
     let shown: Value = app.get(Some(&cookie), &path).await.json().await.unwrap();
     assert_eq!(shown["version"], 1);
@@ -97,6 +99,7 @@ async fn a_complete_order_cannot_be_cancelled() {
         error_messages(response).await,
         vec![("Cannot cancel a completed order".into(), None)]
     );
+    app.settled().await;
     assert!(app.bus.published::<OrderCancelled>().is_empty());
 }
 
@@ -139,4 +142,29 @@ async fn guards_run_in_order_auth_id_owner_state() {
             .status(),
         400
     );
+}
+
+/// Story of issue 9: a cancel whose publish failed answered 500, its retry 204 with nothing
+/// published, and the tickets service kept the ticket reserved forever.
+#[tokio::test]
+async fn a_cancel_while_the_broker_refuses_is_a_204_and_announced_once_it_accepts() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.settled().await;
+    app.bus.faults().fail_next_publish("order:cancelled");
+    let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+    assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
+    assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
+    app.settled().await;
+    let events = app.bus.published::<OrderCancelled>();
+    assert_eq!(events.len(), 1, "announced once, by the relay's retry");
+    assert_eq!(events[0].id.to_string(), order["id"].as_str().unwrap());
+    assert_eq!(events[0].version, 1);
 }

@@ -103,6 +103,7 @@ async fn an_order_publishes_order_created() {
         .json()
         .await
         .unwrap();
+    app.settled().await;
     let events = app.bus.published::<OrderCreated>();
     assert_eq!(events.len(), 1);
     let event = &events[0];
@@ -137,6 +138,7 @@ async fn of_32_concurrent_orders_for_one_ticket_exactly_one_is_created() {
         31,
         "{statuses:?}"
     );
+    app.settled().await;
     assert_eq!(app.bus.published::<OrderCreated>().len(), 1);
 }
 

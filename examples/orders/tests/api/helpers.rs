@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ticketing_bus::memory::InMemoryBus;
 use ticketing_common::SessionKeys;
+use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{OrderStore, TicketReplica, TicketReplicaStore};
 use ticketing_core::{Clock, Id};
 use ticketing_orders::startup::{Orders, OrdersState};
@@ -20,6 +21,7 @@ pub struct TestApp {
     pub orders: Arc<dyn OrderStore>,
     pub tickets: Arc<dyn TicketReplicaStore>,
     pub keys: SessionKeys,
+    pub outbox: Arc<dyn Outbox>,
     pub clock: Clock,
 }
 
@@ -45,6 +47,7 @@ pub async fn spawn_app() -> TestApp {
     );
     let (orders, tickets) = (state.orders.clone(), state.tickets.clone());
     TestApp {
+        outbox: state.outbox.clone(),
         http: kit::spawn::<Orders>(state).await,
         bus: memory.bus,
         orders,
@@ -90,6 +93,6 @@ impl TestApp {
     }
 
     pub async fn settled(&self) {
-        kit::settled(&self.bus).await;
+        kit::settled_with(&self.bus, &*self.outbox).await;
     }
 }

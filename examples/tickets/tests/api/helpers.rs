@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use ticketing_bus::memory::InMemoryBus;
 use ticketing_common::SessionKeys;
 use ticketing_core::Id;
+use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{OrderReplicaStore, Ticket, TicketStore};
 use ticketing_test_app as kit;
 use ticketing_tickets::startup::{Tickets, TicketsState};
@@ -17,6 +18,7 @@ pub struct TestApp {
     pub tickets: Arc<dyn TicketStore>,
     pub order_replicas: Arc<dyn OrderReplicaStore>,
     pub keys: SessionKeys,
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl Deref for TestApp {
@@ -39,6 +41,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut TicketsState)) -> TestApp {
     change(&mut state);
     let (tickets, order_replicas) = (state.tickets.clone(), state.order_replicas.clone());
     TestApp {
+        outbox: state.outbox.clone(),
         http: kit::spawn::<Tickets>(state).await,
         bus: memory.bus,
         tickets,
@@ -107,6 +110,6 @@ impl TestApp {
 
     /// Waits until the bus has nothing in flight or due, with a limit.
     pub async fn settled(&self) {
-        kit::settled(&self.bus).await;
+        kit::settled_with(&self.bus, &*self.outbox).await;
     }
 }

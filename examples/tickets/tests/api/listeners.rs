@@ -247,7 +247,7 @@ async fn a_malformed_order_event_is_dead_lettered_with_its_reason() {
 }
 
 #[tokio::test]
-async fn a_failed_publish_is_retried_and_the_reservation_announced() {
+async fn a_reservation_is_announced_once_the_broker_accepts_it_again() {
     let app = spawn_app().await;
     let ticket = app.seed_ticket(Id::new(), None).await;
     let order = Id::new();
@@ -261,6 +261,6 @@ async fn a_failed_publish_is_retried_and_the_reservation_announced() {
         "reserved once"
     );
     let events = app.bus.published::<TicketUpdated>();
-    assert_eq!(events.len(), 1, "announced on the retry");
+    assert_eq!(events.len(), 1, "announced by the relay's retry");
     assert_eq!((events[0].version, events[0].order_id), (1, Some(order)));
 }

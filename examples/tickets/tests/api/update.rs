@@ -79,6 +79,7 @@ async fn an_edit_that_keeps_losing_its_version_check_is_a_409_and_publishes_noth
         vec![(CONFLICT_MESSAGE.to_owned(), None)]
     );
     assert_eq!(updates.load(Ordering::SeqCst), 5, "read again and retried");
+    app.settled().await;
     assert!(app.bus.published::<TicketUpdated>().is_empty());
 }
 
@@ -179,6 +180,7 @@ async fn a_valid_update_bumps_the_version_and_publishes_ticket_updated() {
         .await
         .unwrap();
     assert_eq!(shown, updated);
+    app.settled().await;
     let events = app.bus.published::<TicketUpdated>();
     assert_eq!(events.len(), 1);
     assert_eq!(
@@ -209,6 +211,7 @@ async fn a_reserved_ticket_cannot_be_edited() {
         error_messages(response).await,
         vec![("Cannot edit a reserved ticket".into(), None)]
     );
+    app.settled().await;
     assert!(app.bus.published::<TicketUpdated>().is_empty());
 }
 
