@@ -14,7 +14,10 @@
 //! - **Prompt.** The relay wakes when the outbox says new events may be pending
 //!   ([`Outbox::changed`]), and polls as a fallback for a missed wake-up.
 //!
-//! (The write side — committing events with state — belongs to each store backend's operations.)
+//! The write side: the store operations that take an [`Announce`](crate::store::Announce)
+//! closure (`create_announcing`, `update_announcing`, `update_for_order`,
+//! `reserve_announcing`, `set_status_announcing`) commit the events it makes in the same unit as
+//! the change; [`announce`] turns a typed event into the message committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,9 +66,9 @@ pub struct OutboxEvent {
 /// Where committed events wait for the relay. Implemented by each store backend.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
-    /// Up to `limit` pending events, in id order. An event committed by a transaction still
-    /// running when an event with a larger id was committed must not be skipped: a backend
-    /// returns events only up to the oldest position still in flight.
+    /// Up to `limit` pending events; the events of one key in commit order. An event committed
+    /// late by a slow transaction must not be skipped: backends keep every event until it is
+    /// [removed](Self::remove), so a late one is simply returned by a later call.
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
 
     /// Forgets published events; unknown ids are ignored.
