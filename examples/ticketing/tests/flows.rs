@@ -73,6 +73,14 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
             200
         );
     }
+    // The five edits' events are in the broker (held) once the relay has published them.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while bus.published::<TicketUpdated>().len() < 7 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the relay publishes the five edits");
     for _ in 0..5 {
         bus.faults().duplicate_next_delivery("ticket:updated");
     }
@@ -96,14 +104,23 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
     );
     let stats = bus.group_stats("ticket:updated", "orders-service").unwrap();
     assert!(stats.nacked > 0, "gaps were retried: {stats:?}");
-    // Reserve, release, five edits and the final reservation: versions 1 to 8, each once.
-    let versions: Vec<u64> = bus
-        .published::<TicketUpdated>()
-        .iter()
-        .filter(|e| e.id.to_string() == id)
-        .map(|e| e.version)
-        .collect();
-    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+    // Reserve, release, five edits and the final reservation: versions 1 to 8, each once (the
+    // last one leaves the tickets service's outbox shortly after the order's 201).
+    let versions = || -> Vec<u64> {
+        bus.published::<TicketUpdated>()
+            .iter()
+            .filter(|e| e.id.to_string() == id)
+            .map(|e| e.version)
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while versions().len() < 8 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .ok();
+    assert_eq!(versions(), (1..=8).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
