@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::ErrorKind;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, Row};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
 use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
@@ -373,11 +373,7 @@ impl TicketStore for PgTicketStore {
             ..ticket
         };
         let events = announce(&created)?;
-        let any = insert_events(&mut tx, &outbox_key("ticket", created.id), events).await?;
-        tx.commit().await.map_err(backend)?;
-        if any {
-            self.wake.notify_one();
-        }
+        commit_announcing(tx, &self.wake, &outbox_key("ticket", created.id), events).await?;
         Ok(created)
     }
 
@@ -416,16 +412,13 @@ impl TicketStore for PgTicketStore {
     ) -> Result<Ticket, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let updated = self.write(&mut tx, ticket).await?;
-        let any = insert_events(
-            &mut tx,
+        commit_announcing(
+            tx,
+            &self.wake,
             &outbox_key("ticket", updated.id),
             announce(&updated)?,
         )
         .await?;
-        tx.commit().await.map_err(backend)?;
-        if any {
-            self.wake.notify_one();
-        }
         Ok(updated)
     }
 
@@ -437,12 +430,6 @@ impl TicketStore for PgTicketStore {
     ) -> Result<Ticket, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let updated = self.write(&mut tx, ticket).await?;
-        let any = insert_events(
-            &mut tx,
-            &outbox_key("ticket", updated.id),
-            announce(&updated)?,
-        )
-        .await?;
         sqlx::query(
             "INSERT INTO order_replicas (id, ticket_id, status, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET ticket_id = EXCLUDED.ticket_id, \
@@ -456,10 +443,13 @@ impl TicketStore for PgTicketStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        if any {
-            self.wake.notify_one();
-        }
+        commit_announcing(
+            tx,
+            &self.wake,
+            &outbox_key("ticket", updated.id),
+            announce(&updated)?,
+        )
+        .await?;
         Ok(updated)
     }
 }
@@ -494,13 +484,14 @@ impl PgTicketStore {
     }
 }
 
-/// Commits `messages` as events of the record `key` in the transaction `tx`; whether there
-/// were any.
-async fn insert_events(
-    tx: &mut PgConnection,
+/// Writes `messages` as events of the record `key` into the outbox in `tx`, commits the
+/// transaction, and wakes the relay if there were any.
+async fn commit_announcing(
+    mut tx: Transaction<'_, Postgres>,
+    wake: &Notify,
     key: &str,
     messages: Vec<OutgoingMessage>,
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
     for message in &messages {
         let headers = serde_json::to_string(&message.headers).map_err(backend)?;
         sqlx::query(
@@ -516,7 +507,11 @@ async fn insert_events(
         .await
         .map_err(backend)?;
     }
-    Ok(!messages.is_empty())
+    tx.commit().await.map_err(backend)?;
+    if !messages.is_empty() {
+        wake.notify_one();
+    }
+    Ok(())
 }
 
 /// Runs a replica write that touches one row when the replica holds version − 1 (or nothing,
@@ -711,16 +706,13 @@ impl OrderStore for PgOrderStore {
                     version: 0,
                     ticket,
                 };
-                let any = insert_events(
-                    &mut tx,
+                commit_announcing(
+                    tx,
+                    &self.wake,
                     &outbox_key("order", created.id),
                     announce(&created)?,
                 )
                 .await?;
-                tx.commit().await.map_err(backend)?;
-                if any {
-                    self.wake.notify_one();
-                }
                 Ok(created)
             }
             Err(e) => Err(match violation(&e) {
@@ -813,11 +805,13 @@ impl OrderStore for PgOrderStore {
             .map(order_of)
             .transpose()?
             .ok_or_else(conflict)?;
-        let any = insert_events(&mut tx, &outbox_key("order", id), announce(&changed)?).await?;
-        tx.commit().await.map_err(backend)?;
-        if any {
-            self.wake.notify_one();
-        }
+        commit_announcing(
+            tx,
+            &self.wake,
+            &outbox_key("order", id),
+            announce(&changed)?,
+        )
+        .await?;
         Ok(changed)
     }
 

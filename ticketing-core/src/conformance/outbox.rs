@@ -11,13 +11,13 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{StoreFactory, Stores};
+use super::store::{StoreFactory, Stores, replicated_ticket, ticket};
 use crate::bus::{
     Bus, BusError, DeadLetter, OutgoingMessage, PublishAck, SubscribeOptions, Subscription,
 };
 use crate::outbox::{RelayOptions, round, spawn_relay};
 use crate::reservation::OrderStatus;
-use crate::store::{NewOrder, Order, OrderReplica, StoreError, Ticket, TicketReplica};
+use crate::store::{NewOrder, Order, OrderReplica, StoreError, Ticket};
 use crate::{Id, PublishError};
 
 /// A broker that keeps what it is sent, dropping a repeated message id as JetStream does.
@@ -72,17 +72,6 @@ impl Bus for RecordingBus {
     }
 }
 
-fn ticket() -> Ticket {
-    Ticket {
-        id: Id::new(),
-        title: "concert".to_owned(),
-        price: "20".parse().expect("price"),
-        user_id: Id::new(),
-        version: 0,
-        order_id: None,
-    }
-}
-
 /// One message per change: subject `ticket`, the version as payload, a unique message id.
 fn announce_ticket(t: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {
     Ok(vec![
@@ -106,19 +95,19 @@ fn version_of(message: &OutgoingMessage) -> u64 {
         .expect("version")
 }
 
-async fn replica(stores: &Stores) -> TicketReplica {
-    let replica = TicketReplica {
-        id: Id::new(),
-        title: "replica".to_owned(),
-        price: "15".parse().expect("price"),
-        version: 0,
-    };
-    stores
-        .ticket_replicas
-        .apply(&replica)
-        .await
-        .expect("apply ticket replica");
-    replica
+/// `n` new tickets, each committed with its `ticket:created`-like event.
+async fn created_tickets(stores: &Stores, n: usize) -> Vec<Ticket> {
+    let mut tickets = Vec::new();
+    for _ in 0..n {
+        tickets.push(
+            stores
+                .tickets
+                .create_announcing(ticket("concert"), &announce_ticket)
+                .await
+                .expect("create"),
+        );
+    }
+    tickets
 }
 
 /// `(key, version)` of every pending event, in the order the outbox hands them out.
@@ -137,7 +126,7 @@ pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let created = stores
         .tickets
-        .create_announcing(ticket(), &announce_ticket)
+        .create_announcing(ticket("concert"), &announce_ticket)
         .await
         .expect("create");
     let updated = stores
@@ -165,7 +154,7 @@ pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
     );
     assert_eq!(events[1].message.subject, "ticket");
 
-    let replica = replica(&stores).await;
+    let replica = replicated_ticket(&stores, "replica").await;
     let order = stores
         .orders
         .reserve_announcing(
@@ -200,7 +189,7 @@ pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let created = stores
         .tickets
-        .create_announcing(ticket(), &announce_ticket)
+        .create_announcing(ticket("concert"), &announce_ticket)
         .await
         .expect("create");
     let before = pending(&stores).await;
@@ -221,7 +210,7 @@ pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
         .create_announcing(created.clone(), &announce_ticket)
         .await;
     assert!(matches!(taken, Err(StoreError::AlreadyExists { .. })));
-    let replica = replica(&stores).await;
+    let replica = replicated_ticket(&stores, "replica").await;
     let new_order = |id| NewOrder {
         id,
         user_id: Id::new(),
@@ -265,7 +254,7 @@ pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
     );
 
     // An event that cannot be encoded aborts the change it announces.
-    let fresh = ticket();
+    let fresh = ticket("concert");
     let refused = stores
         .tickets
         .create_announcing(fresh.clone(), &|_| {
@@ -284,16 +273,7 @@ pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
 
 pub async fn events_of_one_record_are_pending_in_commit_order(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let mut tickets = Vec::new();
-    for _ in 0..4 {
-        tickets.push(
-            stores
-                .tickets
-                .create_announcing(ticket(), &announce_ticket)
-                .await
-                .expect("create"),
-        );
-    }
+    let tickets = created_tickets(&stores, 4).await;
     // Each ticket changed ten times by a writer of its own, the four writers at once.
     join_all(tickets.iter().map(|t| {
         let stores = stores.clone();
@@ -334,7 +314,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     for _ in 0..5 {
         let created = stores
             .tickets
-            .create_announcing(ticket(), &announce_ticket)
+            .create_announcing(ticket("concert"), &announce_ticket)
             .await
             .expect("create");
         stores
@@ -393,16 +373,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory
             token.clone(),
         ),
     ];
-    let mut tickets = Vec::new();
-    for _ in 0..4 {
-        tickets.push(
-            stores
-                .tickets
-                .create_announcing(ticket(), &announce_ticket)
-                .await
-                .expect("create"),
-        );
-    }
+    let tickets = created_tickets(&stores, 4).await;
     join_all(tickets.iter().map(|t| {
         let stores = stores.clone();
         let mut current = t.clone();
@@ -446,7 +417,7 @@ pub async fn a_commit_wakes_the_relay(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     stores
         .tickets
-        .create_announcing(ticket(), &announce_ticket)
+        .create_announcing(ticket("concert"), &announce_ticket)
         .await
         .expect("create");
     tokio::time::timeout(Duration::from_secs(5), stores.outbox.changed())
@@ -458,7 +429,7 @@ pub async fn a_listener_change_records_its_order_in_the_same_unit(factory: &dyn 
     let stores = factory.stores().await;
     let created = stores
         .tickets
-        .create_announcing(ticket(), &announce_ticket)
+        .create_announcing(ticket("concert"), &announce_ticket)
         .await
         .expect("create");
     let order = OrderReplica {

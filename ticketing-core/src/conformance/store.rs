@@ -51,7 +51,7 @@ fn price(text: &str) -> Price {
     text.parse().expect("price")
 }
 
-fn ticket(title: &str) -> Ticket {
+pub(super) fn ticket(title: &str) -> Ticket {
     Ticket {
         id: Id::new(),
         title: title.to_owned(),
@@ -75,7 +75,7 @@ fn new_order(user_id: Id, ticket_id: Id) -> NewOrder {
     }
 }
 
-async fn replicated_ticket(stores: &Stores, title: &str) -> TicketReplica {
+pub(super) async fn replicated_ticket(stores: &Stores, title: &str) -> TicketReplica {
     let replica = TicketReplica {
         id: Id::new(),
         title: title.to_owned(),
