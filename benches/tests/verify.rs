@@ -91,7 +91,7 @@ async fn the_check_passes_on_agreeing_services_and_names_each_disagreement() {
         issues
             .iter()
             .any(|i| i.contains(&format!("ticket {free} is held by order"))
-                && i.contains("which none of the buyers has")),
+                && i.contains("which none of the users has")),
         "{issues:#?}"
     );
     assert!(

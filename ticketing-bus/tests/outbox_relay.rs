@@ -40,7 +40,7 @@ async fn the_relay_publishes_with_message_ids_and_forgets_what_the_broker_confir
     let bus = InMemoryBus::new();
     outbox.append("a", [event("s", "a", 0), event("s", "a", 1)]);
     outbox.append("b", [event("s", "b", 0)]);
-    let report = round(&outbox, &bus, 256).await;
+    let report = round(&outbox, &bus, 256, 256).await;
     assert_eq!(
         (report.published, report.failed, report.full),
         (3, false, false)
@@ -50,7 +50,7 @@ async fn the_relay_publishes_with_message_ids_and_forgets_what_the_broker_confir
     assert_eq!(ids.len(), 3);
     // Published again (as after a crash), the broker keeps one copy of each.
     outbox.append("a", [event("s", "a", 0)]);
-    round(&outbox, &bus, 256).await;
+    round(&outbox, &bus, 256, 256).await;
     assert_eq!(bus.messages("s").len(), 3);
 }
 
@@ -62,12 +62,12 @@ async fn a_failed_publish_holds_back_the_later_events_of_its_record_only() {
     outbox.append("b", [event("ok", "b", 0)]);
     outbox.append("a", [event("ok", "a", 1)]);
     bus.faults().fail_next_publish("fails");
-    let report = round(&outbox, &bus, 256).await;
+    let report = round(&outbox, &bus, 256, 256).await;
     assert!(report.failed);
     assert_eq!(report.published, 1, "b went out");
     assert_eq!(published(&bus, "ok"), vec![("b".to_owned(), 0)]);
     assert_eq!(outbox.len(), 2, "a's two events wait, in order");
-    let report = round(&outbox, &bus, 256).await;
+    let report = round(&outbox, &bus, 256, 256).await;
     assert_eq!((report.published, report.failed), (2, false));
     assert_eq!(published(&bus, "fails"), vec![("a".to_owned(), 0)]);
     assert_eq!(
@@ -108,10 +108,10 @@ async fn events_published_but_not_removed_go_again_and_the_broker_keeps_one_copy
     outbox
         .inner
         .append("a", [event("s", "a", 0), event("s", "a", 1)]);
-    let first = round(&outbox, &bus, 256).await;
+    let first = round(&outbox, &bus, 256, 256).await;
     assert!(first.failed);
     assert_eq!(outbox.inner.len(), 2, "still pending");
-    let second = round(&outbox, &bus, 256).await;
+    let second = round(&outbox, &bus, 256, 256).await;
     assert_eq!((second.published, second.failed), (2, false));
     assert!(outbox.inner.is_empty());
     assert_eq!(

@@ -83,7 +83,10 @@ pub trait Listener: Send + Sync + 'static {
 pub struct ListenerOptions {
     /// Redeliver a message not settled within this time. Default 5 s (as the original system).
     pub ack_wait: Duration,
-    /// Attempts before a retryable failure is dead-lettered. Default 10.
+    /// Retryable failures ([`HandlerError::Retry`]) of one message a member sees before it
+    /// dead-letters the message. Default 10. Waits do not count, nor do deliveries cut short
+    /// by a crash or answered by another member (a message that kills the process every time
+    /// is dead-lettered by the bus, past the cap of [`subscribe_options`](Self::subscribe_options)).
     pub max_deliver: u32,
     /// Unacknowledged messages allowed for the whole queue group. Default 1000.
     pub max_ack_pending: usize,
@@ -405,7 +408,7 @@ async fn run<L: Listener>(
     token: CancellationToken,
 ) {
     let concurrency = options.concurrency.max(1);
-    let waits = WaitCounts::default();
+    let tries = Tries::default();
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
     loop {
@@ -417,11 +420,11 @@ async fn run<L: Listener>(
                 // One at a time: handle it here, without the bookkeeping of a set of futures.
                 Some(Ok(delivery)) if concurrency == 1 => {
                     failures = 0;
-                    handle(&*listener, delivery, &options, &waits).await;
+                    handle(&*listener, delivery, &options, &tries).await;
                 }
                 Some(Ok(delivery)) => {
                     failures = 0;
-                    in_flight.push(handle(&*listener, delivery, &options, &waits));
+                    in_flight.push(handle(&*listener, delivery, &options, &tries));
                 }
                 Some(Err(error)) => {
                     failures = failures.saturating_add(1);
@@ -448,35 +451,52 @@ async fn run<L: Listener>(
 /// The longest pause between two tries of an event that has waited for long.
 const LONG_WAIT_RETRY: Duration = Duration::from_secs(60);
 
-/// How often this member answered each message (by sequence) with [`HandlerError::Wait`], so
-/// waiting does not use up the attempt budget of other failures, and the wait backs off.
+/// How often this member answered each message (by sequence) with [`HandlerError::Wait`] and
+/// with [`HandlerError::Retry`]: waits back off by their own count and never use up the
+/// attempt budget, and the budget counts the failures this member saw, not the broker's
+/// deliveries (those include waits answered by another member or before a restart, and
+/// deliveries cut short by a crash, none of which is a failure of the message).
 #[derive(Default)]
-struct WaitCounts(std::sync::Mutex<std::collections::HashMap<u64, u32>>);
+struct Tries(std::sync::Mutex<std::collections::HashMap<u64, TryCount>>);
 
-impl WaitCounts {
+#[derive(Default, Clone, Copy)]
+struct TryCount {
+    waits: u32,
+    retries: u32,
+}
+
+impl Tries {
     /// Entries kept at most; past it the counts start over (a wait then backs off from the
-    /// start again, and a later failure gets a fuller budget: both harmless).
+    /// start again, and a failing message gets a fuller budget: both harmless).
     const LIMIT: usize = 100_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u32>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, TryCount>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts one more wait of `sequence`; returns how many so far.
-    fn record(&self, sequence: u64) -> u32 {
+    /// Counts one more try of `sequence`; returns the counts so far.
+    fn record(&self, sequence: u64, update: impl FnOnce(&mut TryCount)) -> TryCount {
         let mut counts = self.lock();
         if counts.len() >= Self::LIMIT && !counts.contains_key(&sequence) {
             counts.clear();
         }
         let count = counts.entry(sequence).or_default();
-        *count = count.saturating_add(1);
+        update(count);
         *count
     }
 
-    fn get(&self, sequence: u64) -> u32 {
-        self.lock().get(&sequence).copied().unwrap_or_default()
+    /// Counts one more wait of `sequence`; returns how many so far.
+    fn wait(&self, sequence: u64) -> u32 {
+        self.record(sequence, |c| c.waits = c.waits.saturating_add(1))
+            .waits
+    }
+
+    /// Counts one more retryable failure of `sequence`; returns how many so far.
+    fn retry(&self, sequence: u64) -> u32 {
+        self.record(sequence, |c| c.retries = c.retries.saturating_add(1))
+            .retries
     }
 
     fn forget(&self, sequence: u64) {
@@ -488,7 +508,7 @@ async fn handle<L: Listener>(
     listener: &L,
     delivery: Delivery,
     options: &ListenerOptions,
-    waits: &WaitCounts,
+    tries: &Tries,
 ) {
     let span = tracing::info_span!(
         "message",
@@ -520,13 +540,13 @@ async fn handle<L: Listener>(
             outcome,
             Ok(Err(HandlerError::Wait { .. } | HandlerError::Retry { .. }))
         ) {
-            waits.forget(sequence);
+            tries.forget(sequence);
         }
         match outcome {
             Ok(Ok(())) => settle(delivery.ack().await),
             Ok(Err(HandlerError::Wait { source })) => match delivery.age() {
                 Some(age) if age >= options.gap_horizon => {
-                    waits.forget(sequence);
+                    tries.forget(sequence);
                     let reason = format!(
                         "waited {}s, past the gap horizon of {}s: {source}",
                         age.as_secs(),
@@ -536,7 +556,7 @@ async fn handle<L: Listener>(
                     settle(delivery.term(&reason).await);
                 }
                 age => {
-                    let waited = waits.record(sequence);
+                    let waited = tries.wait(sequence);
                     let delay = options
                         .gap_backoff
                         .delay(waited)
@@ -551,13 +571,11 @@ async fn handle<L: Listener>(
                 }
             },
             Ok(Err(HandlerError::Retry { source, after })) => {
-                // Deliveries spent waiting do not count against the budget.
-                let attempt = delivery
-                    .attempt()
-                    .saturating_sub(waits.get(sequence))
-                    .max(1);
+                // The failures this member saw: waits, and deliveries lost to a crash or
+                // handled elsewhere, do not count against the budget.
+                let attempt = tries.retry(sequence);
                 if attempt >= options.max_deliver {
-                    waits.forget(sequence);
+                    tries.forget(sequence);
                     let reason = format!("gave up after {attempt} attempts: {source}");
                     tracing::error!(%reason, "dead-lettering message");
                     settle(delivery.term(&reason).await);

@@ -92,11 +92,13 @@ pub trait Outbox: Send + Sync + 'static {
 /// How a relay works.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RelayOptions {
-    /// Events read and published per round. Default 256.
+    /// Events read per round. Default 1024.
     pub batch: usize,
+    /// Publishes awaiting the broker's confirmation at once (the window). Default 256.
+    pub in_flight: usize,
     /// Fallback poll when no wake-up comes. Default 1 s.
     pub poll: Duration,
-    /// How long a lease lasts; renewed every round. Default 10 s.
+    /// How long a lease lasts; renewed when a third of it has passed. Default 10 s.
     pub lease_ttl: Duration,
     /// Pause after a failed round (broker or database down), by consecutive failures.
     pub backoff: RetryBackoff,
@@ -108,7 +110,8 @@ pub struct RelayOptions {
 impl Default for RelayOptions {
     fn default() -> Self {
         RelayOptions {
-            batch: 256,
+            batch: 1024,
+            in_flight: 256,
             poll: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(10),
             backoff: RetryBackoff {
@@ -174,12 +177,27 @@ async fn relay(
 ) {
     let mut failures = 0u32;
     let mut leased_last = false;
+    // When the lease was last granted: it is renewed once a third of it has passed, not every
+    // round (a database commit each time).
+    let mut granted_at: Option<tokio::time::Instant> = None;
     while !token.is_cancelled() {
-        let leased = match outbox.lease(&holder, options.lease_ttl).await {
-            Ok(leased) => leased,
-            Err(error) => {
-                tracing::warn!(%error, "outbox lease failed");
-                false
+        let fresh = granted_at.is_some_and(|at| at.elapsed() < options.lease_ttl / 3);
+        let leased = fresh || {
+            let asked_at = tokio::time::Instant::now();
+            match outbox.lease(&holder, options.lease_ttl).await {
+                Ok(true) => {
+                    granted_at = Some(asked_at);
+                    true
+                }
+                Ok(false) => {
+                    granted_at = None;
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox lease failed");
+                    granted_at = None;
+                    false
+                }
             }
         };
         leased_last = leased;
@@ -187,7 +205,7 @@ async fn relay(
             // Stand by; try again before the holder's lease would run out.
             (options.lease_ttl / 3).max(Duration::from_millis(10))
         } else {
-            let report = round(&*outbox, &*bus, options.batch).await;
+            let report = round(&*outbox, &*bus, options.batch, options.in_flight).await;
             if report.failed {
                 failures = failures.saturating_add(1);
                 options.backoff.delay(failures)
@@ -208,7 +226,7 @@ async fn relay(
     if leased_last {
         let drain = async {
             loop {
-                let report = round(&*outbox, &*bus, options.batch).await;
+                let report = round(&*outbox, &*bus, options.batch, options.in_flight).await;
                 if report.failed || !report.full {
                     break;
                 }
@@ -220,9 +238,16 @@ async fn relay(
     }
 }
 
-/// One round: reads a batch, publishes it (keys concurrently, each key in order, stopping a
-/// key at its first failure), forgets what the broker confirmed.
-pub async fn round(outbox: &dyn Outbox, bus: &dyn Bus, batch: usize) -> RoundReport {
+/// One round: reads up to `batch` events, publishes them (keys concurrently with at most
+/// `in_flight` publishes awaiting confirmation, each key in order, stopping a key at its first
+/// failure), forgets what the broker confirmed.
+pub async fn round(
+    outbox: &dyn Outbox,
+    bus: &dyn Bus,
+    batch: usize,
+    in_flight: usize,
+) -> RoundReport {
+    let window = tokio::sync::Semaphore::new(in_flight.max(1));
     let events = match outbox.pending(batch.max(1)).await {
         Ok(events) => events,
         Err(error) => {
@@ -245,9 +270,12 @@ pub async fn round(outbox: &dyn Outbox, bus: &dyn Bus, batch: usize) -> RoundRep
     let mut publishing: FuturesUnordered<_> = keys
         .into_iter()
         .filter_map(|key| by_key.remove(&key))
-        .map(|events| async move {
+        .map(|events| async {
             let mut confirmed = Vec::with_capacity(events.len());
             for event in events {
+                let Ok(_permit) = window.acquire().await else {
+                    return (confirmed, true);
+                };
                 match bus.publish(event.message).await {
                     Ok(_) => confirmed.push(event.id),
                     Err(error) => {

@@ -938,11 +938,19 @@ impl Outbox for PgOutbox {
             .iter()
             .filter_map(|id| i64::try_from(*id).ok())
             .collect();
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(&self.pool)
+        // A removal lost in a database crash only publishes those events again (the broker
+        // drops repeats, every consumer is idempotent): it need not wait for the disk.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Relay throughput: N events (default 100,000) committed to a PostgreSQL outbox, then the time
 //! until the relay has published all of them to NATS JetStream and forgotten them, against
 //! publishing the same events straight through the bus with the same number in flight (the
-//! relay's batch), in one run.
+//! relay's window, `RelayOptions::in_flight`), in one run.
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1/postgres NATS_URL=nats://127.0.0.1:4222 \
@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let relayed = started.elapsed();
     relay.stop().await;
 
-    // The direct path: the same events through the bus, as many in flight as a relay round.
+    // The direct path: the same events through the bus, as many in flight as the relay's window.
     let started = Instant::now();
     let published = futures::stream::iter(0..events)
         .map(|n| {
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_message_id(format!("{run}:direct:{n}"));
             async move { bus.publish(message).await }
         })
-        .buffer_unordered(options.batch)
+        .buffer_unordered(options.in_flight)
         .filter(|r| futures::future::ready(r.is_ok()))
         .count()
         .await;
@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "direct:  {published} events published and confirmed in {direct:.2?} ({:.0}/s), {} in flight",
         rate(direct),
-        options.batch
+        options.in_flight
     );
     println!(
         "relay throughput = {:.0}% of direct publishing",

@@ -91,6 +91,54 @@ pub async fn fresh_pg_schema(kind: &str) -> String {
     unique_name(kind).to_lowercase()
 }
 
+/// A fresh PostgreSQL database for `kind`, created, after dropping the stale databases of
+/// `kind`: its URL (`DATABASE_URL` with the database replaced). For tests whose processes
+/// each open their own schemas in one database. Panics, saying what to start, when PostgreSQL
+/// is not running.
+pub async fn fresh_pg_database(kind: &str) -> String {
+    let url = database_url();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be running at {url} (scripts/test starts it): {e}")
+    });
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("{}\\_%", kind.to_lowercase()))
+            .fetch_all(&admin)
+            .await
+            .unwrap_or_default();
+    for stale in names.iter().filter(|n| is_stale(n, kind)) {
+        let drop = format!("DROP DATABASE IF EXISTS \"{stale}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+    }
+    let name = unique_name(kind).to_lowercase();
+    let create = format!("CREATE DATABASE \"{name}\"");
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    admin.close().await;
+    with_path(&url, &name)
+}
+
+/// `url` with its path (the database) replaced by `/{database}`, query kept.
+pub fn with_path(url: &str, database: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = head
+        .find("://")
+        .map(|scheme| scheme + 3)
+        .and_then(|start| head[start..].find('/').map(|slash| start + slash))
+        .unwrap_or(head.len());
+    let mut out = format!("{}/{database}", &head[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
 /// A fresh MongoDB database name for `kind`, after dropping the stale databases of `kind`.
 /// Panics, saying what to start, when no MongoDB-wire server is running.
 pub async fn fresh_mongo_database(kind: &str) -> String {
@@ -145,6 +193,19 @@ pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_path_replaces_the_database_and_keeps_the_query() {
+        assert_eq!(
+            with_path("postgres://u:p@h:5432/postgres", "x"),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(
+            with_path("mongodb://127.0.0.1:27017/?directConnection=true", "db"),
+            "mongodb://127.0.0.1:27017/db?directConnection=true"
+        );
+        assert_eq!(with_path("mongodb://h", "db"), "mongodb://h/db");
+    }
 
     #[test]
     fn names_are_unique_and_age_by_their_timestamp() {

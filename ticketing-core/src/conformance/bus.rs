@@ -1062,6 +1062,44 @@ pub async fn listener_waits_out_a_gap_without_using_its_retry_budget(factory: &d
     handle.stop().await;
 }
 
+pub async fn waits_answered_by_a_member_that_went_away_do_not_use_the_retry_budget(
+    factory: &dyn BusFactory,
+) {
+    let bus = factory.bus().await;
+    // One member answers "wait" (a version gap) six times and goes away (a restart, a scale
+    // down); the member that takes over fails twice, then succeeds. Its budget of 3 counts
+    // its own failures, not the broker's deliveries.
+    let mut first = TestListener::new("g", |_, _| Behaviour::Wait);
+    first.options.max_deliver = 3;
+    let (handle, seen) = first.spawn(&bus).await;
+    bus.publish(numbered(1)).await.expect("publish");
+    eventually(WAIT, "six waits", || async {
+        (seen.calls().len() >= 6).then_some(())
+    })
+    .await;
+    handle.stop().await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let counted = failures.clone();
+    let mut second = TestListener::new("g", move |_, _| {
+        if counted.fetch_add(1, Ordering::SeqCst) < 2 {
+            Behaviour::Retry
+        } else {
+            Behaviour::Accept
+        }
+    });
+    second.options.max_deliver = 3;
+    let (handle, seen) = second.spawn(&bus).await;
+    assert_eq!(seen.accepted_eventually(1).await, vec![1]);
+    let calls = seen.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls[0].1 > 6,
+        "the broker counted the first member's deliveries: {calls:?}"
+    );
+    assert!(bus.dead_letters().await.expect("dead letters").is_empty());
+    handle.stop().await;
+}
+
 pub async fn listener_dead_letters_a_wait_past_its_gap_horizon(factory: &dyn BusFactory) {
     let bus = factory.bus().await;
     let mut listener = TestListener::new("g", |_, _| Behaviour::Wait);
@@ -1269,6 +1307,7 @@ macro_rules! bus_conformance_tests {
             publisher_sets_the_message_id_and_a_republished_event_is_a_duplicate
             deliveries_carry_their_publish_time
             listener_waits_out_a_gap_without_using_its_retry_budget
+            waits_answered_by_a_member_that_went_away_do_not_use_the_retry_budget
             listener_dead_letters_a_wait_past_its_gap_horizon
             dead_letter_is_redriven_to_its_own_group_only
             redriving_an_unknown_dead_letter_is_an_error

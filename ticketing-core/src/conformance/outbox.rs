@@ -329,7 +329,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     for event in stores.outbox.pending(3).await.expect("pending") {
         bus.publish(event.message).await.expect("publish");
     }
-    let report = round(&*stores.outbox, &bus, 256).await;
+    let report = round(&*stores.outbox, &bus, 256, 256).await;
     assert_eq!((report.published, report.failed), (10, false));
     assert!(pending(&stores).await.is_empty(), "the outbox is empty");
     let stored = bus.stored();

@@ -1,0 +1,706 @@
+//! Crash tests: the services as separate OS processes (the built `auth`, `tickets`, `orders` and
+//! `expiration` binaries) on a NATS server of the test's own and PostgreSQL or a MongoDB-wire
+//! server, behind a small path-routing proxy standing in for the ingress. Users sell, buy, edit
+//! and cancel concurrently while service processes are SIGKILLed and restarted about once a
+//! second, and the broker is stopped once for longer than the publish timeout. Afterwards the
+//! load generator's consistency check must find nothing and no event may be dead-lettered.
+//!
+//! Each run prints its tally (requests by outcome, kills, events). The binaries are built by
+//! `cargo nextest run --workspace` (or `cargo build --bins`); `nats-server` must be on `PATH`
+//! (`scripts/test` installs it).
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use reqwest::header::COOKIE;
+use serde_json::{Value, json};
+use ticketing_benches::verify::{self, OrderRecord, PASSWORD, Record, UserRecord};
+use ticketing_test_live as live;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long users buy and cancel under faults.
+const CHAOS: Duration = Duration::from_secs(30);
+/// Time between two kills.
+const KILL_EVERY: Duration = Duration::from_millis(900);
+/// When the broker stops, and for how long (the publish timeout is 5 s).
+const BROKER_STOP_AT: Duration = Duration::from_secs(10);
+const BROKER_DOWN_FOR: Duration = Duration::from_secs(8);
+/// Users driving the system at once.
+const USERS: usize = 8;
+/// The orders' expiration window, in seconds.
+const WINDOW_SECONDS: &str = "6";
+const JWT_KEY: &str = "crash-test-key-of-at-least-32-bytes-long";
+
+#[derive(Clone, Copy)]
+enum Store {
+    Postgres,
+    Mongo,
+}
+
+impl Store {
+    /// Tickets each user sells: the consistency check orders and cancels each free one, and
+    /// the MongoDB-wire test server (Python) is slow enough for that to take most of a minute.
+    fn tickets_per_user(self) -> usize {
+        match self {
+            Store::Postgres => 30,
+            Store::Mongo => 10,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_and_postgres_agree_after_kills_and_a_broker_outage() {
+    crash_run(Store::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_and_mongo_agree_after_kills_and_a_broker_outage() {
+    crash_run(Store::Mongo).await;
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+async fn wait_for_port(port: u16, what: &str, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !port_open(port).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not listen on port {port} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The directory of the workspace's built binaries (next to `deps/`, where this test runs).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    for bin in ["auth", "tickets", "orders", "expiration"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the service binaries first (cargo build --bins, or run the \
+             whole workspace's tests)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// A process restarted whenever it exits, until stopped; `kill` SIGKILLs it.
+struct Supervised {
+    kill: mpsc::UnboundedSender<()>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Supervised {
+    fn start(name: &'static str, make: impl Fn() -> Command + Send + 'static) -> Self {
+        let (kill, mut kills) = mpsc::unbounded_channel::<()>();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut starts = 0u64;
+            loop {
+                let mut child: Child = make()
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+                starts += 1;
+                tokio::select! {
+                    _ = child.wait() => {}
+                    Some(()) = kills.recv() => {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                    }
+                    () = stopped.cancelled() => {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        return starts;
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = stopped.cancelled() => return starts,
+                }
+            }
+        });
+        Supervised { kill, stop, task }
+    }
+
+    fn kill(&self) {
+        let _ = self.kill.send(());
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// The test's own nats-server, on a port of its own, stopped with SIGTERM and started again on
+/// the same port and store directory.
+struct Broker {
+    port: u16,
+    store: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    async fn start(dir: &Path) -> Self {
+        let mut broker = Broker {
+            port: free_port(),
+            store: dir.join("nats"),
+            log: dir.join("nats.log"),
+            child: None,
+        };
+        broker.spawn().await;
+        broker
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server must be on PATH (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "nats-server", Duration::from_secs(15)).await;
+    }
+
+    /// Stops the server as an operator does (SIGTERM), and waits for it to exit.
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().expect("running").to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+}
+
+/// Ports of the services, by route.
+#[derive(Clone, Copy)]
+struct Ports {
+    auth: u16,
+    tickets: u16,
+    orders: u16,
+    expiration: u16,
+}
+
+/// The ingress stand-in: routes by path prefix, as the original's ingress does; a service that
+/// is down is a 502.
+async fn proxy(
+    State((http, ports)): State<(reqwest::Client, Ports)>,
+    request: Request,
+) -> Response {
+    let path = request.uri().path();
+    let port = if path.starts_with("/api/users") {
+        ports.auth
+    } else if path.starts_with("/api/tickets") {
+        ports.tickets
+    } else if path.starts_with("/api/orders") {
+        ports.orders
+    } else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let target = format!(
+        "http://127.0.0.1:{port}{}",
+        request
+            .uri()
+            .path_and_query()
+            .map_or(path, |pq| pq.as_str())
+    );
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let mut upstream = http.request(parts.method, target).body(body);
+    for (name, value) in &parts.headers {
+        if name != reqwest::header::HOST {
+            upstream = upstream.header(name, value);
+        }
+    }
+    match upstream.send().await {
+        Ok(answer) => {
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                response = response.header(name, value);
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            response.body(Body::from(bytes)).unwrap()
+        }
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// What the driver saw.
+#[derive(Default)]
+struct Tally {
+    outcomes: Mutex<BTreeMap<String, u64>>,
+    requests: AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, outcome: impl Into<String>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        *self
+            .outcomes
+            .lock()
+            .unwrap()
+            .entry(outcome.into())
+            .or_default() += 1;
+    }
+
+    fn of(&self, outcome: &str) -> u64 {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .get(outcome)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// What the users created, shared by the drivers.
+#[derive(Default)]
+struct Created {
+    /// Tickets and their seller.
+    tickets: Vec<(String, usize)>,
+    orders: Vec<OrderRecord>,
+}
+
+struct Driver {
+    http: reqwest::Client,
+    base: String,
+    tally: Arc<Tally>,
+}
+
+impl Driver {
+    /// Sends a request; its status, counted (`None`: no answer).
+    async fn send(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Option<(StatusCode, Value)> {
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                self.tally.count(format!("{what} {}", status.as_u16()));
+                let body = response.json().await.unwrap_or(Value::Null);
+                Some((status, body))
+            }
+            Err(_) => {
+                self.tally.count(format!("{what} no answer"));
+                None
+            }
+        }
+    }
+
+    async fn sign_up(&self, email: &str) -> String {
+        loop {
+            let response = self
+                .http
+                .post(format!("{}/api/users/signup", self.base))
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await;
+            if let Ok(response) = response
+                && let Some(cookie) = verify::session_cookie(&response)
+            {
+                return cookie;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One user's loop: sell, buy others' tickets, edit its own, cancel its orders.
+    async fn user(
+        &self,
+        me: usize,
+        tickets_per_user: usize,
+        cookie: String,
+        created: Arc<Mutex<Created>>,
+        stop: CancellationToken,
+    ) {
+        let mut rng = fastrand::Rng::with_seed(me as u64 + 1);
+        let mut mine: Vec<String> = Vec::new();
+        let mut my_orders: Vec<String> = Vec::new();
+        let mut step = 0u64;
+        while !stop.is_cancelled() {
+            step += 1;
+            let answered = match step % 6 {
+                0 if mine.len() < tickets_per_user => {
+                    let request = self
+                        .http
+                        .post(format!("{}/api/tickets", self.base))
+                        .header(COOKIE, &cookie)
+                        .json(&json!({"title": format!("show {me}-{step}"), "price": rng.u32(1..500)}));
+                    let answer = self.send("sell", request).await;
+                    if let Some((StatusCode::CREATED, body)) = &answer
+                        && let Some(id) = body["id"].as_str()
+                    {
+                        mine.push(id.to_owned());
+                        created.lock().unwrap().tickets.push((id.to_owned(), me));
+                    }
+                    answer.is_some()
+                }
+                0 | 1 | 3 | 4 => {
+                    let pick = {
+                        let created = created.lock().unwrap();
+                        let others: Vec<&(String, usize)> =
+                            created.tickets.iter().filter(|(_, s)| *s != me).collect();
+                        (!others.is_empty()).then(|| others[rng.usize(..others.len())].0.clone())
+                    };
+                    let Some(ticket) = pick else { continue };
+                    let request = self
+                        .http
+                        .post(format!("{}/api/orders", self.base))
+                        .header(COOKIE, &cookie)
+                        .json(&json!({"ticketId": ticket}));
+                    let answer = self.send("order", request).await;
+                    if let Some((StatusCode::CREATED, body)) = &answer
+                        && let Some(id) = body["id"].as_str()
+                    {
+                        my_orders.push(id.to_owned());
+                        created.lock().unwrap().orders.push(OrderRecord {
+                            id: id.to_owned(),
+                            buyer: me,
+                        });
+                    }
+                    answer.is_some()
+                }
+                2 => {
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    let ticket = &mine[rng.usize(..mine.len())];
+                    let request = self
+                        .http
+                        .put(format!("{}/api/tickets/{ticket}", self.base))
+                        .header(COOKIE, &cookie)
+                        .json(&json!({"title": format!("show {me}-{step} (edited)"), "price": rng.u32(1..500)}));
+                    self.send("edit", request).await.is_some()
+                }
+                _ => {
+                    if my_orders.is_empty() {
+                        continue;
+                    }
+                    let order = my_orders.swap_remove(rng.usize(..my_orders.len()));
+                    let request = self
+                        .http
+                        .delete(format!("{}/api/orders/{order}", self.base))
+                        .header(COOKIE, &cookie);
+                    self.send("cancel", request).await.is_some()
+                }
+            };
+            // A service that is down answers at once (502): do not spin on it.
+            let pause = if answered { 15 } else { 100 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+}
+
+/// The environment variable, and its value, that gives a service its database.
+type StoreEnv = dyn Fn(&str) -> (&'static str, String) + Send + Sync;
+
+fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+async fn crash_run(store: Store) {
+    let bins = bin_dir();
+    let label = match store {
+        Store::Postgres => "postgres",
+        Store::Mongo => "mongo",
+    };
+    let dir = std::env::temp_dir().join(live::unique_name(&format!("crash-{label}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut broker = Broker::start(&dir).await;
+
+    // Each service's database, as its own process would be configured.
+    let store_env: Box<StoreEnv> = match store {
+        Store::Postgres => {
+            let url = live::fresh_pg_database("crash").await;
+            Box::new(move |_| ("DATABASE_URL", url.clone()))
+        }
+        Store::Mongo => {
+            let base = live::fresh_mongo_database("crash").await;
+            let uri = live::mongo_uri();
+            Box::new(move |service| {
+                (
+                    "MONGO_URI",
+                    live::with_path(&uri, &format!("{base}_{service}")),
+                )
+            })
+        }
+    };
+    let store_env = Arc::new(store_env);
+    let ports = Ports {
+        auth: free_port(),
+        tickets: free_port(),
+        orders: free_port(),
+        expiration: free_port(),
+    };
+    let nats_url = broker.url();
+    let start = |service: &'static str, port: u16| {
+        let bin = bins.join(service);
+        let log = dir.join(format!("{service}.log"));
+        let store_env = store_env.clone();
+        let nats_url = nats_url.clone();
+        Supervised::start(service, move || {
+            let mut command = Command::new(&bin);
+            command
+                .env_clear()
+                .env("PORT", port.to_string())
+                .env("HOST", "127.0.0.1")
+                .env("JWT_KEY", JWT_KEY)
+                .env("NATS_URL", &nats_url)
+                .env("EXPIRATION_WINDOW_SECONDS", WINDOW_SECONDS)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log_file(&log))
+                .stderr(log_file(&log));
+            if service != "expiration" {
+                let (name, value) = store_env(service);
+                command.env(name, value);
+            }
+            command
+        })
+    };
+    let services = [
+        ("auth", start("auth", ports.auth), ports.auth),
+        ("tickets", start("tickets", ports.tickets), ports.tickets),
+        ("orders", start("orders", ports.orders), ports.orders),
+        (
+            "expiration",
+            start("expiration", ports.expiration),
+            ports.expiration,
+        ),
+    ];
+    for (name, _, port) in &services[..3] {
+        wait_for_port(*port, name, Duration::from_secs(30)).await;
+    }
+
+    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", proxy_listener.local_addr().unwrap());
+    let upstream = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .fallback(proxy)
+        .with_state((upstream, ports));
+    tokio::spawn(async move { axum::serve(proxy_listener, app).await });
+
+    let tally = Arc::new(Tally::default());
+    let driver = Arc::new(Driver {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        base: base.clone(),
+        tally: tally.clone(),
+    });
+    let mut users = Vec::new();
+    for n in 0..USERS {
+        let email = format!("crash-{n}-{}@test.com", ticketing_core::Id::new());
+        let cookie = driver.sign_up(&email).await;
+        users.push(UserRecord { email, cookie });
+    }
+
+    // Users buy and cancel while the chaos runs.
+    let created = Arc::new(Mutex::new(Created::default()));
+    let stop_users = CancellationToken::new();
+    let drivers: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(n, user)| {
+            let driver = driver.clone();
+            let cookie = user.cookie.clone();
+            let created = created.clone();
+            let stop = stop_users.clone();
+            tokio::spawn(async move {
+                driver
+                    .user(n, store.tickets_per_user(), cookie, created, stop)
+                    .await
+            })
+        })
+        .collect();
+
+    let started = tokio::time::Instant::now();
+    let order = [1, 2, 3, 1, 2, 0];
+    let mut kills = 0u64;
+    let mut broker_stopped = false;
+    while started.elapsed() < CHAOS {
+        tokio::time::sleep(KILL_EVERY).await;
+        services[order[kills as usize % order.len()]].1.kill();
+        kills += 1;
+        if !broker_stopped && started.elapsed() >= BROKER_STOP_AT {
+            broker_stopped = true;
+            broker.stop().await;
+            let back_at = tokio::time::Instant::now() + BROKER_DOWN_FOR;
+            while tokio::time::Instant::now() < back_at {
+                tokio::time::sleep(KILL_EVERY).await;
+                services[order[kills as usize % order.len()]].1.kill();
+                kills += 1;
+            }
+            broker.spawn().await;
+        }
+    }
+    stop_users.cancel();
+    for driver in drivers {
+        driver.await.unwrap();
+    }
+    // Everything up again before checking.
+    for (name, _, port) in &services[..3] {
+        wait_for_port(*port, name, Duration::from_secs(60)).await;
+    }
+
+    let mut record = {
+        let created = created.lock().unwrap();
+        Record {
+            target: base.clone(),
+            users: users.clone(),
+            tickets: created.tickets.iter().map(|(id, _)| id.clone()).collect(),
+            orders: created.orders.clone(),
+        }
+    };
+    let checking = tokio::time::Instant::now();
+    let ticket_count = record.tickets.len();
+    let order_count = record.orders.len();
+    let issues = verify::check(&mut record, Duration::from_secs(40))
+        .await
+        .unwrap_or_else(|e| panic!("the system cannot be read: {e} (logs in {})", dir.display()));
+
+    let checked_in = checking.elapsed();
+    // What the broker holds: the events, and no dead letter.
+    let client = async_nats::connect(broker.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let events = js
+        .get_stream("TICKETING")
+        .await
+        .expect("the event stream")
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    let mut dead_letters = Vec::new();
+    if let Ok(mut dlq) = js.get_stream("TICKETING_DLQ").await {
+        let count = dlq.info().await.unwrap().state.messages;
+        for seq in 1..=count.min(20) {
+            if let Ok(message) = dlq.get_raw_message(seq).await {
+                dead_letters.push(format!(
+                    "{} {:?}: {}",
+                    message.subject,
+                    message.headers,
+                    String::from_utf8_lossy(&message.payload)
+                ));
+            }
+        }
+        assert!(
+            count == 0 || !dead_letters.is_empty(),
+            "{count} dead letters"
+        );
+    }
+
+    let mut starts = 0;
+    for (_, service, _) in services {
+        starts += service.stop().await;
+    }
+    broker.stop().await;
+    let server_errors: u64 = tally
+        .outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(outcome, _)| outcome.ends_with(" 500"))
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "crash test on NATS + {label}: {} requests ({:?}), {kills} kills, {starts} process starts, \
+         broker stopped once for {BROKER_DOWN_FOR:?}, {ticket_count} tickets and {order_count} \
+         orders created, {events} events in the stream, {} dead letters, {} disagreements; \
+         {:.0?} of faults, {checked_in:.0?} to settle and check",
+        tally.requests.load(Ordering::Relaxed),
+        tally.outcomes.lock().unwrap(),
+        dead_letters.len(),
+        issues.len(),
+        CHAOS,
+    );
+    assert!(
+        issues.is_empty(),
+        "the services disagree (logs in {}):\n{}",
+        dir.display(),
+        issues.join("\n")
+    );
+    assert!(
+        dead_letters.is_empty(),
+        "dead letters (logs in {}):\n{}",
+        dir.display(),
+        dead_letters.join("\n")
+    );
+    assert!(
+        tally.of("sell 201") > 0 && tally.of("order 201") > 0 && tally.of("cancel 204") > 0,
+        "the users got nothing done: the test proves nothing"
+    );
+    assert_eq!(
+        server_errors,
+        0,
+        "requests answered 500 (logs in {})",
+        dir.display()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
