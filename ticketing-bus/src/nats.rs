@@ -154,6 +154,43 @@ struct Inner {
     dead: stream::Stream,
 }
 
+/// Credentials taken out of a NATS URL.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// The URL(s) without their user info, and the first credentials found (the servers of one
+/// cluster share them).
+fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
+    let mut found = None;
+    let stripped = urls
+        .split(',')
+        .map(|url| {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_owned();
+            };
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            let Some((userinfo, host)) = authority.rsplit_once('@') else {
+                return url.to_owned();
+            };
+            if found.is_none() {
+                found = Some(match userinfo.split_once(':') {
+                    Some((user, password)) => {
+                        Credentials::UserPassword(user.to_owned(), password.to_owned())
+                    }
+                    None => Credentials::Token(userinfo.to_owned()),
+                });
+            }
+            format!("{scheme}://{host}{tail}")
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    (stripped, found)
+}
+
 fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> BusError {
     BusError::backend(BACKEND, error)
 }
@@ -162,18 +199,25 @@ impl NatsBus {
     /// Connects and creates (or updates) the two streams.
     pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
         validate_subject(&config.subject_prefix)?;
-        let client = async_nats::ConnectOptions::new()
+        // Credentials go to the client as options, never inside the URL it logs.
+        let (url, credentials) = split_credentials(&config.url);
+        let mut options = async_nats::ConnectOptions::new()
             .name("ticketing")
             .connection_timeout(config.request_timeout)
-            .request_timeout(Some(config.request_timeout))
-            .connect(config.url.as_str())
-            .await
-            .map_err(|e| {
-                backend(format!(
-                    "cannot connect to {}: {e}",
-                    ticketing_core::config::redact_url(&config.url)
-                ))
-            })?;
+            .request_timeout(Some(config.request_timeout));
+        match credentials {
+            Some(Credentials::UserPassword(user, password)) => {
+                options = options.user_and_password(user, password);
+            }
+            Some(Credentials::Token(token)) => options = options.token(token),
+            None => {}
+        }
+        let client = options.connect(url.as_str()).await.map_err(|e| {
+            backend(format!(
+                "cannot connect to {}: {e}",
+                ticketing_core::config::redact_url(&config.url)
+            ))
+        })?;
         Self::with_client(client, config).await
     }
 
@@ -706,5 +750,32 @@ impl std::fmt::Debug for NatsBus {
             .field("stream", &self.inner.config.stream)
             .field("subject_prefix", &self.inner.config.subject_prefix)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Credentials, split_credentials};
+
+    #[test]
+    fn credentials_leave_the_url() {
+        assert_eq!(
+            split_credentials("nats://u:pw@h:4222"),
+            (
+                "nats://h:4222".to_owned(),
+                Some(Credentials::UserPassword("u".into(), "pw".into()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://tok@h:4222,nats://g:4222"),
+            (
+                "nats://h:4222,nats://g:4222".to_owned(),
+                Some(Credentials::Token("tok".into()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://h:4222"),
+            ("nats://h:4222".to_owned(), None)
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 use ticketing_common::CommonArgs;
 
+use crate::guard::GuardArgs;
+
 /// The auth service's settings, from the environment and flags.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -14,4 +16,7 @@ pub struct Settings {
     /// Options every service takes.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Hashing bound and sign-in limits.
+    #[command(flatten)]
+    pub guards: GuardArgs,
 }

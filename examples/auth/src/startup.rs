@@ -11,6 +11,7 @@ use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::store::UserStore;
 
 use crate::configuration::Settings;
+use crate::guard::Guards;
 use crate::routes;
 
 /// What the handlers share.
@@ -20,6 +21,8 @@ pub struct AuthState {
     pub users: Arc<dyn UserStore>,
     /// Session keys.
     pub keys: SessionKeys,
+    /// Hashing bound and sign-in limits.
+    pub guards: Guards,
 }
 
 impl FromRef<AuthState> for SessionKeys {
@@ -57,6 +60,7 @@ impl Service for Auth {
         Ok(AuthState {
             users: database.users(),
             keys,
+            guards: Guards::new(&settings.guards),
         })
     }
 

@@ -9,8 +9,13 @@ use crate::error::ApiError;
 /// The largest body accepted: 1 MiB.
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// A request body that is a JSON object (an empty body reads as `{}`). Any content type is
-/// accepted; a body that is not JSON, or not an object, is a 400; one over [`BODY_LIMIT`] a 413.
+/// How long reading a body may take when the server set no [`BodyTimeout`](crate::server::BodyTimeout).
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request body that is a JSON object (an empty body reads as `{}`, whatever its content
+/// type). A non-empty body must say it is JSON (`application/json`, with or without
+/// parameters, or a `+json` type), else 415; a body that is not JSON, or not an object, is a
+/// 400; one over [`BODY_LIMIT`] a 413; one not received within the body timeout a 408.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JsonBody(pub Map<String, Value>);
 
@@ -30,8 +35,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+        let json = is_json(req.headers().get(axum::http::header::CONTENT_TYPE));
+        let timeout = req
+            .extensions()
+            .get::<crate::server::BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let read = axum::body::to_bytes(req.into_body(), BODY_LIMIT);
+        let bytes = tokio::time::timeout(timeout, read)
             .await
+            .map_err(|_| ApiError::RequestTimeout)?
             .map_err(|e| {
                 let too_large = std::error::Error::source(&e)
                     .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
@@ -41,8 +53,26 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                     ApiError::bad_request("Request body could not be read")
                 }
             })?;
+        if !json && !bytes.is_empty() {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         parse(&bytes)
     }
+}
+
+/// Whether a `Content-Type` says JSON: `application/json` or `application/<x>+json`, any
+/// parameters, any case.
+pub fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(Ok(value)) = content_type.map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
 /// Reads a body: empty → `{}`, an object → its fields, anything else → 400.
@@ -77,6 +107,33 @@ mod tests {
                 "{body:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let json = |v: &str| is_json(Some(&axum::http::HeaderValue::from_str(v).unwrap()));
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+            "application/vnd.api+json;v=1",
+        ] {
+            assert!(json(yes), "{yes}");
+        }
+        for no in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "application/+json",
+            "text/json",
+            "json",
+            "",
+        ] {
+            assert!(!json(no), "{no}");
+        }
+        assert!(!is_json(None));
     }
 
     #[test]

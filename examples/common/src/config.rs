@@ -67,6 +67,52 @@ pub struct CommonArgs {
     /// Backends.
     #[command(flatten)]
     pub backends: BackendArgs,
+    /// HTTP timeouts.
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// HTTP timeouts, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct HttpArgs {
+    /// A client has this long to send a request's headers; then the connection is closed.
+    #[arg(long, env = "HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// A client has this long to send a request's body; then the answer is 408.
+    #[arg(long, env = "BODY_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub body_timeout_seconds: u64,
+    /// A whole request may take this long; then the answer is 408.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+    /// After SIGTERM, requests in flight have this long to finish before open connections
+    /// are closed; the listeners then settle and the bus is flushed. Keep it below the
+    /// orchestrator's grace period (Kubernetes: 30 s).
+    #[arg(long, env = "SHUTDOWN_DEADLINE_SECONDS", default_value_t = 20)]
+    pub shutdown_deadline_seconds: u64,
+}
+
+impl Default for HttpArgs {
+    fn default() -> Self {
+        HttpArgs {
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            shutdown_deadline_seconds: 20,
+        }
+    }
+}
+
+impl HttpArgs {
+    /// The limits the server applies.
+    pub fn limits(&self) -> crate::server::HttpLimits {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        crate::server::HttpLimits {
+            header_timeout: secs(self.header_timeout_seconds),
+            body_timeout: secs(self.body_timeout_seconds),
+            request_timeout: secs(self.request_timeout_seconds),
+            shutdown_deadline: Duration::from_secs(self.shutdown_deadline_seconds),
+        }
+    }
 }
 
 /// Backend options.
@@ -110,6 +156,7 @@ impl CommonArgs {
                 nats_subject_prefix: "ticketing".into(),
                 ..BackendArgs::default()
             },
+            http: HttpArgs::default(),
         }
     }
 
@@ -229,13 +276,29 @@ mod tests {
                 database_url: Some(Secret::new("postgres://u:hunter2@x/db")),
                 ..BackendArgs::default()
             },
-            ..CommonArgs::for_tests("jwt-secret-value")
+            ..CommonArgs::for_tests("jwt-secret-value-of-at-least-32-bytes")
         };
         let printed = format!("{args:?}");
         assert!(
             !printed.contains("hunter2") && !printed.contains("jwt-secret-value"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn a_short_jwt_key_is_refused_with_what_to_do() {
+        let args = CommonArgs::for_tests("asdf");
+        let err = args.session_keys(true).unwrap_err().to_string();
+        assert!(
+            err.contains("4 bytes long") && err.contains("at least 32"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("asdf"),
+            "the key itself is never shown: {err}"
+        );
+        let args = CommonArgs::for_tests(&"k".repeat(32));
+        assert!(args.session_keys(true).is_ok());
     }
 
     #[test]

@@ -43,9 +43,27 @@ pub enum ApiError {
     /// 409: a concurrent request changed the record first (its version check failed).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 408: the request's body, or the whole request, took longer than allowed.
+    #[error("request timed out")]
+    RequestTimeout,
     /// 413: the body is larger than the limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 415: a body whose content type is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 429 with `Retry-After`: too many failed attempts.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds until the next attempt may succeed.
+        retry_after: u64,
+    },
+    /// 503 with `Retry-After`: the service is at capacity for this kind of request.
+    #[error("service busy")]
+    Busy {
+        /// Seconds after which to try again.
+        retry_after: u64,
+    },
     /// 500 `Something went wrong`; the cause goes to the log only.
     #[error("internal error: {0}")]
     Internal(#[source] anyhow::Error),
@@ -77,7 +95,11 @@ impl ApiError {
             ApiError::NotAuthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,7 +116,15 @@ impl ApiError {
             ApiError::NotAuthorized => vec![entry("Not authorized")],
             ApiError::NotFound => vec![entry("Not Found")],
             ApiError::Conflict(message) => vec![entry(message)],
+            ApiError::RequestTimeout => vec![entry("Request timed out")],
             ApiError::PayloadTooLarge => vec![entry("Request body too large")],
+            ApiError::UnsupportedMediaType => vec![entry(
+                "Content-Type must be application/json (or another JSON type)",
+            )],
+            ApiError::TooManyRequests { .. } => {
+                vec![entry("Too many failed attempts; try again later")]
+            }
+            ApiError::Busy { .. } => vec![entry("The service is busy; try again shortly")],
             ApiError::Internal(_) => vec![entry("Something went wrong")],
         };
         ErrorBody { errors }
@@ -135,7 +165,21 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = ?cause, "request failed");
         }
-        (self.status(), Json(self.body())).into_response()
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after } | ApiError::Busy { retry_after } => {
+                Some(retry_after.max(&1).to_string())
+            }
+            _ => None,
+        };
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds)
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

@@ -1,31 +1,95 @@
-//! Serving a service: bind, serve with the API's 404s, and shut down gracefully on SIGINT or
-//! SIGTERM (or a token): stop accepting requests and messages, finish the in-flight ones,
-//! settle them, close.
+//! Serving a service: bind, serve with the API's 404s, security headers and timeouts, and shut
+//! down gracefully on SIGINT or SIGTERM (or a token): stop accepting requests and messages,
+//! finish the in-flight ones (closing connections still open after the shutdown deadline),
+//! settle the messages, flush the bus.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::ServiceExt;
-use axum::extract::Request;
-use std::sync::Arc;
-
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
 use ticketing_core::outbox::RelayHandle;
 use ticketing_core::{Bus, ListenerHandle};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower::Layer;
+use tower::{Layer, ServiceExt};
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::error::not_found;
+use crate::error::{ApiError, not_found};
 
-/// Gives a router the API's answers for unknown routes and methods (404 in the error format)
-/// and the request span.
+/// HTTP timeouts and the shutdown deadline ([`HttpArgs`](crate::config::HttpArgs) reads them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time to send a request's headers; then the connection is closed.
+    pub header_timeout: Duration,
+    /// Time to send a request's body; then 408.
+    pub body_timeout: Duration,
+    /// Time for a whole request; then 408.
+    pub request_timeout: Duration,
+    /// After the shutdown signal, time for requests in flight before connections are closed.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        crate::config::HttpArgs::default().limits()
+    }
+}
+
+/// How long a handler may take to read the request body: set on each request by the server,
+/// read by [`JsonBody`](crate::JsonBody).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// The request timeout (408 in the error format) and the body timeout for the extractors.
+async fn timeouts(limits: HttpLimits, mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(BodyTimeout(limits.body_timeout));
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout.into_response(),
+    }
+}
+
+/// Gives a router the API's answers for unknown routes and methods (404 in the error format),
+/// the security headers and the request span.
 pub fn finish_router(router: Router) -> Router {
-    crate::telemetry::traced(
+    crate::telemetry::traced(security_headers(
         router
             .fallback(not_found)
             .method_not_allowed_fallback(not_found),
-    )
+    ))
+}
+
+/// The policy of every response that does not set its own: JSON loads nothing and is framed
+/// by no one.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Security headers on every response, unless a route set them itself (the web client sets
+/// its own content security policy): `X-Content-Type-Options: nosniff`, no framing
+/// (`X-Frame-Options: DENY` and `frame-ancestors 'none'`), `Referrer-Policy: no-referrer`.
+pub fn security_headers(router: Router) -> Router {
+    use axum::http::{HeaderName, HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let set = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    router
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(set(
+            header::CONTENT_SECURITY_POLICY,
+            API_CONTENT_SECURITY_POLICY,
+        ))
 }
 
 /// A bound service: HTTP routes plus its running listeners.
@@ -37,6 +101,7 @@ pub struct Server {
     token: CancellationToken,
     bus: Option<Arc<dyn Bus>>,
     relays: Vec<RelayHandle>,
+    limits: HttpLimits,
 }
 
 impl Server {
@@ -63,7 +128,14 @@ impl Server {
             token,
             bus: None,
             relays: Vec::new(),
+            limits: HttpLimits::default(),
         })
+    }
+
+    /// The HTTP timeouts and shutdown deadline (default: [`HttpLimits::default`]).
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The bus to flush once the listeners have stopped, so their last acks reach the broker.
@@ -102,6 +174,7 @@ impl Server {
             token,
             bus,
             relays,
+            limits,
         } = self;
         let stop = token.clone();
         tokio::spawn(async move {
@@ -113,11 +186,12 @@ impl Server {
                 }
             }
         });
+        let router = router.layer(axum::middleware::from_fn(move |request, next| {
+            timeouts(limits, request, next)
+        }));
         // `/api/tickets/` is `/api/tickets`, as in the original (Express) services.
         let app = NormalizePathLayer::trim_trailing_slash().layer(router);
-        let served = axum::serve(listener, <_ as ServiceExt<Request>>::into_make_service(app))
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .await;
+        let served = serve(name, listener, app, limits, token.clone()).await;
         token.cancel();
         for handle in listeners {
             handle.stop().await;
@@ -133,6 +207,79 @@ impl Server {
         tracing::info!(service = name, "stopped");
         served
     }
+}
+
+/// Accepts connections until `token` is cancelled, then lets requests in flight finish for up
+/// to the shutdown deadline and closes the connections still open.
+async fn serve<S>(
+    name: &'static str,
+    listener: TcpListener,
+    app: S,
+    limits: HttpLimits,
+    token: CancellationToken,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            Some(_) = connections.join_next() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(service = name, %error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone().map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request.map(axum::body::Body::new)
+                });
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_deadline) => {
+            tracing::warn!(
+                service = name,
+                open = connections.len(),
+                deadline = ?limits.shutdown_deadline,
+                "closing connections still open at the shutdown deadline"
+            );
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM, naming the signal.

@@ -78,7 +78,9 @@ impl<S: Service> Application<S> {
             _ => None,
         };
         let addr = SocketAddr::new(common.host, common.port);
-        let mut server = Server::bind(S::NAME, addr, S::router(state), listeners, token).await?;
+        let mut server = Server::bind(S::NAME, addr, S::router(state), listeners, token)
+            .await?
+            .with_limits(common.http.limits());
         if let Some(bus) = bus {
             server = server.with_bus(bus);
         }

@@ -58,6 +58,9 @@ impl fmt::Debug for SessionKeys {
     }
 }
 
+/// The shortest `JWT_KEY` accepted, in bytes: HS256 wants a key at least as long as its hash.
+pub const MIN_KEY_BYTES: usize = 32;
+
 /// The JWT key is missing or unusable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid JWT_KEY: {0}")]
@@ -67,8 +70,12 @@ impl SessionKeys {
     /// Keys from the shared secret (`JWT_KEY`); tokens live `ttl`; cookies carry `Secure` when
     /// `secure_cookies` (the deployment is served over HTTPS).
     pub fn new(secret: &str, ttl: Duration, secure_cookies: bool) -> Result<Self, InvalidKey> {
-        if secret.is_empty() {
-            return Err(InvalidKey("it is empty".into()));
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(InvalidKey(format!(
+                "it is {} bytes long; it must be at least {MIN_KEY_BYTES} (a shorter key can be \
+                 guessed offline from any session token), e.g. JWT_KEY=$(openssl rand -hex 32)",
+                secret.len()
+            )));
         }
         let encoding =
             EncodingKey::from_secret(secret.as_bytes()).map_err(|e| InvalidKey(e.to_string()))?;
@@ -208,7 +215,12 @@ mod tests {
     use super::*;
 
     fn keys() -> SessionKeys {
-        SessionKeys::new("test-key", Duration::from_secs(3600), true).unwrap()
+        SessionKeys::new(
+            "test-key-of-at-least-thirty-two-bytes",
+            Duration::from_secs(3600),
+            true,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -254,7 +266,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(keys.verify(&token), None);
-        let other = SessionKeys::new("other-key", Duration::from_secs(60), false).unwrap();
+        let other = SessionKeys::new(
+            "other-key-of-at-least-thirty-two-bytes",
+            Duration::from_secs(60),
+            false,
+        )
+        .unwrap();
         let (foreign, _) = other.issue(Id::new(), "a@b.co").unwrap();
         assert_eq!(keys.verify(&foreign), None);
         assert_eq!(keys.verify("garbage"), None);
@@ -264,9 +281,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_token_expires_on_the_keys_clock() {
-        let keys = SessionKeys::new("test-key", Duration::from_secs(60), true)
-            .unwrap()
-            .with_clock(Clock::tokio());
+        let keys = SessionKeys::new(
+            "test-key-of-at-least-thirty-two-bytes",
+            Duration::from_secs(60),
+            true,
+        )
+        .unwrap()
+        .with_clock(Clock::tokio());
         let (token, claims) = keys.issue(Id::new(), "a@b.co").unwrap();
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(keys.verify(&token), Some(claims), "within the leeway");

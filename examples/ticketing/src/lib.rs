@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::response::Html;
 use axum::routing::get;
 use ticketing_auth::startup::AuthState;
 use ticketing_bus::AnyBus;
@@ -22,8 +21,27 @@ use ticketing_store::Database;
 use ticketing_tickets::startup::TicketsState;
 use tokio_util::sync::CancellationToken;
 
-/// The web client: one page, talking to the API on the same origin.
+/// The web client: one page, its script and its styles, talking to the API on the same
+/// origin.
 const WEB_CLIENT: &str = include_str!("../web/index.html");
+const WEB_SCRIPT: &str = include_str!("../web/app.js");
+const WEB_STYLES: &str = include_str!("../web/app.css");
+
+/// What the web client may load: its own script, styles and API, nothing inline, no framing.
+pub const WEB_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+fn web(content_type: &'static str, body: &'static str) -> impl axum::response::IntoResponse {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, WEB_CONTENT_SECURITY_POLICY),
+        ],
+        body,
+    )
+}
 
 /// Settings of the whole system, from the environment and flags.
 #[derive(Debug, Clone, clap::Parser)]
@@ -39,6 +57,9 @@ pub struct Settings {
     /// How long an order stays open, in seconds.
     #[arg(long, env = "EXPIRATION_WINDOW_SECONDS", default_value_t = 15 * 60)]
     pub expiration_window_seconds: u64,
+    /// The auth service's hashing bound and sign-in limits.
+    #[command(flatten)]
+    pub guards: ticketing_auth::guard::GuardArgs,
 }
 
 impl Settings {
@@ -47,6 +68,7 @@ impl Settings {
         Settings {
             common: CommonArgs::for_tests(jwt_key),
             expiration_window_seconds: 15 * 60,
+            guards: ticketing_auth::guard::GuardArgs::default(),
         }
     }
 }
@@ -79,7 +101,18 @@ pub fn router(states: &States) -> Router {
         .merge(ticketing_auth::startup::router(states.auth.clone()))
         .merge(ticketing_tickets::startup::router(states.tickets.clone()))
         .merge(ticketing_orders::startup::router(states.orders.clone()))
-        .route("/", get(|| async { Html(WEB_CLIENT) }))
+        .route(
+            "/",
+            get(|| async { web("text/html; charset=utf-8", WEB_CLIENT) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { web("text/javascript; charset=utf-8", WEB_SCRIPT) }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { web("text/css; charset=utf-8", WEB_STYLES) }),
+        )
 }
 
 /// The whole system, bound and listening.
@@ -122,6 +155,7 @@ impl TicketingApp {
             auth: AuthState {
                 users: databases.auth.users(),
                 keys: keys.clone(),
+                guards: ticketing_auth::guard::Guards::new(&settings.guards),
             },
             tickets: TicketsState::new(&databases.tickets, keys.clone(), &shared),
             orders: OrdersState::new(
@@ -140,6 +174,7 @@ impl TicketingApp {
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token)
             .await?
+            .with_limits(settings.common.http.limits())
             .with_relay(relay(
                 "tickets",
                 states.tickets.outbox.clone(),

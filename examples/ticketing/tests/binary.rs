@@ -30,7 +30,7 @@ fn without_jwt_key_it_refuses_to_start_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
     let mut child = ticketing()
-        .env("JWT_KEY", "binary-test-key")
+        .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
         .stdout(Stdio::piped())
@@ -99,4 +99,55 @@ async fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
     assert!(status.success(), "exit status {status}");
     // Stopped for good: new connections are refused.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn a_short_jwt_key_is_refused_at_start_up_and_never_printed() {
+    let output = ticketing()
+        .env("JWT_KEY", "asdf")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(!stderr.contains("asdf"), "{stderr}");
+}
+
+#[test]
+fn credentials_in_backend_urls_are_never_printed() {
+    // Nothing listens on port 1: each backend fails to connect, and says so.
+    for (variable, url) in [
+        ("NATS_URL", "nats://ticketing:hunter2@127.0.0.1:1"),
+        ("NATS_URL", "nats://s3cr3ttoken@127.0.0.1:1"),
+        (
+            "DATABASE_URL",
+            "postgres://ticketing:hunter2@127.0.0.1:1/db",
+        ),
+        (
+            "MONGO_URI",
+            "mongodb://ticketing:hunter2@127.0.0.1:1/db?serverSelectionTimeoutMS=200",
+        ),
+    ] {
+        let output = ticketing()
+            .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
+            .env("PORT", "0")
+            .env("RUST_LOG", "debug")
+            .env(variable, url)
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "{variable} with nothing listening"
+        );
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(printed.contains("127.0.0.1:1"), "{variable}: {printed}");
+        for secret in ["hunter2", "s3cr3ttoken"] {
+            assert!(!printed.contains(secret), "{variable} leaked: {printed}");
+        }
+    }
 }

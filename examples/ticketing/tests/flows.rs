@@ -152,7 +152,7 @@ async fn the_ingress_serves_the_web_client_and_404s_unknown_routes() {
 async fn an_unpaid_order_expires_and_frees_its_ticket() {
     let settings = Settings {
         expiration_window_seconds: 1,
-        ..Settings::for_tests("test-jwt-key")
+        ..Settings::for_tests(ticketing_test_app::JWT_KEY)
     };
     let (at, bus) = spawn_with(settings).await;
     let seller = sign_up(&at, "seller@test.com").await;

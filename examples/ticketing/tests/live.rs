@@ -52,6 +52,7 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
     let auth = kit::spawn::<Auth>(AuthState {
         users: database("auth").await.users(),
         keys: keys.clone(),
+        guards: ticketing_auth::guard::Guards::default(),
     })
     .await;
     let tickets_bus = bus

@@ -9,7 +9,7 @@ use ticketing::{Settings, TicketingApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_client_signs_up_sells_buys_and_cancels_in_a_browser() {
-    let app = TicketingApp::build(Settings::for_tests("web-client-key"))
+    let app = TicketingApp::build(Settings::for_tests(ticketing_test_app::JWT_KEY))
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -94,14 +94,27 @@ impl TryFrom<&JsonBody> for TicketInput {
     }
 }
 
-/// The title rule: a string, not blank once trimmed. Returns the trimmed title.
+/// The longest title, in characters (Unicode scalar values).
+pub const TITLE_MAX_CHARS: usize = 200;
+
+/// The title rule: a string of 1 to [`TITLE_MAX_CHARS`] characters once trimmed, without
+/// control characters (a title is copied into every event and listing of its ticket, and a NUL
+/// cannot be stored by PostgreSQL). Returns the trimmed title.
 pub fn title_of(value: Option<&Value>) -> Result<String, String> {
-    value
+    let title = value
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| "Title is required".to_owned())
+        .ok_or_else(|| "Title is required".to_owned())?;
+    if title.chars().count() > TITLE_MAX_CHARS {
+        return Err(format!(
+            "Title must be at most {TITLE_MAX_CHARS} characters"
+        ));
+    }
+    if title.chars().any(char::is_control) {
+        return Err("Title must not contain control characters".to_owned());
+    }
+    Ok(title.to_owned())
 }
 
 /// The price rule: a JSON number or numeric string, greater than 0, at most 2 decimals, at
@@ -180,6 +193,33 @@ mod tests {
             assert!(title_of(Some(&bad)).is_err(), "{bad}");
         }
         assert!(title_of(None).is_err());
+    }
+
+    #[test]
+    fn titles_are_bounded_and_printable() {
+        let at_limit = "é".repeat(TITLE_MAX_CHARS);
+        assert_eq!(title_of(Some(&json!(at_limit))), Ok(at_limit.clone()));
+        assert_eq!(
+            title_of(Some(&json!(format!("{at_limit}x")))),
+            Err("Title must be at most 200 characters".to_owned())
+        );
+        for bad in [
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\there",
+            "bell\u{7}",
+            "del\u{7f}",
+        ] {
+            assert_eq!(
+                title_of(Some(&json!(bad))),
+                Err("Title must not contain control characters".to_owned()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            title_of(Some(&json!("Café — 🎫 ünïcode"))),
+            Ok("Café — 🎫 ünïcode".to_owned())
+        );
     }
 
     #[test]

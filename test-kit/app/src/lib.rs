@@ -86,7 +86,18 @@ pub struct TestApp {
 
 /// Builds service `S` on `state` with [`common`] options and runs it in the background.
 pub async fn spawn<S: Service>(state: S::State) -> TestApp {
-    let app = Application::<S>::build_with(&common(), state)
+    spawn_with::<S>(&common(), state).await
+}
+
+/// Builds service `S` on `state` with these options (port and host are the test's) and runs
+/// it in the background.
+pub async fn spawn_with<S: Service>(options: &CommonArgs, state: S::State) -> TestApp {
+    let options = CommonArgs {
+        port: 0,
+        host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ..options.clone()
+    };
+    let app = Application::<S>::build_with(&options, state)
         .await
         .expect("the service builds");
     let address = format!("http://127.0.0.1:{}", app.port());

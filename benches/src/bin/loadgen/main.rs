@@ -10,7 +10,7 @@
 //! database itself.
 //!
 //! ```text
-//! JWT_KEY=dev-secret cargo run --release -p ticketing &
+//! JWT_KEY=dev-only-secret-key-of-32-bytes-or-more cargo run --release -p ticketing &
 //! cargo run --release -p ticketing-benches --bin loadgen -- --target http://127.0.0.1:3000
 //! # on PostgreSQL:
 //! DATABASE_URL=postgres://… cargo run --release -p ticketing &

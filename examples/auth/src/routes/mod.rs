@@ -41,6 +41,19 @@ fn email_of(body: &JsonBody) -> Result<String, String> {
         .ok_or_else(|| "Email must be valid".to_owned())
 }
 
+/// The new-password rule: a string of 8 to 128 characters (not counting surrounding blanks
+/// towards the minimum) without NUL.
+fn new_password(value: Option<&serde_json::Value>) -> Result<String, String> {
+    let password = value
+        .and_then(serde_json::Value::as_str)
+        .filter(|p| (8..=128).contains(&p.trim().chars().count()) && p.chars().count() <= 128)
+        .ok_or_else(|| "Password must be between 8 and 128 characters".to_owned())?;
+    if password.contains('\0') {
+        return Err("Password must not contain NUL characters".to_owned());
+    }
+    Ok(password.to_owned())
+}
+
 /// A valid sign-up request.
 #[derive(Debug)]
 pub struct NewUser {
@@ -54,11 +67,7 @@ impl TryFrom<&JsonBody> for NewUser {
     type Error = ApiError;
 
     fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
-        let password = body
-            .str("password")
-            .filter(|p| (8..=128).contains(&p.trim().chars().count()) && p.chars().count() <= 128)
-            .map(str::to_owned)
-            .ok_or_else(|| "Password must be between 8 and 128 characters".to_owned());
+        let password = new_password(body.get("password"));
         let (email, password) =
             Validation::both(("email", email_of(body)), ("password", password))?;
         Ok(NewUser { email, password })
@@ -78,9 +87,10 @@ impl TryFrom<&JsonBody> for Credentials {
     type Error = ApiError;
 
     fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
+        // At most 128 characters, as any password that can be set: nothing longer is hashed.
         let password = body
             .str("password")
-            .filter(|p| !p.trim().is_empty())
+            .filter(|p| !p.trim().is_empty() && p.chars().count() <= 128)
             .map(str::to_owned)
             .ok_or_else(|| "You must supply a password".to_owned());
         let (email, password) =

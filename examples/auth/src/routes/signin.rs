@@ -4,18 +4,31 @@ use axum::response::Response;
 use ticketing_common::{ApiError, JsonBody};
 
 use super::{Credentials, UserJson, with_cookie};
+use crate::guard::ClientAddress;
 use crate::password;
 use crate::startup::AuthState;
 
 /// `POST /api/users/signin {email, password}`: 200 `{id, email}` and the session cookie; 400
-/// `Invalid credentials` for an unknown email and a wrong password alike.
+/// `Invalid credentials` for an unknown email and a wrong password alike; 429 with
+/// `Retry-After` once the account or the client address has failed too often (checked before
+/// the password, so guessing stops too).
 #[tracing::instrument(name = "signin", skip_all)]
-pub async fn signin(State(state): State<AuthState>, body: JsonBody) -> Result<Response, ApiError> {
+pub async fn signin(
+    State(state): State<AuthState>,
+    ClientAddress(address): ClientAddress,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
     let Credentials { email, password } = Credentials::try_from(&body)?;
+    state.guards.signin.check(&email, address)?;
     let user = state.users.find_by_email(&email).await?;
-    let matches =
-        password::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let matches = password::verify(
+        &state.guards.hashing,
+        password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
     let Some(user) = user.filter(|_| matches) else {
+        state.guards.signin.failed(&email, address);
         return Err(ApiError::bad_request("Invalid credentials"));
     };
     let (token, _) = state.keys.issue(user.id, &user.email)?;

@@ -16,7 +16,7 @@ pub async fn signup(State(state): State<AuthState>, body: JsonBody) -> Result<Re
     if state.users.find_by_email(&email).await?.is_some() {
         return Err(ApiError::bad_request("Email in use"));
     }
-    let password_hash = password::hash(password).await?;
+    let password_hash = password::hash(&state.guards.hashing, password).await?;
     let user = match state
         .users
         .create(User {

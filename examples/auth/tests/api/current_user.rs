@@ -53,8 +53,12 @@ async fn expired_garbage_and_foreign_sessions_mean_not_signed_in() {
         .unwrap();
     // Past the 5 s leeway, on the service's clock: no real sleep.
     tokio::time::advance(std::time::Duration::from_secs(6)).await;
-    let foreign =
-        SessionKeys::new("someone-else", std::time::Duration::from_secs(60), false).unwrap();
+    let foreign = SessionKeys::new(
+        "someone-else-with-a-key-of-32-bytes",
+        std::time::Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
     let (foreign_token, _) = foreign
         .issue(ticketing_core::Id::new(), "evil@test.com")
         .unwrap();

@@ -24,6 +24,7 @@ pub async fn spawn_app() -> TestApp {
     let state = AuthState {
         users: memory.database.users(),
         keys: kit::keys(),
+        guards: ticketing_auth::guard::Guards::default(),
     };
     TestApp {
         http: kit::spawn::<Auth>(state).await,

@@ -1,6 +1,6 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use ticketing_common::{ApiError, RequireUser};
+use ticketing_common::{ApiError, PathId, RequireUser};
 use ticketing_core::StoreError;
 use ticketing_core::reservation::{CancelOutcome, OrderStatus};
 
@@ -18,11 +18,11 @@ const ATTEMPTS: usize = 5;
 pub async fn cancel(
     RequireUser(user): RequireUser,
     State(state): State<OrdersState>,
-    Path(id): Path<String>,
+    id: PathId,
 ) -> Result<StatusCode, ApiError> {
     let mut attempt = 1;
     loop {
-        let order = owned_order(&state, &user, &id).await?;
+        let order = owned_order(&state, &user, id).await?;
         match order.status.cancel() {
             Ok(CancelOutcome::AlreadyCancelled) => return Ok(StatusCode::NO_CONTENT),
             Ok(CancelOutcome::Cancel) => {}

@@ -10,15 +10,15 @@ pub use create::create;
 pub use index::index;
 pub use show::show;
 
-use ticketing_common::{ApiError, Claims, path_id};
+use ticketing_common::{ApiError, Claims, PathId};
 use ticketing_core::store::Order;
 
 use crate::startup::OrdersState;
 
 /// The order at `id` if the user owns it: 404 for an unknown or malformed id, 401 for
 /// someone else's order.
-async fn owned_order(state: &OrdersState, user: &Claims, id: &str) -> Result<Order, ApiError> {
-    let order = state.orders.get(path_id(id)?).await?;
+async fn owned_order(state: &OrdersState, user: &Claims, id: PathId) -> Result<Order, ApiError> {
+    let order = state.orders.get(id.get()?).await?;
     if order.user_id != user.id {
         return Err(ApiError::NotAuthorized);
     }

@@ -1,6 +1,6 @@
 use axum::Json;
-use axum::extract::{Path, State};
-use ticketing_common::{ApiError, RequireUser};
+use axum::extract::State;
+use ticketing_common::{ApiError, PathId, RequireUser};
 
 use super::owned_order;
 use crate::models::OrderJson;
@@ -10,7 +10,7 @@ use crate::startup::OrdersState;
 pub async fn show(
     RequireUser(user): RequireUser,
     State(state): State<OrdersState>,
-    Path(id): Path<String>,
+    id: PathId,
 ) -> Result<Json<OrderJson>, ApiError> {
-    Ok(Json(owned_order(&state, &user, &id).await?.into()))
+    Ok(Json(owned_order(&state, &user, id).await?.into()))
 }

@@ -7,10 +7,21 @@ const { chromium } = require("playwright-core");
 const base = process.argv[2];
 const text = async (page, selector) => (await page.textContent(selector)).replace(/\s+/g, " ").trim();
 
+// Every Content-Security-Policy violation any page reports; the run fails on one.
+const violations = [];
+
 async function signUp(browser, email) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on("pageerror", (error) => { throw error; });
+  page.on("console", (message) => {
+    if (message.text().includes("Content Security Policy")) violations.push(message.text());
+  });
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (event) => {
+      console.error(`Content Security Policy violation: ${event.violatedDirective} ${event.blockedURI}`);
+    });
+  });
   await page.goto(`${base}/#/signup`);
   await page.fill("input[name=email]", email);
   await page.fill("input[name=password]", "password123");
@@ -28,6 +39,10 @@ async function signUp(browser, email) {
   });
   try {
     const seller = await signUp(browser, "seller@e2e.test");
+    const page = await seller.request.get(`${base}/`);
+    const policy = page.headers()["content-security-policy"] || "";
+    assert.match(policy, /script-src 'self'/, `the page's policy: ${policy}`);
+    assert.doesNotMatch(policy, /unsafe-inline/, `the page's policy: ${policy}`);
     await seller.goto(`${base}/#/tickets/new`);
     await seller.fill("input[name=title]", "E2E concert");
     await seller.fill("input[name=price]", "abc");
@@ -56,7 +71,8 @@ async function signUp(browser, email) {
     assert.match(await text(buyer, "table tbody"), /E2E concert\s*cancelled/);
     await buyer.goto(`${base}/#/signout`);
     await buyer.waitForFunction(() => document.querySelector("#nav").textContent.includes("Sign in"));
-    console.log("web client: sign up, sell, list, buy, cancel, sign out: ok");
+    assert.deepEqual(violations, [], "Content-Security-Policy violations");
+    console.log("web client: sign up, sell, list, buy, cancel, sign out, no CSP violation: ok");
   } finally {
     await browser.close();
   }

@@ -1,6 +1,6 @@
 use axum::Json;
-use axum::extract::{Path, State};
-use ticketing_common::{ApiError, JsonBody, RequireUser, path_id};
+use axum::extract::State;
+use ticketing_common::{ApiError, JsonBody, PathId, RequireUser};
 use ticketing_core::StoreError;
 use ticketing_core::store::Ticket;
 
@@ -18,11 +18,11 @@ const ATTEMPTS: usize = 5;
 pub async fn update(
     RequireUser(user): RequireUser,
     State(state): State<TicketsState>,
-    Path(id): Path<String>,
+    id: PathId,
     body: JsonBody,
 ) -> Result<Json<TicketJson>, ApiError> {
     let TicketInput { title, price } = TicketInput::try_from(&body)?;
-    let id = path_id(&id)?;
+    let id = id.get()?;
     let mut attempt = 1;
     loop {
         let ticket = state.tickets.get(id).await?;

@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)]
 
 mod create;
+mod edge;
 mod helpers;
 mod index;
 mod listeners;
