@@ -411,12 +411,18 @@ async fn run<L: Listener>(
     let tries = Tries::default();
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
+    // After a subscription error: no new messages until then, while the handlers already in
+    // flight keep running (they hold connections and ack deadlines).
+    let mut resume_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
             _ = token.cancelled() => break,
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            next = subscription.next(), if in_flight.len() < concurrency => match next {
+            () = tokio::time::sleep_until(resume_at.unwrap_or_else(tokio::time::Instant::now)), if resume_at.is_some() => {
+                resume_at = None;
+            }
+            next = subscription.next(), if resume_at.is_none() && in_flight.len() < concurrency => match next {
                 // One at a time: handle it here, without the bookkeeping of a set of futures.
                 Some(Ok(delivery)) if concurrency == 1 => {
                     failures = 0;
@@ -430,10 +436,7 @@ async fn run<L: Listener>(
                     failures = failures.saturating_add(1);
                     let pause = options.backoff.delay(failures);
                     tracing::warn!(%error, group = listener.queue_group(), ?pause, "subscription failed; retrying");
-                    tokio::select! {
-                        _ = token.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
+                    resume_at = Some(tokio::time::Instant::now() + pause);
                 }
                 None => {
                     tracing::info!(group = listener.queue_group(), subject = L::Event::SUBJECT, "subscription closed");

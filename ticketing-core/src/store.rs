@@ -367,6 +367,14 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Tickets no order holds, oldest first.
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError>;
 
+    /// Up to `limit` tickets no order holds, newest first; with `after` (the last ticket of
+    /// the previous page), those listed after it. `NotFound` for an unknown `after`.
+    async fn list_unreserved_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError>;
+
     /// Writes title, price and order of `ticket` if the stored version is still
     /// `ticket.version`; returns the ticket at version + 1. `VersionConflict` (nothing written)
     /// if it moved on, `NotFound` if it is gone.

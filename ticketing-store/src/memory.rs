@@ -188,6 +188,32 @@ impl TicketStore for InMemoryTicketStore {
         Ok(free.into_iter().map(|(_, t)| t.clone()).collect())
     }
 
+    async fn list_unreserved_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        let tickets = lock(&self.inner);
+        let before = match after {
+            Some(id) => match tickets.rows.get(&id) {
+                Some((seq, _)) => *seq,
+                None => return Err(StoreError::not_found("ticket", id)),
+            },
+            None => u64::MAX,
+        };
+        let mut free: Vec<&(u64, Ticket)> = tickets
+            .rows
+            .values()
+            .filter(|(seq, t)| t.order_id.is_none() && *seq < before)
+            .collect();
+        free.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        Ok(free
+            .into_iter()
+            .take(limit)
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
     async fn update_announcing(
         &self,
         ticket: &Ticket,

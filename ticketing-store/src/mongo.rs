@@ -498,6 +498,49 @@ impl TicketStore for MongoTicketStore {
         docs.iter().map(ticket_of).collect()
     }
 
+    async fn list_unreserved_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = doc! {"order_id": Bson::Null};
+        if let Some(id) = after {
+            let oid = oid(id);
+            let cursor = self
+                .tickets
+                .find_one(doc! {"_id": oid})
+                .projection(doc! {"created_at": 1})
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::not_found("ticket", id))?;
+            let created = cursor
+                .get("created_at")
+                .cloned()
+                .ok_or_else(|| corrupt("ticket", "no created_at"))?;
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"created_at": {"$lt": created.clone()}},
+                    doc! {"created_at": created, "_id": {"$lt": oid}},
+                ],
+            );
+        }
+        let docs: Vec<Document> = self
+            .tickets
+            .find(filter)
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter().map(ticket_of).collect()
+    }
+
     async fn update_announcing(
         &self,
         ticket: &Ticket,

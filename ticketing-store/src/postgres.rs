@@ -405,6 +405,35 @@ impl TicketStore for PgTicketStore {
         .collect()
     }
 
+    async fn list_unreserved_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        let before: i64 = match after {
+            Some(id) => sqlx::query_scalar("SELECT seq FROM tickets WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::not_found("ticket", id))?,
+            None => i64::MAX,
+        };
+        sqlx::query(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE order_id IS NULL AND seq < $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(ticket_of)
+        .collect()
+    }
+
     async fn update_announcing(
         &self,
         ticket: &Ticket,

@@ -40,7 +40,14 @@ async fn main() -> anyhow::Result<()> {
     let bus = settings.connect().await?.as_dyn();
     let schema = format!("relaybench_{run}");
     let db = PgDatabase::connect_schema(&database_url, &schema).await?;
-    let options = RelayOptions::default();
+    // `RELAY_BATCH` overrides the events read per round (default: the relay's own).
+    let options = RelayOptions {
+        batch: std::env::var("RELAY_BATCH")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(RelayOptions::default().batch),
+        ..RelayOptions::default()
+    };
 
     // The outbox path: commit N events (one per record, as N new tickets), then relay them.
     let started = Instant::now();

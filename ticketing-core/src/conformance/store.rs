@@ -861,6 +861,67 @@ pub async fn only_unreserved_tickets_are_listed_oldest_first(factory: &dyn Store
     assert!(listed.contains("t1"));
 }
 
+pub async fn unreserved_tickets_page_newest_first_after_a_cursor(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(
+            stores
+                .tickets
+                .create(ticket(&format!("t{i}")))
+                .await
+                .expect("create"),
+        );
+    }
+    // t5 is held; t2 is held and will be the cursor of a page.
+    for t in [&created[5], &created[2]] {
+        stores
+            .tickets
+            .update(&Ticket {
+                order_id: Some(Id::new()),
+                ..(*t).clone()
+            })
+            .await
+            .expect("reserve");
+    }
+    let titles = |page: Vec<Ticket>| page.into_iter().map(|t| t.title).collect::<Vec<_>>();
+    let first = stores
+        .tickets
+        .list_unreserved_page(None, 3)
+        .await
+        .expect("first page");
+    let last_of_first = first.last().expect("a full page").id;
+    assert_eq!(titles(first), ["t6", "t4", "t3"]);
+    let second = stores
+        .tickets
+        .list_unreserved_page(Some(last_of_first), 3)
+        .await
+        .expect("second page");
+    assert_eq!(titles(second), ["t1", "t0"]);
+    // A cursor that is held now still marks its place.
+    let after_held = stores
+        .tickets
+        .list_unreserved_page(Some(created[2].id), 10)
+        .await
+        .expect("after a held ticket");
+    assert_eq!(titles(after_held), ["t1", "t0"]);
+    assert!(
+        stores
+            .tickets
+            .list_unreserved_page(None, 0)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert!(matches!(
+        stores
+            .tickets
+            .list_unreserved_page(Some(Id::new()), 3)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 pub async fn reserved_state_round_trips_on_the_ticket(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let t = stores.tickets.create(ticket("t")).await.expect("create");
@@ -894,6 +955,7 @@ macro_rules! store_conformance_tests {
         $crate::__store_conformance_cases!(
             #[$attr] [$factory]
             a_created_ticket_has_version_0
+            unreserved_tickets_page_newest_first_after_a_cursor
             each_update_increments_the_version_by_exactly_one
             a_stale_update_is_a_version_conflict_and_writes_nothing
             of_concurrent_writers_of_one_version_exactly_one_wins

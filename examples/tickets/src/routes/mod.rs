@@ -6,6 +6,6 @@ mod show;
 mod update;
 
 pub use create::create;
-pub use index::index;
+pub use index::{DEFAULT_PAGE, MAX_PAGE, index};
 pub use show::show;
 pub use update::update;

@@ -31,6 +31,13 @@ impl TicketStore for AlwaysOutraced {
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
         self.inner.list_unreserved().await
     }
+    async fn list_unreserved_page(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.list_unreserved_page(after, limit).await
+    }
     async fn update_announcing(
         &self,
         ticket: &Ticket,
