@@ -22,6 +22,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use ticketing_core::config::redact_url;
@@ -87,6 +88,35 @@ pub struct NatsSettings {
     /// The first subject token of every event subject; default `ticketing`.
     #[serde(default = "default_prefix")]
     pub subject_prefix: String,
+    /// Limits of the events stream when this bus creates it; default none.
+    #[serde(default)]
+    pub limits: StreamLimits,
+    /// Limits of the dead-letter stream when this bus creates it; default none.
+    #[serde(default)]
+    pub dead_letter_limits: StreamLimits,
+}
+
+/// What a stream keeps, set when the bus creates it (an existing stream keeps the limits its
+/// operator gave it). `None`: no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamLimits {
+    /// Age after which messages are dropped, in seconds.
+    #[serde(default)]
+    pub max_age_seconds: Option<u64>,
+    /// Bytes kept; the oldest messages go first.
+    #[serde(default)]
+    pub max_bytes: Option<i64>,
+    /// Messages kept; the oldest go first.
+    #[serde(default)]
+    pub max_messages: Option<i64>,
+}
+
+impl StreamLimits {
+    /// The age limit as a duration.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age_seconds.map(Duration::from_secs)
+    }
 }
 
 fn default_stream() -> String {
@@ -104,6 +134,8 @@ impl NatsSettings {
             url: url.into(),
             stream: default_stream(),
             subject_prefix: default_prefix(),
+            limits: StreamLimits::default(),
+            dead_letter_limits: StreamLimits::default(),
         }
     }
 }
@@ -114,6 +146,8 @@ impl fmt::Debug for NatsSettings {
             .field("url", &redact_url(&self.url))
             .field("stream", &self.stream)
             .field("subject_prefix", &self.subject_prefix)
+            .field("limits", &self.limits)
+            .field("dead_letter_limits", &self.dead_letter_limits)
             .finish()
     }
 }
@@ -165,6 +199,12 @@ impl BusSettings {
                     stream: nats.stream.clone(),
                     dead_letter_stream: format!("{}_DLQ", nats.stream),
                     subject_prefix: nats.subject_prefix.clone(),
+                    max_age: nats.limits.max_age(),
+                    max_bytes: nats.limits.max_bytes,
+                    max_messages: nats.limits.max_messages,
+                    dead_letter_max_age: nats.dead_letter_limits.max_age(),
+                    dead_letter_max_bytes: nats.dead_letter_limits.max_bytes,
+                    dead_letter_max_messages: nats.dead_letter_limits.max_messages,
                     ..crate::nats::NatsBusConfig::default()
                 };
                 crate::nats::NatsBus::connect(config)
@@ -223,6 +263,34 @@ impl AnyBus {
             AnyBus::Memory(bus) => Some(bus),
             #[cfg(feature = "nats")]
             AnyBus::Nats(_) => None,
+        }
+    }
+
+    /// How long the bus keeps an event when age limits it (a NATS stream's `max_age`, as
+    /// configured or as found on the server); `None` when it does not.
+    pub fn max_age(&self) -> Option<Duration> {
+        match self {
+            AnyBus::Memory(_) => None,
+            #[cfg(feature = "nats")]
+            AnyBus::Nats(bus) => bus.events_max_age(),
+        }
+    }
+
+    /// Refuses a bus that drops events younger than `needed`: `what` still needs them (pending
+    /// expiration timers, events waiting out a version gap).
+    pub fn require_retention(&self, needed: Duration, what: &str) -> Result<(), BusError> {
+        match self.max_age() {
+            Some(age) if age < needed => Err(BusError::backend(
+                "bus",
+                format!(
+                    "the event stream keeps messages for {}s, less than the {}s {what} needs: \
+                     raise the stream's max age (NATS_MAX_AGE_SECONDS when the service creates \
+                     it)",
+                    age.as_secs(),
+                    needed.as_secs()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 

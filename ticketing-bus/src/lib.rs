@@ -37,7 +37,7 @@ pub mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
 
-pub use any::{AnyBus, BusBackend, BusSettings, NatsSettings, SettingsError};
+pub use any::{AnyBus, BusBackend, BusSettings, NatsSettings, SettingsError, StreamLimits};
 pub use memory::InMemoryBus;
 #[cfg(feature = "nats")]
 pub use nats::{NatsBus, NatsBusConfig};

@@ -88,6 +88,12 @@ pub struct NatsBusConfig {
     pub max_bytes: Option<i64>,
     /// Age after which events are dropped. `None`: kept until a size limit is hit.
     pub max_age: Option<Duration>,
+    /// Messages the dead-letter stream keeps. `None`: unlimited.
+    pub dead_letter_max_messages: Option<i64>,
+    /// Bytes the dead-letter stream keeps. `None`: unlimited.
+    pub dead_letter_max_bytes: Option<i64>,
+    /// Age after which dead letters are dropped. `None`: kept.
+    pub dead_letter_max_age: Option<Duration>,
     /// Ack with confirmation (`double_ack`): an `ack` returns once the server recorded it.
     /// Costs a round trip per message. Default off: acks are sent, not confirmed.
     pub confirm_acks: bool,
@@ -111,6 +117,9 @@ impl Default for NatsBusConfig {
             max_messages: None,
             max_bytes: None,
             max_age: None,
+            dead_letter_max_messages: None,
+            dead_letter_max_bytes: None,
+            dead_letter_max_age: None,
             confirm_acks: false,
             max_publishes_in_flight: 4096,
             request_timeout: Duration::from_secs(5),
@@ -152,6 +161,7 @@ struct Inner {
     config: NatsBusConfig,
     events: stream::Stream,
     dead: stream::Stream,
+    events_max_age: Option<Duration>,
 }
 
 /// Credentials taken out of a NATS URL.
@@ -221,7 +231,9 @@ impl NatsBus {
         Self::with_client(client, config).await
     }
 
-    /// Uses an existing connection and creates (or updates) the two streams.
+    /// Uses an existing connection and creates the two streams when missing. An existing stream
+    /// is used as the operator left it (its limits are never overwritten); one whose subjects
+    /// do not cover this bus's is an error.
     pub async fn with_client(
         client: async_nats::Client,
         config: NatsBusConfig,
@@ -263,11 +275,16 @@ impl NatsBus {
                 storage,
                 num_replicas: config.replicas.max(1),
                 duplicate_window: config.duplicate_window,
+                max_messages: config.dead_letter_max_messages.unwrap_or(-1),
+                max_bytes: config.dead_letter_max_bytes.unwrap_or(-1),
+                max_age: config.dead_letter_max_age.unwrap_or_default(),
                 description: Some("ticketing dead letters".into()),
                 ..Default::default()
             },
         )
         .await?;
+        let mut events = events;
+        let events_max_age = events.info().await.map_err(backend)?.config.max_age;
         Ok(NatsBus {
             inner: Arc::new(Inner {
                 client,
@@ -275,8 +292,15 @@ impl NatsBus {
                 config,
                 events,
                 dead,
+                events_max_age: (!events_max_age.is_zero()).then_some(events_max_age),
             }),
         })
+    }
+
+    /// How long the events stream keeps a message (as configured here or found on the
+    /// server); `None` when age does not limit it.
+    pub fn events_max_age(&self) -> Option<Duration> {
+        self.inner.events_max_age
     }
 
     /// The configuration in use.
@@ -318,15 +342,15 @@ async fn ensure_stream(
     match js.get_stream(&name).await {
         Ok(mut existing) => {
             let current = existing.info().await.map_err(backend)?.config.clone();
-            if current.subjects != config.subjects
-                || current.duplicate_window != config.duplicate_window
-                || current.max_messages != config.max_messages
-                || current.max_bytes != config.max_bytes
-                || current.max_age != config.max_age
-            {
-                js.update_stream(&config)
-                    .await
-                    .map_err(|e| backend(format!("cannot update stream {name}: {e}")))?;
+            for ours in &config.subjects {
+                if !current.subjects.iter().any(|theirs| covers(theirs, ours)) {
+                    return Err(backend(format!(
+                        "stream {name} exists with subjects {:?}, which do not include {ours}: \
+                         choose another stream (NATS_STREAM) or subject prefix \
+                         (NATS_SUBJECT_PREFIX), or add {ours} to the stream",
+                        current.subjects
+                    )));
+                }
             }
             Ok(existing)
         }
@@ -334,6 +358,23 @@ async fn ensure_stream(
             .get_or_create_stream(config)
             .await
             .map_err(|e| backend(format!("cannot create stream {name}: {e}"))),
+    }
+}
+
+/// Whether the subject pattern `theirs` matches every subject `ours` matches (`*` one token,
+/// `>` the rest).
+fn covers(theirs: &str, ours: &str) -> bool {
+    let mut theirs = theirs.split('.');
+    let mut ours = ours.split('.');
+    loop {
+        match (theirs.next(), ours.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some(_), Some(">")) => return false,
+            (Some("*"), Some(_)) => {}
+            (Some(t), Some(o)) if t == o => {}
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }
 
@@ -756,6 +797,19 @@ impl std::fmt::Debug for NatsBus {
 #[cfg(test)]
 mod tests {
     use super::{Credentials, split_credentials};
+
+    #[test]
+    fn subject_patterns_cover_what_they_match() {
+        use super::covers;
+        assert!(covers("ticketing.>", "ticketing.>"));
+        assert!(covers(">", "ticketing.>"));
+        assert!(covers("*.>", "ticketing.>"));
+        assert!(!covers("ticketing.*", "ticketing.>"));
+        assert!(!covers("other.>", "ticketing.>"));
+        assert!(!covers("ticketing.ticket:created", "ticketing.>"));
+        assert!(covers("a.*.c", "a.b.c"));
+        assert!(!covers("a.b", "a.b.c"));
+    }
 
     #[test]
     fn credentials_leave_the_url() {

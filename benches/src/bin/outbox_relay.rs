@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         url: nats_url.clone(),
         stream: stream.clone(),
         subject_prefix: format!("relaybench{run}"),
+        ..NatsSettings::new(String::new())
     });
     let bus = settings.connect().await?.as_dyn();
     let schema = format!("relaybench_{run}");

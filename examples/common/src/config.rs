@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use ticketing_bus::{AnyBus, BusBackend, BusSettings, NatsSettings};
+use ticketing_bus::{AnyBus, BusBackend, BusSettings, NatsSettings, StreamLimits};
 use ticketing_store::{Database, StoreBackend, StoreSettings};
 
 use crate::session::SessionKeys;
@@ -130,6 +130,25 @@ pub struct BackendArgs {
     /// First subject token of every event subject.
     #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "ticketing")]
     pub nats_subject_prefix: String,
+    /// When the service creates the event stream: seconds it keeps a message (at least the
+    /// 6-hour gap horizon and the expiration window). An existing stream is left as it is.
+    #[arg(long, env = "NATS_MAX_AGE_SECONDS")]
+    pub nats_max_age_seconds: Option<u64>,
+    /// When the service creates the event stream: bytes it keeps.
+    #[arg(long, env = "NATS_MAX_BYTES")]
+    pub nats_max_bytes: Option<i64>,
+    /// When the service creates the event stream: messages it keeps.
+    #[arg(long, env = "NATS_MAX_MESSAGES")]
+    pub nats_max_messages: Option<i64>,
+    /// When the service creates the dead-letter stream: seconds it keeps a dead letter.
+    #[arg(long, env = "NATS_DLQ_MAX_AGE_SECONDS")]
+    pub nats_dlq_max_age_seconds: Option<u64>,
+    /// When the service creates the dead-letter stream: bytes it keeps.
+    #[arg(long, env = "NATS_DLQ_MAX_BYTES")]
+    pub nats_dlq_max_bytes: Option<i64>,
+    /// When the service creates the dead-letter stream: dead letters it keeps.
+    #[arg(long, env = "NATS_DLQ_MAX_MESSAGES")]
+    pub nats_dlq_max_messages: Option<i64>,
     /// The database: memory, postgres or mongo; default: postgres when DATABASE_URL is set,
     /// mongo when MONGO_URI is, else memory.
     #[arg(long, env = "STORE")]
@@ -182,6 +201,16 @@ impl BackendArgs {
             url: url.clone(),
             stream: self.nats_stream.clone(),
             subject_prefix: self.nats_subject_prefix.clone(),
+            limits: StreamLimits {
+                max_age_seconds: self.nats_max_age_seconds,
+                max_bytes: self.nats_max_bytes,
+                max_messages: self.nats_max_messages,
+            },
+            dead_letter_limits: StreamLimits {
+                max_age_seconds: self.nats_dlq_max_age_seconds,
+                max_bytes: self.nats_dlq_max_bytes,
+                max_messages: self.nats_dlq_max_messages,
+            },
         });
         Ok(BusSettings::choose(self.bus, nats)?)
     }
@@ -195,13 +224,19 @@ impl BackendArgs {
         )?)
     }
 
-    /// Connects the configured bus.
+    /// Connects the configured bus; refuses one whose stream drops events before the
+    /// listeners' gap horizon.
     pub async fn connect_bus(&self) -> anyhow::Result<AnyBus> {
         let settings = self.bus_settings()?;
         let bus = settings
             .connect()
             .await
             .with_context(|| format!("cannot use the {settings}"))?;
+        bus.require_retention(
+            crate::service::listener_options().gap_horizon,
+            "the gap horizon of the listeners",
+        )
+        .with_context(|| format!("cannot use the {settings}"))?;
         tracing::info!(bus = %settings, "bus connected");
         Ok(bus)
     }
@@ -236,6 +271,8 @@ mod tests {
                 url: "nats://x:4222".into(),
                 stream: "EVENTS".into(),
                 subject_prefix: String::new(),
+                limits: StreamLimits::default(),
+                dead_letter_limits: StreamLimits::default(),
             })
         );
         args.database_url = Some(Secret::new("postgres://u:pw@x/db"));

@@ -118,7 +118,10 @@ impl Service for Orders {
 
     async fn state(settings: &Settings) -> anyhow::Result<OrdersState> {
         let keys = settings.common.session_keys(true)?;
-        let bus = settings.common.backends.connect_bus().await?.as_dyn();
+        let bus = settings.common.backends.connect_bus().await?;
+        // Expiration timers are events waiting in the stream for the window to pass.
+        bus.require_retention(settings.expiration_window(), "the expiration window")?;
+        let bus = bus.as_dyn();
         let database = settings.common.backends.open_database("orders").await?;
         Ok(OrdersState::new(
             &database,

@@ -129,6 +129,11 @@ impl TicketingApp {
         settings.common.session_keys(false)?;
         let backends = &settings.common.backends;
         let bus = backends.connect_bus().await?;
+        // Expiration timers are events waiting in the stream for the window to pass.
+        bus.require_retention(
+            Duration::from_secs(settings.expiration_window_seconds),
+            "the expiration window",
+        )?;
         // Each service in its own schema or database, as when they run apart.
         let databases = Databases {
             auth: backends.open_database("auth").await?,

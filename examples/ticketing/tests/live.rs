@@ -21,6 +21,7 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
         url: live::nats_url(),
         stream: stream.clone(),
         subject_prefix: stream.to_lowercase(),
+        ..NatsSettings::new(String::new())
     });
     let base = match store {
         StoreBackend::Postgres => live::fresh_pg_schema("live").await,
