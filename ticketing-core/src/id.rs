@@ -145,6 +145,22 @@ impl<'de> Deserialize<'de> for Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_any_text_never_panics_and_accepts_only_24_hex(text in ".{0,40}") {
+            let parsed = Id::parse(&text);
+            let is_id = text.len() == 24 && text.bytes().all(|b| b.is_ascii_hexdigit());
+            prop_assert_eq!(parsed.is_ok(), is_id, "{:?}", text);
+        }
+
+        #[test]
+        fn display_then_parse_is_the_identity(bytes in any::<[u8; 12]>()) {
+            let id = Id::from_bytes(bytes);
+            prop_assert_eq!(Id::parse(&id.to_string()).unwrap(), id);
+        }
+    }
 
     #[test]
     fn new_ids_are_unique_and_24_hex_characters() {

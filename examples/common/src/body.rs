@@ -109,6 +109,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_an_object_or_a_400_never_a_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            match parse(&bytes) {
+                Ok(_) => {}
+                Err(error) => proptest::prop_assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST),
+            }
+        }
+
+        #[test]
+        fn any_content_type_is_judged_without_panicking(value in "[ -~]{0,60}") {
+            if let Ok(header) = axum::http::HeaderValue::from_str(&value) {
+                let _ = is_json(Some(&header));
+            }
+        }
+    }
+
     #[test]
     fn json_content_types_are_recognised() {
         let json = |v: &str| is_json(Some(&axum::http::HeaderValue::from_str(v).unwrap()));

@@ -151,3 +151,59 @@ fn credentials_in_backend_urls_are_never_printed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_a_connection_open_does_not_hold_up_shutdown_past_the_deadline() {
+    let mut child = ticketing()
+        .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("BODY_TIMEOUT_SECONDS", "600")
+        .env("REQUEST_TIMEOUT_SECONDS", "600")
+        .env("SHUTDOWN_DEADLINE_SECONDS", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let port: u16 = line
+        .split("localhost:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    // Headers and half a body, then silence: a patient client.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"POST /api/users/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"email\":",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(8),
+        "stopped {took:?} after SIGTERM with a 1 s deadline"
+    );
+    drop(stream);
+}

@@ -135,7 +135,30 @@ async fn the_ingress_serves_the_web_client_and_404s_unknown_routes() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(page.text().await.unwrap().contains("/api/tickets"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(r#"<script src="/app.js">"#)
+    );
+    for (path, content_type) in [("/app.js", "text/javascript"), ("/app.css", "text/css")] {
+        let asset = client
+            .get(format!("{}{path}", at.auth))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        assert!(
+            asset.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        if path == "/app.js" {
+            assert!(asset.text().await.unwrap().contains("/api/tickets"));
+        }
+    }
     for path in ["/api/nothing", "/api/tickets/x/y", "/elsewhere"] {
         let response = client
             .get(format!("{}{path}", at.auth))

@@ -195,6 +195,30 @@ mod tests {
         assert!(title_of(None).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_title_either_passes_the_rules_or_is_refused_with_a_message(title in "\\PC{0,10}[\\x00-\\x1f]?\\PC{0,250}") {
+            match title_of(Some(&json!(title))) {
+                Ok(kept) => {
+                    proptest::prop_assert!(!kept.is_empty() && kept.chars().count() <= TITLE_MAX_CHARS);
+                    proptest::prop_assert!(!kept.chars().any(char::is_control));
+                    proptest::prop_assert_eq!(kept.as_str(), title.trim());
+                }
+                Err(message) => proptest::prop_assert!(message.starts_with("Title")),
+            }
+        }
+
+        #[test]
+        fn any_json_price_is_a_price_or_a_message(value in proptest::prelude::any::<f64>(), text in "[-0-9.e ]{0,12}") {
+            for candidate in [json!(value), json!(text)] {
+                match price_of(Some(&candidate)) {
+                    Ok(price) => proptest::prop_assert!(price.cents() >= 1 && price <= Price::MAX),
+                    Err(message) => proptest::prop_assert!(message.starts_with("Price")),
+                }
+            }
+        }
+    }
+
     #[test]
     fn titles_are_bounded_and_printable() {
         let at_limit = "é".repeat(TITLE_MAX_CHARS);

@@ -62,3 +62,44 @@ async fn signin_validates_email_and_password_presence() {
         vec![("You must supply a password".into(), Some("password".into()))]
     );
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_with_429_and_a_success_never_does() {
+    let app = spawn_app().await;
+    app.signup("victim@test.com", "password").await;
+    // Successes do not count: sign in far more often than the allowance of failures.
+    for _ in 0..8 {
+        let response = app
+            .post_signin(&json!({"email": "victim@test.com", "password": "password"}))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    // Five failures are allowed (the default); the sixth tips the account over.
+    for attempt in 1..=6 {
+        let response = app
+            .post_signin(&json!({"email": "victim@test.com", "password": "wrong-guess"}))
+            .await;
+        assert_eq!(response.status(), 400, "failure {attempt}");
+    }
+    // Now even the right password is refused, before it is checked.
+    let response = app
+        .post_signin(&json!({"email": "victim@test.com", "password": "password"}))
+        .await;
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        error_messages(response).await,
+        vec![("Too many failed attempts; try again later".into(), None)]
+    );
+    // Another account from the same client is not locked (the address allows 50).
+    app.signup("other@test.com", "password").await;
+    let response = app
+        .post_signin(&json!({"email": "other@test.com", "password": "password"}))
+        .await;
+    assert_eq!(response.status(), 200);
+}
