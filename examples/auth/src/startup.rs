@@ -13,6 +13,7 @@ use ticketing_core::store::UserStore;
 use crate::configuration::Settings;
 use crate::guard::Guards;
 use crate::routes;
+use ticketing_common::openapi::SessionSecurity;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -39,6 +40,29 @@ pub fn router(state: AuthState) -> Router {
         .route("/api/users/signout", post(routes::signout))
         .route("/api/users/currentuser", get(routes::current_user))
         .with_state(state)
+        .merge(ticketing_common::openapi::document_route(
+            "/api/users/openapi.json",
+            openapi(),
+        ))
+}
+
+/// The auth service's part of the API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Ticketing: users"),
+    paths(
+        routes::signup::signup,
+        routes::signin::signin,
+        routes::signout::signout,
+        routes::current_user::current_user
+    ),
+    modifiers(&SessionSecurity)
+)]
+struct AuthApi;
+
+/// The OpenAPI document of the auth service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <AuthApi as utoipa::OpenApi>::openapi()
 }
 
 /// The auth service: users and sessions, no bus.

@@ -8,7 +8,7 @@ use ticketing_core::StoreError;
 use ticketing_core::reservation::TransitionError;
 
 /// One entry of an error body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErrorEntry {
     /// What went wrong, for people.
     pub message: String,
@@ -18,7 +18,7 @@ pub struct ErrorEntry {
 }
 
 /// The body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// One entry per failed rule.
     pub errors: Vec<ErrorEntry>,

@@ -21,9 +21,10 @@ use crate::error::ApiError;
 pub const COOKIE: &str = "session";
 
 /// What a session token says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claims {
     /// The user's id.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub id: Id,
     /// The user's email.
     pub email: String,

@@ -11,32 +11,51 @@ use ticketing_core::store::{Order, TicketReplica};
 use ticketing_core::{Id, OutgoingMessage, Price, PublishError, Version, outbox};
 
 /// The ticket inside an order's JSON: `{id, title, price, version}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = OrderTicket)]
 pub struct TicketJson {
     /// Id.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub id: Id,
     /// Title.
     pub title: String,
     /// Price.
+    #[schema(value_type = f64)]
     pub price: Price,
     /// Version of the replica.
+    #[schema(value_type = u64)]
     pub version: Version,
 }
 
-/// Order JSON: `{id, userId, status, expiresAt, version, ticket}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The body of `POST /api/orders`.
+#[derive(Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct OrderRequest {
+    /// The ticket to order.
+    #[schema(pattern = "^[0-9a-f]{24}$")]
+    pub ticket_id: String,
+}
+
+/// Order JSON: `{id, userId, status, expiresAt, version, ticket}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Order)]
 pub struct OrderJson {
     /// Id.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub id: Id,
     /// The buyer.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub user_id: Id,
-    /// Status.
+    /// Status: `created`, `cancelled`, `awaiting:payment` or `complete`.
+    #[schema(value_type = String)]
     pub status: OrderStatus,
     /// Expiry, ISO-8601 UTC with milliseconds.
     #[serde(with = "ticketing_core::event::iso_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: DateTime<Utc>,
     /// Version.
+    #[schema(value_type = u64)]
     pub version: Version,
     /// The ticket.
     pub ticket: TicketJson,

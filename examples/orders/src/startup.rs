@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::Settings;
 use crate::listeners::{ExpirationCompleteListener, TicketCreatedListener, TicketUpdatedListener};
 use crate::routes;
+use ticketing_common::openapi::SessionSecurity;
 
 /// What the handlers and listeners share.
 #[derive(Clone)]
@@ -71,6 +72,29 @@ pub fn router(state: OrdersState) -> Router {
         .route("/api/orders", get(routes::index).post(routes::create))
         .route("/api/orders/{id}", get(routes::show).delete(routes::cancel))
         .with_state(state)
+        .merge(ticketing_common::openapi::document_route(
+            "/api/orders/openapi.json",
+            openapi(),
+        ))
+}
+
+/// The orders service's part of the API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Ticketing: orders"),
+    paths(
+        routes::index::index,
+        routes::create::create,
+        routes::show::show,
+        routes::cancel::cancel
+    ),
+    modifiers(&SessionSecurity)
+)]
+struct OrdersApi;
+
+/// The OpenAPI document of the orders service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <OrdersApi as utoipa::OpenApi>::openapi()
 }
 
 /// Starts the listeners; they stop when `token` is cancelled.

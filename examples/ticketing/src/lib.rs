@@ -113,6 +113,21 @@ pub fn router(states: &States) -> Router {
             "/app.css",
             get(|| async { web("text/css; charset=utf-8", WEB_STYLES) }),
         )
+        .merge(ticketing_common::openapi::document_route(
+            "/api/openapi.json",
+            openapi(),
+        ))
+}
+
+/// The OpenAPI 3.1 document of the whole API: the three services' parts, merged.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = ticketing_auth::startup::openapi();
+    document.merge(ticketing_tickets::startup::openapi());
+    document.merge(ticketing_orders::startup::openapi());
+    document.info.title = "Ticketing".into();
+    document.info.description =
+        Some("The ticketing system's HTTP API: users, tickets and orders.".into());
+    document
 }
 
 /// The whole system, bound and listening.

@@ -8,22 +8,38 @@ use ticketing_core::store::Ticket;
 use ticketing_core::{Id, OutgoingMessage, Price, PriceError, PublishError, Version, outbox};
 
 /// Ticket JSON: `{id, title, price, userId, version, orderId?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Ticket)]
 pub struct TicketJson {
-    /// Id.
+    /// Id (24 hex characters).
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub id: Id,
     /// Title.
     pub title: String,
-    /// Price, a JSON number.
+    /// Price, a JSON number with at most 2 decimals.
+    #[schema(value_type = f64, minimum = 0.01, maximum = 1000000)]
     pub price: Price,
     /// The seller.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub user_id: Id,
     /// Version.
+    #[schema(value_type = u64)]
     pub version: Version,
     /// The order holding it, while reserved.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^[0-9a-f]{24}$")]
     pub order_id: Option<Id>,
+}
+
+/// The body of `POST /api/tickets` and `PUT /api/tickets/{id}`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct TicketRequest {
+    /// 1 to 200 characters, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    /// Greater than 0, at most 1,000,000, at most 2 decimals; a number or a numeric string.
+    pub price: f64,
 }
 
 impl From<Ticket> for TicketJson {

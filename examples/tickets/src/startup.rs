@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::Settings;
 use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 use crate::routes;
+use ticketing_common::openapi::SessionSecurity;
 
 /// What the handlers and listeners share.
 #[derive(Clone)]
@@ -58,6 +59,24 @@ pub fn router(state: TicketsState) -> Router {
         .route("/api/tickets", get(routes::index).post(routes::create))
         .route("/api/tickets/{id}", get(routes::show).put(routes::update))
         .with_state(state)
+        .merge(ticketing_common::openapi::document_route(
+            "/api/tickets/openapi.json",
+            openapi(),
+        ))
+}
+
+/// The tickets service's part of the API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Ticketing: tickets"),
+    paths(routes::index::index, routes::create::create, routes::show::show, routes::update::update),
+    modifiers(&SessionSecurity)
+)]
+struct TicketsApi;
+
+/// The OpenAPI document of the tickets service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <TicketsApi as utoipa::OpenApi>::openapi()
 }
 
 /// Starts the listeners; they stop when `token` is cancelled.

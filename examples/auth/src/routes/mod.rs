@@ -1,9 +1,9 @@
 //! The routes of `/api/users`, one module per action.
 
-mod current_user;
-mod signin;
-mod signout;
-mod signup;
+pub(crate) mod current_user;
+pub(crate) mod signin;
+pub(crate) mod signout;
+pub(crate) mod signup;
 
 pub use current_user::current_user;
 pub use signin::signin;
@@ -20,9 +20,11 @@ use ticketing_common::{ApiError, JsonBody, Validation};
 use ticketing_core::Id;
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserJson {
     /// Id.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{24}$")]
     pub id: Id,
     /// Email.
     pub email: String,
@@ -52,6 +54,25 @@ fn new_password(value: Option<&serde_json::Value>) -> Result<String, String> {
         return Err("Password must not contain NUL characters".to_owned());
     }
     Ok(password.to_owned())
+}
+
+/// The body of `POST /api/users/signup` and `POST /api/users/signin`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct CredentialsRequest {
+    /// A valid address, at most 254 bytes.
+    #[schema(max_length = 254)]
+    pub email: String,
+    /// 8 to 128 characters, no NUL (sign-up); not blank (sign-in).
+    #[schema(max_length = 128)]
+    pub password: String,
+}
+
+/// The answer of `GET /api/users/currentuser`.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentUserResponse {
+    /// The session's claims, or null when not signed in.
+    pub current_user: Option<ticketing_common::Claims>,
 }
 
 /// A valid sign-up request.

@@ -12,6 +12,19 @@ use crate::startup::AuthState;
 /// `Invalid credentials` for an unknown email and a wrong password alike; 429 with
 /// `Retry-After` once the account or the client address has failed too often (checked before
 /// the password, so guessing stops too).
+#[utoipa::path(
+    post, path = "/api/users/signin", tag = "users",
+    request_body(content = super::CredentialsRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Signed in: the `session` cookie is set", body = UserJson),
+        (status = 400, description = "A field is invalid, or the credentials are", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        (status = 429, description = "Too many failures; see `Retry-After`", body = ticketing_common::error::ErrorBody),
+        (status = 503, description = "Password hashing is saturated; see `Retry-After`", body = ticketing_common::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "signin", skip_all)]
 pub async fn signin(
     State(state): State<AuthState>,

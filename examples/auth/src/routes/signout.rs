@@ -6,6 +6,13 @@ use super::with_cookie;
 use crate::startup::AuthState;
 
 /// `POST /api/users/signout`: 200 `{}` and a cookie that clears the session.
+#[utoipa::path(
+    post, path = "/api/users/signout", tag = "users",
+    responses(
+        (status = 200, description = "Signed out: the cookie is cleared; the body is `{}`", body = Object),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+    )
+)]
 pub async fn signout(State(state): State<AuthState>) -> Response {
     with_cookie(
         StatusCode::OK,

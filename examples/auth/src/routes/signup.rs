@@ -10,6 +10,18 @@ use crate::password;
 use crate::startup::AuthState;
 
 /// `POST /api/users/signup {email, password}`: 201 `{id, email}` and the session cookie.
+#[utoipa::path(
+    post, path = "/api/users/signup", tag = "users",
+    request_body(content = super::CredentialsRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Signed up and in: the `session` cookie is set", body = UserJson),
+        (status = 400, description = "A field is invalid, or the email is in use", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        (status = 503, description = "Password hashing is saturated; see `Retry-After`", body = ticketing_common::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "signup", skip_all)]
 pub async fn signup(State(state): State<AuthState>, body: JsonBody) -> Result<Response, ApiError> {
     let NewUser { email, password } = NewUser::try_from(&body)?;

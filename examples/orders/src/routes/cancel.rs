@@ -14,6 +14,19 @@ const ATTEMPTS: usize = 5;
 
 /// `DELETE /api/orders/:id`: 204; the order becomes `cancelled` (version + 1) and
 /// `order:cancelled` is committed with the change. A cancelled order: 204, nothing new. A complete order: 400.
+#[utoipa::path(
+    delete, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 204, description = "Cancelled (or already cancelled)"),
+        (status = 400, description = "The order is complete", body = ticketing_common::error::ErrorBody),
+        (status = 401, description = "Not signed in, or not the buyer", body = ticketing_common::error::ErrorBody),
+        (status = 404, description = "No such order", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        (status = 409, description = "Concurrent changes kept winning", body = ticketing_common::error::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 #[tracing::instrument(name = "cancel_order", skip_all, fields(user = %user.id, order = %id))]
 pub async fn cancel(
     RequireUser(user): RequireUser,

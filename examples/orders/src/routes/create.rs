@@ -12,6 +12,20 @@ use crate::startup::OrdersState;
 /// `POST /api/orders {ticketId}`: 201 with the order (`created`, expiring after the window);
 /// `order:created` is committed with it to the outbox. The reservation is atomic in the store: of concurrent orders for
 /// one ticket exactly one succeeds, the others get 400 `Ticket is already reserved`.
+#[utoipa::path(
+    post, path = "/api/orders", tag = "orders",
+    request_body(content = crate::models::OrderRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The order, `created`, expiring after the window", body = OrderJson),
+        (status = 400, description = "No ticket id, or the ticket is reserved", body = ticketing_common::error::ErrorBody),
+        (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
+        (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 #[tracing::instrument(name = "create_order", skip_all, fields(user = %user.id))]
 pub async fn create(
     RequireUser(user): RequireUser,

@@ -6,6 +6,15 @@ use crate::models::OrderJson;
 use crate::startup::OrdersState;
 
 /// `GET /api/orders`: the user's orders, oldest first, each with its ticket.
+#[utoipa::path(
+    get, path = "/api/orders", tag = "orders",
+    responses(
+        (status = 200, description = "The caller's orders, oldest first", body = Vec<OrderJson>),
+        (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 pub async fn index(
     RequireUser(user): RequireUser,
     State(state): State<OrdersState>,

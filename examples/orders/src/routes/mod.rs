@@ -1,9 +1,9 @@
 //! The routes of `/api/orders`, one module per action.
 
-mod cancel;
-mod create;
-mod index;
-mod show;
+pub(crate) mod cancel;
+pub(crate) mod create;
+pub(crate) mod index;
+pub(crate) mod show;
 
 pub use cancel::cancel;
 pub use create::create;

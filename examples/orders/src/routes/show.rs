@@ -7,6 +7,17 @@ use crate::models::OrderJson;
 use crate::startup::OrdersState;
 
 /// `GET /api/orders/:id`: the order, to its owner; 404 unknown, 401 someone else's.
+#[utoipa::path(
+    get, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderJson),
+        (status = 401, description = "Not signed in, or not the buyer", body = ticketing_common::error::ErrorBody),
+        (status = 404, description = "No such order", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 pub async fn show(
     RequireUser(user): RequireUser,
     State(state): State<OrdersState>,

@@ -10,6 +10,19 @@ use crate::startup::TicketsState;
 
 /// `POST /api/tickets {title, price}`: 201 with the ticket at version 0; `ticket:created` is
 /// committed with it to the outbox, and the relay publishes it.
+#[utoipa::path(
+    post, path = "/api/tickets", tag = "tickets",
+    request_body(content = crate::models::TicketRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The ticket, at version 0", body = TicketJson),
+        (status = 400, description = "A field is invalid", body = ticketing_common::error::ErrorBody),
+        (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 #[tracing::instrument(name = "create_ticket", skip_all, fields(user = %user.id))]
 pub async fn create(
     RequireUser(user): RequireUser,

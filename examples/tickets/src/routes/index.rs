@@ -21,6 +21,18 @@ pub const MAX_PAGE: usize = 1000;
 /// `limit` (default 100, at most 1,000) — still a JSON array, as the original client reads it.
 /// A full page announces the next in `Link: <…?limit=N&after=LAST>; rel="next"`. A bad
 /// `limit` or an unknown `after` is a 400 on that field.
+#[utoipa::path(
+    get, path = "/api/tickets", tag = "tickets",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Tickets per page (default 100)"),
+        ("after" = Option<String>, Query, description = "The last ticket of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of unreserved tickets, newest first; `Link` names the next", body = Vec<TicketJson>),
+        (status = 400, description = "A bad limit or cursor", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+    )
+)]
 pub async fn index(
     State(state): State<TicketsState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,

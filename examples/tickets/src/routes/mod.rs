@@ -1,9 +1,9 @@
 //! The routes of `/api/tickets`, one module per action.
 
-mod create;
-mod index;
-mod show;
-mod update;
+pub(crate) mod create;
+pub(crate) mod index;
+pub(crate) mod show;
+pub(crate) mod update;
 
 pub use create::create;
 pub use index::{DEFAULT_PAGE, MAX_PAGE, index};

@@ -14,6 +14,22 @@ const ATTEMPTS: usize = 5;
 /// `PUT /api/tickets/:id {title, price}`: 200 with the ticket at version + 1; `ticket:updated`
 /// is committed with the change. Guards in order: signed in (401), valid body (400), known id (404), owner
 /// (401), not reserved (400); 409 if concurrent changes keep winning the version check.
+#[utoipa::path(
+    put, path = "/api/tickets/{id}", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id")),
+    request_body(content = crate::models::TicketRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The ticket, at version + 1", body = TicketJson),
+        (status = 400, description = "A field is invalid, or the ticket is reserved", body = ticketing_common::error::ErrorBody),
+        (status = 401, description = "Not signed in, or not the seller", body = ticketing_common::error::ErrorBody),
+        (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
+        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        (status = 409, description = "Concurrent changes kept winning", body = ticketing_common::error::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 #[tracing::instrument(name = "update_ticket", skip_all, fields(user = %user.id, ticket = %id))]
 pub async fn update(
     RequireUser(user): RequireUser,
