@@ -60,10 +60,10 @@ fn new_password(value: Option<&serde_json::Value>) -> Result<String, String> {
 #[derive(Debug, utoipa::ToSchema)]
 pub struct CredentialsRequest {
     /// A valid address, at most 254 bytes.
-    #[schema(max_length = 254)]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters, no NUL (sign-up); not blank (sign-in).
-    #[schema(max_length = 128)]
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 
