@@ -3,6 +3,8 @@
 //! generated requests, signed in and not. Every answer must be something other than a 500,
 //! have a status the document declares for that operation, and a body that conforms to it.
 
+#![allow(clippy::print_stdout)]
+
 use std::process::Command;
 
 use ticketing::{Settings, TicketingApp};
