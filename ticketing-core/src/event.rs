@@ -50,6 +50,8 @@ pub mod subjects {
     pub const EXPIRATION_COMPLETE: &str = "expiration:complete";
     /// `payment:created`
     pub const PAYMENT_CREATED: &str = "payment:created";
+    /// `order:completed` (new: the original bumped the version silently)
+    pub const ORDER_COMPLETED: &str = "order:completed";
 }
 
 /// The queue groups of the ticketing system. A queue group is also the durable name of its
@@ -151,6 +153,18 @@ pub struct OrderCancelled {
     pub ticket: OrderCancelledTicket,
 }
 
+/// `order:completed` — published by the orders service when an order is paid for (new: the
+/// original completed orders silently, so every replica of the order fell behind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCompleted {
+    /// The order id.
+    pub id: Id,
+    /// The new version of the order.
+    pub version: Version,
+    /// The ticket it holds, for good.
+    pub ticket: OrderCancelledTicket,
+}
+
 /// `expiration:complete` — published by the expiration service when an order's window closes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -194,6 +208,13 @@ impl Event for OrderCreated {
 
 impl Event for OrderCancelled {
     const SUBJECT: &'static str = subjects::ORDER_CANCELLED;
+    fn message_id(&self) -> String {
+        versioned_id(Self::SUBJECT, &self.id, self.version)
+    }
+}
+
+impl Event for OrderCompleted {
+    const SUBJECT: &'static str = subjects::ORDER_COMPLETED;
     fn message_id(&self) -> String {
         versioned_id(Self::SUBJECT, &self.id, self.version)
     }
@@ -349,6 +370,7 @@ mod tests {
         assert_eq!(OrderCancelled::SUBJECT, "order:cancelled");
         assert_eq!(ExpirationComplete::SUBJECT, "expiration:complete");
         assert_eq!(PaymentCreated::SUBJECT, "payment:created");
+        assert_eq!(OrderCompleted::SUBJECT, "order:completed");
     }
 
     #[test]

@@ -76,10 +76,10 @@ pub use reservation::OrderStatus;
 pub use store::StoreError;
 pub use version::{EventDisposition, Version};
 
-/// The six events of the ticketing system.
+/// The seven events of the ticketing system.
 pub mod events {
     pub use crate::event::{
-        ExpirationComplete, OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket,
-        PaymentCreated, TicketCreated, TicketUpdated, queue_groups, subjects,
+        ExpirationComplete, OrderCancelled, OrderCancelledTicket, OrderCompleted, OrderCreated,
+        OrderCreatedTicket, PaymentCreated, TicketCreated, TicketUpdated, queue_groups, subjects,
     };
 }

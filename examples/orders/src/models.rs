@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketing_common::{ApiError, JsonBody};
 use ticketing_core::events::{
-    OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket,
+    OrderCancelled, OrderCancelledTicket, OrderCompleted, OrderCreated, OrderCreatedTicket,
 };
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{Order, TicketReplica};
@@ -136,4 +136,13 @@ pub fn announce_created(o: &Order) -> Result<Vec<OutgoingMessage>, PublishError>
 /// Announces a cancellation: `order:cancelled`, committed with it.
 pub fn announce_cancelled(o: &Order) -> Result<Vec<OutgoingMessage>, PublishError> {
     outbox::announce(&cancelled_event(o))
+}
+
+/// Announces a payment: `order:completed`, committed with it.
+pub fn announce_completed(o: &Order) -> Result<Vec<OutgoingMessage>, PublishError> {
+    outbox::announce(&OrderCompleted {
+        id: o.id,
+        version: o.version,
+        ticket: OrderCancelledTicket { id: o.ticket.id },
+    })
 }

@@ -16,7 +16,10 @@ use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
-use crate::listeners::{ExpirationCompleteListener, TicketCreatedListener, TicketUpdatedListener};
+use crate::listeners::{
+    ExpirationCompleteListener, PaymentCreatedListener, TicketCreatedListener,
+    TicketUpdatedListener,
+};
 use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
@@ -119,6 +122,14 @@ pub async fn spawn_listeners(
         spawn_listener_with_token(
             bus,
             ExpirationCompleteListener {
+                orders: state.orders.clone(),
+            },
+            token.child_token(),
+        )
+        .await?,
+        spawn_listener_with_token(
+            bus,
+            PaymentCreatedListener {
                 orders: state.orders.clone(),
             },
             token.child_token(),

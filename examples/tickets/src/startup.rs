@@ -15,7 +15,7 @@ use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
-use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
+use crate::listeners::{OrderCancelledListener, OrderCompletedListener, OrderCreatedListener};
 use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
@@ -92,9 +92,13 @@ pub async fn spawn_listeners(
         tickets: state.tickets.clone(),
         orders: state.order_replicas.clone(),
     };
+    let completed = OrderCompletedListener {
+        orders: state.order_replicas.clone(),
+    };
     Ok(vec![
         spawn_listener_with_token(&state.bus, created, token.child_token()).await?,
         spawn_listener_with_token(&state.bus, cancelled, token.child_token()).await?,
+        spawn_listener_with_token(&state.bus, completed, token.child_token()).await?,
     ])
 }
 

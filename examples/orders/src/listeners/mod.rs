@@ -1,10 +1,12 @@
 //! The listeners of the orders service (queue group `orders-service`), one file per event.
 
 mod expiration_complete;
+mod payment_created;
 mod ticket_created;
 mod ticket_updated;
 
 pub use expiration_complete::ExpirationCompleteListener;
+pub use payment_created::PaymentCreatedListener;
 pub use ticket_created::TicketCreatedListener;
 pub use ticket_updated::TicketUpdatedListener;
 

@@ -1,6 +1,9 @@
-use ticketing_core::events::{ExpirationComplete, OrderCancelled, TicketCreated, TicketUpdated};
+use ticketing_core::events::{
+    ExpirationComplete, OrderCancelled, OrderCompleted, PaymentCreated, TicketCreated,
+    TicketUpdated,
+};
 use ticketing_core::reservation::OrderStatus;
-use ticketing_core::{Event, Id, Publisher};
+use ticketing_core::{Bus, Event, Id, Publisher};
 
 use crate::helpers::{TestApp, signin, spawn_app};
 
@@ -237,5 +240,89 @@ async fn an_update_still_waiting_past_the_gap_horizon_is_dead_lettered_with_its_
             .all(|l| l.reason.contains("past the gap horizon")
                 && l.reason.contains("version gap on ticket")),
         "{letters:?}"
+    );
+}
+
+async fn placed_order(app: &TestApp) -> (Id, Id) {
+    let ticket = app.seed_ticket("concert").await;
+    let (cookie, _) = signin(&app.keys);
+    let order: serde_json::Value = app
+        .order_ticket(&cookie, ticket.id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (Id::parse(order["id"].as_str().unwrap()).unwrap(), ticket.id)
+}
+
+fn paid(order_id: Id) -> PaymentCreated {
+    PaymentCreated {
+        id: Id::new(),
+        order_id,
+        stripe_id: "ch_test".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_payment_completes_the_order_and_announces_it_once() {
+    let app = spawn_app().await;
+    let (order_id, ticket_id) = placed_order(&app).await;
+    let payment = paid(order_id);
+    publish(&app, &payment).await;
+    app.settled().await;
+    let stored = app.orders.get(order_id).await.unwrap();
+    assert_eq!((stored.status, stored.version), (OrderStatus::Complete, 1));
+    let events = app.bus.published::<OrderCompleted>();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].id, events[0].version, events[0].ticket.id),
+        (order_id, 1, ticket_id)
+    );
+    // A repeat of the payment changes nothing and announces nothing.
+    app.bus
+        .publish(ticketing_core::OutgoingMessage::new(
+            "payment:created",
+            serde_json::to_vec(&payment).unwrap(),
+        ))
+        .await
+        .unwrap();
+    app.settled().await;
+    assert_eq!(app.orders.get(order_id).await.unwrap().version, 1);
+    assert_eq!(app.bus.published::<OrderCompleted>().len(), 1);
+    // A complete order never expires.
+    publish(&app, &ExpirationComplete { order_id }).await;
+    app.settled().await;
+    assert_eq!(
+        app.orders.get(order_id).await.unwrap().status,
+        OrderStatus::Complete
+    );
+    assert!(app.bus.published::<OrderCancelled>().is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_that_lost_the_race_with_expiry_leaves_the_order_cancelled() {
+    let app = spawn_app().await;
+    let (order_id, _) = placed_order(&app).await;
+    publish(&app, &ExpirationComplete { order_id }).await;
+    app.settled().await;
+    publish(&app, &paid(order_id)).await;
+    app.settled().await;
+    let stored = app.orders.get(order_id).await.unwrap();
+    assert_eq!((stored.status, stored.version), (OrderStatus::Cancelled, 1));
+    assert!(app.bus.published::<OrderCompleted>().is_empty());
+    assert!(app.bus.dead_letters().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_for_an_unknown_order_is_dead_lettered_with_its_reason() {
+    let app = spawn_app().await;
+    publish(&app, &paid(Id::new())).await;
+    app.settled().await;
+    let letters = app.bus.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("unknown order"),
+        "{}",
+        letters[0].reason
     );
 }

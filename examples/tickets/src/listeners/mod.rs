@@ -1,9 +1,11 @@
 //! The listeners of the tickets service (queue group `tickets-service`), one file per event.
 
 mod order_cancelled;
+mod order_completed;
 mod order_created;
 
 pub use order_cancelled::OrderCancelledListener;
+pub use order_completed::OrderCompletedListener;
 pub use order_created::OrderCreatedListener;
 
 use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};

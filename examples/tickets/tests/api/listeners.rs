@@ -1,6 +1,7 @@
 use chrono::Utc;
 use ticketing_core::events::{
-    OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket, TicketUpdated,
+    OrderCancelled, OrderCancelledTicket, OrderCompleted, OrderCreated, OrderCreatedTicket,
+    TicketUpdated,
 };
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::Ticket;
@@ -263,4 +264,37 @@ async fn a_reservation_is_announced_once_the_broker_accepts_it_again() {
     let events = app.bus.published::<TicketUpdated>();
     assert_eq!(events.len(), 1, "announced by the relay's retry");
     assert_eq!((events[0].version, events[0].order_id), (1, Some(order)));
+}
+
+#[tokio::test]
+async fn order_completed_records_the_order_and_keeps_the_ticket_held() {
+    let app = spawn_app().await;
+    let ticket = app.seed_ticket(Id::new(), None).await;
+    let order = Id::new();
+    // The completion overtakes the creation: it waits for it, then applies.
+    publish(
+        &app,
+        &OrderCompleted {
+            id: order,
+            version: 1,
+            ticket: OrderCancelledTicket { id: ticket.id },
+        },
+    )
+    .await;
+    publish(&app, &order_created(order, &ticket)).await;
+    app.settled().await;
+    let replica = app.order_replicas.get(order).await.unwrap();
+    assert_eq!(
+        (replica.status, replica.version),
+        (OrderStatus::Complete, 1)
+    );
+    let stored = app.tickets.get(ticket.id).await.unwrap();
+    assert_eq!((stored.order_id, stored.version), (Some(order), 1));
+    assert_eq!(
+        app.bus.published::<TicketUpdated>().len(),
+        1,
+        "only the reservation changed the ticket"
+    );
+    let stats = app.bus.group_stats("order:completed", GROUP).unwrap();
+    assert_eq!((stats.acked, stats.dead_lettered), (1, 0));
 }

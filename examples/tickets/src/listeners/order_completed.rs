@@ -1,0 +1,55 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_core::events::OrderCompleted;
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::store::{OrderReplica, OrderReplicaStore};
+use ticketing_core::version::EventDisposition;
+use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
+
+use ticketing_common::service::listener_options;
+
+use super::{QUEUE_GROUP, record};
+
+/// `order:completed`: version-checked against the order replica (a completion that overtakes
+/// its `order:created` waits); records the order as complete. The ticket stays held by it for
+/// good: nothing about the ticket changes, so no event.
+pub struct OrderCompletedListener {
+    /// The replica of orders.
+    pub orders: Arc<dyn OrderReplicaStore>,
+}
+
+#[async_trait]
+impl Listener for OrderCompletedListener {
+    type Event = OrderCompleted;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
+    }
+
+    async fn on_message(
+        &self,
+        event: OrderCompleted,
+        _ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        let lookup = self.orders.find_by_event(event.id, event.version).await?;
+        let current = match lookup.disposition {
+            EventDisposition::Apply => lookup.current,
+            EventDisposition::Duplicate => return Ok(()),
+            EventDisposition::Gap => return Err(lookup.gap_error()),
+        };
+        let order = OrderReplica {
+            id: event.id,
+            ticket_id: current.as_ref().map_or(event.ticket.id, |o| o.ticket_id),
+            status: OrderStatus::Complete,
+            version: event.version,
+        };
+        record(&*self.orders, &order).await?;
+        tracing::info!(order = %event.id, version = event.version, "order recorded as complete");
+        Ok(())
+    }
+}
