@@ -49,6 +49,7 @@ pub mod event;
 mod id;
 pub mod listener;
 pub mod outbox;
+pub mod payment;
 mod price;
 mod publisher;
 pub mod reservation;

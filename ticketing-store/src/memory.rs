@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
+use ticketing_core::payment::{
+    Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
+};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
     Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError,
@@ -259,6 +262,196 @@ fn apply_replica<T: Replica + Clone>(
     Ok(())
 }
 
+/// The payments service's payments, in memory: at most one pending or succeeded attempt per
+/// order, checked under the store's lock; a charge's events go to the shared outbox in the same
+/// critical section.
+#[derive(Debug, Clone)]
+pub struct InMemoryPaymentStore {
+    inner: Arc<Mutex<PaymentRows>>,
+    outbox: InMemoryOutbox,
+}
+
+#[derive(Debug, Default)]
+struct PaymentRows {
+    /// Payments by id, with their insertion order.
+    rows: HashMap<Id, (u64, Payment)>,
+    /// The attempt holding each order (pending or succeeded).
+    holding: HashMap<Id, Id>,
+    next: u64,
+}
+
+impl InMemoryPaymentStore {
+    /// An empty store committing its events to `outbox`.
+    pub fn with(outbox: &InMemoryOutbox) -> Self {
+        InMemoryPaymentStore {
+            inner: Arc::default(),
+            outbox: outbox.clone(),
+        }
+    }
+
+    /// Changes a payment under the lock if it is in `from`; `VersionConflict` otherwise.
+    fn change(
+        &self,
+        id: Id,
+        from: PaymentStatus,
+        change: impl FnOnce(&Payment) -> Result<(Payment, Vec<OutgoingMessage>), StoreError>,
+    ) -> Result<Payment, StoreError> {
+        let mut payments = lock(&self.inner);
+        let (_, stored) = payments
+            .rows
+            .get(&id)
+            .ok_or_else(|| StoreError::not_found("payment", id))?;
+        if stored.status != from {
+            return Err(StoreError::VersionConflict {
+                entity: "payment",
+                id,
+                expected: stored.version,
+            });
+        }
+        let (changed, events) = change(stored)?;
+        if !changed.status.holds_order() && payments.holding.get(&changed.order_id) == Some(&id) {
+            payments.holding.remove(&changed.order_id);
+        }
+        if let Some((_, stored)) = payments.rows.get_mut(&id) {
+            *stored = changed.clone();
+        }
+        self.outbox.append(&outbox_key("payment", id), events);
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl PaymentStore for InMemoryPaymentStore {
+    async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
+        let mut payments = lock(&self.inner);
+        if payments.holding.contains_key(&payment.order_id) {
+            return Err(StoreError::AlreadyExists {
+                entity: "payment",
+                key: payment.order_id.to_string(),
+            });
+        }
+        if payments.rows.contains_key(&payment.id) {
+            return Err(StoreError::AlreadyExists {
+                entity: "payment",
+                key: payment.id.to_string(),
+            });
+        }
+        let stored = Payment {
+            status: PaymentStatus::Pending,
+            charge_id: None,
+            failure: None,
+            version: 0,
+            ..payment
+        };
+        payments.next += 1;
+        let seq = payments.next;
+        payments.holding.insert(stored.order_id, stored.id);
+        payments.rows.insert(stored.id, (seq, stored.clone()));
+        Ok(stored)
+    }
+
+    async fn settle_announcing(
+        &self,
+        id: Id,
+        outcome: Outcome,
+        announce: Announce<'_, Payment>,
+    ) -> Result<Payment, StoreError> {
+        self.change(id, PaymentStatus::Pending, |stored| {
+            let settled = match outcome {
+                Outcome::Charged(charge) => Payment {
+                    status: PaymentStatus::Succeeded,
+                    charge_id: Some(charge),
+                    version: stored.version + 1,
+                    ..stored.clone()
+                },
+                Outcome::Declined(message) => Payment {
+                    status: PaymentStatus::Failed,
+                    failure: Some(message),
+                    version: stored.version + 1,
+                    ..stored.clone()
+                },
+            };
+            let events = if settled.status == PaymentStatus::Succeeded {
+                announce(&settled)?
+            } else {
+                Vec::new()
+            };
+            Ok((settled, events))
+        })
+    }
+
+    async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
+        self.change(id, PaymentStatus::Succeeded, |stored| {
+            Ok((
+                Payment {
+                    status: PaymentStatus::Refunded,
+                    version: stored.version + 1,
+                    ..stored.clone()
+                },
+                Vec::new(),
+            ))
+        })
+    }
+
+    async fn get(&self, id: Id) -> Result<Payment, StoreError> {
+        lock(&self.inner)
+            .rows
+            .get(&id)
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| StoreError::not_found("payment", id))
+    }
+
+    async fn for_order(&self, order_id: Id) -> Result<Vec<Payment>, StoreError> {
+        let payments = lock(&self.inner);
+        let mut found: Vec<&(u64, Payment)> = payments
+            .rows
+            .values()
+            .filter(|(_, p)| p.order_id == order_id)
+            .collect();
+        found.sort_by_key(|(seq, _)| *seq);
+        Ok(found.into_iter().map(|(_, p)| p.clone()).collect())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Payment>, StoreError> {
+        let payments = lock(&self.inner);
+        let mut found: Vec<&(u64, Payment)> = payments
+            .rows
+            .values()
+            .filter(|(_, p)| p.status == PaymentStatus::Pending)
+            .collect();
+        found.sort_by_key(|(seq, _)| *seq);
+        Ok(found
+            .into_iter()
+            .take(limit)
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+}
+
+/// The payments service's replica of orders, in memory.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryPayableOrderStore {
+    inner: Arc<Mutex<HashMap<Id, PayableOrder>>>,
+}
+
+impl InMemoryPayableOrderStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl PayableOrderStore for InMemoryPayableOrderStore {
+    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError> {
+        Ok(lock(&self.inner).get(&id).cloned())
+    }
+
+    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
+        apply_replica(&mut lock(&self.inner), order, "order")
+    }
+}
+
 /// The tickets service's replica of orders, in memory.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryOrderReplicaStore {
@@ -486,6 +679,8 @@ pub struct InMemoryDatabase {
     order_replicas: InMemoryOrderReplicaStore,
     ticket_replicas: InMemoryTicketReplicaStore,
     orders: InMemoryOrderStore,
+    payments: InMemoryPaymentStore,
+    payable_orders: InMemoryPayableOrderStore,
 }
 
 impl Default for InMemoryDatabase {
@@ -506,6 +701,8 @@ impl InMemoryDatabase {
             order_replicas,
             orders: InMemoryOrderStore::with(&ticket_replicas, &outbox),
             ticket_replicas,
+            payments: InMemoryPaymentStore::with(&outbox),
+            payable_orders: InMemoryPayableOrderStore::new(),
             outbox,
         }
     }
@@ -538,6 +735,16 @@ impl InMemoryDatabase {
     /// Orders (orders service), joined with [`ticket_replicas`](Self::ticket_replicas).
     pub fn orders(&self) -> InMemoryOrderStore {
         self.orders.clone()
+    }
+
+    /// Payments (payments service), committing their events to [`outbox`](Self::outbox).
+    pub fn payments(&self) -> InMemoryPaymentStore {
+        self.payments.clone()
+    }
+
+    /// The replica of orders (payments service).
+    pub fn payable_orders(&self) -> InMemoryPayableOrderStore {
+        self.payable_orders.clone()
     }
 }
 

@@ -21,6 +21,7 @@
 
 pub mod bus;
 pub mod outbox;
+pub mod payments;
 pub mod store;
 
 use std::future::Future;
