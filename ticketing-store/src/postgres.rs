@@ -30,6 +30,9 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
 use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
+use ticketing_core::payment::{
+    Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
+};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
     Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
@@ -187,6 +190,21 @@ impl PgDatabase {
         PgOrderStore {
             pool: self.pool.clone(),
             wake: self.wake.clone(),
+        }
+    }
+
+    /// Payments (payments service).
+    pub fn payments(&self) -> PgPaymentStore {
+        PgPaymentStore {
+            pool: self.pool.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// The replica of orders (payments service).
+    pub fn payable_orders(&self) -> PgPayableOrderStore {
+        PgPayableOrderStore {
+            pool: self.pool.clone(),
         }
     }
 
@@ -561,6 +579,253 @@ async fn apply_replica(
             id,
             expected: version.saturating_sub(1),
         })
+    }
+}
+
+/// Payments in PostgreSQL: the one-open-attempt-per-order rule is a partial unique index; a
+/// charge's events are written to the outbox in the charge's transaction.
+#[derive(Debug, Clone)]
+pub struct PgPaymentStore {
+    pool: PgPool,
+    wake: Arc<Notify>,
+}
+
+const PAYMENT_COLUMNS: &str =
+    "id, order_id, amount_cents, status, idempotency_key, charge_id, failure, version";
+
+fn payment_of(row: &PgRow) -> Result<Payment, StoreError> {
+    let status: String = row.try_get("status").map_err(backend)?;
+    Ok(Payment {
+        id: id_of(row, "id", "payment")?,
+        order_id: id_of(row, "order_id", "payment")?,
+        amount: price_of(row, "amount_cents", "payment")?,
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| corrupt("payment", format!("status {status:?}")))?,
+        idempotency_key: row.try_get("idempotency_key").map_err(backend)?,
+        charge_id: row.try_get("charge_id").map_err(backend)?,
+        failure: row.try_get("failure").map_err(backend)?,
+        version: version_of(row, "version", "payment")?,
+    })
+}
+
+impl PgPaymentStore {
+    /// The payment, locked for the rest of `tx`, if it is in `from`; `VersionConflict` if it
+    /// is not, `NotFound` if it does not exist.
+    async fn locked_in(
+        tx: &mut PgConnection,
+        id: Id,
+        from: PaymentStatus,
+    ) -> Result<Payment, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::not_found("payment", id))?;
+        let payment = payment_of(&row)?;
+        if payment.status != from {
+            return Err(StoreError::VersionConflict {
+                entity: "payment",
+                id,
+                expected: payment.version,
+            });
+        }
+        Ok(payment)
+    }
+
+    async fn write(tx: &mut PgConnection, payment: &Payment) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE payments SET status = $2, charge_id = $3, failure = $4, version = $5 \
+             WHERE id = $1",
+        )
+        .bind(payment.id.to_string())
+        .bind(payment.status.as_str())
+        .bind(payment.charge_id.as_deref())
+        .bind(payment.failure.as_deref())
+        .bind(db_version(payment.version)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PaymentStore for PgPaymentStore {
+    async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
+        let stored = Payment {
+            status: PaymentStatus::Pending,
+            charge_id: None,
+            failure: None,
+            version: 0,
+            ..payment
+        };
+        let result = sqlx::query(
+            "INSERT INTO payments (id, order_id, amount_cents, status, idempotency_key, version) \
+             VALUES ($1, $2, $3, 'pending', $4, 0)",
+        )
+        .bind(stored.id.to_string())
+        .bind(stored.order_id.to_string())
+        .bind(cents(stored.amount))
+        .bind(&stored.idempotency_key)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(stored),
+            Err(e) => Err(match violation(&e) {
+                Some((ErrorKind::UniqueViolation, constraint))
+                    if constraint == "payments_one_open_per_order" =>
+                {
+                    StoreError::AlreadyExists {
+                        entity: "payment",
+                        key: stored.order_id.to_string(),
+                    }
+                }
+                Some((ErrorKind::UniqueViolation, _)) => StoreError::AlreadyExists {
+                    entity: "payment",
+                    key: stored.id.to_string(),
+                },
+                _ => backend(e),
+            }),
+        }
+    }
+
+    async fn settle_announcing(
+        &self,
+        id: Id,
+        outcome: Outcome,
+        announce: Announce<'_, Payment>,
+    ) -> Result<Payment, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let stored = Self::locked_in(&mut tx, id, PaymentStatus::Pending).await?;
+        let settled = match outcome {
+            Outcome::Charged(charge) => Payment {
+                status: PaymentStatus::Succeeded,
+                charge_id: Some(charge),
+                version: stored.version + 1,
+                ..stored
+            },
+            Outcome::Declined(message) => Payment {
+                status: PaymentStatus::Failed,
+                failure: Some(message),
+                version: stored.version + 1,
+                ..stored
+            },
+        };
+        let events = if settled.status == PaymentStatus::Succeeded {
+            announce(&settled)?
+        } else {
+            Vec::new()
+        };
+        Self::write(&mut tx, &settled).await?;
+        commit_announcing(tx, &self.wake, &outbox_key("payment", id), events).await?;
+        Ok(settled)
+    }
+
+    async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let stored = Self::locked_in(&mut tx, id, PaymentStatus::Succeeded).await?;
+        let refunded = Payment {
+            status: PaymentStatus::Refunded,
+            version: stored.version + 1,
+            ..stored
+        };
+        Self::write(&mut tx, &refunded).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(refunded)
+    }
+
+    async fn get(&self, id: Id) -> Result<Payment, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(payment_of)
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("payment", id))
+    }
+
+    async fn for_order(&self, order_id: Id) -> Result<Vec<Payment>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY seq"
+        )))
+        .bind(order_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(payment_of)
+        .collect()
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Payment>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' ORDER BY seq LIMIT $1"
+        )))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(payment_of)
+        .collect()
+    }
+}
+
+/// The payments service's replica of orders in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgPayableOrderStore {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl PayableOrderStore for PgPayableOrderStore {
+    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError> {
+        sqlx::query(
+            "SELECT id, user_id, price_cents, status, version FROM payable_orders WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(|row| {
+            Ok(PayableOrder {
+                id: id_of(row, "id", "order")?,
+                user_id: id_of(row, "user_id", "order")?,
+                price: price_of(row, "price_cents", "order")?,
+                status: status_of(row, "status", "order")?,
+                version: version_of(row, "version", "order")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
+        let query = if order.version == 0 {
+            sqlx::query(
+                "INSERT INTO payable_orders (id, user_id, price_cents, status, version) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            )
+        } else {
+            sqlx::query(
+                "UPDATE payable_orders SET user_id = $2, price_cents = $3, status = $4, \
+                 version = $5 WHERE id = $1 AND version = $5 - 1",
+            )
+        };
+        let query = query
+            .bind(order.id.to_string())
+            .bind(order.user_id.to_string())
+            .bind(cents(order.price))
+            .bind(order.status.as_str())
+            .bind(db_version(order.version)?);
+        apply_replica(query, &self.pool, "order", order.id, order.version).await
     }
 }
 
