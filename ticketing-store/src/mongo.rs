@@ -35,6 +35,9 @@ use mongodb::{Collection, IndexModel};
 use tokio::sync::Notify;
 
 use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
+use ticketing_core::payment::{
+    Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
+};
 use ticketing_core::reservation::OrderStatus;
 use ticketing_core::store::{
     Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
@@ -48,7 +51,10 @@ const ACTIVE_ORDER_INDEX: &str = "one_active_order_per_ticket";
 /// The array of pending events inside an owned record's document.
 const OUTBOX: &str = "outbox";
 /// The collections whose documents carry pending events.
-const OWNED: [&str; 2] = ["tickets", "orders"];
+const OWNED: [&str; 3] = ["tickets", "orders", "payments"];
+
+/// The unique index keeping one open (pending or succeeded) payment per order.
+const OPEN_PAYMENT_INDEX: &str = "payments_one_open_per_order";
 
 fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
     StoreError::backend(BACKEND, error)
@@ -248,6 +254,30 @@ impl MongoDatabase {
             )
             .await
             .map_err(backend)?;
+        let payments = self.db.collection::<Document>("payments");
+        payments
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"order_id": 1})
+                    .options(
+                        IndexOptions::builder()
+                            .unique(true)
+                            .name(OPEN_PAYMENT_INDEX.to_owned())
+                            .partial_filter_expression(doc! {"open": true})
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        payments
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"status": 1, "seq": 1})
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
         for owned in OWNED {
             self.db
                 .collection::<Document>(owned)
@@ -280,6 +310,21 @@ impl MongoDatabase {
             tickets: self.collection("tickets"),
             order_replicas: self.order_replicas(),
             wake: self.wake.clone(),
+        }
+    }
+
+    /// Payments (payments service).
+    pub fn payments(&self) -> MongoPaymentStore {
+        MongoPaymentStore {
+            payments: self.collection("payments"),
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// The replica of orders (payments service).
+    pub fn payable_orders(&self) -> MongoPayableOrderStore {
+        MongoPayableOrderStore {
+            replicas: self.collection("payable_orders"),
         }
     }
 
@@ -724,6 +769,249 @@ impl OrderReplicaStore for MongoOrderReplicaStore {
     }
 }
 
+/// Payments in MongoDB: a document per attempt; `open` is true while it is pending or
+/// succeeded, and a unique index on `order_id` restricted to open attempts keeps one per
+/// order. A charge's events go into the payment's own `outbox` array in the same
+/// single-document update.
+#[derive(Debug, Clone)]
+pub struct MongoPaymentStore {
+    payments: Collection<Document>,
+    wake: Arc<Notify>,
+}
+
+fn payment_of(doc: &Document) -> Result<Payment, StoreError> {
+    let f = fields(doc, "payment");
+    let status = f.text("status")?;
+    let optional_text = |key: &str| match doc.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(corrupt("payment", format!("{key} is {other}"))),
+    };
+    Ok(Payment {
+        id: f.id("_id")?,
+        order_id: f.id("order_id")?,
+        amount: f.price("amount_cents")?,
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| corrupt("payment", format!("status {status:?}")))?,
+        idempotency_key: f.text("idempotency_key")?,
+        charge_id: optional_text("charge_id")?,
+        failure: optional_text("failure")?,
+        version: f.number("version")?,
+    })
+}
+
+impl MongoPaymentStore {
+    /// Writes `next` over the payment if it is still at its previous version in `from`;
+    /// `VersionConflict` otherwise.
+    async fn change(
+        &self,
+        current: &Payment,
+        next: &Payment,
+        events: Vec<OutgoingMessage>,
+    ) -> Result<(), StoreError> {
+        let events = outbox_entries(events);
+        let any = !events.is_empty();
+        let optional = |value: &Option<String>| value.clone().map_or(Bson::Null, Bson::String);
+        self.payments
+            .find_one_and_update(
+                doc! {
+                    "_id": oid(current.id),
+                    "version": db_version(current.version)?,
+                    "status": current.status.as_str(),
+                },
+                doc! {
+                    "$set": {
+                        "status": next.status.as_str(),
+                        "open": next.status.holds_order(),
+                        "charge_id": optional(&next.charge_id),
+                        "failure": optional(&next.failure),
+                        "version": db_version(next.version)?,
+                    },
+                    "$push": {OUTBOX: {"$each": events}},
+                },
+            )
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::VersionConflict {
+                entity: "payment",
+                id: current.id,
+                expected: current.version,
+            })?;
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn in_status(&self, id: Id, from: PaymentStatus) -> Result<Payment, StoreError> {
+        let current = self.get(id).await?;
+        if current.status != from {
+            return Err(StoreError::VersionConflict {
+                entity: "payment",
+                id,
+                expected: current.version,
+            });
+        }
+        Ok(current)
+    }
+
+    async fn list(
+        &self,
+        filter: Document,
+        limit: Option<usize>,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let mut find = self.payments.find(filter).sort(doc! {"seq": 1, "_id": 1});
+        if let Some(limit) = limit {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let docs: Vec<Document> = find
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter().map(payment_of).collect()
+    }
+}
+
+#[async_trait]
+impl PaymentStore for MongoPaymentStore {
+    async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
+        let stored = Payment {
+            status: PaymentStatus::Pending,
+            charge_id: None,
+            failure: None,
+            version: 0,
+            ..payment
+        };
+        // Insertion order for listings: the id's timestamp and counter, as the process made it.
+        let document = doc! {
+            "_id": oid(stored.id),
+            "order_id": oid(stored.order_id),
+            "amount_cents": cents(stored.amount),
+            "status": PaymentStatus::Pending.as_str(),
+            "open": true,
+            "idempotency_key": &stored.idempotency_key,
+            "charge_id": Bson::Null,
+            "failure": Bson::Null,
+            "version": 0_i64,
+            "seq": mongodb::bson::DateTime::now(),
+            OUTBOX: Vec::<Document>::new(),
+        };
+        match self.payments.insert_one(document).await {
+            Ok(_) => Ok(stored),
+            Err(e) => Err(match duplicate_key(&e) {
+                Some(message) if message.contains(OPEN_PAYMENT_INDEX) => {
+                    StoreError::AlreadyExists {
+                        entity: "payment",
+                        key: stored.order_id.to_string(),
+                    }
+                }
+                Some(_) => StoreError::AlreadyExists {
+                    entity: "payment",
+                    key: stored.id.to_string(),
+                },
+                None => backend(e),
+            }),
+        }
+    }
+
+    async fn settle_announcing(
+        &self,
+        id: Id,
+        outcome: Outcome,
+        announce: Announce<'_, Payment>,
+    ) -> Result<Payment, StoreError> {
+        let current = self.in_status(id, PaymentStatus::Pending).await?;
+        let next = match outcome {
+            Outcome::Charged(charge) => Payment {
+                status: PaymentStatus::Succeeded,
+                charge_id: Some(charge),
+                version: current.version + 1,
+                ..current.clone()
+            },
+            Outcome::Declined(message) => Payment {
+                status: PaymentStatus::Failed,
+                failure: Some(message),
+                version: current.version + 1,
+                ..current.clone()
+            },
+        };
+        let events = if next.status == PaymentStatus::Succeeded {
+            announce(&next)?
+        } else {
+            Vec::new()
+        };
+        self.change(&current, &next, events).await?;
+        Ok(next)
+    }
+
+    async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
+        let current = self.in_status(id, PaymentStatus::Succeeded).await?;
+        let next = Payment {
+            status: PaymentStatus::Refunded,
+            version: current.version + 1,
+            ..current.clone()
+        };
+        self.change(&current, &next, Vec::new()).await?;
+        Ok(next)
+    }
+
+    async fn get(&self, id: Id) -> Result<Payment, StoreError> {
+        find_by_id(&self.payments, id, payment_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("payment", id))
+    }
+
+    async fn for_order(&self, order_id: Id) -> Result<Vec<Payment>, StoreError> {
+        self.list(doc! {"order_id": oid(order_id)}, None).await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Payment>, StoreError> {
+        self.list(
+            doc! {"status": PaymentStatus::Pending.as_str()},
+            Some(limit),
+        )
+        .await
+    }
+}
+
+/// The payments service's replica of orders in MongoDB.
+#[derive(Debug, Clone)]
+pub struct MongoPayableOrderStore {
+    replicas: Collection<Document>,
+}
+
+fn payable_order_of(doc: &Document) -> Result<PayableOrder, StoreError> {
+    let f = fields(doc, "order");
+    Ok(PayableOrder {
+        id: f.id("_id")?,
+        user_id: f.id("user_id")?,
+        price: f.price("price_cents")?,
+        status: f.status("status")?,
+        version: f.number("version")?,
+    })
+}
+
+#[async_trait]
+impl PayableOrderStore for MongoPayableOrderStore {
+    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError> {
+        find_by_id(&self.replicas, id, payable_order_of).await
+    }
+
+    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
+        let set = doc! {
+            "user_id": oid(order.user_id),
+            "price_cents": cents(order.price),
+            "status": order.status.as_str(),
+        };
+        apply_replica(&self.replicas, "order", order.id, order.version, set).await
+    }
+}
+
 /// The replica of tickets in MongoDB.
 #[derive(Debug, Clone)]
 pub struct MongoTicketReplicaStore {
@@ -1031,10 +1319,10 @@ impl Outbox for MongoOutbox {
                 let doc_id = document
                     .get_object_id("_id")
                     .map_err(|e| corrupt("outbox event", e))?;
-                let entity = if collection == "tickets" {
-                    "ticket"
-                } else {
-                    "order"
+                let entity = match collection {
+                    "tickets" => "ticket",
+                    "payments" => "payment",
+                    _ => "order",
                 };
                 let key = outbox_key(entity, id_from(doc_id));
                 let entries = document
