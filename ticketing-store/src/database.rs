@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use ticketing_core::StoreError;
 use ticketing_core::config::redact_url;
 use ticketing_core::outbox::Outbox;
+use ticketing_core::payment::{PayableOrderStore, PaymentStore};
 use ticketing_core::store::{
     OrderReplicaStore, OrderStore, TicketReplicaStore, TicketStore, UserStore,
 };
@@ -305,7 +306,17 @@ impl Database {
         role!(self, orders)
     }
 
-    /// The outbox the tickets and orders stores commit their events to; hand it to
+    /// Payments (payments service).
+    pub fn payments(&self) -> Arc<dyn PaymentStore> {
+        role!(self, payments)
+    }
+
+    /// The replica of orders (payments service).
+    pub fn payable_orders(&self) -> Arc<dyn PayableOrderStore> {
+        role!(self, payable_orders)
+    }
+
+    /// The outbox the tickets, orders and payments stores commit their events to; hand it to
     /// [`spawn_relay`](ticketing_core::outbox::spawn_relay) to publish them.
     pub fn outbox(&self) -> Arc<dyn Outbox> {
         role!(self, outbox)

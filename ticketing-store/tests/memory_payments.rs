@@ -1,21 +1,21 @@
 //! The payment store conformance suite against the in-memory stores.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use ticketing_core::conformance::payments::{PaymentStoreFactory, PaymentStores};
-use ticketing_store::memory::InMemoryDatabase;
+use ticketing_store::StoreSettings;
+
+mod support;
 
 struct Memory;
 
 #[async_trait]
 impl PaymentStoreFactory for Memory {
     async fn payment_stores(&self) -> PaymentStores {
-        let database = InMemoryDatabase::new();
+        let db = support::open(StoreSettings::Memory).await;
         PaymentStores {
-            payments: Arc::new(database.payments()),
-            payable_orders: Arc::new(database.payable_orders()),
-            outbox: Arc::new(database.outbox()),
+            payments: db.payments(),
+            payable_orders: db.payable_orders(),
+            outbox: db.outbox(),
         }
     }
 }

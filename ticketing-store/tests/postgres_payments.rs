@@ -3,24 +3,19 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use ticketing_core::conformance::payments::{PaymentStoreFactory, PaymentStores};
-use ticketing_store::Database;
 
 struct Postgres;
 
 #[async_trait]
 impl PaymentStoreFactory for Postgres {
     async fn payment_stores(&self) -> PaymentStores {
-        let Database::Postgres(db) = support::postgres(16).await else {
-            unreachable!("opened PostgreSQL settings");
-        };
+        let db = support::postgres(16).await;
         PaymentStores {
-            payments: Arc::new(db.payments()),
-            payable_orders: Arc::new(db.payable_orders()),
-            outbox: Arc::new(db.outbox()),
+            payments: db.payments(),
+            payable_orders: db.payable_orders(),
+            outbox: db.outbox(),
         }
     }
 }
