@@ -17,6 +17,8 @@ use ticketing_common::service::relay;
 use ticketing_common::{CommonArgs, Server};
 use ticketing_core::Clock;
 use ticketing_orders::startup::OrdersState;
+use ticketing_payments::configuration::ProviderKind;
+use ticketing_payments::startup::PaymentsState;
 use ticketing_store::Database;
 use ticketing_tickets::startup::TicketsState;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +62,9 @@ pub struct Settings {
     /// The auth service's hashing bound and sign-in limits.
     #[command(flatten)]
     pub guards: ticketing_auth::guard::GuardArgs,
+    /// The payment provider (default: the fake).
+    #[command(flatten)]
+    pub provider: ticketing_payments::configuration::ProviderArgs,
 }
 
 impl Settings {
@@ -69,6 +74,11 @@ impl Settings {
             common: CommonArgs::for_tests(jwt_key),
             expiration_window_seconds: 15 * 60,
             guards: ticketing_auth::guard::GuardArgs::default(),
+            provider: ticketing_payments::configuration::ProviderArgs {
+                provider: Some(ProviderKind::Fake),
+                stripe_key: None,
+                stripe_base_url: "https://api.stripe.com".into(),
+            },
         }
     }
 }
@@ -82,6 +92,8 @@ pub struct Databases {
     pub tickets: Database,
     /// Orders'.
     pub orders: Database,
+    /// Payments'.
+    pub payments: Database,
 }
 
 /// The three services' states.
@@ -93,6 +105,8 @@ pub struct States {
     pub tickets: TicketsState,
     /// Orders.
     pub orders: OrdersState,
+    /// Payments.
+    pub payments: PaymentsState,
 }
 
 /// The ingress: the three services' routes on one router, and the web client at `/`.
@@ -101,6 +115,7 @@ pub fn router(states: &States) -> Router {
         .merge(ticketing_auth::startup::router(states.auth.clone()))
         .merge(ticketing_tickets::startup::router(states.tickets.clone()))
         .merge(ticketing_orders::startup::router(states.orders.clone()))
+        .merge(ticketing_payments::startup::router(states.payments.clone()))
         .route(
             "/",
             get(|| async { web("text/html; charset=utf-8", WEB_CLIENT) }),
@@ -124,6 +139,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut document = ticketing_auth::startup::openapi();
     document.merge(ticketing_tickets::startup::openapi());
     document.merge(ticketing_orders::startup::openapi());
+    document.merge(ticketing_payments::startup::openapi());
     document.info.title = "Ticketing".into();
     document.info.description =
         Some("The ticketing system's HTTP API: users, tickets and orders.".into());
@@ -154,6 +170,7 @@ impl TicketingApp {
             auth: backends.open_database("auth").await?,
             tickets: backends.open_database("tickets").await?,
             orders: backends.open_database("orders").await?,
+            payments: backends.open_database("payments").await?,
         };
         Self::build_with(&settings, bus, &databases, Clock::system()).await
     }
@@ -180,10 +197,17 @@ impl TicketingApp {
             tickets: TicketsState::new(&databases.tickets, keys.clone(), &shared),
             orders: OrdersState::new(
                 &databases.orders,
-                keys,
+                keys.clone(),
                 Duration::from_secs(settings.expiration_window_seconds),
                 clock.clone(),
                 &shared,
+            ),
+            // The fake provider unless one is named: the run command needs no configuration.
+            payments: PaymentsState::new(
+                &databases.payments,
+                keys,
+                &shared,
+                settings.provider.provider(Some(ProviderKind::Fake))?,
             ),
         };
         let token = CancellationToken::new();
@@ -191,6 +215,8 @@ impl TicketingApp {
             ticketing_tickets::startup::spawn_listeners(&states.tickets, &token).await?;
         listeners.extend(ticketing_orders::startup::spawn_listeners(&states.orders, &token).await?);
         listeners.extend(ticketing_expiration::spawn_listeners(&shared, clock, &token).await?);
+        listeners
+            .extend(ticketing_payments::startup::spawn_listeners(&states.payments, &token).await?);
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token)
             .await?
@@ -203,6 +229,11 @@ impl TicketingApp {
             .with_relay(relay(
                 "orders",
                 states.orders.outbox.clone(),
+                shared.clone(),
+            ))
+            .with_relay(relay(
+                "payments",
+                states.payments.outbox.clone(),
                 shared.clone(),
             ))
             .with_bus(shared);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use ticketing::{Settings, TicketingApp};
 use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
 use ticketing_core::Bus;
@@ -203,4 +203,97 @@ async fn an_unpaid_order_expires_and_frees_its_ticket() {
     );
     let again = sign_up(&at, "second@test.com").await;
     assert_eq!(again.order(&id).await.status(), 201);
+}
+
+async fn pay(buyer: &support::User, order: &str, token: &str) -> (reqwest::StatusCode, Value) {
+    let response = buyer
+        .client
+        .post(format!("{}/api/payments", buyer.at.orders))
+        .header("cookie", &buyer.cookie)
+        .json(&json!({"orderId": order, "token": token}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Pays once the payments service knows the order (its replica arrives by event).
+async fn pay_when_payable(
+    buyer: &support::User,
+    order: &str,
+    token: &str,
+) -> (reqwest::StatusCode, Value) {
+    for _ in 0..500 {
+        let (status, body) = pay(buyer, order, token).await;
+        if status != reqwest::StatusCode::NOT_FOUND {
+            return (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the payments service never learned of order {order}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_once() {
+    let (at, bus) = spawn().await;
+    let seller = sign_up(&at, "seller@test.com").await;
+    let buyer = sign_up(&at, "buyer@test.com").await;
+    let stranger = sign_up(&at, "stranger@test.com").await;
+    let ticket = seller.sell("concert", json!(19.99)).await;
+    let ticket_id = ticket["id"].as_str().unwrap();
+    let order = buyer.order_when_orderable(ticket_id).await;
+    let order_id = order["id"].as_str().unwrap();
+
+    let (status, body) = pay_when_payable(&buyer, order_id, "tok_chargeDeclined").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["message"], "Your card was declined.");
+    let (status, _) = pay(&stranger, order_id, "tok_visa").await;
+    assert_eq!(status, 401, "not the buyer");
+
+    // Eight payments at once: exactly one charges.
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let buyer = buyer.clone();
+            let order_id = order_id.to_owned();
+            tokio::spawn(async move { pay(&buyer, &order_id, "tok_visa").await })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        match status.as_u16() {
+            201 => created += 1,
+            400 => assert_eq!(body["errors"][0]["message"], "Order has already been paid"),
+            other => panic!("{other} {body}"),
+        }
+    }
+    assert_eq!(created, 1);
+
+    // The order becomes complete (version 1) and stays so: no expiry, no cancel.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let orders = buyer.orders().await;
+        if orders[0]["status"] == "complete" {
+            assert_eq!(orders[0]["version"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{orders:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(buyer.cancel(order_id).await, 400);
+    let (status, body) = pay(&buyer, order_id, "tok_visa").await;
+    assert_eq!(
+        (status.as_u16(), &body["errors"][0]["message"]),
+        (400, &json!("Order has already been paid"))
+    );
+    // The ticket stays held by the paid order.
+    assert_eq!(seller.ticket(ticket_id).await["orderId"], json!(order_id));
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        bus.settled_except(&["expiration-service"]),
+    )
+    .await
+    .unwrap();
+    assert!(bus.dead_letters().await.unwrap().is_empty());
 }

@@ -1,0 +1,75 @@
+//! Settings of the payments service: the common options plus the payment provider.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use ticketing_common::CommonArgs;
+use ticketing_common::config::Secret;
+
+use crate::provider::{FakeProvider, PaymentProvider, StripeProvider};
+
+/// Which provider charges cards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// In memory, like Stripe's test mode for `tok_visa` and `tok_chargeDeclined`.
+    Fake,
+    /// Stripe's HTTP API; needs `STRIPE_KEY`.
+    Stripe,
+}
+
+/// The provider options, shared with the all-in-one app.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProviderArgs {
+    /// `fake` or `stripe`. Required by the payments service alone.
+    #[arg(long = "payment-provider", env = "PAYMENT_PROVIDER", value_enum)]
+    pub provider: Option<ProviderKind>,
+    /// Stripe's secret key (`sk_test_…`); required with `stripe`.
+    #[arg(long = "stripe-key", env = "STRIPE_KEY", hide_env_values = true)]
+    pub stripe_key: Option<Secret>,
+    /// Stripe's API base URL (a test server such as localstripe, in tests).
+    #[arg(
+        long = "stripe-base-url",
+        env = "STRIPE_BASE_URL",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_base_url: String,
+}
+
+impl ProviderArgs {
+    /// The provider these options choose; `default` when none is named. `stripe` without a
+    /// key is an error saying what to set.
+    pub fn provider(
+        &self,
+        default: Option<ProviderKind>,
+    ) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+        let kind = self.provider.or(default).context(
+            "PAYMENT_PROVIDER must be set (environment variable or --payment-provider): \
+             `fake` to take the test tokens, `stripe` (with STRIPE_KEY) to charge cards",
+        )?;
+        Ok(match kind {
+            ProviderKind::Fake => Arc::new(FakeProvider::new()),
+            ProviderKind::Stripe => {
+                let key = self.stripe_key.as_ref().context(
+                    "PAYMENT_PROVIDER=stripe needs STRIPE_KEY (a secret key, sk_test_… or sk_live_…)",
+                )?;
+                Arc::new(StripeProvider::new(&self.stripe_base_url, key.expose()))
+            }
+        })
+    }
+}
+
+/// The payments service's settings, from the environment and flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "payments",
+    about = "The payments service of the ticketing system",
+    version
+)]
+pub struct Settings {
+    /// Options every service takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The payment provider.
+    #[command(flatten)]
+    pub provider: ProviderArgs,
+}

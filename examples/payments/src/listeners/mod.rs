@@ -1,0 +1,196 @@
+//! The listeners of the payments service (queue group `payments-service`), keeping its replica
+//! of orders and refunding charges whose order was cancelled first.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_common::service::listener_options;
+use ticketing_core::events::{OrderCancelled, OrderCompleted, OrderCreated, queue_groups};
+use ticketing_core::payment::{PayableOrder, PayableOrderStore, PaymentStatus, PaymentStore};
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::version::EventDisposition;
+use ticketing_core::{HandlerError, Id, Listener, ListenerOptions, MessageContext, StoreError};
+
+use crate::provider::{PaymentProvider, ProviderError};
+
+/// The queue group of every listener here.
+pub const QUEUE_GROUP: &str = queue_groups::PAYMENTS_SERVICE;
+
+/// Applies an order event on the versioned contract: Apply writes, Duplicate acks, Gap waits.
+async fn replicate(
+    orders: &dyn PayableOrderStore,
+    id: Id,
+    version: u64,
+    next: impl FnOnce(Option<PayableOrder>) -> Result<PayableOrder, HandlerError>,
+) -> Result<Option<PayableOrder>, HandlerError> {
+    let lookup = orders.find_by_event(id, version).await?;
+    match lookup.disposition {
+        EventDisposition::Apply => {}
+        EventDisposition::Duplicate => return Ok(None),
+        EventDisposition::Gap => return Err(lookup.gap_error()),
+    }
+    let order = next(lookup.current)?;
+    match orders.apply(&order).await {
+        Ok(()) | Err(StoreError::VersionConflict { .. }) => Ok(Some(order)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refunds every charge of a cancelled order (a payment that lost the race with the expiry):
+/// waits while an attempt is still pending, since it may yet be charged.
+pub async fn refund_charges(
+    payments: &dyn PaymentStore,
+    provider: &dyn PaymentProvider,
+    order: Id,
+) -> Result<(), HandlerError> {
+    let attempts = payments.for_order(order).await?;
+    if attempts.iter().any(|p| p.status == PaymentStatus::Pending) {
+        return Err(HandlerError::wait(format!(
+            "order {order} was cancelled while a payment for it is pending"
+        )));
+    }
+    for paid in attempts
+        .iter()
+        .filter(|p| p.status == PaymentStatus::Succeeded)
+    {
+        let Some(charge) = paid.charge_id.as_deref() else {
+            continue;
+        };
+        match provider
+            .refund(charge, &format!("refund-{}", paid.id))
+            .await
+        {
+            Ok(()) => {}
+            Err(ProviderError::Unavailable(reason)) => return Err(HandlerError::retry(reason)),
+            Err(other) => return Err(HandlerError::permanent(other)),
+        }
+        match payments.refund(paid.id).await {
+            Ok(refunded) => {
+                tracing::warn!(payment = %refunded.id, %order, "refunded: the order was cancelled before it was paid");
+            }
+            // Another member refunded it meanwhile.
+            Err(StoreError::VersionConflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `order:created`: a new order in the replica (version 0, its price and buyer).
+pub struct OrderCreatedListener {
+    /// The replica of orders.
+    pub orders: Arc<dyn PayableOrderStore>,
+}
+
+#[async_trait]
+impl Listener for OrderCreatedListener {
+    type Event = OrderCreated;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
+    }
+
+    async fn on_message(
+        &self,
+        event: OrderCreated,
+        _ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        replicate(&*self.orders, event.id, event.version, |_| {
+            Ok(PayableOrder {
+                id: event.id,
+                user_id: event.user_id,
+                price: event.ticket.price,
+                status: event.status,
+                version: event.version,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// `order:cancelled`: the replica's order is cancelled; a charge already made for it is
+/// refunded.
+pub struct OrderCancelledListener {
+    /// The replica of orders.
+    pub orders: Arc<dyn PayableOrderStore>,
+    /// Payments.
+    pub payments: Arc<dyn PaymentStore>,
+    /// The provider, for refunds.
+    pub provider: Arc<dyn PaymentProvider>,
+}
+
+#[async_trait]
+impl Listener for OrderCancelledListener {
+    type Event = OrderCancelled;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
+    }
+
+    async fn on_message(
+        &self,
+        event: OrderCancelled,
+        _ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        replicate(&*self.orders, event.id, event.version, |current| {
+            let current = current.ok_or_else(|| {
+                HandlerError::wait(format!("order {} is not known yet", event.id))
+            })?;
+            Ok(PayableOrder {
+                status: OrderStatus::Cancelled,
+                version: event.version,
+                ..current
+            })
+        })
+        .await?;
+        // Also on a redelivery: the refund may not have happened the first time.
+        refund_charges(&*self.payments, &*self.provider, event.id).await
+    }
+}
+
+/// `order:completed`: the replica's order is complete.
+pub struct OrderCompletedListener {
+    /// The replica of orders.
+    pub orders: Arc<dyn PayableOrderStore>,
+}
+
+#[async_trait]
+impl Listener for OrderCompletedListener {
+    type Event = OrderCompleted;
+
+    fn queue_group(&self) -> &str {
+        QUEUE_GROUP
+    }
+
+    fn options(&self) -> ListenerOptions {
+        listener_options()
+    }
+
+    async fn on_message(
+        &self,
+        event: OrderCompleted,
+        _ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        replicate(&*self.orders, event.id, event.version, |current| {
+            let current = current.ok_or_else(|| {
+                HandlerError::wait(format!("order {} is not known yet", event.id))
+            })?;
+            Ok(PayableOrder {
+                status: OrderStatus::Complete,
+                version: event.version,
+                ..current
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,168 @@
+//! Wiring: state, router, listeners and the runnable application. No backend is named here:
+//! the configured bus and database hand out the bus and the stores, the settings the provider.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::post;
+use ticketing_common::openapi::SessionSecurity;
+use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_core::outbox::Outbox;
+use ticketing_core::payment::{PayableOrderStore, PaymentStore};
+use ticketing_core::{Bus, BusError, ListenerHandle, spawn_listener_with_token};
+use ticketing_store::Database;
+use tokio_util::sync::CancellationToken;
+
+use crate::configuration::Settings;
+use crate::listeners::{OrderCancelledListener, OrderCompletedListener, OrderCreatedListener};
+use crate::provider::PaymentProvider;
+use crate::routes;
+
+/// What the handlers and listeners share.
+#[derive(Clone)]
+pub struct PaymentsState {
+    /// Payments.
+    pub payments: Arc<dyn PaymentStore>,
+    /// The replica of orders.
+    pub orders: Arc<dyn PayableOrderStore>,
+    /// The provider that charges cards.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Session keys.
+    pub keys: SessionKeys,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// Where the payments store commits `payment:created`; the relay publishes it.
+    pub outbox: Arc<dyn Outbox>,
+}
+
+impl PaymentsState {
+    /// The state over the stores of `database`, this bus and this provider.
+    pub fn new(
+        database: &Database,
+        keys: SessionKeys,
+        bus: &Arc<dyn Bus>,
+        provider: Arc<dyn PaymentProvider>,
+    ) -> Self {
+        PaymentsState {
+            payments: database.payments(),
+            orders: database.payable_orders(),
+            provider,
+            keys,
+            bus: bus.clone(),
+            outbox: database.outbox(),
+        }
+    }
+}
+
+impl FromRef<PaymentsState> for SessionKeys {
+    fn from_ref(state: &PaymentsState) -> SessionKeys {
+        state.keys.clone()
+    }
+}
+
+/// The routes of `/api/payments`.
+pub fn router(state: PaymentsState) -> Router {
+    Router::new()
+        .route("/api/payments", post(routes::create))
+        .with_state(state)
+        .merge(ticketing_common::openapi::document_route(
+            "/api/payments/openapi.json",
+            openapi(),
+        ))
+}
+
+/// The payments service's part of the API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Ticketing: payments"),
+    paths(routes::create::create),
+    modifiers(&SessionSecurity)
+)]
+struct PaymentsApi;
+
+/// The OpenAPI document of the payments service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <PaymentsApi as utoipa::OpenApi>::openapi()
+}
+
+/// Starts the listeners; they stop when `token` is cancelled.
+pub async fn spawn_listeners(
+    state: &PaymentsState,
+    token: &CancellationToken,
+) -> Result<Vec<ListenerHandle>, BusError> {
+    Ok(vec![
+        spawn_listener_with_token(
+            &state.bus,
+            OrderCreatedListener {
+                orders: state.orders.clone(),
+            },
+            token.child_token(),
+        )
+        .await?,
+        spawn_listener_with_token(
+            &state.bus,
+            OrderCancelledListener {
+                orders: state.orders.clone(),
+                payments: state.payments.clone(),
+                provider: state.provider.clone(),
+            },
+            token.child_token(),
+        )
+        .await?,
+        spawn_listener_with_token(
+            &state.bus,
+            OrderCompletedListener {
+                orders: state.orders.clone(),
+            },
+            token.child_token(),
+        )
+        .await?,
+    ])
+}
+
+/// The payments service.
+pub struct Payments;
+
+#[async_trait]
+impl Service for Payments {
+    const NAME: &'static str = "payments";
+    type Settings = Settings;
+    type State = PaymentsState;
+
+    fn common(settings: &Settings) -> &CommonArgs {
+        &settings.common
+    }
+
+    async fn state(settings: &Settings) -> anyhow::Result<PaymentsState> {
+        let keys = settings.common.session_keys(true)?;
+        // Alone, the service needs the choice made: no silent fake in production.
+        let provider = settings.provider.provider(None)?;
+        let bus = settings.common.backends.connect_bus().await?.as_dyn();
+        let database = settings.common.backends.open_database("payments").await?;
+        Ok(PaymentsState::new(&database, keys, &bus, provider))
+    }
+
+    fn router(state: PaymentsState) -> Router {
+        router(state)
+    }
+
+    fn bus(state: &PaymentsState) -> Option<Arc<dyn Bus>> {
+        Some(state.bus.clone())
+    }
+
+    fn outbox(state: &PaymentsState) -> Option<Arc<dyn Outbox>> {
+        Some(state.outbox.clone())
+    }
+
+    async fn spawn_listeners(
+        state: &PaymentsState,
+        token: &CancellationToken,
+    ) -> Result<Vec<ListenerHandle>, BusError> {
+        spawn_listeners(state, token).await
+    }
+}
+
+/// The payments service, bound and ready to run.
+pub type Application = ticketing_common::Application<Payments>;

@@ -1,0 +1,2 @@
+//! API and listener tests of the payments service, on a random port with in-memory backends.
+#![allow(unreachable_pub)]
