@@ -73,3 +73,66 @@ pub struct Settings {
     #[command(flatten)]
     pub provider: ProviderArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut argv = vec![
+            "payments",
+            "--jwt-key",
+            "a-jwt-key-of-at-least-32-bytes-long",
+        ];
+        argv.extend_from_slice(args);
+        Settings::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn the_service_alone_needs_the_provider_named() {
+        let error = parse(&[])
+            .provider
+            .provider(None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("PAYMENT_PROVIDER must be set"), "{error}");
+        assert_eq!(
+            parse(&["--payment-provider", "fake"])
+                .provider
+                .provider(None)
+                .unwrap()
+                .name(),
+            "fake"
+        );
+        // The all-in-one app defaults to the fake.
+        assert_eq!(
+            parse(&[])
+                .provider
+                .provider(Some(ProviderKind::Fake))
+                .unwrap()
+                .name(),
+            "fake"
+        );
+    }
+
+    #[test]
+    fn stripe_without_a_key_refuses_and_never_prints_one() {
+        let error = parse(&["--payment-provider", "stripe"])
+            .provider
+            .provider(None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("needs STRIPE_KEY"), "{error}");
+        let settings = parse(&[
+            "--payment-provider",
+            "stripe",
+            "--stripe-key",
+            "sk_test_secret",
+        ]);
+        assert_eq!(settings.provider.provider(None).unwrap().name(), "stripe");
+        assert!(!format!("{settings:?}").contains("sk_test_secret"));
+    }
+}

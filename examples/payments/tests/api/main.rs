@@ -1,2 +1,5 @@
-//! API and listener tests of the payments service, on a random port with in-memory backends.
+//! API and listener tests of the payments service, on a random port with in-memory backends
+//! and the fake provider.
 #![allow(unreachable_pub)]
+
+mod pay;

@@ -1,0 +1,200 @@
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use ticketing_bus::memory::InMemoryBus;
+use ticketing_core::events::{
+    OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket, PaymentCreated,
+};
+use ticketing_core::payment::{PaymentStatus, PaymentStore};
+use ticketing_core::reservation::OrderStatus;
+use ticketing_core::{Bus, Event, Id, Publisher};
+use ticketing_payments::provider::FakeProvider;
+use ticketing_payments::startup::{Payments, PaymentsState};
+use ticketing_test_app as kit;
+
+struct App {
+    http: kit::TestApp,
+    bus: InMemoryBus,
+    outbox: Arc<dyn ticketing_core::outbox::Outbox>,
+    payments: Arc<dyn PaymentStore>,
+    provider: FakeProvider,
+    keys: ticketing_common::SessionKeys,
+}
+
+async fn spawn_app() -> App {
+    let memory = kit::Memory::new().await;
+    let provider = FakeProvider::new();
+    let keys = kit::keys();
+    let state = PaymentsState::new(
+        &memory.database,
+        keys.clone(),
+        &memory.bus(),
+        Arc::new(provider.clone()),
+    );
+    App {
+        outbox: state.outbox.clone(),
+        payments: state.payments.clone(),
+        http: kit::spawn::<Payments>(state).await,
+        bus: memory.bus,
+        provider,
+        keys,
+    }
+}
+
+impl App {
+    async fn publish<E: Event>(&self, event: &E) {
+        Publisher::<E>::new(self.bus.as_dyn())
+            .publish(event)
+            .await
+            .unwrap();
+    }
+
+    async fn settled(&self) {
+        kit::settled_with(&self.bus, &*self.outbox).await;
+    }
+
+    /// An order of `buyer` for 19.99, known to the payments service.
+    async fn order_of(&self, buyer: Id) -> Id {
+        let id = Id::new();
+        self.publish(&OrderCreated {
+            id,
+            version: 0,
+            status: OrderStatus::Created,
+            user_id: buyer,
+            expires_at: Utc::now(),
+            ticket: OrderCreatedTicket {
+                id: Id::new(),
+                price: "19.99".parse().unwrap(),
+            },
+        })
+        .await;
+        self.settled().await;
+        id
+    }
+
+    async fn pay(&self, cookie: &str, body: Value) -> reqwest::Response {
+        self.http.post("/api/payments", Some(cookie), &body).await
+    }
+}
+
+#[tokio::test]
+async fn paying_charges_the_exact_price_once_and_announces_it() {
+    let app = spawn_app().await;
+    let (cookie, buyer) = kit::signed_in(&app.keys);
+    let order = app.order_of(buyer).await;
+    let response = app
+        .pay(
+            &cookie,
+            json!({"orderId": order.to_string(), "token": "tok_visa"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let id = Id::parse(body["id"].as_str().unwrap()).unwrap();
+    app.settled().await;
+    let charges = app.provider.charges();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].request.amount_cents, 1999);
+    let payment = app.payments.get(id).await.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(
+        charges[0].request.idempotency_key, payment.idempotency_key,
+        "the key stored with the attempt is the one sent"
+    );
+    let events = app.bus.published::<PaymentCreated>();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (
+            events[0].id,
+            events[0].order_id,
+            events[0].stripe_id.clone()
+        ),
+        (id, order, charges[0].id.clone())
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_api_answers() {
+    let app = spawn_app().await;
+    let (cookie, buyer) = kit::signed_in(&app.keys);
+    let order = app.order_of(buyer).await;
+    let response = app.http.post("/api/payments", None, &json!({})).await;
+    assert_eq!(response.status(), 401);
+    let response = app.pay(&cookie, json!({"token": " ", "orderId": ""})).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        kit::error_messages(response).await,
+        vec![
+            ("Invalid value".into(), Some("token".into())),
+            ("Invalid value".into(), Some("orderId".into()))
+        ]
+    );
+    for unknown in [Id::new().to_string(), "nope".to_owned()] {
+        let response = app
+            .pay(&cookie, json!({"orderId": unknown, "token": "tok_visa"}))
+            .await;
+        assert_eq!(response.status(), 404, "{unknown}");
+    }
+    let (other, _) = kit::signed_in(&app.keys);
+    let response = app
+        .pay(
+            &other,
+            json!({"orderId": order.to_string(), "token": "tok_visa"}),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    let response = app
+        .pay(
+            &cookie,
+            json!({"orderId": order.to_string(), "token": "tok_nonsense"}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        kit::error_messages(response).await,
+        vec![("No such token: 'tok_nonsense'".into(), None)]
+    );
+    assert!(app.provider.charges().is_empty(), "nothing charged");
+}
+
+#[tokio::test]
+async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_refunded() {
+    let app = spawn_app().await;
+    let (cookie, buyer) = kit::signed_in(&app.keys);
+    let order = app.order_of(buyer).await;
+    // Paid just before the cancellation reaches the payments service.
+    let response = app
+        .pay(
+            &cookie,
+            json!({"orderId": order.to_string(), "token": "tok_visa"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let id = Id::parse(body["id"].as_str().unwrap()).unwrap();
+    app.publish(&OrderCancelled {
+        id: order,
+        version: 1,
+        ticket: OrderCancelledTicket { id: Id::new() },
+    })
+    .await;
+    app.settled().await;
+    assert_eq!(
+        app.payments.get(id).await.unwrap().status,
+        PaymentStatus::Refunded
+    );
+    assert!(app.provider.charges()[0].refunded, "the money went back");
+    let response = app
+        .pay(
+            &cookie,
+            json!({"orderId": order.to_string(), "token": "tok_visa"}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        kit::error_messages(response).await,
+        vec![("Cannot pay for an cancelled order".into(), None)]
+    );
+    assert!(app.bus.dead_letters().await.unwrap().is_empty());
+}
