@@ -3,3 +3,4 @@
 #![allow(unreachable_pub)]
 
 mod pay;
+mod provider;

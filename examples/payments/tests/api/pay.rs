@@ -42,6 +42,26 @@ async fn spawn_app() -> App {
     }
 }
 
+/// An order of `buyer` for 19.99 in the payments service's replica, as `order:created` leaves
+/// it.
+pub async fn seed_order(memory: &kit::Memory, buyer: Id) -> Id {
+    use ticketing_core::payment::PayableOrder;
+    let id = Id::new();
+    memory
+        .database
+        .payable_orders()
+        .apply(&PayableOrder {
+            id,
+            user_id: buyer,
+            price: "19.99".parse().unwrap(),
+            status: OrderStatus::Created,
+            version: 0,
+        })
+        .await
+        .unwrap();
+    id
+}
+
 impl App {
     async fn publish<E: Event>(&self, event: &E) {
         Publisher::<E>::new(self.bus.as_dyn())
