@@ -42,7 +42,7 @@ async fn the_web_client_signs_up_sells_buys_and_cancels_in_a_browser() {
         "the browser run failed:\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("sign up, sell, list, buy, cancel, sign out, no CSP violation: ok"),
+        stdout.contains("sign up, sell, list, buy, cancel, pay, sign out, no CSP violation: ok"),
         "{stdout}"
     );
 }

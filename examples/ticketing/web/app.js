@@ -96,7 +96,30 @@ async function showOrder(id) {
   const left = Math.max(0, Math.round((new Date(o.expiresAt) - new Date()) / 1000));
   view.innerHTML = `<div class="card"><h1>Order for ${esc(o.ticket.title)}</h1>
     <p>Status: <b>${esc(o.status)}</b> · Price: ${esc(o.ticket.price)}</p>
-    ${o.status === "created" ? `<p class="muted">Expires in ${left} seconds.</p><div id="errors"></div><button id="cancel">Cancel order</button>` : ""}</div>`;
+    ${o.status === "created" ? `<p class="muted">Expires in <span id="left">${left}</span> seconds.</p>
+      <form id="pay"><label>Card token (test mode: tok_visa, tok_chargeDeclined)
+        <input name="token" value="tok_visa"></label>
+        <button id="pay-button">Pay ${esc(o.ticket.price)}</button></form>
+      <div id="errors"></div><button id="cancel">Cancel order</button>` : ""}</div>`;
+  const countdown = document.getElementById("left");
+  if (countdown) {
+    const timer = setInterval(() => {
+      if (!document.body.contains(countdown)) return clearInterval(timer);
+      const now = Math.max(0, Math.round((new Date(o.expiresAt) - new Date()) / 1000));
+      countdown.textContent = String(now);
+      if (now === 0) clearInterval(timer);
+    }, 1000);
+  }
+  const pay = document.getElementById("pay");
+  if (pay) pay.onsubmit = async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "/api/payments", {orderId: o.id, token: pay.elements.token.value});
+      location.hash = "#/orders";
+    } catch (errors) {
+      document.getElementById("errors").innerHTML = showErrors(errors);
+    }
+  };
   const cancel = document.getElementById("cancel");
   if (cancel) cancel.onclick = async () => {
     try {

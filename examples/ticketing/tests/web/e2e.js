@@ -69,10 +69,39 @@ async function signUp(browser, email) {
     await buyer.goto(`${base}/#/orders`);
     await buyer.waitForSelector("table");
     assert.match(await text(buyer, "table tbody"), /E2E concert\s*cancelled/);
+    // A second ticket, paid for: a declined card first, then tok_visa; My orders shows it complete.
+    await seller.goto(`${base}/#/tickets/new`);
+    await seller.fill("input[name=title]", "E2E theatre");
+    await seller.fill("input[name=price]", "25");
+    await seller.click("button");
+    await seller.waitForURL(/#\/$/);
+    await buyer.goto(`${base}/#/`);
+    await buyer.waitForSelector("tr:has-text('E2E theatre') a");
+    await buyer.click("tr:has-text('E2E theatre') a");
+    await buyer.waitForSelector("#buy");
+    await buyer.click("#buy");
+    await buyer.waitForURL(/#\/orders\//);
+    await buyer.waitForSelector("#pay");
+    await buyer.fill("input[name=token]", "tok_chargeDeclined");
+    await buyer.click("#pay-button");
+    await buyer.waitForSelector(".errors");
+    assert.equal(await text(buyer, ".errors"), "Your card was declined.");
+    await buyer.fill("input[name=token]", "tok_visa");
+    await buyer.click("#pay-button");
+    await buyer.waitForURL(/#\/orders$/);
+    await buyer.waitForFunction(() => document.querySelector("table tbody")?.textContent.includes("E2E theatre"));
+    for (let i = 0; i < 100; i++) {
+      if (/E2E theatre\s*complete/.test(await text(buyer, "table tbody"))) break;
+      // The order becomes complete once payment:created reaches the orders service.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await buyer.reload();
+      await buyer.waitForSelector("table");
+    }
+    assert.match(await text(buyer, "table tbody"), /E2E theatre\s*complete/);
     await buyer.goto(`${base}/#/signout`);
     await buyer.waitForFunction(() => document.querySelector("#nav").textContent.includes("Sign in"));
     assert.deepEqual(violations, [], "Content-Security-Policy violations");
-    console.log("web client: sign up, sell, list, buy, cancel, sign out, no CSP violation: ok");
+    console.log("web client: sign up, sell, list, buy, cancel, pay, sign out, no CSP violation: ok");
   } finally {
     await browser.close();
   }
