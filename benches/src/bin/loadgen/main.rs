@@ -2,7 +2,8 @@
 //!
 //! N users sign up; each sells tickets; other users buy them as soon as they are orderable
 //! (the delay from `201` on the ticket to `201` on the order is the event propagation delay:
-//! ticket created → replicated into the orders service → orderable); some buyers cancel. Then
+//! ticket created → replicated into the orders service → orderable); half the buyers cancel,
+//! a quarter pay (`tok_visa`: the fake provider's) and wait for the order to read `complete`. Then
 //! a read phase hammers `GET /api/tickets/:id` and, in the same run, a bare axum JSON handler
 //! in a process of its own, as the limit. With `--database-url` (the system's `DATABASE_URL`),
 //! the same process also serves a bare axum + sqlx handler running the tickets store's
@@ -90,6 +91,8 @@ struct Stats {
     routes: BTreeMap<&'static str, Histogram<u64>>,
     propagation: Option<Histogram<u64>>,
     quiet_propagation: Option<Histogram<u64>>,
+    /// From the payment's `201` to the order reading `complete`.
+    payment_propagation: Option<Histogram<u64>>,
     quiet: bool,
 }
 
@@ -187,6 +190,48 @@ impl Client {
                 StatusCode::NOT_FOUND => tokio::time::sleep(Duration::from_millis(1)).await,
                 other => panic!("order failed with {other}"),
             }
+        }
+    }
+
+    /// Pays for the order as soon as the payments service knows it (`tok_visa`, the fake
+    /// provider's), then waits until the orders service shows it complete.
+    async fn pay(&self, cookie: &str, order: &str) {
+        loop {
+            let request = self
+                .http
+                .post(format!("{}/api/payments", self.base))
+                .header(COOKIE, cookie)
+                .json(&json!({"orderId": order, "token": "tok_visa"}));
+            let response = self.send("POST /api/payments", request).await;
+            match response.status() {
+                StatusCode::CREATED => break,
+                StatusCode::NOT_FOUND => tokio::time::sleep(Duration::from_millis(1)).await,
+                other => panic!(
+                    "payment failed with {other}: {}",
+                    response.text().await.unwrap_or_default()
+                ),
+            }
+        }
+        let paid = Instant::now();
+        loop {
+            let response = self
+                .http
+                .get(format!("{}/api/orders/{order}", self.base))
+                .header(COOKIE, cookie)
+                .send()
+                .await
+                .expect("order");
+            let body: Value = response.json().await.expect("order");
+            if body["status"] == "complete" {
+                let mut stats = self.stats.lock().expect("stats");
+                stats
+                    .payment_propagation
+                    .get_or_insert_with(|| Histogram::new(3).expect("histogram"))
+                    .record(paid.elapsed().as_micros() as u64)
+                    .expect("auto-resizing histogram");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -402,7 +447,7 @@ async fn run(args: Args) {
 
     // Sell, buy as soon as orderable, cancel every other order.
     let total = (args.users * args.tickets_per_user) as u64;
-    let progress = bar(total, "sell, buy, cancel");
+    let progress = bar(total, "sell, buy, cancel, pay");
     let started = Instant::now();
     let mut tasks = Vec::new();
     let mut ticket_ids = Vec::new();
@@ -417,6 +462,8 @@ async fn run(args: Args) {
             let order = client.buy(&buyer, &ticket, created).await;
             if n % 2 == 0 {
                 client.cancel(&buyer, &order).await;
+            } else if n % 4 == 1 {
+                client.pay(&buyer, &order).await;
             }
             progress.inc(1);
             (ticket, order, buyer_index)
@@ -580,5 +627,14 @@ async fn run(args: Args) {
                 p.len()
             );
         }
+    }
+    if let Some(p) = &stats.payment_propagation {
+        println!(
+            "propagation, payment 201 -> order complete, under the concurrent load: p50 {}, p99 {}, max {} ({} orders)",
+            ms(p.value_at_quantile(0.5)),
+            ms(p.value_at_quantile(0.99)),
+            ms(p.max()),
+            p.len()
+        );
     }
 }
