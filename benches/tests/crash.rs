@@ -56,7 +56,7 @@ impl Store {
     fn tickets_per_user(self) -> usize {
         match self {
             Store::Postgres => 30,
-            Store::Mongo => 10,
+            Store::Mongo => 6,
         }
     }
 }
