@@ -191,11 +191,7 @@ impl Broker {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = log_file(&self.log);
         let child = Command::new("nats-server")
             .args([
                 "-a",

@@ -178,12 +178,7 @@ fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
     let stripped = urls
         .split(',')
         .map(|url| {
-            let Some((scheme, rest)) = url.split_once("://") else {
-                return url.to_owned();
-            };
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(authority_end);
-            let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            let Some((scheme, userinfo, rest)) = ticketing_core::config::split_userinfo(url) else {
                 return url.to_owned();
             };
             if found.is_none() {
@@ -194,7 +189,7 @@ fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
                     None => Credentials::Token(userinfo.to_owned()),
                 });
             }
-            format!("{scheme}://{host}{tail}")
+            format!("{scheme}://{rest}")
         })
         .collect::<Vec<_>>()
         .join(",");

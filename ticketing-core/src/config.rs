@@ -16,13 +16,24 @@ pub fn redact_url(url: &str) -> String {
     url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
 }
 
-fn redact_one(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
+/// One URL's user info taken apart: `(scheme, userinfo, the rest after the `@`)`, or `None`
+/// when it has no user info (or is not a URL).
+///
+/// ```
+/// use ticketing_core::config::split_userinfo;
+///
+/// assert_eq!(split_userinfo("nats://u:pw@h:4222/x"), Some(("nats", "u:pw", "h:4222/x")));
+/// assert_eq!(split_userinfo("nats://h:4222"), None);
+/// ```
+pub fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+    let (userinfo, _) = rest[..authority_end].rsplit_once('@')?;
+    Some((scheme, userinfo, &rest[userinfo.len() + 1..]))
+}
+
+fn redact_one(url: &str) -> String {
+    let Some((scheme, userinfo, rest)) = split_userinfo(url) else {
         return url.to_owned();
     };
     let userinfo = match userinfo.split_once(':') {
@@ -30,5 +41,5 @@ fn redact_one(url: &str) -> String {
         // A lone token (`nats://token@host`) is the secret itself.
         None => "***".to_owned(),
     };
-    format!("{scheme}://{userinfo}@{host}{tail}")
+    format!("{scheme}://{userinfo}@{rest}")
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::reservation::OrderStatus;
 use crate::store::{Announce, ReplicaLookup, StoreError};
-use crate::{Id, Price, Version};
+use crate::{Id, OutgoingMessage, Price, Version};
 
 /// Where a payment attempt stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,6 +101,60 @@ impl Payment {
             charge_id: None,
             failure: None,
             version: 0,
+        }
+    }
+
+    /// The record [`PaymentStore::begin`] stores: pending at version 0, nothing charged or
+    /// failed yet.
+    pub fn begun(self) -> Payment {
+        Payment {
+            status: PaymentStatus::Pending,
+            charge_id: None,
+            failure: None,
+            version: 0,
+            ..self
+        }
+    }
+
+    /// What a pending attempt becomes on `outcome` (version + 1): succeeded with the charge
+    /// id, or failed with the provider's message.
+    pub fn settled(&self, outcome: Outcome) -> Payment {
+        let mut next = Payment {
+            version: self.version + 1,
+            ..self.clone()
+        };
+        match outcome {
+            Outcome::Charged(charge) => {
+                next.status = PaymentStatus::Succeeded;
+                next.charge_id = Some(charge);
+            }
+            Outcome::Declined(message) => {
+                next.status = PaymentStatus::Failed;
+                next.failure = Some(message);
+            }
+        }
+        next
+    }
+
+    /// The refunded record (version + 1).
+    pub fn refunded(&self) -> Payment {
+        Payment {
+            status: PaymentStatus::Refunded,
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
+    /// The events to commit with this record as settled: `announce`'s for a charge, none
+    /// otherwise.
+    pub fn announced(
+        &self,
+        announce: Announce<'_, Payment>,
+    ) -> Result<Vec<OutgoingMessage>, StoreError> {
+        if self.status == PaymentStatus::Succeeded {
+            Ok(announce(self)?)
+        } else {
+            Ok(Vec::new())
         }
     }
 }

@@ -336,13 +336,7 @@ impl PaymentStore for InMemoryPaymentStore {
                 key: payment.id.to_string(),
             });
         }
-        let stored = Payment {
-            status: PaymentStatus::Pending,
-            charge_id: None,
-            failure: None,
-            version: 0,
-            ..payment
-        };
+        let stored = payment.begun();
         payments.next += 1;
         let seq = payments.next;
         payments.holding.insert(stored.order_id, stored.id);
@@ -357,39 +351,15 @@ impl PaymentStore for InMemoryPaymentStore {
         announce: Announce<'_, Payment>,
     ) -> Result<Payment, StoreError> {
         self.change(id, PaymentStatus::Pending, |stored| {
-            let settled = match outcome {
-                Outcome::Charged(charge) => Payment {
-                    status: PaymentStatus::Succeeded,
-                    charge_id: Some(charge),
-                    version: stored.version + 1,
-                    ..stored.clone()
-                },
-                Outcome::Declined(message) => Payment {
-                    status: PaymentStatus::Failed,
-                    failure: Some(message),
-                    version: stored.version + 1,
-                    ..stored.clone()
-                },
-            };
-            let events = if settled.status == PaymentStatus::Succeeded {
-                announce(&settled)?
-            } else {
-                Vec::new()
-            };
+            let settled = stored.settled(outcome);
+            let events = settled.announced(announce)?;
             Ok((settled, events))
         })
     }
 
     async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
         self.change(id, PaymentStatus::Succeeded, |stored| {
-            Ok((
-                Payment {
-                    status: PaymentStatus::Refunded,
-                    version: stored.version + 1,
-                    ..stored.clone()
-                },
-                Vec::new(),
-            ))
+            Ok((stored.refunded(), Vec::new()))
         })
     }
 

@@ -880,13 +880,7 @@ impl MongoPaymentStore {
 #[async_trait]
 impl PaymentStore for MongoPaymentStore {
     async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
-        let stored = Payment {
-            status: PaymentStatus::Pending,
-            charge_id: None,
-            failure: None,
-            version: 0,
-            ..payment
-        };
+        let stored = payment.begun();
         // Insertion order for listings: the id's timestamp and counter, as the process made it.
         let document = doc! {
             "_id": oid(stored.id),
@@ -926,36 +920,15 @@ impl PaymentStore for MongoPaymentStore {
         announce: Announce<'_, Payment>,
     ) -> Result<Payment, StoreError> {
         let current = self.in_status(id, PaymentStatus::Pending).await?;
-        let next = match outcome {
-            Outcome::Charged(charge) => Payment {
-                status: PaymentStatus::Succeeded,
-                charge_id: Some(charge),
-                version: current.version + 1,
-                ..current.clone()
-            },
-            Outcome::Declined(message) => Payment {
-                status: PaymentStatus::Failed,
-                failure: Some(message),
-                version: current.version + 1,
-                ..current.clone()
-            },
-        };
-        let events = if next.status == PaymentStatus::Succeeded {
-            announce(&next)?
-        } else {
-            Vec::new()
-        };
+        let next = current.settled(outcome);
+        let events = next.announced(announce)?;
         self.change(&current, &next, events).await?;
         Ok(next)
     }
 
     async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
         let current = self.in_status(id, PaymentStatus::Succeeded).await?;
-        let next = Payment {
-            status: PaymentStatus::Refunded,
-            version: current.version + 1,
-            ..current.clone()
-        };
+        let next = current.refunded();
         self.change(&current, &next, Vec::new()).await?;
         Ok(next)
     }

@@ -655,13 +655,7 @@ impl PgPaymentStore {
 #[async_trait]
 impl PaymentStore for PgPaymentStore {
     async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
-        let stored = Payment {
-            status: PaymentStatus::Pending,
-            charge_id: None,
-            failure: None,
-            version: 0,
-            ..payment
-        };
+        let stored = payment.begun();
         let result = sqlx::query(
             "INSERT INTO payments (id, order_id, amount_cents, status, idempotency_key, version) \
              VALUES ($1, $2, $3, 'pending', $4, 0)",
@@ -699,26 +693,10 @@ impl PaymentStore for PgPaymentStore {
         announce: Announce<'_, Payment>,
     ) -> Result<Payment, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let stored = Self::locked_in(&mut tx, id, PaymentStatus::Pending).await?;
-        let settled = match outcome {
-            Outcome::Charged(charge) => Payment {
-                status: PaymentStatus::Succeeded,
-                charge_id: Some(charge),
-                version: stored.version + 1,
-                ..stored
-            },
-            Outcome::Declined(message) => Payment {
-                status: PaymentStatus::Failed,
-                failure: Some(message),
-                version: stored.version + 1,
-                ..stored
-            },
-        };
-        let events = if settled.status == PaymentStatus::Succeeded {
-            announce(&settled)?
-        } else {
-            Vec::new()
-        };
+        let settled = Self::locked_in(&mut tx, id, PaymentStatus::Pending)
+            .await?
+            .settled(outcome);
+        let events = settled.announced(announce)?;
         Self::write(&mut tx, &settled).await?;
         commit_announcing(tx, &self.wake, &outbox_key("payment", id), events).await?;
         Ok(settled)
@@ -726,12 +704,9 @@ impl PaymentStore for PgPaymentStore {
 
     async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let stored = Self::locked_in(&mut tx, id, PaymentStatus::Succeeded).await?;
-        let refunded = Payment {
-            status: PaymentStatus::Refunded,
-            version: stored.version + 1,
-            ..stored
-        };
+        let refunded = Self::locked_in(&mut tx, id, PaymentStatus::Succeeded)
+            .await?
+            .refunded();
         Self::write(&mut tx, &refunded).await?;
         tx.commit().await.map_err(backend)?;
         Ok(refunded)

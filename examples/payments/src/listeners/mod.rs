@@ -36,6 +36,22 @@ async fn replicate(
     }
 }
 
+/// The replica's order at `status` and `version`; waits while the order is not known yet.
+fn moved_on(
+    current: Option<PayableOrder>,
+    id: Id,
+    status: OrderStatus,
+    version: u64,
+) -> Result<PayableOrder, HandlerError> {
+    let current =
+        current.ok_or_else(|| HandlerError::wait(format!("order {id} is not known yet")))?;
+    Ok(PayableOrder {
+        status,
+        version,
+        ..current
+    })
+}
+
 /// Refunds every charge of a cancelled order (a payment that lost the race with the expiry):
 /// waits while an attempt is still pending, since it may yet be charged.
 pub async fn refund_charges(
@@ -142,14 +158,7 @@ impl Listener for OrderCancelledListener {
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
         replicate(&*self.orders, event.id, event.version, |current| {
-            let current = current.ok_or_else(|| {
-                HandlerError::wait(format!("order {} is not known yet", event.id))
-            })?;
-            Ok(PayableOrder {
-                status: OrderStatus::Cancelled,
-                version: event.version,
-                ..current
-            })
+            moved_on(current, event.id, OrderStatus::Cancelled, event.version)
         })
         .await?;
         // Also on a redelivery: the refund may not have happened the first time.
@@ -181,14 +190,7 @@ impl Listener for OrderCompletedListener {
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
         replicate(&*self.orders, event.id, event.version, |current| {
-            let current = current.ok_or_else(|| {
-                HandlerError::wait(format!("order {} is not known yet", event.id))
-            })?;
-            Ok(PayableOrder {
-                status: OrderStatus::Complete,
-                version: event.version,
-                ..current
-            })
+            moved_on(current, event.id, OrderStatus::Complete, event.version)
         })
         .await
         .map(|_| ())
