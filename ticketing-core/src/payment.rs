@@ -78,6 +78,10 @@ pub struct Payment {
     pub amount: Price,
     /// Where it stands.
     pub status: PaymentStatus,
+    /// The card token or payment method the buyer sent: kept with the pending record, so a
+    /// crash between the charge and the commit is repaired by asking again with the same
+    /// request and key.
+    pub source: String,
     /// Sent with every call to the provider for this attempt.
     pub idempotency_key: String,
     /// The provider's charge id, once charged.
@@ -89,14 +93,16 @@ pub struct Payment {
 }
 
 impl Payment {
-    /// A new pending attempt for `order_id` of `amount`, with a fresh id and idempotency key.
-    pub fn pending(order_id: Id, amount: Price) -> Payment {
+    /// A new pending attempt for `order_id` of `amount` from `source` (the card token), with a
+    /// fresh id and idempotency key.
+    pub fn pending(order_id: Id, amount: Price, source: impl Into<String>) -> Payment {
         let id = Id::new();
         Payment {
             id,
             order_id,
             amount,
             status: PaymentStatus::Pending,
+            source: source.into(),
             idempotency_key: format!("payment-{id}"),
             charge_id: None,
             failure: None,
@@ -285,8 +291,8 @@ mod tests {
     fn each_attempt_has_its_own_idempotency_key() {
         let price: Price = "10".parse().unwrap();
         let (a, b) = (
-            Payment::pending(Id::new(), price),
-            Payment::pending(Id::new(), price),
+            Payment::pending(Id::new(), price, "tok_visa"),
+            Payment::pending(Id::new(), price, "tok_visa"),
         );
         assert_ne!(a.idempotency_key, b.idempotency_key);
         assert_eq!(a.status, PaymentStatus::Pending);

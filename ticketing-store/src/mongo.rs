@@ -793,6 +793,7 @@ fn payment_of(doc: &Document) -> Result<Payment, StoreError> {
         amount: f.price("amount_cents")?,
         status: PaymentStatus::parse(&status)
             .ok_or_else(|| corrupt("payment", format!("status {status:?}")))?,
+        source: f.text("source")?,
         idempotency_key: f.text("idempotency_key")?,
         charge_id: optional_text("charge_id")?,
         failure: optional_text("failure")?,
@@ -888,6 +889,7 @@ impl PaymentStore for MongoPaymentStore {
             "amount_cents": cents(stored.amount),
             "status": PaymentStatus::Pending.as_str(),
             "open": true,
+            "source": &stored.source,
             "idempotency_key": &stored.idempotency_key,
             "charge_id": Bson::Null,
             "failure": Bson::Null,

@@ -591,7 +591,7 @@ pub struct PgPaymentStore {
 }
 
 const PAYMENT_COLUMNS: &str =
-    "id, order_id, amount_cents, status, idempotency_key, charge_id, failure, version";
+    "id, order_id, amount_cents, status, source, idempotency_key, charge_id, failure, version";
 
 fn payment_of(row: &PgRow) -> Result<Payment, StoreError> {
     let status: String = row.try_get("status").map_err(backend)?;
@@ -601,6 +601,7 @@ fn payment_of(row: &PgRow) -> Result<Payment, StoreError> {
         amount: price_of(row, "amount_cents", "payment")?,
         status: PaymentStatus::parse(&status)
             .ok_or_else(|| corrupt("payment", format!("status {status:?}")))?,
+        source: row.try_get("source").map_err(backend)?,
         idempotency_key: row.try_get("idempotency_key").map_err(backend)?,
         charge_id: row.try_get("charge_id").map_err(backend)?,
         failure: row.try_get("failure").map_err(backend)?,
@@ -657,12 +658,14 @@ impl PaymentStore for PgPaymentStore {
     async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
         let stored = payment.begun();
         let result = sqlx::query(
-            "INSERT INTO payments (id, order_id, amount_cents, status, idempotency_key, version) \
-             VALUES ($1, $2, $3, 'pending', $4, 0)",
+            "INSERT INTO payments \
+             (id, order_id, amount_cents, status, source, idempotency_key, version) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, 0)",
         )
         .bind(stored.id.to_string())
         .bind(stored.order_id.to_string())
         .bind(cents(stored.amount))
+        .bind(&stored.source)
         .bind(&stored.idempotency_key)
         .execute(&self.pool)
         .await;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use ticketing_core::payment::Payment;
 
 /// A charge to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,20 @@ pub struct ChargeRequest {
     pub idempotency_key: String,
     /// Shown on the statement and in the provider's dashboard.
     pub description: String,
+}
+
+impl ChargeRequest {
+    /// The charge an attempt asks for: every call about it, first or repeated, is this same
+    /// request with its idempotency key.
+    pub fn for_attempt(attempt: &Payment) -> ChargeRequest {
+        ChargeRequest {
+            amount_cents: attempt.amount.cents(),
+            currency: "usd".into(),
+            source: attempt.source.clone(),
+            idempotency_key: attempt.idempotency_key.clone(),
+            description: format!("Ticketing order {}", attempt.order_id),
+        }
+    }
 }
 
 /// What a provider can answer instead of a charge.
@@ -70,8 +85,8 @@ pub struct FakeCharge {
 
 /// A provider in memory that behaves like Stripe's test mode for the tokens the original web
 /// client sends: `tok_visa` (or `pm_card_visa`) is charged; `tok_chargeDeclined` (or
-/// `pm_card_visa_chargeDeclined`) is declined with `card_declined`; any other token is
-/// invalid. It records charges and refunds, and honours idempotency keys: a repeated key
+/// `pm_card_visa_chargeDeclined`, `pm_card_chargeCustomerFail`) is declined with
+/// `card_declined`; any other token is invalid. It records charges and refunds, and honours idempotency keys: a repeated key
 /// answers the first call's result and charges nothing more.
 #[derive(Debug, Clone, Default)]
 pub struct FakeProvider {
@@ -125,10 +140,12 @@ impl PaymentProvider for FakeProvider {
                 });
                 Ok(id)
             }
-            "tok_chargeDeclined" | "pm_card_visa_chargeDeclined" => Err(ProviderError::Declined {
-                message: DECLINED_MESSAGE.to_owned(),
-                code: "card_declined".to_owned(),
-            }),
+            "tok_chargeDeclined" | "pm_card_visa_chargeDeclined" | "pm_card_chargeCustomerFail" => {
+                Err(ProviderError::Declined {
+                    message: DECLINED_MESSAGE.to_owned(),
+                    code: "card_declined".to_owned(),
+                })
+            }
             other => Err(ProviderError::Invalid(format!("No such token: '{other}'"))),
         };
         state
@@ -213,7 +230,8 @@ impl StripeProvider {
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(ProviderError::Unavailable(format!("{status}: {message}")));
         }
-        if error["type"] == "card_error" {
+        // Stripe says `card_error`; localstripe answers a decline 402 with `card_declined`.
+        if error["type"] == "card_error" || status.as_u16() == 402 {
             return Err(ProviderError::Declined {
                 message,
                 code: error["code"].as_str().unwrap_or("card_declined").to_owned(),

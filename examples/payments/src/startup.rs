@@ -19,6 +19,7 @@ use crate::configuration::Settings;
 use crate::listeners::{OrderCancelledListener, OrderCompletedListener, OrderCreatedListener};
 use crate::provider::PaymentProvider;
 use crate::routes;
+use crate::settle::{Repair, RepairOptions};
 
 /// What the handlers and listeners share.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct PaymentsState {
     pub bus: Arc<dyn Bus>,
     /// Where the payments store commits `payment:created`; the relay publishes it.
     pub outbox: Arc<dyn Outbox>,
+    /// How the repair of pending attempts runs.
+    pub repair: RepairOptions,
 }
 
 impl PaymentsState {
@@ -52,6 +55,18 @@ impl PaymentsState {
             keys,
             bus: bus.clone(),
             outbox: database.outbox(),
+            repair: RepairOptions::default(),
+        }
+    }
+
+    /// The same state with the repair looking at pending attempts this often.
+    pub fn with_repair_every(self, every: std::time::Duration) -> Self {
+        PaymentsState {
+            repair: RepairOptions {
+                every,
+                ..self.repair
+            },
+            ..self
         }
     }
 }
@@ -87,11 +102,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <PaymentsApi as utoipa::OpenApi>::openapi()
 }
 
-/// Starts the listeners; they stop when `token` is cancelled.
+/// Starts the listeners and the repair of pending attempts; they stop when `token` is
+/// cancelled.
 pub async fn spawn_listeners(
     state: &PaymentsState,
     token: &CancellationToken,
 ) -> Result<Vec<ListenerHandle>, BusError> {
+    tokio::spawn(Repair::new(state.repair).run(
+        state.payments.clone(),
+        state.provider.clone(),
+        token.child_token(),
+    ));
     Ok(vec![
         spawn_listener_with_token(
             &state.bus,

@@ -77,12 +77,14 @@ async fn events_of(outbox: &dyn Outbox, key: &str) -> Vec<OutgoingMessage> {
 
 pub async fn a_payment_round_trips_with_exact_cents(factory: &dyn PaymentStoreFactory) {
     let stores = factory.payment_stores().await;
-    let attempt = Payment::pending(Id::new(), price("1234.56"));
+    // The source is kept: the repair of a crashed attempt asks the provider again with it.
+    let attempt = Payment::pending(Id::new(), price("1234.56"), "pm_card_visa");
     let begun = stores.payments.begin(attempt.clone()).await.expect("begin");
     assert_eq!(begun, attempt);
     let read = stores.payments.get(attempt.id).await.expect("get");
     assert_eq!(read, attempt);
     assert_eq!(read.amount.cents(), 123_456);
+    assert_eq!(read.source, "pm_card_visa");
     assert!(
         stores
             .payments
@@ -98,12 +100,12 @@ pub async fn an_order_has_at_most_one_open_attempt(factory: &dyn PaymentStoreFac
     let order = Id::new();
     stores
         .payments
-        .begin(Payment::pending(order, price("10")))
+        .begin(Payment::pending(order, price("10"), "tok_visa"))
         .await
         .expect("first");
     let second = stores
         .payments
-        .begin(Payment::pending(order, price("10")))
+        .begin(Payment::pending(order, price("10"), "tok_visa"))
         .await;
     assert!(
         matches!(second, Err(StoreError::AlreadyExists { .. })),
@@ -111,7 +113,7 @@ pub async fn an_order_has_at_most_one_open_attempt(factory: &dyn PaymentStoreFac
     );
     stores
         .payments
-        .begin(Payment::pending(Id::new(), price("10")))
+        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
         .await
         .expect("another order");
     assert_eq!(
@@ -127,7 +129,11 @@ pub async fn of_concurrent_attempts_for_one_order_exactly_one_is_recorded(
     let order = Id::new();
     let attempts = (0..8).map(|_| {
         let payments = stores.payments.clone();
-        async move { payments.begin(Payment::pending(order, price("10"))).await }
+        async move {
+            payments
+                .begin(Payment::pending(order, price("10"), "tok_visa"))
+                .await
+        }
     });
     let results = join_all(attempts).await;
     let won = results.iter().filter(|r| r.is_ok()).count();
@@ -145,7 +151,7 @@ pub async fn a_charge_commits_its_event_and_keeps_the_order(factory: &dyn Paymen
     let stores = factory.payment_stores().await;
     let attempt = stores
         .payments
-        .begin(Payment::pending(Id::new(), price("10")))
+        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
         .await
         .expect("begin");
     let charged = stores
@@ -171,7 +177,7 @@ pub async fn a_charge_commits_its_event_and_keeps_the_order(factory: &dyn Paymen
     );
     let again = stores
         .payments
-        .begin(Payment::pending(attempt.order_id, price("10")))
+        .begin(Payment::pending(attempt.order_id, price("10"), "tok_visa"))
         .await;
     assert!(
         matches!(again, Err(StoreError::AlreadyExists { .. })),
@@ -186,7 +192,7 @@ pub async fn a_declined_attempt_closes_and_frees_the_order_for_a_new_key(
     let order = Id::new();
     let first = stores
         .payments
-        .begin(Payment::pending(order, price("10")))
+        .begin(Payment::pending(order, price("10"), "tok_visa"))
         .await
         .expect("begin");
     let declined = stores
@@ -214,7 +220,7 @@ pub async fn a_declined_attempt_closes_and_frees_the_order_for_a_new_key(
     );
     let second = stores
         .payments
-        .begin(Payment::pending(order, price("10")))
+        .begin(Payment::pending(order, price("10"), "tok_visa"))
         .await
         .expect("the order can be paid again");
     assert_ne!(second.idempotency_key, first.idempotency_key);
@@ -233,7 +239,7 @@ pub async fn an_attempt_ends_once(factory: &dyn PaymentStoreFactory) {
     let stores = factory.payment_stores().await;
     let attempt = stores
         .payments
-        .begin(Payment::pending(Id::new(), price("10")))
+        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
         .await
         .expect("begin");
     stores
@@ -276,7 +282,7 @@ pub async fn only_a_charged_payment_is_refunded(factory: &dyn PaymentStoreFactor
     let stores = factory.payment_stores().await;
     let attempt = stores
         .payments
-        .begin(Payment::pending(Id::new(), price("10")))
+        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
         .await
         .expect("begin");
     assert!(matches!(
@@ -306,7 +312,7 @@ pub async fn pending_attempts_are_listed_oldest_first(factory: &dyn PaymentStore
         begun.push(
             stores
                 .payments
-                .begin(Payment::pending(Id::new(), price("10")))
+                .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
                 .await
                 .expect("begin"),
         );

@@ -3,15 +3,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ticketing_common::{ApiError, JsonBody, RequireUser, path_id};
 use ticketing_core::StoreError;
-use ticketing_core::payment::{Outcome, Payment};
+use ticketing_core::payment::Payment;
 use ticketing_core::reservation::OrderStatus;
 
-use crate::models::{PaymentInput, PaymentJson, announce_created};
-use crate::provider::{ChargeRequest, ProviderError};
+use crate::models::{PaymentInput, PaymentJson};
+use crate::settle::{Settled, charge_and_settle};
 use crate::startup::PaymentsState;
 
 /// How often a charge whose outcome is unknown (a timeout) is asked again, with the same
-/// idempotency key, before the request gives up.
+/// idempotency key, before the request gives up and leaves the attempt to the repair.
 const ATTEMPTS: usize = 3;
 
 /// `POST /api/payments {token, orderId}`: 201 `{id}`; the order's price is charged in exact
@@ -30,7 +30,7 @@ const ATTEMPTS: usize = 3;
         (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
         (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
         (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
-        (status = 503, description = "The provider did not answer; the attempt is settled later", body = ticketing_common::error::ErrorBody),
+        (status = 503, description = "The provider did not answer, or the payment could not be recorded; the attempt is settled later with the same idempotency key", body = ticketing_common::error::ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))
 )]
@@ -55,7 +55,7 @@ pub async fn create(
     // The pending record, with its idempotency key, exists before the provider is called.
     let attempt = match state
         .payments
-        .begin(Payment::pending(order.id, order.price))
+        .begin(Payment::pending(order.id, order.price, token))
         .await
     {
         Ok(attempt) => attempt,
@@ -64,34 +64,18 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
-    let request = ChargeRequest {
-        amount_cents: attempt.amount.cents(),
-        currency: "usd".into(),
-        source: token,
-        idempotency_key: attempt.idempotency_key.clone(),
-        description: format!("Ticketing order {}", order.id),
-    };
-    let mut tries = 0;
-    let outcome = loop {
-        tries += 1;
-        match state.provider.charge(&request).await {
-            Ok(charge) => break Outcome::Charged(charge),
-            Err(ProviderError::Declined { message, .. } | ProviderError::Invalid(message)) => {
-                break Outcome::Declined(message);
-            }
-            Err(ProviderError::Unavailable(reason)) if tries < ATTEMPTS => {
-                tracing::warn!(%reason, payment = %attempt.id, "provider unavailable; asking again with the same key");
-            }
-            Err(ProviderError::Unavailable(reason)) => {
-                tracing::warn!(%reason, payment = %attempt.id, "provider unavailable; the attempt stays pending");
-                return Err(ApiError::Busy { retry_after: 5 });
-            }
+    let settled = match charge_and_settle(&*state.payments, &*state.provider, &attempt, ATTEMPTS)
+        .await
+    {
+        Ok(Settled::Done(settled)) => settled,
+        Ok(Settled::Unknown(_)) => return Err(ApiError::Busy { retry_after: 5 }),
+        // The charge may have gone through: the attempt stays pending and the repair settles
+        // it with the same key; the buyer is told to look again, not that it failed.
+        Err(error) => {
+            tracing::error!(%error, payment = %attempt.id, "the payment could not be recorded; the repair settles it");
+            return Err(ApiError::Busy { retry_after: 5 });
         }
     };
-    let settled = state
-        .payments
-        .settle_announcing(attempt.id, outcome, &announce_created)
-        .await?;
     match (settled.charge_id, settled.failure) {
         (Some(charge), _) => {
             tracing::info!(payment = %settled.id, order = %order.id, %charge, "order paid");

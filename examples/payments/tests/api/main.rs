@@ -4,3 +4,4 @@
 
 mod pay;
 mod provider;
+mod repair;
