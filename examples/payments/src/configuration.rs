@@ -33,9 +33,24 @@ pub struct ProviderArgs {
         default_value = "https://api.stripe.com"
     )]
     pub stripe_base_url: String,
+    /// How often, in seconds, the repair looks for attempts left pending (a crash between the
+    /// charge and the commit, a provider that did not answer); one is settled once it has been
+    /// seen pending twice.
+    #[arg(
+        long = "payment-repair-seconds",
+        env = "PAYMENT_REPAIR_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub repair_seconds: u64,
 }
 
 impl ProviderArgs {
+    /// How often the repair looks.
+    pub fn repair_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.repair_seconds)
+    }
+
     /// The provider these options choose; `default` when none is named. `stripe` without a
     /// key is an error saying what to set.
     pub fn provider(

@@ -14,6 +14,17 @@ pub struct PaymentJson {
     pub id: Id,
 }
 
+/// The answer of `GET /api/payments/provider`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderJson {
+    /// `fake` or `stripe`.
+    pub provider: String,
+    /// Tokens the provider takes in test mode, the one that is charged first (the fake's
+    /// `tok_visa`, `tok_chargeDeclined`); empty for Stripe.
+    pub test_tokens: Vec<String>,
+}
+
 /// The body of `POST /api/payments`.
 #[derive(Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

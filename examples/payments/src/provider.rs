@@ -104,6 +104,9 @@ struct FakeState {
 pub const DECLINED_MESSAGE: &str = "Your card was declined.";
 
 impl FakeProvider {
+    /// The tokens the original web client sends: charged, then declined.
+    pub const TEST_TOKENS: [&'static str; 2] = ["tok_visa", "tok_chargeDeclined"];
+
     /// A provider with no charges.
     pub fn new() -> Self {
         Self::default()
@@ -227,7 +230,9 @@ impl StripeProvider {
             .as_str()
             .unwrap_or("The payment provider refused the request")
             .to_owned();
-        if status.is_server_error() || status.as_u16() == 429 {
+        // Our key refused (401, 403) is our misconfiguration, not the buyer's card: nothing was
+        // charged, the attempt stays pending and is settled once the key is fixed.
+        if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 429) {
             return Err(ProviderError::Unavailable(format!("{status}: {message}")));
         }
         // Stripe says `card_error`; localstripe answers a decline 402 with `card_declined`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::post;
+use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::outbox::Outbox;
@@ -81,6 +81,7 @@ impl FromRef<PaymentsState> for SessionKeys {
 pub fn router(state: PaymentsState) -> Router {
     Router::new()
         .route("/api/payments", post(routes::create))
+        .route("/api/payments/provider", get(routes::provider))
         .with_state(state)
         .merge(ticketing_common::openapi::document_route(
             "/api/payments/openapi.json",
@@ -92,7 +93,7 @@ pub fn router(state: PaymentsState) -> Router {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Ticketing: payments"),
-    paths(routes::create::create),
+    paths(routes::create::create, routes::provider::provider),
     modifiers(&SessionSecurity)
 )]
 struct PaymentsApi;
@@ -162,7 +163,8 @@ impl Service for Payments {
         let provider = settings.provider.provider(None)?;
         let bus = settings.common.backends.connect_bus().await?.as_dyn();
         let database = settings.common.backends.open_database("payments").await?;
-        Ok(PaymentsState::new(&database, keys, &bus, provider))
+        Ok(PaymentsState::new(&database, keys, &bus, provider)
+            .with_repair_every(settings.provider.repair_every()))
     }
 
     fn router(state: PaymentsState) -> Router {

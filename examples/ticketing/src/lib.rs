@@ -78,6 +78,7 @@ impl Settings {
                 provider: Some(ProviderKind::Fake),
                 stripe_key: None,
                 stripe_base_url: "https://api.stripe.com".into(),
+                repair_seconds: 30,
             },
         }
     }
@@ -208,7 +209,8 @@ impl TicketingApp {
                 keys,
                 &shared,
                 settings.provider.provider(Some(ProviderKind::Fake))?,
-            ),
+            )
+            .with_repair_every(settings.provider.repair_every()),
         };
         let token = CancellationToken::new();
         let mut listeners =

@@ -66,7 +66,7 @@ async fn the_document_lists_exactly_the_operations_of_the_api_table() {
     );
     let documented = operations(&document);
     let table = readme_rows();
-    assert_eq!(table.len(), 13, "{table:?}");
+    assert_eq!(table.len(), 14, "{table:?}");
     assert_eq!(documented, table);
 }
 

@@ -4,6 +4,8 @@
 //! its one charge, or as a cancelled order with nothing charged or the charge refunded — never
 //! as a cancelled order with money taken.
 
+#![allow(clippy::print_stdout)]
+
 use std::time::Duration;
 
 use axum::Router;

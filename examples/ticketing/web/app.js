@@ -92,13 +92,18 @@ async function showTicket(id) {
 }
 
 async function showOrder(id) {
-  const o = await api("GET", `/api/orders/${encodeURIComponent(id)}`);
+  const [o, payment] = await Promise.all([
+    api("GET", `/api/orders/${encodeURIComponent(id)}`),
+    api("GET", "/api/payments/provider"),
+  ]);
   const left = Math.max(0, Math.round((new Date(o.expiresAt) - new Date()) / 1000));
   view.innerHTML = `<div class="card"><h1>Order for ${esc(o.ticket.title)}</h1>
     <p>Status: <b>${esc(o.status)}</b> · Price: ${esc(o.ticket.price)}</p>
     ${o.status === "created" ? `<p class="muted">Expires in <span id="left">${left}</span> seconds.</p>
-      <form id="pay"><label>Card token (test mode: tok_visa, tok_chargeDeclined)
-        <input name="token" value="tok_visa"></label>
+      <form id="pay"><label id="token-label">${payment.testTokens.length
+          ? `Test card token (${esc(payment.provider)} provider: ${payment.testTokens.map(esc).join(", ")})`
+          : "Card token (from Stripe.js)"}
+        <input name="token" value="${esc(payment.testTokens[0] || "")}"></label>
         <button id="pay-button">Pay ${esc(o.ticket.price)}</button></form>
       <div id="errors"></div><button id="cancel">Cancel order</button>` : ""}</div>`;
   const countdown = document.getElementById("left");

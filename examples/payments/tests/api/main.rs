@@ -5,3 +5,4 @@
 mod pay;
 mod provider;
 mod repair;
+mod stripe;

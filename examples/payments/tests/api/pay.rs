@@ -218,3 +218,15 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
     );
     assert!(app.bus.dead_letters().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_provider_on_is_told_with_its_test_tokens() {
+    let app = spawn_app().await;
+    let response = app.http.get("/api/payments/provider", None).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"provider": "fake", "testTokens": ["tok_visa", "tok_chargeDeclined"]})
+    );
+}

@@ -82,6 +82,9 @@ async function signUp(browser, email) {
     await buyer.click("#buy");
     await buyer.waitForURL(/#\/orders\//);
     await buyer.waitForSelector("#pay");
+    // The form is made from what the API says of the provider: the fake and its test tokens.
+    assert.match(await text(buyer, "#token-label"), /fake provider: tok_visa, tok_chargeDeclined/);
+    assert.equal(await buyer.inputValue("input[name=token]"), "tok_visa");
     await buyer.fill("input[name=token]", "tok_chargeDeclined");
     await buyer.click("#pay-button");
     await buyer.waitForSelector(".errors");
