@@ -681,14 +681,8 @@ async fn crash_run(store: Store) {
         .unwrap_or_else(|e| panic!("the system cannot be read: {e} (logs in {})", dir.display()));
 
     let payments_database = store_env("payments").1;
-    let payment_issues = payments_agree(
-        store,
-        &payments_database,
-        &record,
-        &paid,
-        store.settle(),
-    )
-    .await;
+    let payment_issues =
+        payments_agree(store, &payments_database, &record, &paid, store.settle()).await;
     let paid_orders = paid.len();
     let checked_in = checking.elapsed();
     // What the broker holds: the events, and no dead letter.

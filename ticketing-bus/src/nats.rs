@@ -588,6 +588,21 @@ impl Bus for NatsBus {
     async fn flush(&self) -> Result<(), BusError> {
         self.inner.client.flush().await.map_err(backend)
     }
+
+    /// Connected, and JetStream answers for the account (a cluster that lost its quorum does
+    /// not).
+    async fn health(&self) -> Result<(), BusError> {
+        use async_nats::connection::State;
+        match self.inner.client.connection_state() {
+            State::Connected => {}
+            state => return Err(backend(format!("the connection is {state}"))),
+        }
+        match tokio::time::timeout(Duration::from_secs(2), self.inner.js.query_account()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(backend(format!("JetStream does not answer: {error}"))),
+            Err(_) => Err(backend("JetStream did not answer within 2 s")),
+        }
+    }
 }
 
 fn parse_dead_letter(id: u64, headers: HeaderMap, payload: Bytes) -> DeadLetter {

@@ -316,6 +316,12 @@ pub trait Bus: Send + Sync + 'static {
     /// from the dead letters.
     async fn redrive(&self, id: u64) -> Result<(), BusError>;
 
+    /// Whether the broker can be used now, for readiness probes: `Ok` when it answers. Default:
+    /// always (a bus in the process).
+    async fn health(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// Waits until everything this handle sent (publishes, acks) has reached the broker. Call
     /// it before a process exits after stopping its listeners. Default: nothing to flush.
     async fn flush(&self) -> Result<(), BusError> {

@@ -48,6 +48,7 @@ pub mod config;
 pub mod event;
 mod id;
 pub mod listener;
+pub mod metrics;
 pub mod outbox;
 pub mod payment;
 mod price;

@@ -32,6 +32,7 @@ use tracing::Instrument;
 
 use crate::bus::{BoxError, Bus, BusError, Delivery, Headers, SubscribeOptions, header};
 use crate::event::Event;
+use crate::metrics::DeliveryOutcome;
 
 /// A consumer of one event type, in one queue group.
 ///
@@ -520,6 +521,9 @@ async fn handle<L: Listener>(
         sequence = delivery.sequence(),
         attempt = delivery.attempt(),
     );
+    let started = tokio::time::Instant::now();
+    let (subject, group) = (delivery.subject().to_owned(), delivery.group().to_owned());
+    let measured = |outcome| crate::metrics::delivery(&subject, &group, outcome, started.elapsed());
     async move {
         let event = match serde_json::from_slice::<L::Event>(delivery.payload()) {
             Ok(event) => event,
@@ -527,6 +531,7 @@ async fn handle<L: Listener>(
                 let reason = format!("undecodable payload: {error}");
                 tracing::error!(%reason, "dead-lettering message");
                 settle(delivery.term(&reason).await);
+                measured(DeliveryOutcome::DeadLettered);
                 return;
             }
         };
@@ -546,7 +551,10 @@ async fn handle<L: Listener>(
             tries.forget(sequence);
         }
         match outcome {
-            Ok(Ok(())) => settle(delivery.ack().await),
+            Ok(Ok(())) => {
+                settle(delivery.ack().await);
+                measured(DeliveryOutcome::Acked);
+            }
             Ok(Err(HandlerError::Wait { source })) => match delivery.age() {
                 Some(age) if age >= options.gap_horizon => {
                     tries.forget(sequence);
@@ -557,6 +565,7 @@ async fn handle<L: Listener>(
                     );
                     tracing::error!(%reason, "dead-lettering message");
                     settle(delivery.term(&reason).await);
+                    measured(DeliveryOutcome::DeadLettered);
                 }
                 age => {
                     let waited = tries.wait(sequence);
@@ -571,6 +580,7 @@ async fn handle<L: Listener>(
                         tracing::debug!(reason = %source, waited, ?delay, "waiting");
                     }
                     settle(delivery.nak(Some(delay)).await);
+                    measured(DeliveryOutcome::Waited);
                 }
             },
             Ok(Err(HandlerError::Retry { source, after })) => {
@@ -582,6 +592,7 @@ async fn handle<L: Listener>(
                     let reason = format!("gave up after {attempt} attempts: {source}");
                     tracing::error!(%reason, "dead-lettering message");
                     settle(delivery.term(&reason).await);
+                    measured(DeliveryOutcome::DeadLettered);
                 } else {
                     let delay = after.unwrap_or_else(|| options.backoff.delay(attempt));
                     // A first retry is routine (a version gap, a conflict); repeated ones are not.
@@ -591,17 +602,20 @@ async fn handle<L: Listener>(
                         tracing::warn!(error = %source, ?delay, "handler failed again; will retry");
                     }
                     settle(delivery.nak(Some(delay)).await);
+                    measured(DeliveryOutcome::Retried);
                 }
             }
             Ok(Err(HandlerError::Permanent { source })) => {
                 let reason = format!("permanent failure: {source}");
                 tracing::error!(%reason, "dead-lettering message");
                 settle(delivery.term(&reason).await);
+                measured(DeliveryOutcome::DeadLettered);
             }
             Err(panic) => {
                 let reason = format!("handler panicked: {}", panic_message(&*panic));
                 tracing::error!(%reason, "dead-lettering message");
                 settle(delivery.term(&reason).await);
+                measured(DeliveryOutcome::DeadLettered);
             }
         }
     }

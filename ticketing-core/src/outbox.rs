@@ -105,6 +105,8 @@ pub struct RelayOptions {
     /// On stop, how long the relay may keep publishing what is pending before it leaves the
     /// rest to the next relay. Default 5 s.
     pub drain: Duration,
+    /// The `outbox` label of its metrics (the service's name). Default `outbox`.
+    pub name: &'static str,
 }
 
 impl Default for RelayOptions {
@@ -120,6 +122,7 @@ impl Default for RelayOptions {
                 max: Duration::from_secs(5),
             },
             drain: Duration::from_secs(5),
+            name: "outbox",
         }
     }
 }
@@ -152,6 +155,8 @@ pub struct RoundReport {
     pub failed: bool,
     /// Whether the batch was full (more may be pending).
     pub full: bool,
+    /// Events read: what was pending (at most a batch).
+    pub read: usize,
 }
 
 /// Starts a relay from `outbox` to `bus` named `holder` (unique per process); it stops when
@@ -206,6 +211,7 @@ async fn relay(
             (options.lease_ttl / 3).max(Duration::from_millis(10))
         } else {
             let report = round(&*outbox, &*bus, options.batch, options.in_flight).await;
+            crate::metrics::outbox_pending(options.name, report.read);
             if report.failed {
                 failures = failures.saturating_add(1);
                 options.backoff.delay(failures)
@@ -259,6 +265,7 @@ pub async fn round(
         }
     };
     let full = events.len() >= batch.max(1);
+    let read = events.len();
     let mut by_key: HashMap<String, Vec<OutboxEvent>> = HashMap::new();
     let mut keys = Vec::new();
     for event in events {
@@ -276,7 +283,11 @@ pub async fn round(
                 let Ok(_permit) = window.acquire().await else {
                     return (confirmed, true);
                 };
-                match bus.publish(event.message).await {
+                let started = tokio::time::Instant::now();
+                let subject = event.message.subject.clone();
+                let published = bus.publish(event.message).await;
+                crate::metrics::published(&subject, published.is_ok(), started.elapsed());
+                match published {
                     Ok(_) => confirmed.push(event.id),
                     Err(error) => {
                         tracing::warn!(%error, key = %event.key, "publishing from the outbox failed; will retry");
@@ -301,6 +312,7 @@ pub async fn round(
                 published: 0,
                 failed: true,
                 full,
+                read,
             };
         }
     }
@@ -308,5 +320,6 @@ pub async fn round(
         published: confirmed.len(),
         failed,
         full,
+        read,
     }
 }

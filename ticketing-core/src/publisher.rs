@@ -73,13 +73,13 @@ impl<E: Event> Publisher<E> {
     /// Publishes the event; returns once the broker stored it (or recognised a duplicate).
     pub async fn publish(&self, event: &E) -> Result<PublishAck, PublishError> {
         let message = Self::encode(event)?;
-        self.bus
-            .publish(message)
-            .await
-            .map_err(|source| PublishError::Bus {
-                subject: E::SUBJECT,
-                source,
-            })
+        let started = tokio::time::Instant::now();
+        let published = self.bus.publish(message).await;
+        crate::metrics::published(E::SUBJECT, published.is_ok(), started.elapsed());
+        published.map_err(|source| PublishError::Bus {
+            subject: E::SUBJECT,
+            source,
+        })
     }
 }
 

@@ -322,6 +322,18 @@ impl Database {
         role!(self, outbox)
     }
 
+    /// Whether the database answers now, for readiness probes: a round trip (`SELECT 1`, the
+    /// `ping` command); always for memory.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Database::Memory(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(db) => db.ping().await,
+            #[cfg(feature = "mongo")]
+            Database::Mongo(db) => db.ping().await,
+        }
+    }
+
     /// The backend.
     pub fn backend(&self) -> StoreBackend {
         match self {

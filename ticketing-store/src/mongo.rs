@@ -165,6 +165,15 @@ pub struct MongoDatabase {
 }
 
 impl MongoDatabase {
+    /// A round trip: the `ping` command.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .run_command(doc! {"ping": 1})
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
     /// Connects to `uri`, uses `database` and creates the indexes.
     pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
         let client = mongodb::Client::with_uri_str(uri)

@@ -156,6 +156,15 @@ impl PgDatabase {
         &self.pool
     }
 
+    /// A round trip: `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
     /// Users.
     pub fn users(&self) -> PgUserStore {
         PgUserStore {

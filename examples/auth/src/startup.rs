@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::store::UserStore;
+use ticketing_store::Database;
 
 use crate::configuration::Settings;
 use crate::guard::Guards;
@@ -24,6 +25,20 @@ pub struct AuthState {
     pub keys: SessionKeys,
     /// Hashing bound and sign-in limits.
     pub guards: Guards,
+    /// The database, for readiness checks.
+    pub database: Database,
+}
+
+impl AuthState {
+    /// The state over the users of `database`.
+    pub fn new(database: &Database, keys: SessionKeys, guards: Guards) -> Self {
+        AuthState {
+            users: database.users(),
+            keys,
+            guards,
+            database: database.clone(),
+        }
+    }
 }
 
 impl FromRef<AuthState> for SessionKeys {
@@ -81,15 +96,19 @@ impl Service for Auth {
     async fn state(settings: &Settings) -> anyhow::Result<AuthState> {
         let keys = settings.common.session_keys(true)?;
         let database = settings.common.backends.open_database("auth").await?;
-        Ok(AuthState {
-            users: database.users(),
+        Ok(AuthState::new(
+            &database,
             keys,
-            guards: Guards::new(&settings.guards),
-        })
+            Guards::new(&settings.guards),
+        ))
     }
 
     fn router(state: AuthState) -> Router {
         router(state)
+    }
+
+    fn databases(state: &AuthState) -> Vec<(&'static str, Database)> {
+        vec![("auth", state.database.clone())]
     }
 }
 

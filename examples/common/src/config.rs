@@ -89,6 +89,11 @@ pub struct HttpArgs {
     /// orchestrator's grace period (Kubernetes: 30 s).
     #[arg(long, env = "SHUTDOWN_DEADLINE_SECONDS", default_value_t = 20)]
     pub shutdown_deadline_seconds: u64,
+    /// After SIGTERM, the service first answers `/readyz` with 503 and keeps serving for this
+    /// long, so the orchestrator takes it out of its endpoints before it stops accepting
+    /// connections (the manifests set 5).
+    #[arg(long, env = "SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
 }
 
 impl Default for HttpArgs {
@@ -98,6 +103,7 @@ impl Default for HttpArgs {
             body_timeout_seconds: 10,
             request_timeout_seconds: 30,
             shutdown_deadline_seconds: 20,
+            shutdown_delay_seconds: 0,
         }
     }
 }
@@ -111,6 +117,7 @@ impl HttpArgs {
             body_timeout: secs(self.body_timeout_seconds),
             request_timeout: secs(self.request_timeout_seconds),
             shutdown_deadline: Duration::from_secs(self.shutdown_deadline_seconds),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
         }
     }
 }

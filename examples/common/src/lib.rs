@@ -5,6 +5,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod openapi;
 pub mod server;
 pub mod service;

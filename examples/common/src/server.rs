@@ -4,7 +4,7 @@
 //! settle the messages, flush the bus.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +23,8 @@ use tower::{Layer, ServiceExt};
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::error::{ApiError, not_found};
+use crate::health::Health;
+use ticketing_store::Database;
 
 /// HTTP timeouts and the shutdown deadline ([`HttpArgs`](crate::config::HttpArgs) reads them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// After the shutdown signal, time for requests in flight before connections are closed.
     pub shutdown_deadline: Duration,
+    /// After the shutdown signal, time the service still accepts requests while `/readyz`
+    /// answers 503.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for HttpLimits {
@@ -63,7 +68,7 @@ async fn timeouts(limits: HttpLimits, mut request: Request, next: Next) -> Respo
 /// the security headers and the request span.
 pub fn finish_router(router: Router) -> Router {
     crate::telemetry::traced(security_headers(
-        router
+        crate::telemetry::measure(router)
             .fallback(not_found)
             .method_not_allowed_fallback(not_found),
     ))
@@ -92,12 +97,14 @@ pub fn security_headers(router: Router) -> Router {
         ))
 }
 
-/// A bound service: HTTP routes plus its running listeners.
+/// A bound service: HTTP routes plus its running listeners, and the operations endpoints
+/// ([`health`](crate::health)): `/healthz`, `/readyz` and `/metrics`.
 pub struct Server {
     name: &'static str,
     listener: TcpListener,
     router: Router,
-    listeners: Vec<ListenerHandle>,
+    listeners: Arc<Mutex<Vec<ListenerHandle>>>,
+    databases: Vec<(&'static str, Database)>,
     token: CancellationToken,
     bus: Option<Arc<dyn Bus>>,
     relays: Vec<RelayHandle>,
@@ -124,7 +131,8 @@ impl Server {
             name,
             listener,
             router: finish_router(router),
-            listeners,
+            listeners: Arc::new(Mutex::new(listeners)),
+            databases: Vec::new(),
             token,
             bus: None,
             relays: Vec::new(),
@@ -141,6 +149,12 @@ impl Server {
     /// The bus to flush once the listeners have stopped, so their last acks reach the broker.
     pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Self {
         self.bus = Some(bus);
+        self
+    }
+
+    /// A database readiness checks (`/readyz`), named by its role (`tickets`).
+    pub fn with_database(mut self, name: &'static str, database: Database) -> Self {
+        self.databases.push((name, database));
         self
     }
 
@@ -171,17 +185,27 @@ impl Server {
             listener,
             router,
             listeners,
+            databases,
             token,
             bus,
             relays,
             limits,
         } = self;
+        // Not ready from the signal on; stopping `shutdown_delay` later.
+        let stopping = CancellationToken::new();
+        let health = Health::new(databases, bus.clone(), listeners.clone(), stopping.clone());
+        let router = crate::health::routes(health).merge(router);
         let stop = token.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 signal = shutdown_signal() => {
-                    tracing::info!(service = name, signal, "shutting down");
+                    tracing::info!(service = name, signal, delay = ?limits.shutdown_delay, "shutting down");
+                    stopping.cancel();
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(limits.shutdown_delay) => {}
+                    }
                     stop.cancel();
                 }
             }
@@ -193,6 +217,8 @@ impl Server {
         let app = NormalizePathLayer::trim_trailing_slash().layer(router);
         let served = serve(name, listener, app, limits, token.clone()).await;
         token.cancel();
+        let listeners =
+            std::mem::take(&mut *listeners.lock().unwrap_or_else(PoisonError::into_inner));
         for handle in listeners {
             handle.stop().await;
         }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use axum::Router;
 use ticketing_core::outbox::{Outbox, RelayHandle, RelayOptions, spawn_relay};
 use ticketing_core::{Bus, BusError, Id, ListenerHandle};
+use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CommonArgs;
@@ -45,6 +46,11 @@ pub trait Service: Send + Sync + 'static {
         None
     }
 
+    /// Its databases, by role, for readiness checks (`/readyz`). None by default.
+    fn databases(_state: &Self::State) -> Vec<(&'static str, Database)> {
+        Vec::new()
+    }
+
     /// Starts its listeners; they stop when `token` is cancelled. None by default.
     async fn spawn_listeners(
         _state: &Self::State,
@@ -72,6 +78,7 @@ impl<S: Service> Application<S> {
         let token = CancellationToken::new();
         let listeners = S::spawn_listeners(&state, &token).await?;
         let bus = S::bus(&state);
+        let databases = S::databases(&state);
         // One relay per process; replicas of the service take turns through the outbox's lease.
         let relay = match (S::outbox(&state), &bus) {
             (Some(outbox), Some(bus)) => Some(relay(S::NAME, outbox, bus.clone())),
@@ -81,6 +88,9 @@ impl<S: Service> Application<S> {
         let mut server = Server::bind(S::NAME, addr, S::router(state), listeners, token)
             .await?
             .with_limits(common.http.limits());
+        for (name, database) in databases {
+            server = server.with_database(name, database);
+        }
         if let Some(bus) = bus {
             server = server.with_bus(bus);
         }

@@ -1,6 +1,14 @@
 //! Logs: `tracing` with a filter from `RUST_LOG` (default `info`), a span per request (method,
 //! path, request id) and per handled message (subject, group, sequence, attempt; opened by the
 //! SDK's listener runtime). Request bodies, passwords and tokens are never logged.
+//! `LOG_FORMAT=json` writes one JSON object per line (for log collectors); anything else, or
+//! nothing, the human-readable format.
+//!
+//! Metrics: the SDK's (deliveries, handling and publish times, outbox backlog; see
+//! [`ticketing_core::metrics`]) and the HTTP ones recorded here — `http_requests_total`
+//! (`method`, `route`, `status`) and `http_request_duration_seconds` (`method`, `route`) — go
+//! to one Prometheus recorder per process ([`prometheus`]), rendered at `/metrics`. `route` is
+//! the route's pattern (`/api/tickets/{id}`), never the raw path, so ids do not multiply series.
 
 use axum::Router;
 use axum::http::{HeaderName, Request};
@@ -14,10 +22,72 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Buckets of the latency histograms, in seconds: 1 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process's Prometheus recorder, installed as the global `metrics` recorder on first use
+/// (if another recorder was installed first, this one still renders, empty).
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed: /metrics stays empty");
+        }
+        handle
+    })
+}
+
+/// Records `http_requests_total` and `http_request_duration_seconds` for a matched route.
+async fn measured(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Measures every matched route of `router` (call it once the routes are in).
+pub fn measure(router: Router) -> Router {
+    // Make sure the recorder is there before the first request is counted.
+    prometheus();
+    if router.has_routes() {
+        router.route_layer(axum::middleware::from_fn(measured))
+    } else {
+        router
+    }
 }
 
 /// Adds the request span and request id to a router.

@@ -4,7 +4,8 @@
 //!
 //! The timers are the broker's: on `order:created` the listener naks the message with a delay
 //! until `expiresAt`; the broker redelivers it then, durably (it survives a restart of this
-//! service, and of nats-server with file storage), and the listener publishes. No database.
+//! service, and of nats-server with file storage), and the listener publishes. No database; its
+//! port serves only the operations endpoints (`/healthz`, `/readyz`, `/metrics`).
 
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use ticketing_core::{
     Publisher, spawn_listener_with_token,
 };
 use tokio_util::sync::CancellationToken;
+
+use axum::Router;
+use ticketing_common::{CommonArgs, Service};
 
 /// `order:created`: waits (on the broker) until the order expires, then publishes
 /// `expiration:complete`.
@@ -84,7 +88,8 @@ pub async fn spawn_listeners(
     ])
 }
 
-/// Settings of the expiration service: the bus options of the common settings.
+/// Settings of the expiration service: the common options (it uses the bus, and serves only
+/// `/healthz`, `/readyz` and `/metrics` on its port).
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "expiration",
@@ -92,24 +97,52 @@ pub async fn spawn_listeners(
     version
 )]
 pub struct Settings {
-    /// Backends (only the bus is used).
+    /// Options every service takes (no database, no session keys).
     #[command(flatten)]
-    pub backends: ticketing_common::config::BackendArgs,
+    pub common: CommonArgs,
 }
 
-/// Runs the service until SIGINT or SIGTERM, then stops the listener gracefully.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let bus = settings.backends.connect_bus().await?.as_dyn();
-    tracing::info!("expiration service started");
-    let token = CancellationToken::new();
-    let listeners = spawn_listeners(&bus, Clock::system(), &token).await?;
-    let signal = ticketing_common::server::shutdown_signal().await;
-    tracing::info!(signal, "shutting down");
-    token.cancel();
-    for handle in listeners {
-        handle.stop().await;
+/// What the expiration service holds: the bus and the clock.
+#[derive(Clone)]
+pub struct ExpirationState {
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// The time.
+    pub clock: Clock,
+}
+
+/// The expiration service: listeners only, and the operations endpoints.
+pub struct Expiration;
+
+#[async_trait]
+impl Service for Expiration {
+    const NAME: &'static str = "expiration";
+    type Settings = Settings;
+    type State = ExpirationState;
+
+    fn common(settings: &Settings) -> &CommonArgs {
+        &settings.common
     }
-    // The last acks are sent without confirmation: make sure they reached the broker.
-    bus.flush().await?;
-    Ok(())
+
+    async fn state(settings: &Settings) -> anyhow::Result<ExpirationState> {
+        Ok(ExpirationState {
+            bus: settings.common.backends.connect_bus().await?.as_dyn(),
+            clock: Clock::system(),
+        })
+    }
+
+    fn router(_state: ExpirationState) -> Router {
+        Router::new()
+    }
+
+    fn bus(state: &ExpirationState) -> Option<Arc<dyn Bus>> {
+        Some(state.bus.clone())
+    }
+
+    async fn spawn_listeners(
+        state: &ExpirationState,
+        token: &CancellationToken,
+    ) -> Result<Vec<ListenerHandle>, BusError> {
+        spawn_listeners(&state.bus, state.clock.clone(), token).await
+    }
 }

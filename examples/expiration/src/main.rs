@@ -4,8 +4,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticketing_common::telemetry::init_tracing();
-    ticketing_common::server::exit_code(
-        ticketing_expiration::run(ticketing_expiration::Settings::parse()).await,
+    ticketing_common::service::main::<ticketing_expiration::Expiration>(
+        ticketing_expiration::Settings::parse,
     )
+    .await
 }

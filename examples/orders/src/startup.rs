@@ -40,6 +40,8 @@ pub struct OrdersState {
     pub bus: Arc<dyn Bus>,
     /// Where the stores commit the events announcing their changes; the relay publishes them.
     pub outbox: Arc<dyn Outbox>,
+    /// The database, for readiness checks.
+    pub database: Database,
 }
 
 impl OrdersState {
@@ -59,6 +61,7 @@ impl OrdersState {
             clock,
             bus: bus.clone(),
             outbox: database.outbox(),
+            database: database.clone(),
         }
     }
 }
@@ -169,6 +172,10 @@ impl Service for Orders {
 
     fn router(state: OrdersState) -> Router {
         router(state)
+    }
+
+    fn databases(state: &OrdersState) -> Vec<(&'static str, Database)> {
+        vec![("orders", state.database.clone())]
     }
 
     fn bus(state: &OrdersState) -> Option<Arc<dyn Bus>> {

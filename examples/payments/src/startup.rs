@@ -38,6 +38,8 @@ pub struct PaymentsState {
     pub outbox: Arc<dyn Outbox>,
     /// How the repair of pending attempts runs.
     pub repair: RepairOptions,
+    /// The database, for readiness checks.
+    pub database: Database,
 }
 
 impl PaymentsState {
@@ -56,6 +58,7 @@ impl PaymentsState {
             bus: bus.clone(),
             outbox: database.outbox(),
             repair: RepairOptions::default(),
+            database: database.clone(),
         }
     }
 
@@ -169,6 +172,10 @@ impl Service for Payments {
 
     fn router(state: PaymentsState) -> Router {
         router(state)
+    }
+
+    fn databases(state: &PaymentsState) -> Vec<(&'static str, Database)> {
+        vec![("payments", state.database.clone())]
     }
 
     fn bus(state: &PaymentsState) -> Option<Arc<dyn Bus>> {

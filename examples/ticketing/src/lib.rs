@@ -190,11 +190,11 @@ impl TicketingApp {
             .with_clock(clock.clone());
         let shared = bus.as_dyn();
         let states = States {
-            auth: AuthState {
-                users: databases.auth.users(),
-                keys: keys.clone(),
-                guards: ticketing_auth::guard::Guards::new(&settings.guards),
-            },
+            auth: AuthState::new(
+                &databases.auth,
+                keys.clone(),
+                ticketing_auth::guard::Guards::new(&settings.guards),
+            ),
             tickets: TicketsState::new(&databases.tickets, keys.clone(), &shared),
             orders: OrdersState::new(
                 &databases.orders,
@@ -238,6 +238,10 @@ impl TicketingApp {
                 states.payments.outbox.clone(),
                 shared.clone(),
             ))
+            .with_database("auth", databases.auth.clone())
+            .with_database("tickets", databases.tickets.clone())
+            .with_database("orders", databases.orders.clone())
+            .with_database("payments", databases.payments.clone())
             .with_bus(shared);
         Ok(TicketingApp {
             server,

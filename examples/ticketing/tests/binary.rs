@@ -207,3 +207,81 @@ async fn a_client_holding_a_connection_open_does_not_hold_up_shutdown_past_the_d
     );
     drop(stream);
 }
+
+/// Starts the binary with `env` on a free port; the child and its port.
+async fn started(env: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let mut command = ticketing();
+    command
+        .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .stdout(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let port = line
+        .split("localhost:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_it_is_first_not_ready_then_stops_after_the_shutdown_delay() {
+    let (mut child, port) = started(&[("SHUTDOWN_DELAY_SECONDS", "2")]).await;
+    let get = |path: &'static str| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    let ready: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for database in ["auth", "tickets", "orders", "payments"] {
+        assert_eq!(
+            ready["checks"][format!("database:{database}")],
+            "ok",
+            "{ready}"
+        );
+    }
+    assert_eq!(get("/healthz").await.unwrap(), 200);
+    assert_eq!(get("/metrics").await.unwrap(), 200);
+
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still serving, but telling the orchestrator to send nothing more.
+    assert_eq!(get("/readyz").await.unwrap(), 503);
+    assert_eq!(get("/healthz").await.unwrap(), 200);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "stopped before the delay: {:?}",
+        signalled.elapsed()
+    );
+}

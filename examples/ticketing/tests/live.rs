@@ -50,11 +50,11 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
     };
     let keys = kit::keys();
 
-    let auth = kit::spawn::<Auth>(AuthState {
-        users: database("auth").await.users(),
-        keys: keys.clone(),
-        guards: ticketing_auth::guard::Guards::default(),
-    })
+    let auth = kit::spawn::<Auth>(AuthState::new(
+        &database("auth").await,
+        keys.clone(),
+        ticketing_auth::guard::Guards::default(),
+    ))
     .await;
     let tickets_bus = bus
         .connect()

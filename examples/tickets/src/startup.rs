@@ -32,6 +32,8 @@ pub struct TicketsState {
     pub bus: Arc<dyn Bus>,
     /// Where the stores commit the events announcing their changes; the relay publishes them.
     pub outbox: Arc<dyn Outbox>,
+    /// The database, for readiness checks.
+    pub database: Database,
 }
 
 impl TicketsState {
@@ -43,6 +45,7 @@ impl TicketsState {
             keys,
             bus: bus.clone(),
             outbox: database.outbox(),
+            database: database.clone(),
         }
     }
 }
@@ -124,6 +127,10 @@ impl Service for Tickets {
 
     fn router(state: TicketsState) -> Router {
         router(state)
+    }
+
+    fn databases(state: &TicketsState) -> Vec<(&'static str, Database)> {
+        vec![("tickets", state.database.clone())]
     }
 
     fn bus(state: &TicketsState) -> Option<Arc<dyn Bus>> {

@@ -21,11 +21,11 @@ impl Deref for TestApp {
 /// The auth service on a random port, with in-memory users and its time on tokio's clock.
 pub async fn spawn_app() -> TestApp {
     let memory = kit::Memory::new().await;
-    let state = AuthState {
-        users: memory.database.users(),
-        keys: kit::keys(),
-        guards: ticketing_auth::guard::Guards::default(),
-    };
+    let state = AuthState::new(
+        &memory.database,
+        kit::keys(),
+        ticketing_auth::guard::Guards::default(),
+    );
     TestApp {
         http: kit::spawn::<Auth>(state).await,
     }

@@ -6,5 +6,6 @@ mod edge;
 mod helpers;
 mod index;
 mod listeners;
+mod ops;
 mod show;
 mod update;

@@ -1,0 +1,74 @@
+//! What the SDK measures, through the [`metrics`] facade (as it logs through `tracing`): nothing
+//! is recorded unless the application installs a recorder — the reference services install the
+//! Prometheus exporter and serve it at `/metrics`.
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `ticketing_deliveries_total` | counter | `subject`, `group`, `outcome` | deliveries handled by a listener: `acked`, `retried` (a transient failure, redelivered after a backoff), `waited` (a version gap, redelivered later), `dead_lettered` |
+//! | `ticketing_handling_seconds` | histogram | `subject`, `group` | time from delivery to settlement |
+//! | `ticketing_publish_seconds` | histogram | `subject`, `outcome` (`ok`, `error`) | time for the broker to confirm a publish |
+//! | `ticketing_outbox_pending` | gauge | `outbox` | events the relay found pending at its last round (at most a batch) |
+
+use std::time::Duration;
+
+/// Deliveries handled, by outcome.
+pub const DELIVERIES: &str = "ticketing_deliveries_total";
+/// Handling time of a delivery.
+pub const HANDLING: &str = "ticketing_handling_seconds";
+/// Publish confirmation time.
+pub const PUBLISH: &str = "ticketing_publish_seconds";
+/// Events pending in an outbox.
+pub const OUTBOX_PENDING: &str = "ticketing_outbox_pending";
+
+/// How a delivery was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Handled and acked.
+    Acked,
+    /// A transient failure: redelivered after a backoff.
+    Retried,
+    /// A version gap: redelivered later, without using the retry budget.
+    Waited,
+    /// Moved to the dead letters.
+    DeadLettered,
+}
+
+impl DeliveryOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Acked => "acked",
+            DeliveryOutcome::Retried => "retried",
+            DeliveryOutcome::Waited => "waited",
+            DeliveryOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Records a settled delivery.
+pub fn delivery(subject: &str, group: &str, outcome: DeliveryOutcome, took: Duration) {
+    metrics::counter!(
+        DELIVERIES,
+        "subject" => subject.to_owned(),
+        "group" => group.to_owned(),
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
+    metrics::histogram!(HANDLING, "subject" => subject.to_owned(), "group" => group.to_owned())
+        .record(took.as_secs_f64());
+}
+
+/// Records a publish and how long the broker took to confirm it.
+pub fn published(subject: &str, ok: bool, took: Duration) {
+    metrics::histogram!(
+        PUBLISH,
+        "subject" => subject.to_owned(),
+        "outcome" => if ok { "ok" } else { "error" }
+    )
+    .record(took.as_secs_f64());
+}
+
+/// Records what an outbox holds.
+pub fn outbox_pending(outbox: &str, pending: usize) {
+    metrics::gauge!(OUTBOX_PENDING, "outbox" => outbox.to_owned()).set(pending as f64);
+}
