@@ -94,6 +94,14 @@ pub struct NatsSettings {
     /// Limits of the dead-letter stream when this bus creates it; default none.
     #[serde(default)]
     pub dead_letter_limits: StreamLimits,
+    /// Replicas of both streams when this bus creates them: 3 on a three-server cluster;
+    /// default 1.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+fn default_replicas() -> usize {
+    1
 }
 
 /// What a stream keeps, set when the bus creates it (an existing stream keeps the limits its
@@ -136,6 +144,7 @@ impl NatsSettings {
             subject_prefix: default_prefix(),
             limits: StreamLimits::default(),
             dead_letter_limits: StreamLimits::default(),
+            replicas: default_replicas(),
         }
     }
 }
@@ -148,6 +157,7 @@ impl fmt::Debug for NatsSettings {
             .field("subject_prefix", &self.subject_prefix)
             .field("limits", &self.limits)
             .field("dead_letter_limits", &self.dead_letter_limits)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -205,6 +215,7 @@ impl BusSettings {
                     dead_letter_max_age: nats.dead_letter_limits.max_age(),
                     dead_letter_max_bytes: nats.dead_letter_limits.max_bytes,
                     dead_letter_max_messages: nats.dead_letter_limits.max_messages,
+                    replicas: nats.replicas.max(1),
                     ..crate::nats::NatsBusConfig::default()
                 };
                 crate::nats::NatsBus::connect(config)

@@ -156,6 +156,10 @@ pub struct BackendArgs {
     /// When the service creates the dead-letter stream: dead letters it keeps.
     #[arg(long, env = "NATS_DLQ_MAX_MESSAGES")]
     pub nats_dlq_max_messages: Option<i64>,
+    /// When the service creates the streams: replicas of each (3 on a three-server JetStream
+    /// cluster).
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_stream_replicas: u8,
     /// The database: memory, postgres or mongo; default: postgres when DATABASE_URL is set,
     /// mongo when MONGO_URI is, else memory.
     #[arg(long, env = "STORE")]
@@ -218,6 +222,7 @@ impl BackendArgs {
                 max_bytes: self.nats_dlq_max_bytes,
                 max_messages: self.nats_dlq_max_messages,
             },
+            replicas: usize::from(self.nats_stream_replicas),
         });
         Ok(BusSettings::choose(self.bus, nats)?)
     }
@@ -272,6 +277,7 @@ mod tests {
         assert_eq!(args.store_settings().unwrap(), StoreSettings::Memory);
         args.nats_url = Some("nats://x:4222".into());
         args.nats_stream = "EVENTS".into();
+        args.nats_stream_replicas = 3;
         assert_eq!(
             args.bus_settings().unwrap(),
             BusSettings::Nats(NatsSettings {
@@ -280,6 +286,7 @@ mod tests {
                 subject_prefix: String::new(),
                 limits: StreamLimits::default(),
                 dead_letter_limits: StreamLimits::default(),
+                replicas: 3,
             })
         );
         args.database_url = Some(Secret::new("postgres://u:pw@x/db"));

@@ -110,13 +110,13 @@ pub struct States {
     pub payments: PaymentsState,
 }
 
-/// The ingress: the three services' routes on one router, and the web client at `/`.
-pub fn router(states: &States) -> Router {
+/// The paths of the web client: the page, its script and its styles (the ingress routes
+/// exactly these to the `web` service).
+pub const WEB_PATHS: [&str; 3] = ["/", "/app.js", "/app.css"];
+
+/// The web client's routes: [`WEB_PATHS`].
+pub fn web_router() -> Router {
     Router::new()
-        .merge(ticketing_auth::startup::router(states.auth.clone()))
-        .merge(ticketing_tickets::startup::router(states.tickets.clone()))
-        .merge(ticketing_orders::startup::router(states.orders.clone()))
-        .merge(ticketing_payments::startup::router(states.payments.clone()))
         .route(
             "/",
             get(|| async { web("text/html; charset=utf-8", WEB_CLIENT) }),
@@ -129,6 +129,51 @@ pub fn router(states: &States) -> Router {
             "/app.css",
             get(|| async { web("text/css; charset=utf-8", WEB_STYLES) }),
         )
+}
+
+/// Settings of the `web` binary: the common options (only the port and address matter).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "web",
+    about = "The web client of the ticketing system, alone (behind an ingress that routes /api to the services)",
+    version
+)]
+pub struct WebSettings {
+    /// Options every service takes.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The web client as a service of its own, as deployed behind an ingress.
+pub struct Web;
+
+#[async_trait::async_trait]
+impl ticketing_common::Service for Web {
+    const NAME: &'static str = "web";
+    type Settings = WebSettings;
+    type State = ();
+
+    fn common(settings: &WebSettings) -> &CommonArgs {
+        &settings.common
+    }
+
+    async fn state(_settings: &WebSettings) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn router(_state: ()) -> Router {
+        web_router()
+    }
+}
+
+/// The ingress: the services' routes on one router, and the web client at `/`.
+pub fn router(states: &States) -> Router {
+    Router::new()
+        .merge(ticketing_auth::startup::router(states.auth.clone()))
+        .merge(ticketing_tickets::startup::router(states.tickets.clone()))
+        .merge(ticketing_orders::startup::router(states.orders.clone()))
+        .merge(ticketing_payments::startup::router(states.payments.clone()))
+        .merge(web_router())
         .merge(ticketing_common::openapi::document_route(
             "/api/openapi.json",
             openapi(),
