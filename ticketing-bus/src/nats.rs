@@ -217,7 +217,13 @@ impl NatsBus {
             Some(Credentials::Token(token)) => options = options.token(token),
             None => {}
         }
-        let client = options.connect(url.as_str()).await.map_err(|e| {
+        // A cluster's servers, comma-separated: each its own address (a client fails over).
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let client = options.connect(servers).await.map_err(|e| {
             backend(format!(
                 "cannot connect to {}: {e}",
                 ticketing_core::config::redact_url(&config.url)
@@ -589,15 +595,16 @@ impl Bus for NatsBus {
         self.inner.client.flush().await.map_err(backend)
     }
 
-    /// Connected, and JetStream answers for the account (a cluster that lost its quorum does
-    /// not).
+    /// Connected, and JetStream answers for the events stream (a cluster that lost the
+    /// stream's quorum does not).
     async fn health(&self) -> Result<(), BusError> {
         use async_nats::connection::State;
         match self.inner.client.connection_state() {
             State::Connected => {}
             state => return Err(backend(format!("the connection is {state}"))),
         }
-        match tokio::time::timeout(Duration::from_secs(2), self.inner.js.query_account()).await {
+        let stream = self.inner.js.get_stream(&self.inner.config.stream);
+        match tokio::time::timeout(Duration::from_secs(2), stream).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(backend(format!("JetStream does not answer: {error}"))),
             Err(_) => Err(backend("JetStream did not answer within 2 s")),

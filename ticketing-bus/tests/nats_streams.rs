@@ -148,3 +148,18 @@ async fn a_stream_that_forgets_too_soon_is_refused() {
     jetstream().await.delete_stream(&name).await.unwrap();
     let _ = jetstream().await.delete_stream(format!("{name}_DLQ")).await;
 }
+
+#[tokio::test]
+async fn a_list_of_servers_connects_to_one_that_answers() {
+    let name = live::fresh_nats_stream("STREAMS").await;
+    // A cluster's servers, comma-separated (NATS_URL), one of them down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("nats://{down}, {}", live::nats_url());
+    let bus = NatsBus::connect(NatsBusConfig::isolated(url, &name))
+        .await
+        .expect("connects through the server that answers");
+    ticketing_core::Bus::health(&bus).await.unwrap();
+}

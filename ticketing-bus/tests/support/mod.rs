@@ -8,15 +8,17 @@ pub use ticketing_test_live::nats_url;
 /// A bus on streams no other test uses (in memory on the server); streams of `kind` older than
 /// an hour are deleted on the way.
 pub async fn isolated_bus(kind: &str) -> NatsBus {
-    let name = ticketing_test_live::fresh_nats_stream(kind).await;
+    isolated_bus_at(&nats_url(), kind).await
+}
+
+/// As [`isolated_bus`], on the server at `url`.
+pub async fn isolated_bus_at(url: &str, kind: &str) -> NatsBus {
+    let name = ticketing_test_live::fresh_nats_stream_at(url, kind).await;
     let config = NatsBusConfig {
         storage: NatsStorage::Memory,
-        ..NatsBusConfig::isolated(nats_url(), &name)
+        ..NatsBusConfig::isolated(url, &name)
     };
     NatsBus::connect(config).await.unwrap_or_else(|e| {
-        panic!(
-            "NATS with JetStream must be running at {} (scripts/test starts it): {e}",
-            nats_url()
-        )
+        panic!("NATS with JetStream must be running at {url} (scripts/test starts it): {e}")
     })
 }
