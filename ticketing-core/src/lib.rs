@@ -55,6 +55,7 @@ mod price;
 mod publisher;
 pub mod reservation;
 pub mod store;
+pub mod trace;
 pub mod version;
 
 #[cfg(feature = "conformance")]

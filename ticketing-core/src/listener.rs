@@ -514,17 +514,24 @@ async fn handle<L: Listener>(
     options: &ListenerOptions,
     tries: &Tries,
 ) {
+    // The trace of the publisher goes on here (a new one when the message carries none).
+    let trace = delivery
+        .headers()
+        .get(crate::trace::TRACEPARENT)
+        .and_then(|h| crate::trace::TraceContext::parse(h))
+        .map_or_else(crate::trace::TraceContext::root, |parent| parent.child());
     let span = tracing::info_span!(
         "message",
         subject = delivery.subject(),
         group = delivery.group(),
         sequence = delivery.sequence(),
         attempt = delivery.attempt(),
+        trace_id = %trace.trace_id(),
     );
     let started = tokio::time::Instant::now();
     let (subject, group) = (delivery.subject().to_owned(), delivery.group().to_owned());
     let measured = |outcome| crate::metrics::delivery(&subject, &group, outcome, started.elapsed());
-    async move {
+    let handled = async move {
         let event = match serde_json::from_slice::<L::Event>(delivery.payload()) {
             Ok(event) => event,
             Err(error) => {
@@ -619,8 +626,8 @@ async fn handle<L: Listener>(
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    crate::trace::scope(trace, handled).await
 }
 
 fn settle(result: Result<(), BusError>) {

@@ -64,10 +64,17 @@ impl<E: Event> Publisher<E> {
             source,
         })?;
         let id = event.message_id();
-        Ok(OutgoingMessage::new(E::SUBJECT, payload)
+        let message = OutgoingMessage::new(E::SUBJECT, payload)
             .with_header(header::CONTENT_TYPE, "application/json")
             .with_header(header::MESSAGE_ID, id.clone())
-            .with_message_id(id))
+            .with_message_id(id);
+        // Encoded in a request or a handler: the event continues its trace.
+        Ok(match crate::trace::TraceContext::current() {
+            Some(context) => {
+                message.with_header(crate::trace::TRACEPARENT, context.child().header())
+            }
+            None => message,
+        })
     }
 
     /// Publishes the event; returns once the broker stored it (or recognised a duplicate).

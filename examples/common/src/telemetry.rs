@@ -1,6 +1,8 @@
 //! Logs: `tracing` with a filter from `RUST_LOG` (default `info`), a span per request (method,
-//! path, request id) and per handled message (subject, group, sequence, attempt; opened by the
-//! SDK's listener runtime). Request bodies, passwords and tokens are never logged.
+//! path, request id, trace id) and per handled message (subject, group, sequence, attempt, trace
+//! id; opened by the SDK's listener runtime). The trace id is the W3C trace context's: taken
+//! from the request's `traceparent` (or new), carried in the events' headers and through the
+//! outbox, continued by the listeners of the other services ([`ticketing_core::trace`]). Request bodies, passwords and tokens are never logged.
 //! `LOG_FORMAT=json` writes one JSON object per line (for log collectors); anything else, or
 //! nothing, the human-readable format.
 //!
@@ -12,6 +14,7 @@
 
 use axum::Router;
 use axum::http::{HeaderName, Request};
+use ticketing_core::trace::{TRACEPARENT, TraceContext};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
@@ -100,14 +103,37 @@ pub fn traced(router: Router) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
+                let trace_id = request
+                    .extensions()
+                    .get::<TraceContext>()
+                    .map(TraceContext::trace_id)
+                    .unwrap_or_default();
                 tracing::info_span!(
                     "request",
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = %id,
+                    trace_id = %trace_id,
                 )
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(trace_context))
+}
+
+/// Continues the caller's trace (`traceparent`) or starts one, and runs the request in its
+/// scope: the events the handler publishes carry it on to the listeners.
+async fn trace_context(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let context = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::root, |parent| parent.child());
+    request.extensions_mut().insert(context);
+    ticketing_core::trace::scope(context, next.run(request)).await
 }

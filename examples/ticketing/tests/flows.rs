@@ -297,3 +297,80 @@ async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_onc
     .unwrap();
     assert!(bus.dead_letters().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_trace_continues_through_the_outbox_into_the_other_services() {
+    let (at, bus) = spawn().await;
+    let seller = sign_up(&at, "seller@test.com").await;
+    let buyer = sign_up(&at, "buyer@test.com").await;
+    // Two tickets sold without a trace, one ordered with the caller's.
+    seller.sell("opera", json!(30)).await;
+    let ticket = seller.sell("concert", json!(20)).await;
+    let third = ticket["id"].as_str().unwrap().to_owned();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traced = loop {
+        let response = buyer
+            .client
+            .post(format!("{}/api/orders", at.orders))
+            .header(reqwest::header::COOKIE, &buyer.cookie)
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .json(&json!({"ticketId": third}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 201 {
+            break response.json::<Value>().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let order_id = traced["id"].as_str().unwrap().to_owned();
+    let trace_of = |message: &ticketing_core::bus::Message| {
+        message
+            .headers
+            .get("traceparent")
+            .and_then(|h| ticketing_core::trace::TraceContext::parse(h))
+            .map(|c| c.trace_id())
+    };
+    // order:created, from the orders service's outbox, carries the request's trace ...
+    let created = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(m) = bus
+                .messages("order:created")
+                .into_iter()
+                .find(|m| String::from_utf8_lossy(&m.payload).contains(&order_id))
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("order:created published");
+    assert_eq!(trace_of(&created).as_deref(), Some(trace));
+    // ... and the tickets service, reserving the ticket in its listener, publishes
+    // ticket:updated in the same trace.
+    let reserved = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(m) = bus
+                .messages("ticket:updated")
+                .into_iter()
+                .find(|m| String::from_utf8_lossy(&m.payload).contains(&order_id))
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("ticket:updated published");
+    assert_eq!(trace_of(&reserved).as_deref(), Some(trace));
+    // Requests without a trace start their own.
+    let untraced: Vec<_> = bus
+        .messages("ticket:created")
+        .iter()
+        .filter_map(trace_of)
+        .collect();
+    assert_eq!(untraced.len(), 2);
+    assert!(untraced.iter().all(|t| t != trace));
+    assert_ne!(untraced[0], untraced[1]);
+}
