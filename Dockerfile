@@ -23,7 +23,8 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked \
+# With OpenTelemetry export (on when OTEL_EXPORTER_OTLP_ENDPOINT is set).
+RUN cargo build --release --locked --features ticketing-common/otel \
         --bin auth --bin tickets --bin orders --bin payments --bin expiration \
         --bin web --bin ticketing
 

@@ -515,19 +515,23 @@ async fn handle<L: Listener>(
     tries: &Tries,
 ) {
     // The trace of the publisher goes on here (a new one when the message carries none).
-    let trace = delivery
+    let parent = delivery
         .headers()
         .get(crate::trace::TRACEPARENT)
-        .and_then(|h| crate::trace::TraceContext::parse(h))
-        .map_or_else(crate::trace::TraceContext::root, |parent| parent.child());
+        .and_then(|h| crate::trace::TraceContext::parse(h));
+    let trace = parent.map_or_else(crate::trace::TraceContext::root, |parent| parent.child());
     let span = tracing::info_span!(
         "message",
         subject = delivery.subject(),
         group = delivery.group(),
         sequence = delivery.sequence(),
         attempt = delivery.attempt(),
-        trace_id = %trace.trace_id(),
+        trace_id = tracing::field::Empty,
     );
+    if let Some(parent) = &parent {
+        crate::trace::adopt(&span, parent);
+    }
+    span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
     let started = tokio::time::Instant::now();
     let (subject, group) = (delivery.subject().to_owned(), delivery.group().to_owned());
     let measured = |outcome| crate::metrics::delivery(&subject, &group, outcome, started.elapsed());

@@ -69,10 +69,8 @@ impl<E: Event> Publisher<E> {
             .with_header(header::MESSAGE_ID, id.clone())
             .with_message_id(id);
         // Encoded in a request or a handler: the event continues its trace.
-        Ok(match crate::trace::TraceContext::current() {
-            Some(context) => {
-                message.with_header(crate::trace::TRACEPARENT, context.child().header())
-            }
+        Ok(match crate::trace::TraceContext::for_outgoing() {
+            Some(parent) => message.with_header(crate::trace::TRACEPARENT, parent.header()),
             None => message,
         })
     }

@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::OnceLock;
 
 /// The header carrying the context, in HTTP and in messages.
 pub const TRACEPARENT: &str = "traceparent";
@@ -99,6 +100,74 @@ impl TraceContext {
     pub fn current() -> Option<Self> {
         CURRENT.try_with(|c| *c).ok()
     }
+
+    /// A context of these ids (an exporter's span).
+    pub fn from_parts(trace_id: u128, span_id: u64, sampled: bool) -> Option<Self> {
+        (trace_id != 0 && span_id != 0).then_some(TraceContext {
+            trace_id,
+            span_id,
+            sampled,
+        })
+    }
+
+    /// The trace id as a number.
+    pub fn trace_id_value(&self) -> u128 {
+        self.trace_id
+    }
+
+    /// The span id as a number.
+    pub fn span_id_value(&self) -> u64 {
+        self.span_id
+    }
+
+    /// Whether the trace is sampled.
+    pub fn sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// The parent to name in an event encoded now: the exporter's current span when one is
+    /// installed, else a child of the task's context; `None` outside any trace.
+    pub fn for_outgoing() -> Option<Self> {
+        EXPORTER
+            .get()
+            .and_then(|exporter| (exporter.context_of)(&tracing::Span::current()))
+            .or_else(|| Self::current().map(|c| c.child()))
+    }
+}
+
+/// How a span exporter (OpenTelemetry, in the services' `otel` feature) takes part: the SDK
+/// asks it for the current span's context when it encodes an event, and gives it the context a
+/// delivery carried when it opens the span of the handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Exporter {
+    /// The context of an exported span, if it is one.
+    pub context_of: fn(&tracing::Span) -> Option<TraceContext>,
+    /// Makes `parent` the parent of `span`.
+    pub adopt: fn(&tracing::Span, &TraceContext),
+}
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+/// Installs the exporter, once per process; later calls are ignored.
+pub fn install_exporter(exporter: Exporter) {
+    let _ = EXPORTER.set(exporter);
+}
+
+/// Makes `parent` the parent of `span` for the installed exporter, if any.
+pub fn adopt(span: &tracing::Span, parent: &TraceContext) {
+    if let Some(exporter) = EXPORTER.get() {
+        (exporter.adopt)(span, parent);
+    }
+}
+
+/// The trace id to log for `span`: the exported span's when an exporter is installed, else
+/// `fallback`'s.
+pub fn trace_id_of(span: &tracing::Span, fallback: &TraceContext) -> String {
+    EXPORTER
+        .get()
+        .and_then(|exporter| (exporter.context_of)(span))
+        .unwrap_or(*fallback)
+        .trace_id()
 }
 
 impl fmt::Debug for TraceContext {

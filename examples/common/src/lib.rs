@@ -7,6 +7,8 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod openapi;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod server;
 pub mod service;
 pub mod session;

@@ -143,7 +143,9 @@ pub async fn main<S: Service>(settings: impl FnOnce() -> S::Settings) -> std::pr
         app.run_until_stopped().await?;
         Ok(())
     };
-    crate::server::exit_code(run.await)
+    let result = run.await;
+    crate::telemetry::shutdown_tracing();
+    crate::server::exit_code(result)
 }
 
 /// Delivery settings of the services' listeners: eight messages at a time (the versioned

@@ -23,21 +23,36 @@ use tracing_subscriber::EnvFilter;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Installs the global subscriber once; later calls do nothing.
+/// With the `otel` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported
+/// ([`crate::otel`]); call [`shutdown_tracing`] before exiting.
 pub fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = if json {
-        builder
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init()
+            .with_target(false)
+            .boxed()
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt::layer().with_target(false).boxed()
     };
+    let subscriber = tracing_subscriber::registry().with(filter).with(logs);
+    #[cfg(feature = "otel")]
+    let subscriber = subscriber.with(
+        crate::otel::provider_from_environment().map(|provider| crate::otel::layer(&provider)),
+    );
+    let _ = subscriber.try_init();
+}
+
+/// Sends the spans still buffered to the exporter, if any (the end of a `main`).
+pub fn shutdown_tracing() {
+    #[cfg(feature = "otel")]
+    crate::otel::shutdown();
 }
 
 /// Buckets of the latency histograms, in seconds: 1 ms to 10 s.
@@ -103,18 +118,24 @@ pub fn traced(router: Router) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                let trace_id = request
-                    .extensions()
-                    .get::<TraceContext>()
-                    .map(TraceContext::trace_id)
-                    .unwrap_or_default();
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "request",
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = %id,
-                    trace_id = %trace_id,
-                )
+                    trace_id = tracing::field::Empty,
+                );
+                // The caller's trace goes on (an exporter parents the span on it).
+                if let Some(Incoming(Some(parent))) = request.extensions().get::<Incoming>() {
+                    ticketing_core::trace::adopt(&span, parent);
+                }
+                if let Some(context) = request.extensions().get::<TraceContext>() {
+                    span.record(
+                        "trace_id",
+                        ticketing_core::trace::trace_id_of(&span, context),
+                    );
+                }
+                span
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -122,18 +143,23 @@ pub fn traced(router: Router) -> Router {
         .layer(axum::middleware::from_fn(trace_context))
 }
 
+/// The trace context a request came with, if any.
+#[derive(Clone, Copy)]
+struct Incoming(Option<TraceContext>);
+
 /// Continues the caller's trace (`traceparent`) or starts one, and runs the request in its
 /// scope: the events the handler publishes carry it on to the listeners.
 async fn trace_context(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let context = request
+    let incoming = request
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::root, |parent| parent.child());
+        .and_then(TraceContext::parse);
+    let context = incoming.map_or_else(TraceContext::root, |parent| parent.child());
     request.extensions_mut().insert(context);
+    request.extensions_mut().insert(Incoming(incoming));
     ticketing_core::trace::scope(context, next.run(request)).await
 }

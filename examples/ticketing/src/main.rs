@@ -6,7 +6,9 @@ use ticketing::{Settings, TicketingApp};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticketing_common::server::exit_code(run().await)
+    let result = run().await;
+    ticketing_common::telemetry::shutdown_tracing();
+    ticketing_common::server::exit_code(result)
 }
 
 async fn run() -> anyhow::Result<()> {
