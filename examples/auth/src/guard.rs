@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 use ticketing_common::ApiError;
 use tokio::sync::Semaphore;
 
@@ -35,10 +36,11 @@ pub struct GuardArgs {
     /// The window, in seconds: allowances come back evenly over it.
     #[arg(long, env = "SIGNIN_FAILURE_WINDOW_SECONDS", default_value_t = 300)]
     pub signin_failure_window_seconds: u64,
-    /// Proxies (an ingress) whose `X-Forwarded-For` names the client, comma-separated IP
-    /// addresses. From any other peer the header is ignored.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (an ingress) whose `X-Forwarded-For` names the client, comma-separated
+    /// addresses or ranges (`10.0.0.1`, `10.0.0.0/8`: an ingress controller's pods change
+    /// address). From any other peer the header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for GuardArgs {
@@ -54,6 +56,14 @@ impl Default for GuardArgs {
     }
 }
 
+/// A trusted proxy: an address (a network of one) or a network.
+pub fn parse_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a network (10.0.0.0/8)"))
+}
+
 /// The guards the auth handlers share.
 #[derive(Clone)]
 pub struct Guards {
@@ -62,7 +72,7 @@ pub struct Guards {
     /// Failed sign-ins, limited.
     pub signin: SignInLimits,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<[IpAddr]>,
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl Guards {
@@ -262,10 +272,11 @@ pub struct ClientAddress(pub Option<IpAddr>);
 pub fn client_address(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
-    trusted: &[IpAddr],
+    trusted: &[IpNet],
 ) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let peer = peer?;
-    if !trusted.contains(&peer) {
+    if !is_trusted(&peer) {
         return Some(peer);
     }
     let Some(forwarded) = forwarded_for else {
@@ -278,7 +289,7 @@ pub fn client_address(
     let mut last = peer;
     for hop in chain.by_ref() {
         match hop {
-            Ok(ip) if trusted.contains(&ip) => last = ip,
+            Ok(ip) if is_trusted(&ip) => last = ip,
             Ok(ip) => return Some(ip),
             // A malformed hop: trust nothing further left.
             Err(_) => return Some(last),
@@ -321,7 +332,7 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
         let proxy = ip("10.0.0.1");
-        let trusted = [proxy];
+        let trusted = [IpNet::from(proxy)];
         let header = Some("203.0.113.9, 198.51.100.7");
         assert_eq!(
             client_address(Some(ip("192.0.2.1")), header, &trusted),
@@ -343,6 +354,31 @@ mod tests {
             Some(proxy)
         );
         assert_eq!(client_address(None, header, &trusted), None);
+    }
+
+    #[test]
+    fn a_trusted_range_covers_every_address_in_it() {
+        let trusted = [
+            parse_proxy("10.0.0.0/8").unwrap(),
+            parse_proxy("192.0.2.7").unwrap(),
+        ];
+        let header = Some("203.0.113.9, 10.1.2.3");
+        // An ingress pod anywhere in the range, behind another hop in it.
+        assert_eq!(
+            client_address(Some(ip("10.244.3.17")), header, &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(Some(ip("192.0.2.7")), header, &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(Some(ip("11.0.0.1")), header, &trusted),
+            Some(ip("11.0.0.1")),
+            "outside the range the header is ignored"
+        );
+        assert!(parse_proxy("10.0.0.0/33").is_err());
+        assert!(parse_proxy("ingress").unwrap_err().contains("neither"));
     }
 
     #[test]
