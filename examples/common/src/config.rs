@@ -160,6 +160,10 @@ pub struct BackendArgs {
     /// cluster).
     #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub nats_stream_replicas: u8,
+    /// At start-up, how long to keep trying to reach the broker and the database (a
+    /// deployment may start them together) before giving up; 0: one try.
+    #[arg(long, env = "STARTUP_TIMEOUT_SECONDS", default_value_t = 0)]
+    pub startup_timeout_seconds: u64,
     /// The database: memory, postgres or mongo; default: postgres when DATABASE_URL is set,
     /// mongo when MONGO_URI is, else memory.
     #[arg(long, env = "STORE")]
@@ -206,6 +210,29 @@ impl CommonArgs {
 }
 
 impl BackendArgs {
+    /// Tries `attempt` until it succeeds or `STARTUP_TIMEOUT_SECONDS` have passed (once when
+    /// 0), waiting longer between tries (up to 5 s); the last error otherwise.
+    async fn patiently<T, E, F>(&self, what: &str, mut attempt: impl FnMut() -> F) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.startup_timeout_seconds);
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(error) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(%error, retry_in = ?pause, "waiting for {what}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// The bus settings these options mean.
     pub fn bus_settings(&self) -> anyhow::Result<BusSettings> {
         let nats = self.nats_url.as_ref().map(|url| NatsSettings {
@@ -240,8 +267,8 @@ impl BackendArgs {
     /// listeners' gap horizon.
     pub async fn connect_bus(&self) -> anyhow::Result<AnyBus> {
         let settings = self.bus_settings()?;
-        let bus = settings
-            .connect()
+        let bus = self
+            .patiently("the broker", || settings.connect())
             .await
             .with_context(|| format!("cannot use the {settings}"))?;
         bus.require_retention(
@@ -257,8 +284,8 @@ impl BackendArgs {
     /// database unless the URI names one), running migrations or creating indexes.
     pub async fn open_database(&self, service: &str) -> anyhow::Result<Database> {
         let settings = self.store_settings()?;
-        let database = settings
-            .open(service)
+        let database = self
+            .patiently("the database", || settings.open(service))
             .await
             .with_context(|| format!("cannot use {settings}"))?;
         tracing::info!(service, store = %settings, "database open");

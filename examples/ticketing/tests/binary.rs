@@ -133,6 +133,8 @@ fn credentials_in_backend_urls_are_never_printed() {
             .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
             .env("PORT", "0")
             .env("RUST_LOG", "debug")
+            // Retried for a second: the warnings of each try must not leak either.
+            .env("STARTUP_TIMEOUT_SECONDS", "1")
             .env(variable, url)
             .output()
             .unwrap();
@@ -284,4 +286,58 @@ async fn on_sigterm_it_is_first_not_ready_then_stops_after_the_shutdown_delay() 
         "stopped before the delay: {:?}",
         signalled.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_before_the_broker_it_waits_for_it_within_the_startup_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = std::env::temp_dir().join(format!("ticketing-startup-{}", std::process::id()));
+    let mut child = ticketing()
+        .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("NATS_URL", format!("nats://127.0.0.1:{port}"))
+        .env("NATS_STREAM", "STARTUP")
+        .env("STARTUP_TIMEOUT_SECONDS", "30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The logs say it waits; then it says where it listens.
+    let line = tokio::task::spawn_blocking(move || {
+        let mut waited = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            waited |= line.contains("waiting for the broker");
+            if line.starts_with("ticketing listening on") {
+                return (waited, line);
+            }
+        }
+        (waited, String::new())
+    });
+    // The broker comes up two seconds later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(child.try_wait().unwrap().is_none(), "it gave up at once");
+    let mut broker = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH (scripts/test installs it)");
+    let (waited, line) = tokio::time::timeout(Duration::from_secs(30), line)
+        .await
+        .expect("it starts once the broker answers")
+        .unwrap();
+    assert!(line.starts_with("ticketing listening on"), "{line}");
+    assert!(waited, "it said it was waiting for the broker");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let _ = std::fs::remove_dir_all(&store);
 }

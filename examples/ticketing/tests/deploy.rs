@@ -310,7 +310,11 @@ async fn the_manifests_name_only_what_the_code_has() {
             assert_eq!(container["ports"][0]["containerPort"], PORT, "{at}");
             assert_eq!(container["ports"][0]["name"], "http", "{at}");
             // Probes on paths every binary serves.
-            for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+            for (probe, path) in [
+                ("startupProbe", "/healthz"),
+                ("readinessProbe", "/readyz"),
+                ("livenessProbe", "/healthz"),
+            ] {
                 assert_eq!(
                     str_at(container, &format!("/{probe}/httpGet/path")),
                     path,
@@ -322,6 +326,12 @@ async fn the_manifests_name_only_what_the_code_has() {
                     "{at}"
                 );
             }
+            // The start-up probe outlasts the wait for the broker and the database.
+            let startup = &container["startupProbe"];
+            let window = startup["periodSeconds"].as_u64().unwrap()
+                * startup["failureThreshold"].as_u64().unwrap();
+            let waits: u64 = shared["STARTUP_TIMEOUT_SECONDS"].parse().unwrap();
+            assert!(window > waits, "{at}: the start-up probe gives up first");
             for resource in ["requests", "limits"] {
                 for of in ["cpu", "memory"] {
                     assert!(
