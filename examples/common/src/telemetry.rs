@@ -74,6 +74,17 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed: /metrics stays empty");
         }
+        // Histogram samples wait in buffers until drained into their buckets: drain them every
+        // few seconds, so memory stays flat however rarely /metrics is scraped.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
         handle
     })
 }
