@@ -533,8 +533,10 @@ async fn handle<L: Listener>(
     }
     span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
     let started = tokio::time::Instant::now();
-    let (subject, group) = (delivery.subject().to_owned(), delivery.group().to_owned());
-    let measured = |outcome| crate::metrics::delivery(&subject, &group, outcome, started.elapsed());
+    let group = listener.queue_group();
+    let measured = |outcome| {
+        crate::metrics::delivery(L::Event::SUBJECT, group, outcome, started.elapsed());
+    };
     let handled = async move {
         let event = match serde_json::from_slice::<L::Event>(delivery.payload()) {
             Ok(event) => event,

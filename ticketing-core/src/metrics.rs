@@ -46,15 +46,15 @@ impl DeliveryOutcome {
 }
 
 /// Records a settled delivery.
-pub fn delivery(subject: &str, group: &str, outcome: DeliveryOutcome, took: Duration) {
+pub fn delivery(subject: &'static str, group: &str, outcome: DeliveryOutcome, took: Duration) {
     metrics::counter!(
         DELIVERIES,
-        "subject" => subject.to_owned(),
+        "subject" => subject,
         "group" => group.to_owned(),
         "outcome" => outcome.as_str()
     )
     .increment(1);
-    metrics::histogram!(HANDLING, "subject" => subject.to_owned(), "group" => group.to_owned())
+    metrics::histogram!(HANDLING, "subject" => subject, "group" => group.to_owned())
         .record(took.as_secs_f64());
 }
 

@@ -76,20 +76,10 @@ impl Health {
             );
         }
         for (name, database) in &inner.databases {
-            let result = match tokio::time::timeout(CHECK_TIMEOUT, database.ping()).await {
-                Ok(Ok(())) => Ok("ok".into()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-            };
-            note(format!("database:{name}"), result);
+            note(format!("database:{name}"), answered(database.ping()).await);
         }
         if let Some(bus) = &inner.bus {
-            let result = match tokio::time::timeout(CHECK_TIMEOUT, bus.health()).await {
-                Ok(Ok(())) => Ok("ok".into()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-            };
-            note("broker".into(), result);
+            note("broker".into(), answered(bus.health()).await);
         }
         let (running, stopped): (Vec<_>, Vec<_>) = {
             let listeners = inner
@@ -117,6 +107,17 @@ impl Health {
             note("listeners".into(), result);
         }
         (ready, checks)
+    }
+}
+
+/// `"ok"` when `check` succeeds within [`CHECK_TIMEOUT`]; what went wrong otherwise.
+async fn answered<E: std::fmt::Display>(
+    check: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<String, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok("ok".into()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
     }
 }
 

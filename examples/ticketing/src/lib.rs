@@ -97,6 +97,18 @@ pub struct Databases {
     pub payments: Database,
 }
 
+impl Databases {
+    /// Each service's database, in its own schema or database, as when they run apart.
+    pub async fn open(backends: &ticketing_common::config::BackendArgs) -> anyhow::Result<Self> {
+        Ok(Databases {
+            auth: backends.open_database("auth").await?,
+            tickets: backends.open_database("tickets").await?,
+            orders: backends.open_database("orders").await?,
+            payments: backends.open_database("payments").await?,
+        })
+    }
+}
+
 /// The three services' states.
 #[derive(Clone)]
 pub struct States {
@@ -211,13 +223,7 @@ impl TicketingApp {
             Duration::from_secs(settings.expiration_window_seconds),
             "the expiration window",
         )?;
-        // Each service in its own schema or database, as when they run apart.
-        let databases = Databases {
-            auth: backends.open_database("auth").await?,
-            tickets: backends.open_database("tickets").await?,
-            orders: backends.open_database("orders").await?,
-            payments: backends.open_database("payments").await?,
-        };
+        let databases = Databases::open(backends).await?;
         Self::build_with(&settings, bus, &databases, Clock::system()).await
     }
 

@@ -66,12 +66,7 @@ async fn race(offset: Duration, before: bool) -> Ending {
     let mut settings = Settings::for_tests(ticketing_test_app::JWT_KEY);
     settings.expiration_window_seconds = 60;
     let backends = &settings.common.backends;
-    let databases = Databases {
-        auth: backends.open_database("auth").await.unwrap(),
-        tickets: backends.open_database("tickets").await.unwrap(),
-        orders: backends.open_database("orders").await.unwrap(),
-        payments: backends.open_database("payments").await.unwrap(),
-    };
+    let databases = Databases::open(backends).await.unwrap();
     let bus = backends.connect_bus().await.unwrap();
     let clock = Clock::tokio();
     let app = TicketingApp::build_with(&settings, bus, &databases, clock.clone())
