@@ -12,8 +12,9 @@ use std::str::FromStr;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{PgPool, Row};
-use ticketing_core::store::{Ticket, TicketStore};
-use ticketing_core::{Id, Price};
+use ticketing_core::Id;
+use ticketing_core::ticketing::Price;
+use ticketing_core::ticketing::store::{Ticket, TicketStore};
 use ticketing_store::postgres::{PgDatabase, PgTicketStore};
 
 const UPDATES: u64 = 1_000;
@@ -36,7 +37,9 @@ async fn database() -> PgDatabase {
     let options = PgConnectOptions::from_str(&url)
         .expect("url")
         .options([("search_path", schema.as_str())]);
-    PgDatabase::connect_with(options, 4).await.expect("connect")
+    let db = PgDatabase::connect_with(options, 4).await.expect("connect");
+    db.migrate_ticketing().await.expect("migrate");
+    db
 }
 
 async fn drop_schema(db: &PgDatabase) {

@@ -1017,14 +1017,14 @@ async fn payments_agree(
     paid: &[(String, String)],
     settle: Duration,
 ) -> Vec<String> {
-    use ticketing_core::payment::PaymentStatus;
+    use ticketing_core::ticketing::payment::PaymentStatus;
     let settings = match store {
         Store::Postgres => StoreSettings::choose(None, Some(database), None),
         Store::Mongo => StoreSettings::choose(None, None, Some(database)),
     }
     .expect("store settings");
     let payments = settings
-        .open("payments")
+        .open_ticketing("payments")
         .await
         .expect("the payments database")
         .payments();

@@ -7,7 +7,7 @@ use serde_json::json;
 use ticketing::{Settings, TicketingApp};
 use ticketing_benches::verify::{OrderRecord, Record, UserRecord, check};
 use ticketing_core::Id;
-use ticketing_core::store::{Ticket, TicketReplica};
+use ticketing_core::ticketing::store::{Ticket, TicketReplica};
 use ticketing_test_app::JWT_KEY;
 use ticketing_test_app::system::{Endpoints, sign_up};
 
@@ -73,7 +73,7 @@ async fn the_check_passes_on_agreeing_services_and_names_each_disagreement() {
         .await
         .unwrap();
     let held_id = Id::parse(&held).unwrap();
-    let replica = states.orders.tickets.get(held_id).await.unwrap();
+    let replica = states.orders.tickets.get(&held_id).await.unwrap();
     states
         .orders
         .tickets

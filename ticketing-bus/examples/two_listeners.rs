@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ticketing_bus::memory::InMemoryBus;
-use ticketing_core::events::TicketCreated;
+use ticketing_core::ticketing::events::TicketCreated;
 use ticketing_core::{HandlerError, Id, Listener, MessageContext, Publisher, spawn_listener};
 
 struct Replicate;

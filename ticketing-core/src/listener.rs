@@ -38,21 +38,29 @@ use crate::metrics::DeliveryOutcome;
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use ticketing_core::events::TicketCreated;
-/// use ticketing_core::{HandlerError, Listener, MessageContext};
+/// use serde::{Deserialize, Serialize};
+/// use ticketing_core::{Event, HandlerError, Listener, MessageContext};
 ///
-/// struct TicketCreatedListener;
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct ParcelShipped { parcel: String, carrier: String }
+///
+/// impl Event for ParcelShipped {
+///     const SUBJECT: &'static str = "parcel:shipped";
+///     fn message_id(&self) -> String { format!("{}:{}", Self::SUBJECT, self.parcel) }
+/// }
+///
+/// struct NotifyRecipient;
 ///
 /// #[async_trait]
-/// impl Listener for TicketCreatedListener {
-///     type Event = TicketCreated;
+/// impl Listener for NotifyRecipient {
+///     type Event = ParcelShipped;
 ///
 ///     fn queue_group(&self) -> &str {
-///         "orders-service"
+///         "notifications-service"
 ///     }
 ///
-///     async fn on_message(&self, event: TicketCreated, _ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
-///         println!("replicate ticket {} v{}", event.id, event.version);
+///     async fn on_message(&self, event: ParcelShipped, _ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
+///         tracing::info!(parcel = %event.parcel, carrier = %event.carrier, "notify the recipient");
 ///         Ok(())
 ///     }
 /// }

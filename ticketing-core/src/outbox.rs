@@ -39,7 +39,8 @@ use crate::store::StoreError;
 /// its message id for de-duplication), for an [`Announce`](crate::store::Announce) closure.
 ///
 /// ```
-/// use ticketing_core::{events::ExpirationComplete, outbox, Id};
+/// use ticketing_core::ticketing::events::ExpirationComplete;
+/// use ticketing_core::{outbox, Id};
 ///
 /// let messages = outbox::announce(&ExpirationComplete { order_id: Id::new() }).unwrap();
 /// assert_eq!(messages[0].subject, "expiration:complete");

@@ -14,7 +14,8 @@ use crate::event::Event;
 ///
 /// ```
 /// # async fn demo(bus: std::sync::Arc<dyn ticketing_core::Bus>) -> Result<(), ticketing_core::PublishError> {
-/// use ticketing_core::{events::ExpirationComplete, Id, Publisher};
+/// use ticketing_core::ticketing::events::ExpirationComplete;
+/// use ticketing_core::{Id, Publisher};
 ///
 /// let publisher = Publisher::<ExpirationComplete>::new(bus);
 /// let ack = publisher.publish(&ExpirationComplete { order_id: Id::new() }).await?;

@@ -1,143 +1,288 @@
-//! Store traits, one per role, and the records they keep.
-//!
-//! | trait | kept by | records |
-//! |---|---|---|
-//! | [`UserStore`] | auth | users |
-//! | [`TicketStore`] | tickets (owner) | tickets |
-//! | [`OrderReplicaStore`] | tickets | a replica of orders, to version-check order events |
-//! | [`TicketReplicaStore`] | orders | a replica of tickets |
-//! | [`OrderStore`] | orders (owner) | orders, joined with the ticket replica |
+//! What every store backend shares: the [`StoreError`] type, versioned replicas of other
+//! services' records ([`Replica`], [`ReplicaStore`] and the `find_by_event` contract, generic
+//! over the record and its id) and how a change announces its events ([`Announce`]).
 //!
 //! # Contract
 //!
-//! Every backend passes the [store conformance suite](crate::conformance::store):
+//! Every backend passes the [replica conformance suite](crate::conformance::replica):
 //!
-//! - **Owned records** start at version 0. An update names the version it read; the store
-//!   writes only if that is still the stored version and stores that version + 1, else
-//!   [`StoreError::VersionConflict`] and nothing is written. Of concurrent writers of one version
-//!   exactly one wins.
-//! - **Replicas** implement a plain lookup (`find`); the provided
-//!   [`find_by_event`](TicketReplicaStore::find_by_event) answers with
-//!   [`version::disposition`](crate::version::disposition) of the stored version: `Apply` when
-//!   it holds N−1 (or nothing for N = 0), `Duplicate` at N or later, `Gap` otherwise.
-//!   [`apply`](TicketReplicaStore::apply) writes the record with the event's version, only if
-//!   the store still holds N−1 (or nothing for 0); otherwise `VersionConflict`.
-//! - **Reservation is atomic:** [`OrderStore::reserve`] creates an order only if no active
-//!   order holds its ticket, enforced by the store itself (a unique index), never by a check
-//!   then a write. Of any number of concurrent reservations of one ticket exactly one succeeds.
-//! - **Emails are unique** compared case-insensitively, also under concurrent sign-ups.
-//! - **Events commit with state.** The `*_announcing` operations take an [`Announce`]
-//!   closure: the events it makes from the record as stored are committed in the same unit as
-//!   the change (a transaction, one document, one lock) into the backend's
-//!   [outbox](crate::outbox), or not at all. A relay publishes them afterwards. Events of one
-//!   record leave the outbox in the order their changes committed.
-//! - A missing record is [`StoreError::NotFound`], a taken id or email
-//!   [`StoreError::AlreadyExists`]; backends translate driver errors into these.
+//! - **Replicas** implement a plain lookup ([`find`](ReplicaStore::find)) and a versioned write
+//!   ([`apply`](ReplicaStore::apply)); the provided
+//!   [`find_by_event`](ReplicaStore::find_by_event) answers with
+//!   [`version::disposition_from`](crate::version::disposition_from) of the stored version:
+//!   `Apply` when it holds N−1 (or nothing, for N = 0), `Duplicate` at N or later, `Gap`
+//!   otherwise. [`apply`](ReplicaStore::apply) writes the record with the event's version only
+//!   if the store still holds N−1 (or nothing, for 0); otherwise `VersionConflict`.
+//! - **Starting mid-stream is explicit.** A replica that only hears a record's later events
+//!   (a listener of `order:completed` alone, or one added long after the records were created)
+//!   is built with [`ReplicaStart::FirstSeen`]: the first event it sees of a record is applied
+//!   whatever its version, and the rule holds from there.
+//! - **Events commit with state.** An owned record's change and the events that announce it are
+//!   committed in one unit (a transaction, one document, one lock) into the backend's
+//!   [outbox](crate::outbox), or not at all; each backend shows how to join its own unit.
+//! - A missing record is [`StoreError::NotFound`], a taken id or key
+//!   [`StoreError::AlreadyExists`], a database that cannot be reached
+//!   [`StoreError::Unavailable`]; backends translate driver errors into these.
+//!
+//! # Example
+//!
+//! A replica of another service's accounts, keyed by a UUID-like string, kept on the rule by
+//! [`replicate`]:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use ticketing_core::store::{Replica, ReplicaStore, replicate};
+//! use ticketing_core::{HandlerError, Version};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! struct Account { id: String, owner: String, version: Version }
+//!
+//! impl Replica for Account {
+//!     type Id = String;
+//!     const ENTITY: &'static str = "account";
+//!     fn id(&self) -> &String { &self.id }
+//!     fn version(&self) -> Version { self.version }
+//! }
+//!
+//! // In a listener of `account:renamed`: Apply writes, Duplicate acks, Gap waits.
+//! async fn on_renamed(
+//!     accounts: &dyn ReplicaStore<Account>,
+//!     renamed: Account,
+//! ) -> Result<(), HandlerError> {
+//!     replicate(accounts, &renamed.id.clone(), renamed.version, |_held| Ok(renamed)).await?;
+//!     Ok(())
+//! }
+//! ```
+
+use std::fmt;
+use std::hash::Hash;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::PublishError;
 use crate::bus::{BoxError, OutgoingMessage};
-use crate::reservation::OrderStatus;
-use crate::version::{EventDisposition, Version, disposition};
-use crate::{Id, Price};
+use crate::listener::HandlerError;
+use crate::version::{EventDisposition, ReplicaStart, Version, disposition_from};
 
-/// A user of the auth service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Id.
-    pub id: Id,
-    /// Email as given at sign-up (trimmed); unique ignoring case.
-    pub email: String,
-    /// The password hash (a PHC string); never the password.
-    pub password_hash: String,
+/// What a record id must be: any `Eq + Hash + Clone + Display + serde` type — the 24-hex
+/// [`Id`](crate::Id), a UUID, a `String`, an integer. Implemented for every such type.
+pub trait RecordId:
+    Eq + Hash + Clone + fmt::Display + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
 }
 
-/// A ticket, as its owner (the tickets service) keeps it.
+impl<T> RecordId for T where
+    T: Eq
+        + Hash
+        + Clone
+        + fmt::Display
+        + fmt::Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A replica record: a copy of another service's record, versioned by that service's events.
+///
+/// The generic stores ([`ReplicaStore`] backends) keep it as a JSON document: derive `Serialize`
+/// and `Deserialize` for them.
+pub trait Replica: Clone + Send + Sync + 'static {
+    /// The record's id type.
+    type Id: RecordId;
+    /// What the record is, for messages and keys: `"ticket"`, `"account"`.
+    const ENTITY: &'static str;
+    /// The record's id.
+    fn id(&self) -> &Self::Id;
+    /// The version of the last event applied to it.
+    fn version(&self) -> Version;
+}
+
+/// What `find_by_event` found: the disposition of the event (Apply, Duplicate or Gap), the
+/// record the replica holds (if any) and the event's version.
+///
+/// ```
+/// use ticketing_core::store::{Replica, ReplicaLookup};
+/// use ticketing_core::version::EventDisposition::*;
+///
+/// #[derive(Debug, Clone, PartialEq)]
+/// struct Shelf { id: u32, version: u64 }
+/// impl Replica for Shelf {
+///     type Id = u32;
+///     const ENTITY: &'static str = "shelf";
+///     fn id(&self) -> &u32 { &self.id }
+///     fn version(&self) -> u64 { self.version }
+/// }
+///
+/// let held = Shelf { id: 7, version: 3 };
+/// assert_eq!(ReplicaLookup::of(Some(held.clone()), 4).disposition, Apply);
+/// assert_eq!(ReplicaLookup::of(Some(held.clone()), 3).disposition, Duplicate);
+/// let gap = ReplicaLookup::of(Some(held), 9);
+/// assert_eq!(gap.disposition, Gap);
+/// assert!(gap.gap_error().to_string().contains("holds version 3, event is version 9"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    /// Id.
-    pub id: Id,
-    /// Title.
-    pub title: String,
-    /// Price.
-    pub price: Price,
-    /// The seller.
-    pub user_id: Id,
-    /// Version: 0 when listed, +1 per change.
+pub struct ReplicaLookup<R> {
+    /// Apply, Duplicate or Gap.
+    pub disposition: EventDisposition,
+    /// The record the replica holds now.
+    pub current: Option<R>,
+    /// The version of the event looked up.
+    pub event: Version,
+}
+
+/// An event the replica should apply: what it holds now (nothing for a record it has not seen)
+/// and the version to write. See [`ReplicaLookup::applicable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applicable<R> {
+    /// The record held before the event.
+    pub current: Option<R>,
+    /// The event's version, which the replica stores.
     pub version: Version,
-    /// The order holding it, while reserved.
-    pub order_id: Option<Id>,
 }
 
-/// The tickets service's replica of an order: enough to version-check order events and to
-/// know which ticket the order is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderReplica {
-    /// The order id.
-    pub id: Id,
-    /// The ticket it is for.
-    pub ticket_id: Id,
-    /// Its last known status.
-    pub status: OrderStatus,
-    /// The version of the last applied event.
-    pub version: Version,
+impl<R: Replica> ReplicaLookup<R> {
+    /// The lookup of an event of version `event` against the record held, for a replica that
+    /// sees every record from its first event ([`ReplicaStart::FromFirst`]).
+    pub fn of(current: Option<R>, event: Version) -> Self {
+        Self::starting(ReplicaStart::FromFirst, current, event)
+    }
+
+    /// The lookup under a start policy: the one place the contract is applied to records.
+    pub fn starting(start: ReplicaStart, current: Option<R>, event: Version) -> Self {
+        ReplicaLookup {
+            disposition: disposition_from(start, current.as_ref().map(Replica::version), event),
+            current,
+            event,
+        }
+    }
+
+    /// The retryable error a listener answers a `Gap` with, naming the record and both
+    /// versions.
+    pub fn gap_error(&self) -> HandlerError {
+        let record = match &self.current {
+            Some(held) => format!("{} {}", R::ENTITY, held.id()),
+            None => R::ENTITY.to_owned(),
+        };
+        HandlerError::gap(
+            record,
+            self.current.as_ref().map(Replica::version),
+            self.event,
+        )
+    }
+
+    /// The rule's answer as a listener's result, so a listener writes no `match`:
+    /// `Apply` is `Ok(Some(..))` (go on and write), `Duplicate` is `Ok(None)` (nothing to do:
+    /// acknowledge), `Gap` is the retryable [`gap_error`](Self::gap_error) (the runtime waits
+    /// with capped backoff for the earlier event).
+    ///
+    /// ```
+    /// # use ticketing_core::store::{Replica, ReplicaLookup};
+    /// # #[derive(Debug, Clone, PartialEq)] struct Shelf { id: u32, version: u64 }
+    /// # impl Replica for Shelf { type Id = u32; const ENTITY: &'static str = "shelf";
+    /// #   fn id(&self) -> &u32 { &self.id } fn version(&self) -> u64 { self.version } }
+    /// let held = Some(Shelf { id: 7, version: 3 });
+    /// assert!(ReplicaLookup::of(held.clone(), 4).applicable().unwrap().is_some());
+    /// assert!(ReplicaLookup::of(held.clone(), 2).applicable().unwrap().is_none());
+    /// assert!(ReplicaLookup::of(held, 6).applicable().unwrap_err().is_retryable());
+    /// ```
+    pub fn applicable(self) -> Result<Option<Applicable<R>>, HandlerError> {
+        match self.disposition {
+            EventDisposition::Apply => Ok(Some(Applicable {
+                current: self.current,
+                version: self.event,
+            })),
+            EventDisposition::Duplicate => Ok(None),
+            EventDisposition::Gap => Err(self.gap_error()),
+        }
+    }
 }
 
-/// The orders service's replica of a ticket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TicketReplica {
-    /// The ticket id.
-    pub id: Id,
-    /// Title.
-    pub title: String,
-    /// Price.
-    pub price: Price,
-    /// The version of the last applied event.
-    pub version: Version,
+/// A store of replicas of one record type, on the versioned contract. A backend implements
+/// [`find`](Self::find) and [`apply`](Self::apply); [`find_by_event`](Self::find_by_event)
+/// is provided, so the rule is the same everywhere.
+///
+/// Backends: `InMemoryReplicaStore`, `PgReplicaStore` (a JSONB document table per record
+/// type), `MongoReplicaStore` (a collection per record type) in `ticketing-store`.
+#[async_trait]
+pub trait ReplicaStore<R: Replica>: Send + Sync + 'static {
+    /// The replica held for `id`, if any.
+    async fn find(&self, id: &R::Id) -> Result<Option<R>, StoreError>;
+
+    /// Stores `record` at its version if the replica holds version − 1 (nothing, for 0; or
+    /// nothing at all, whatever the version, under [`ReplicaStart::FirstSeen`]);
+    /// `VersionConflict` otherwise, and nothing is written.
+    async fn apply(&self, record: &R) -> Result<(), StoreError>;
+
+    /// Where this store starts a record it has not seen. Default
+    /// [`ReplicaStart::FromFirst`].
+    fn start(&self) -> ReplicaStart {
+        ReplicaStart::FromFirst
+    }
+
+    /// The disposition of an event of version `version` about record `id`, and the replica
+    /// held.
+    async fn find_by_event(
+        &self,
+        id: &R::Id,
+        version: Version,
+    ) -> Result<ReplicaLookup<R>, StoreError> {
+        Ok(ReplicaLookup::starting(
+            self.start(),
+            self.find(id).await?,
+            version,
+        ))
+    }
+
+    /// The replica; `NotFound` otherwise.
+    async fn get(&self, id: &R::Id) -> Result<R, StoreError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(R::ENTITY, id))
+    }
 }
 
-/// An order, with the replica of its ticket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Order {
-    /// Id.
-    pub id: Id,
-    /// The buyer.
-    pub user_id: Id,
-    /// Status.
-    pub status: OrderStatus,
-    /// When it expires, to the millisecond.
-    pub expires_at: DateTime<Utc>,
-    /// Version: 0 when created, +1 per change.
-    pub version: Version,
-    /// The ticket, as replicated.
-    pub ticket: TicketReplica,
-}
-
-/// A new order for [`OrderStore::reserve`]: status `created`, version 0.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    /// Id.
-    pub id: Id,
-    /// The buyer.
-    pub user_id: Id,
-    /// The ticket to reserve.
-    pub ticket_id: Id,
-    /// When it expires.
-    pub expires_at: DateTime<Utc>,
+/// Applies one event to a replica on the versioned contract, the whole of a replica
+/// listener's work: looks the event up; on `Duplicate` returns `Ok(None)` (acknowledge); on
+/// `Gap` the retryable gap error (wait); on `Apply` makes the new record with `next` from what
+/// is held and [applies](ReplicaStore::apply) it. A `VersionConflict` on that write means
+/// another member of the group applied the same event meanwhile: that is `Ok(Some(record))`
+/// too, since the replica now holds it.
+pub async fn replicate<R, S>(
+    store: &S,
+    id: &R::Id,
+    version: Version,
+    next: impl FnOnce(Option<R>) -> Result<R, HandlerError> + Send,
+) -> Result<Option<R>, HandlerError>
+where
+    R: Replica,
+    S: ReplicaStore<R> + ?Sized,
+{
+    let Some(applicable) = store.find_by_event(id, version).await?.applicable()? else {
+        return Ok(None);
+    };
+    let record = next(applicable.current)?;
+    match store.apply(&record).await {
+        Ok(()) | Err(StoreError::VersionConflict { .. }) => Ok(Some(record)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Makes the events a change announces from the record as stored (its new version included).
 /// The store commits them with the change, into its outbox: see [`crate::outbox`].
 ///
 /// ```
-/// use ticketing_core::store::{Announce, Ticket};
+/// use ticketing_core::store::Announce;
 /// use ticketing_core::OutgoingMessage;
 ///
-/// let announce: Announce<'_, Ticket> = &|ticket: &Ticket| {
-///     Ok(vec![OutgoingMessage::new("ticket:updated", ticket.title.clone())
-///         .with_message_id(format!("ticket:updated:{}:{}", ticket.id, ticket.version))])
+/// struct Shelf { id: u32, version: u64 }
+/// let announce: Announce<'_, Shelf> = &|shelf: &Shelf| {
+///     Ok(vec![OutgoingMessage::new("shelf:moved", "{}")
+///         .with_message_id(format!("shelf:moved:{}:{}", shelf.id, shelf.version))])
 /// };
 /// # let _ = announce;
 /// ```
@@ -151,89 +296,8 @@ pub fn silent<T>(_: &T) -> Result<Vec<OutgoingMessage>, PublishError> {
 }
 
 /// The outbox key of a record: events of one key are published in commit order.
-pub fn outbox_key(entity: &str, id: Id) -> String {
+pub fn outbox_key(entity: &str, id: impl fmt::Display) -> String {
     format!("{entity}:{id}")
-}
-
-/// A replica record: a copy of another service's record, versioned by that service's events.
-pub trait Replica {
-    /// What the record is, for messages: `"ticket"`, `"order"`.
-    const ENTITY: &'static str;
-    /// The record's id.
-    fn id(&self) -> Id;
-    /// The version of the last event applied to it.
-    fn version(&self) -> Version;
-}
-
-impl Replica for TicketReplica {
-    const ENTITY: &'static str = "ticket";
-    fn id(&self) -> Id {
-        self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
-
-impl Replica for OrderReplica {
-    const ENTITY: &'static str = "order";
-    fn id(&self) -> Id {
-        self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
-
-/// What `find_by_event` found: the [`disposition`] of the event (Apply, Duplicate or Gap),
-/// the record the replica holds (if any) and the event's version.
-///
-/// ```
-/// use ticketing_core::store::{ReplicaLookup, TicketReplica};
-/// use ticketing_core::version::EventDisposition::*;
-/// use ticketing_core::Id;
-///
-/// let held = TicketReplica { id: Id::new(), title: "t".into(), price: "5".parse().unwrap(), version: 3 };
-/// assert_eq!(ReplicaLookup::of(Some(held.clone()), 4).disposition, Apply);
-/// assert_eq!(ReplicaLookup::of(Some(held.clone()), 3).disposition, Duplicate);
-/// let gap = ReplicaLookup::of(Some(held), 9);
-/// assert_eq!(gap.disposition, Gap);
-/// assert!(gap.gap_error().to_string().contains("holds version 3, event is version 9"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaLookup<T> {
-    /// Apply, Duplicate or Gap.
-    pub disposition: EventDisposition,
-    /// The record the replica holds now.
-    pub current: Option<T>,
-    /// The version of the event looked up.
-    pub event: Version,
-}
-
-impl<T: Replica> ReplicaLookup<T> {
-    /// The lookup of an event of version `event` against the record held: the one place the
-    /// contract is applied to records.
-    pub fn of(current: Option<T>, event: Version) -> Self {
-        ReplicaLookup {
-            disposition: disposition(current.as_ref().map(Replica::version), event),
-            current,
-            event,
-        }
-    }
-
-    /// The retryable error a listener answers a `Gap` with, naming the record and both
-    /// versions.
-    pub fn gap_error(&self) -> crate::HandlerError {
-        let record = match &self.current {
-            Some(held) => format!("{} {}", T::ENTITY, held.id()),
-            None => T::ENTITY.to_owned(),
-        };
-        crate::HandlerError::gap(
-            record,
-            self.current.as_ref().map(Replica::version),
-            self.event,
-        )
-    }
 }
 
 /// What a store operation can fail with.
@@ -243,7 +307,7 @@ pub enum StoreError {
     /// No record has this id (or key).
     #[error("{entity} {id} not found")]
     NotFound {
-        /// `"ticket"`, `"order"`, ...
+        /// `"ticket"`, `"account"`, ...
         entity: &'static str,
         /// The id or key looked up.
         id: String,
@@ -251,7 +315,7 @@ pub enum StoreError {
     /// The id, or another unique key, is taken.
     #[error("{entity} {key} already exists")]
     AlreadyExists {
-        /// `"user"`, `"ticket"`, ...
+        /// `"user"`, `"account"`, ...
         entity: &'static str,
         /// The id or key.
         key: String,
@@ -259,22 +323,17 @@ pub enum StoreError {
     /// The record is no longer at the version the write expected.
     #[error("{entity} {id} is not at version {expected}")]
     VersionConflict {
-        /// `"ticket"`, `"order"`, ...
+        /// `"ticket"`, `"account"`, ...
         entity: &'static str,
         /// The record id.
-        id: Id,
+        id: String,
         /// The version the write expected.
         expected: Version,
     },
-    /// An active order already holds the ticket.
-    #[error("ticket {ticket_id} is already reserved")]
-    TicketReserved {
-        /// The ticket.
-        ticket_id: Id,
-    },
-    /// The reservation rules forbid this status change.
+    /// A rule of the caller's domain refused the change; nothing was written. The domain's
+    /// own error is the source: see [`rejection`](Self::rejection).
     #[error(transparent)]
-    Transition(#[from] crate::reservation::TransitionError),
+    Rejected(BoxError),
     /// An event announcing the change could not be encoded; nothing was written.
     #[error(transparent)]
     Encode(#[from] PublishError),
@@ -286,7 +345,16 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// A driver or connection failure.
+    /// The database cannot be reached now (connection refused or reset, no connection free
+    /// within the configured time); worth retrying later. Services answer 503.
+    #[error("{backend} is unavailable: {source}")]
+    Unavailable {
+        /// `"postgres"`, `"mongo"`.
+        backend: &'static str,
+        /// The cause.
+        source: BoxError,
+    },
+    /// Any other driver failure.
     #[error("{backend} error: {source}")]
     Backend {
         /// `"postgres"`, `"mongo"`.
@@ -305,11 +373,41 @@ impl StoreError {
         }
     }
 
+    /// The database cannot be reached.
+    pub fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            backend,
+            source: source.into(),
+        }
+    }
+
     /// `NotFound` for an entity and id.
-    pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
+    pub fn not_found(entity: &'static str, id: impl fmt::Display) -> Self {
         StoreError::NotFound {
             entity,
             id: id.to_string(),
+        }
+    }
+
+    /// `VersionConflict` for an entity, id and the version the write expected.
+    pub fn conflict(entity: &'static str, id: impl fmt::Display, expected: Version) -> Self {
+        StoreError::VersionConflict {
+            entity,
+            id: id.to_string(),
+            expected,
+        }
+    }
+
+    /// A domain rule refused the change.
+    pub fn rejected(rule: impl Into<BoxError>) -> Self {
+        StoreError::Rejected(rule.into())
+    }
+
+    /// The domain error of a [`Rejected`](Self::Rejected) change, if it is an `E`.
+    pub fn rejection<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            StoreError::Rejected(rule) => rule.downcast_ref::<E>(),
+            _ => None,
         }
     }
 
@@ -317,202 +415,64 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
     }
+
+    /// Whether the database could not be reached.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
 }
 
-impl From<StoreError> for crate::HandlerError {
-    /// Conflicts and backend failures are worth retrying; corrupt data is not.
+impl From<StoreError> for HandlerError {
+    /// Conflicts, outages and backend failures are worth retrying; corrupt data, a refusing
+    /// rule and an unencodable event are not.
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Corrupt { .. } | StoreError::Transition(_) | StoreError::Encode(_) => {
-                crate::HandlerError::permanent(error)
+            StoreError::Corrupt { .. } | StoreError::Rejected(_) | StoreError::Encode(_) => {
+                HandlerError::permanent(error)
             }
-            _ => crate::HandlerError::retry(error),
+            _ => HandlerError::retry(error),
         }
     }
 }
 
-/// Users of the auth service.
-#[async_trait]
-pub trait UserStore: Send + Sync + 'static {
-    /// Stores a new user. `AlreadyExists` if the id is taken or the email is, ignoring case.
-    async fn create(&self, user: User) -> Result<User, StoreError>;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// The user with this email, ignoring case.
-    async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
-
-    /// The user with this id; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<User, StoreError>;
-}
-
-/// Tickets, kept by their owner.
-#[async_trait]
-pub trait TicketStore: Send + Sync + 'static {
-    /// Stores a new ticket at version 0 (whatever `version` says). `AlreadyExists` if the id
-    /// is taken.
-    async fn create(&self, ticket: Ticket) -> Result<Ticket, StoreError> {
-        self.create_announcing(ticket, &silent).await
-    }
-
-    /// [`create`](Self::create), committing the events `announce` makes of the stored ticket
-    /// with it (outbox key `ticket:<id>`).
-    async fn create_announcing(
-        &self,
-        ticket: Ticket,
-        announce: Announce<'_, Ticket>,
-    ) -> Result<Ticket, StoreError>;
-
-    /// The ticket; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<Ticket, StoreError>;
-
-    /// Tickets no order holds, oldest first.
-    async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError>;
-
-    /// Up to `limit` tickets no order holds, newest first; with `after` (the last ticket of
-    /// the previous page), those listed after it. `NotFound` for an unknown `after`.
-    async fn list_unreserved_page(
-        &self,
-        after: Option<Id>,
-        limit: usize,
-    ) -> Result<Vec<Ticket>, StoreError>;
-
-    /// Writes title, price and order of `ticket` if the stored version is still
-    /// `ticket.version`; returns the ticket at version + 1. `VersionConflict` (nothing written)
-    /// if it moved on, `NotFound` if it is gone.
-    async fn update(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
-        self.update_announcing(ticket, &silent).await
-    }
-
-    /// [`update`](Self::update), committing the events `announce` makes of the updated ticket
-    /// with it.
-    async fn update_announcing(
-        &self,
-        ticket: &Ticket,
-        announce: Announce<'_, Ticket>,
-    ) -> Result<Ticket, StoreError>;
-
-    /// A listener's change in one unit: [`update_announcing`](Self::update_announcing), and
-    /// then the order event that caused it recorded in the order replica of the same database
-    /// (as [`OrderReplicaStore::apply`]; a replica already at that version or later is left
-    /// as it is). The ticket's version check guards the whole: on `VersionConflict` nothing is
-    /// written. Backends without multi-record transactions write the ticket with its events
-    /// first and the replica last, so a crash in between leaves the event to be redelivered
-    /// and applied again (the listener finds the ticket already changed), never taken for a
-    /// duplicate.
-    async fn update_for_order(
-        &self,
-        ticket: &Ticket,
-        order: &OrderReplica,
-        announce: Announce<'_, Ticket>,
-    ) -> Result<Ticket, StoreError>;
-}
-
-/// The tickets service's replica of orders.
-///
-/// A backend implements [`find`](Self::find) and [`apply`](Self::apply); the versioned
-/// contract ([`find_by_event`](Self::find_by_event)) is provided.
-#[async_trait]
-pub trait OrderReplicaStore: Send + Sync + 'static {
-    /// The replica held for `id`, if any.
-    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError>;
-
-    /// Stores `order` at its version if the replica holds version − 1 (nothing, for 0);
-    /// `VersionConflict` otherwise.
-    async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError>;
-
-    /// The disposition of an order event of version `version`, and the replica held.
-    async fn find_by_event(
-        &self,
-        id: Id,
+    #[derive(Debug, Clone, PartialEq)]
+    struct Doc {
+        id: String,
         version: Version,
-    ) -> Result<ReplicaLookup<OrderReplica>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version))
     }
 
-    /// The replica; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<OrderReplica, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("order replica", id))
-    }
-}
-
-/// The orders service's replica of tickets.
-///
-/// A backend implements [`find`](Self::find) and [`apply`](Self::apply); the versioned
-/// contract ([`find_by_event`](Self::find_by_event)) is provided.
-#[async_trait]
-pub trait TicketReplicaStore: Send + Sync + 'static {
-    /// The replica held for `id`, if any.
-    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError>;
-
-    /// Stores `ticket` at its version if the replica holds version − 1 (nothing, for 0);
-    /// `VersionConflict` otherwise.
-    async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError>;
-
-    /// The disposition of a ticket event of version `version`, and the replica held.
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<TicketReplica>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version))
+    impl Replica for Doc {
+        type Id = String;
+        const ENTITY: &'static str = "doc";
+        fn id(&self) -> &String {
+            &self.id
+        }
+        fn version(&self) -> Version {
+            self.version
+        }
     }
 
-    /// The replica; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<TicketReplica, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("ticket replica", id))
-    }
-}
-
-/// Orders, kept by their owner, with the atomic reservation rule.
-#[async_trait]
-pub trait OrderStore: Send + Sync + 'static {
-    /// Creates the order (status `created`, version 0) if no active order holds its ticket.
-    /// `TicketReserved` if one does, `NotFound` if the ticket replica does not exist,
-    /// `AlreadyExists` if the order id is taken. Atomic.
-    async fn reserve(&self, order: NewOrder) -> Result<Order, StoreError> {
-        self.reserve_announcing(order, &silent).await
+    #[test]
+    fn a_first_seen_replica_applies_a_later_version_of_an_unknown_record() {
+        let lookup = ReplicaLookup::<Doc>::starting(ReplicaStart::FirstSeen, None, 5);
+        assert_eq!(lookup.disposition, EventDisposition::Apply);
+        let lookup = ReplicaLookup::<Doc>::of(None, 5);
+        assert_eq!(lookup.disposition, EventDisposition::Gap);
     }
 
-    /// [`reserve`](Self::reserve), committing the events `announce` makes of the new order
-    /// with it (outbox key `order:<id>`).
-    async fn reserve_announcing(
-        &self,
-        order: NewOrder,
-        announce: Announce<'_, Order>,
-    ) -> Result<Order, StoreError>;
-
-    /// The order with its ticket; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<Order, StoreError>;
-
-    /// The user's orders, oldest first, with their tickets.
-    async fn list_for_user(&self, user_id: Id) -> Result<Vec<Order>, StoreError>;
-
-    /// Sets the status if the order is still at `expected_version` and the reservation rules
-    /// allow the change; returns it at version + 1. Leaving the active statuses frees the
-    /// ticket. `VersionConflict` (nothing written), `Transition` or `NotFound` otherwise.
-    async fn set_status(
-        &self,
-        id: Id,
-        expected_version: Version,
-        status: OrderStatus,
-    ) -> Result<Order, StoreError> {
-        self.set_status_announcing(id, expected_version, status, &silent)
-            .await
+    #[test]
+    fn a_rejection_keeps_the_domain_error() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("shelf is full")]
+        struct Full;
+        let error = StoreError::rejected(Full);
+        assert!(error.rejection::<Full>().is_some());
+        assert_eq!(error.to_string(), "shelf is full");
+        assert!(!HandlerError::from(error).is_retryable());
+        assert!(HandlerError::from(StoreError::unavailable("postgres", "refused")).is_retryable());
     }
-
-    /// [`set_status`](Self::set_status), committing the events `announce` makes of the
-    /// changed order with it.
-    async fn set_status_announcing(
-        &self,
-        id: Id,
-        expected_version: Version,
-        status: OrderStatus,
-        announce: Announce<'_, Order>,
-    ) -> Result<Order, StoreError>;
-
-    /// Whether an active order holds the ticket.
-    async fn is_reserved(&self, ticket_id: Id) -> Result<bool, StoreError>;
 }

@@ -10,8 +10,8 @@
 //! | ≥ N | N | [`Duplicate`](EventDisposition::Duplicate) |
 //! | < N−1 | N | [`Gap`](EventDisposition::Gap) |
 //!
-//! Every store backend answers `find_by_event` through [`disposition`], so the rule lives in one
-//! place.
+//! Every store backend answers `find_by_event` through [`disposition_from`], so the rule lives in
+//! one place; [`ReplicaStart`] says where a replica that holds nothing of a record starts.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,49 @@ pub const fn disposition(stored: Option<Version>, event: Version) -> EventDispos
         Some(held) if held >= event => EventDisposition::Duplicate,
         Some(held) if held + 1 == event => EventDisposition::Apply,
         Some(_) => EventDisposition::Gap,
+    }
+}
+
+/// Where a replica starts a record it holds nothing of.
+///
+/// | policy | replica holds nothing, event version 0 | replica holds nothing, event version N > 0 |
+/// |---|---|---|
+/// | [`FromFirst`](Self::FromFirst) (default) | Apply | Gap: version 0 is on its way |
+/// | [`FirstSeen`](Self::FirstSeen) | Apply | Apply: the replica starts at N |
+///
+/// Once the replica holds a version the rule is the same under both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum ReplicaStart {
+    /// Every record is seen from its first event (version 0): a later event of an unknown record
+    /// waits for it. Right for a replica that consumes every event of the record from the start
+    /// of the stream.
+    #[default]
+    FromFirst,
+    /// The first event seen of a record is applied whatever its version. Right for a replica
+    /// that only hears a record's later events (a listener of `order:completed` alone), or one
+    /// started on a stream whose early events are gone: under `FromFirst` it would wait, and
+    /// dead-letter after the gap horizon (hours).
+    FirstSeen,
+}
+
+/// [`disposition`] under a start policy: the same, except that under
+/// [`ReplicaStart::FirstSeen`] a replica holding nothing applies any version.
+///
+/// ```
+/// use ticketing_core::version::{disposition_from, EventDisposition::*, ReplicaStart::*};
+///
+/// assert_eq!(disposition_from(FromFirst, None, 3), Gap);
+/// assert_eq!(disposition_from(FirstSeen, None, 3), Apply);
+/// assert_eq!(disposition_from(FirstSeen, Some(3), 5), Gap);
+/// ```
+pub const fn disposition_from(
+    start: ReplicaStart,
+    stored: Option<Version>,
+    event: Version,
+) -> EventDisposition {
+    match (start, stored) {
+        (ReplicaStart::FirstSeen, None) => EventDisposition::Apply,
+        _ => disposition(stored, event),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Choosing a store backend at run time: [`StoreSettings`] (plain, serde-deserializable) opens a
-//! [`Database`], which hands out one store per role whatever the backend.
+//! [`Database`], which hands out the outbox and replica stores of any record type — and, with
+//! feature `ticketing`, one store per ticketing role — whatever the backend.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ticketing_core::StoreError> {
+//! # #[cfg(feature = "ticketing")] {
 //! use ticketing_store::{StoreBackend, StoreSettings};
 //!
 //! // From configuration: `{"backend": "memory"}`, `{"backend": "postgres", "url": "postgres://…"}`,
@@ -12,24 +14,29 @@
 //! assert_eq!(StoreSettings::choose(None, None, None).unwrap(), settings);
 //! assert_eq!(settings.backend(), StoreBackend::Memory);
 //!
-//! let db = settings.open("tickets").await?;
+//! let db = settings.open_ticketing("tickets").await?;
 //! let tickets = db.tickets(); // Arc<dyn TicketStore>, whatever the backend
 //! assert!(tickets.list_unreserved().await?.is_empty());
-//! # Ok(()) }
+//! # } Ok(()) }
 //! ```
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use ticketing_core::StoreError;
+use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use ticketing_core::config::redact_url;
 use ticketing_core::outbox::Outbox;
-use ticketing_core::payment::{PayableOrderStore, PaymentStore};
-use ticketing_core::store::{
+use ticketing_core::store::{Replica, ReplicaStore, StoreError};
+#[cfg(feature = "ticketing")]
+use ticketing_core::ticketing::payment::{PayableOrderStore, PaymentStore};
+#[cfg(feature = "ticketing")]
+use ticketing_core::ticketing::store::{
     OrderReplicaStore, OrderStore, TicketReplicaStore, TicketStore, UserStore,
 };
+use ticketing_core::version::ReplicaStart;
 
 use crate::memory::InMemoryDatabase;
 
@@ -166,10 +173,36 @@ impl StoreSettings {
         }
     }
 
-    /// Opens the database of `service`: creates the in-memory stores, or connects, creates
-    /// the service's schema and runs the migrations (PostgreSQL), or connects and creates the
-    /// indexes (MongoDB). A backend this build lacks is an error naming the feature.
+    /// Opens the ticketing database of `service`: [`open`](Self::open), then the ticketing
+    /// tables (PostgreSQL migrations) or indexes (MongoDB).
+    #[cfg(feature = "ticketing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
+    pub async fn open_ticketing(&self, service: &str) -> Result<Database, StoreError> {
+        let db = self.connect(service).await?;
+        match &db {
+            Database::Memory(_) => {}
+            #[cfg(feature = "postgres")]
+            Database::Postgres(pg) => pg.migrate_ticketing().await?,
+            #[cfg(feature = "mongo")]
+            Database::Mongo(mongo) => mongo.create_indexes().await?,
+        }
+        Ok(db)
+    }
+
+    /// Opens the database of `service`: an empty in-memory database, or connects, creates the
+    /// service's schema and runs the SDK's migrations (PostgreSQL: the outbox), or connects
+    /// (MongoDB). A backend this build lacks is an error naming the feature.
     pub async fn open(&self, service: &str) -> Result<Database, StoreError> {
+        let db = self.connect(service).await?;
+        #[cfg(feature = "postgres")]
+        if let Database::Postgres(pg) = &db {
+            pg.migrate().await?;
+        }
+        Ok(db)
+    }
+
+    /// Connects, creating the PostgreSQL schema, and runs no migration.
+    async fn connect(&self, service: &str) -> Result<Database, StoreError> {
         #[cfg(not(all(feature = "postgres", feature = "mongo")))]
         let _ = service;
         match self {
@@ -179,10 +212,12 @@ impl StoreSettings {
                 url,
                 schema,
                 max_connections,
-            } => crate::postgres::PgDatabase::connect_schema_with(
+            } => crate::postgres::PgDatabase::open_schema_pool(
                 url,
                 schema.as_deref().unwrap_or(service),
-                max_connections.unwrap_or(10),
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max_connections.unwrap_or(10))
+                    .acquire_timeout(crate::postgres::DEFAULT_ACQUIRE_TIMEOUT),
             )
             .await
             .map(Database::Postgres),
@@ -250,8 +285,9 @@ impl fmt::Debug for StoreSettings {
     }
 }
 
-/// An open database of one service, on any backend: one store per role. Every call of a role
-/// method hands out a store over the same data.
+/// An open database of one service, on any backend: its outbox, its replica stores of any
+/// record type and (feature `ticketing`) one store per ticketing role. Every call hands out a
+/// store over the same data.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Database {
@@ -268,6 +304,7 @@ pub enum Database {
 }
 
 /// Calls the same role method on whichever backend `$db` is.
+#[cfg(feature = "ticketing")]
 macro_rules! role {
     ($db:expr, $role:ident) => {
         match $db {
@@ -280,6 +317,64 @@ macro_rules! role {
     };
 }
 
+impl Database {
+    /// The outbox: what a service's changes committed, for a relay
+    /// ([`spawn_relay`](ticketing_core::outbox::spawn_relay)). On MongoDB the ticketing
+    /// collections' (use [`MongoDatabase::outbox_for`](crate::mongo::MongoDatabase::outbox_for)
+    /// for your own).
+    pub fn outbox(&self) -> Arc<dyn Outbox> {
+        match self {
+            Database::Memory(db) => Arc::new(db.outbox()),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(db) => Arc::new(db.outbox()),
+            #[cfg(all(feature = "mongo", feature = "ticketing"))]
+            Database::Mongo(db) => Arc::new(db.outbox()),
+            #[cfg(all(feature = "mongo", not(feature = "ticketing")))]
+            Database::Mongo(_) => Arc::new(EmptyOutbox),
+        }
+    }
+
+    /// The replica store of record type `R` named `name` (a table, collection or in-memory map
+    /// of that name), starting records it has not seen as `start` says.
+    pub async fn replicas<R>(
+        &self,
+        name: &str,
+        start: ReplicaStart,
+    ) -> Result<Arc<dyn ReplicaStore<R>>, StoreError>
+    where
+        R: Replica + Serialize + DeserializeOwned,
+    {
+        Ok(match self {
+            Database::Memory(db) => Arc::new(db.replicas::<R>(name, start)?),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(db) => Arc::new(db.replicas::<R>(name, start).await?),
+            #[cfg(feature = "mongo")]
+            Database::Mongo(db) => Arc::new(db.replicas::<R>(name, start)),
+        })
+    }
+}
+
+/// The outbox of a MongoDB database without ticketing collections: nothing, ever.
+#[cfg(all(feature = "mongo", not(feature = "ticketing")))]
+#[derive(Debug)]
+struct EmptyOutbox;
+
+#[cfg(all(feature = "mongo", not(feature = "ticketing")))]
+#[async_trait::async_trait]
+impl Outbox for EmptyOutbox {
+    async fn pending(
+        &self,
+        _: usize,
+    ) -> Result<Vec<ticketing_core::outbox::OutboxEvent>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn remove(&self, _: &[ticketing_core::outbox::OutboxId]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "ticketing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 impl Database {
     /// Users (auth).
     pub fn users(&self) -> Arc<dyn UserStore> {
@@ -315,13 +410,9 @@ impl Database {
     pub fn payable_orders(&self) -> Arc<dyn PayableOrderStore> {
         role!(self, payable_orders)
     }
+}
 
-    /// The outbox the tickets, orders and payments stores commit their events to; hand it to
-    /// [`spawn_relay`](ticketing_core::outbox::spawn_relay) to publish them.
-    pub fn outbox(&self) -> Arc<dyn Outbox> {
-        role!(self, outbox)
-    }
-
+impl Database {
     /// Whether the database answers now, for readiness probes: a round trip (`SELECT 1`, the
     /// `ping` command); always for memory.
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -416,12 +507,16 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "ticketing")]
     #[tokio::test]
     async fn a_memory_database_hands_out_stores_over_the_same_data() {
         use ticketing_core::Id;
-        use ticketing_core::store::{Ticket, TicketReplica};
+        use ticketing_core::ticketing::store::{Ticket, TicketReplica};
 
-        let db = StoreSettings::Memory.open("tickets").await.unwrap();
+        let db = StoreSettings::Memory
+            .open_ticketing("tickets")
+            .await
+            .unwrap();
         assert_eq!(db.backend(), StoreBackend::Memory);
         let ticket = Ticket {
             id: Id::new(),
@@ -443,7 +538,7 @@ mod tests {
         db.ticket_replicas().apply(&replica).await.unwrap();
         let order = db
             .orders()
-            .reserve(ticketing_core::store::NewOrder {
+            .reserve(ticketing_core::ticketing::store::NewOrder {
                 id: Id::new(),
                 user_id: Id::new(),
                 ticket_id: ticket.id,

@@ -1,50 +1,46 @@
-//! Store backends for [`ticketing_core::store`]: in-memory, PostgreSQL and MongoDB.
+//! Store backends for [`ticketing_core::store`]: in-memory, PostgreSQL and MongoDB — replica
+//! stores of any record type, and a transactional outbox that joins your own transaction.
 //!
 //! # Feature flags
 //!
-//! | feature | backend |
-//! |---|---|
-//! | (always) | [`memory`]: `InMemoryUserStore`, `InMemoryTicketStore`, ... |
-//! | `postgres` | `postgres`: `PgUserStore`, `PgTicketStore`, ... (sqlx; migrations embedded, run by `connect`) |
-//! | `mongo` | `mongo`: `MongoUserStore`, `MongoTicketStore`, ... (the official driver) |
-//! | `all-backends` | all of the above |
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | (always) | | [`memory`]: `InMemoryReplicaStore<R>`, `InMemoryOutbox` |
+//! | `postgres` | | `postgres`: `PgReplicaStore<R>`, `append` into the outbox inside your `sqlx::Transaction`, `PgOutbox` (sqlx; the SDK's migrations embedded, run by `connect`) |
+//! | `mongo` | | `mongo`: `MongoReplicaStore<R>`, `insert_announcing`/`update_announcing` of your documents with their events, `MongoOutbox` (the official driver) |
+//! | `ticketing` | on | the ticketing system's stores on every backend: `InMemoryTicketStore`, `PgOrderStore`, `MongoPaymentStore`, ... with their tables and indexes |
+//! | `all-backends` | | `postgres` and `mongo` |
 //!
-//! Every backend passes the store conformance suite of `ticketing-core`.
+//! Every backend passes the replica and outbox conformance suites of `ticketing-core` (and,
+//! with `ticketing`, its store and payment suites).
 //!
 //! # Choosing a backend at run time
 //!
 //! [`StoreSettings`] (serde-deserializable; [`StoreSettings::choose`] for environment-style
-//! values) opens a [`Database`], which hands out one `Arc<dyn …Store>` per role whatever the
-//! backend: services never name one.
+//! values) opens a [`Database`], which hands out the outbox and `Arc<dyn ReplicaStore<R>>`
+//! (and, with `ticketing`, one `Arc<dyn …Store>` per role) whatever the backend: services never
+//! name one.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ticketing_core::StoreError> {
+//! use serde::{Deserialize, Serialize};
+//! use ticketing_core::store::Replica;
+//! use ticketing_core::ReplicaStart;
 //! use ticketing_store::StoreSettings;
 //!
-//! let database = StoreSettings::choose(None, None, None).unwrap().open("orders").await?;
-//! let (orders, tickets) = (database.orders(), database.ticket_replicas());
-//! # let _ = (orders, tickets); Ok(()) }
-//! ```
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! struct Customer { id: uuid::Uuid, name: String, version: u64 }
+//! impl Replica for Customer {
+//!     type Id = uuid::Uuid;
+//!     const ENTITY: &'static str = "customer";
+//!     fn id(&self) -> &uuid::Uuid { &self.id }
+//!     fn version(&self) -> u64 { self.version }
+//! }
 //!
-//! # Example
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ticketing_core::StoreError> {
-//! use ticketing_core::store::{Ticket, TicketStore};
-//! use ticketing_core::{Id, StoreError};
-//! use ticketing_store::memory::InMemoryTicketStore;
-//!
-//! let tickets = InMemoryTicketStore::new();
-//! let ticket = tickets
-//!     .create(Ticket { id: Id::new(), title: "concert".into(), price: "20".parse().unwrap(),
-//!                      user_id: Id::new(), version: 0, order_id: None })
-//!     .await?;
-//! let edited = tickets.update(&Ticket { title: "opera".into(), ..ticket.clone() }).await?;
-//! assert_eq!(edited.version, 1);
-//! // A second writer of version 0 loses:
-//! let stale = tickets.update(&Ticket { title: "ballet".into(), ..ticket }).await;
-//! assert!(matches!(stale, Err(StoreError::VersionConflict { .. })));
-//! # Ok(()) }
+//! let database = StoreSettings::choose(None, None, None).unwrap().open("billing").await?;
+//! let customers = database.replicas::<Customer>("customers", ReplicaStart::FromFirst).await?;
+//! let outbox = database.outbox(); // for a relay
+//! # let _ = (customers, outbox); Ok(()) }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -5,17 +5,15 @@
 
 use std::time::Duration;
 
-use ticketing_core::OutgoingMessage;
 use ticketing_core::outbox::Outbox;
-use ticketing_core::store::{Ticket, TicketStore};
-use ticketing_core::{Id, PublishError};
-use ticketing_store::postgres::PgDatabase;
+use ticketing_core::{Id, OutgoingMessage, Version};
+use ticketing_store::postgres::{PgDatabase, append};
 
-fn announce(t: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {
-    Ok(vec![
-        OutgoingMessage::new("ticket", t.version.to_string())
-            .with_message_id(format!("{}:{}", t.id, t.version)),
-    ])
+fn announce(id: &Id, version: Version) -> Vec<OutgoingMessage> {
+    vec![
+        OutgoingMessage::new("parcel:shipped", version.to_string())
+            .with_message_id(format!("{id}:{version}")),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,21 +39,13 @@ async fn a_commit_of_another_replica_wakes_the_relay_through_notify() {
             .is_ok()
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    writer_side
-        .tickets()
-        .create_announcing(
-            Ticket {
-                id: Id::new(),
-                title: "t".into(),
-                price: "5".parse().expect("price"),
-                user_id: Id::new(),
-                version: 0,
-                order_id: None,
-            },
-            &announce,
-        )
+    // The writer's own transaction, with an event appended to the outbox inside it.
+    let mut tx = writer_side.pool().begin().await.expect("begin");
+    let id = Id::new();
+    append(&mut tx, &format!("parcel:{id}"), &announce(&id, 0))
         .await
-        .expect("create");
+        .expect("append");
+    tx.commit().await.expect("commit");
     assert!(
         woken.await.expect("task"),
         "the other pool's commit woke the relay"

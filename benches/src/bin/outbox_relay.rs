@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let bus = settings.connect().await?.as_dyn();
     let schema = format!("relaybench_{run}");
     let db = PgDatabase::connect_schema(&database_url, &schema).await?;
+    db.migrate_ticketing().await?;
     // `RELAY_BATCH` overrides the events read per round (default: the relay's own).
     let options = RelayOptions {
         batch: std::env::var("RELAY_BATCH")

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::{CommonArgs, Service, SessionKeys};
-use ticketing_core::store::UserStore;
+use ticketing_core::ticketing::store::UserStore;
 use ticketing_store::Database;
 
 use crate::configuration::Settings;

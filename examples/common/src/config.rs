@@ -285,7 +285,7 @@ impl BackendArgs {
     pub async fn open_database(&self, service: &str) -> anyhow::Result<Database> {
         let settings = self.store_settings()?;
         let database = self
-            .patiently("the database", || settings.open(service))
+            .patiently("the database", || settings.open_ticketing(service))
             .await
             .with_context(|| format!("cannot use {settings}"))?;
         tracing::info!(service, store = %settings, "database open");

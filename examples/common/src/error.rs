@@ -5,7 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use ticketing_core::StoreError;
-use ticketing_core::reservation::TransitionError;
+use ticketing_core::ticketing::reservation::TransitionError;
+use ticketing_core::ticketing::store::ReservationError;
+
+/// The `Retry-After` of a 503 for an unreachable database, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
 
 /// One entry of an error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -64,6 +68,10 @@ pub enum ApiError {
         /// Seconds after which to try again.
         retry_after: u64,
     },
+    /// 503 with `Retry-After`: a database or broker this request needs cannot be reached now;
+    /// the cause goes to the log.
+    #[error("unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
     /// 500 `Something went wrong`; the cause goes to the log only.
     #[error("internal error: {0}")]
     Internal(#[source] anyhow::Error),
@@ -99,7 +107,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +133,9 @@ impl ApiError {
                 vec![entry("Too many failed attempts; try again later")]
             }
             ApiError::Busy { .. } => vec![entry("The service is busy; try again shortly")],
+            ApiError::Unavailable(_) => vec![entry(
+                "The service is temporarily unavailable; try again shortly",
+            )],
             ApiError::Internal(_) => vec![entry("Something went wrong")],
         };
         ErrorBody { errors }
@@ -138,23 +149,30 @@ pub const CONFLICT_MESSAGE: &str =
 impl From<StoreError> for ApiError {
     /// The one mapping of store failures to API answers: an unknown record is a 404, a ticket
     /// held by an active order a 400 `Ticket is already reserved`, a forbidden status change a
-    /// 400 naming the rule, a lost version check (or a taken key) a 409, anything else an
-    /// opaque 500 with the cause logged.
+    /// 400 naming the rule, a lost version check (or a taken key) a 409, a database that
+    /// cannot be reached a 503 with `Retry-After`, anything else an opaque 500 with the cause
+    /// logged.
     fn from(error: StoreError) -> Self {
+        if let Some(rule) = ReservationError::of(&error) {
+            return match rule {
+                ReservationError::TicketReserved { .. } => {
+                    ApiError::bad_request("Ticket is already reserved")
+                }
+                ReservationError::Transition(TransitionError::CompletedOrderCannotBeCancelled) => {
+                    ApiError::bad_request("Cannot cancel a completed order")
+                }
+                ReservationError::Transition(TransitionError::NotAllowed { from, to }) => {
+                    ApiError::bad_request(format!("An order cannot go from {from} to {to}"))
+                }
+                other => ApiError::bad_request(other.to_string()),
+            };
+        }
         match error {
             StoreError::NotFound { .. } => ApiError::NotFound,
-            StoreError::TicketReserved { .. } => {
-                ApiError::bad_request("Ticket is already reserved")
-            }
-            StoreError::Transition(TransitionError::CompletedOrderCannotBeCancelled) => {
-                ApiError::bad_request("Cannot cancel a completed order")
-            }
-            StoreError::Transition(TransitionError::NotAllowed { from, to }) => {
-                ApiError::bad_request(format!("An order cannot go from {from} to {to}"))
-            }
             StoreError::VersionConflict { .. } | StoreError::AlreadyExists { .. } => {
                 ApiError::Conflict(CONFLICT_MESSAGE.to_owned())
             }
+            StoreError::Unavailable { .. } => ApiError::Unavailable(error.into()),
             other => ApiError::internal(other),
         }
     }
@@ -162,13 +180,18 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = ?cause, "request failed");
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "request refused: unavailable")
+            }
+            _ => {}
         }
         let retry_after = match &self {
             ApiError::TooManyRequests { retry_after } | ApiError::Busy { retry_after } => {
                 Some(retry_after.max(&1).to_string())
             }
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER.to_string()),
             _ => None,
         };
         let mut response = (self.status(), Json(self.body())).into_response();
@@ -275,28 +298,32 @@ mod tests {
             (404, "Not Found".into())
         );
         assert_eq!(
-            answer(StoreError::TicketReserved {
-                ticket_id: Id::new()
-            }),
+            answer(
+                ReservationError::TicketReserved {
+                    ticket_id: Id::new()
+                }
+                .into()
+            ),
             (400, "Ticket is already reserved".into())
         );
         assert_eq!(
-            answer(StoreError::VersionConflict {
-                entity: "ticket",
-                id: Id::new(),
-                expected: 3
-            }),
+            answer(StoreError::conflict("ticket", Id::new(), 3)),
             (409, CONFLICT_MESSAGE.into())
         );
         assert_eq!(
-            answer(StoreError::Transition(
-                TransitionError::CompletedOrderCannotBeCancelled
-            )),
+            answer(TransitionError::CompletedOrderCannotBeCancelled.into()),
             (400, "Cannot cancel a completed order".into())
         );
         assert_eq!(
             answer(StoreError::backend("postgres", "password=hunter2 refused")),
             (500, "Something went wrong".into())
+        );
+        let unavailable = ApiError::from(StoreError::unavailable("postgres", "refused"));
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = unavailable.into_response();
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            UNAVAILABLE_RETRY_AFTER.to_string().as_str()
         );
     }
 }

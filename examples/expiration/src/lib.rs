@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::{ExpirationComplete, OrderCreated, queue_groups};
+use ticketing_core::ticketing::events::{ExpirationComplete, OrderCreated, queue_groups};
 use ticketing_core::{
     Bus, BusError, Clock, HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext,
     Publisher, spawn_listener_with_token,

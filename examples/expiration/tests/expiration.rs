@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ticketing_bus::memory::InMemoryBus;
-use ticketing_core::events::{ExpirationComplete, OrderCreated, OrderCreatedTicket};
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::events::{ExpirationComplete, OrderCreated, OrderCreatedTicket};
+use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::{Clock, Id, ListenerHandle, Publisher};
 use tokio_util::sync::CancellationToken;
 

@@ -3,12 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use ticketing_common::{ApiError, JsonBody};
-use ticketing_core::events::{
+use ticketing_core::ticketing::Price;
+use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCancelledTicket, OrderCompleted, OrderCreated, OrderCreatedTicket,
 };
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{Order, TicketReplica};
-use ticketing_core::{Id, OutgoingMessage, Price, PublishError, Version, outbox};
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{Order, TicketReplica};
+use ticketing_core::{Id, OutgoingMessage, PublishError, Version, outbox};
 
 /// The ticket inside an order's JSON: `{id, title, price, version}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

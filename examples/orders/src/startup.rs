@@ -10,7 +10,7 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::outbox::Outbox;
-use ticketing_core::store::{OrderStore, TicketReplicaStore};
+use ticketing_core::ticketing::store::{OrderStore, TicketReplicaStore};
 use ticketing_core::{Bus, BusError, Clock, ListenerHandle, spawn_listener_with_token};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 use ticketing_common::{ApiError, JsonBody, Validation};
-use ticketing_core::events::PaymentCreated;
-use ticketing_core::payment::Payment;
+use ticketing_core::ticketing::events::PaymentCreated;
+use ticketing_core::ticketing::payment::Payment;
 use ticketing_core::{Id, OutgoingMessage, PublishError, outbox};
 
 /// The answer of `POST /api/payments`: `{id}`.

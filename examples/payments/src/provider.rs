@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ticketing_core::payment::Payment;
+use ticketing_core::ticketing::payment::Payment;
 
 /// A charge to make.
 #[derive(Debug, Clone, PartialEq, Eq)]

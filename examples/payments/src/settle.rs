@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ticketing_core::payment::{Outcome, Payment, PaymentStatus, PaymentStore};
+use ticketing_core::ticketing::payment::{Outcome, Payment, PaymentStatus, PaymentStore};
 use ticketing_core::{Id, StoreError};
 use tokio_util::sync::CancellationToken;
 

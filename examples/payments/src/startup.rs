@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::outbox::Outbox;
-use ticketing_core::payment::{PayableOrderStore, PaymentStore};
+use ticketing_core::ticketing::payment::{PayableOrderStore, PaymentStore};
 use ticketing_core::{Bus, BusError, ListenerHandle, spawn_listener_with_token};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use ticketing::{Settings, TicketingApp};
 use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
 use ticketing_core::Bus;
-use ticketing_core::events::TicketUpdated;
+use ticketing_core::ticketing::events::TicketUpdated;
 
 use ticketing_test_app::system::{self as support, Endpoints, sign_up};
 
@@ -197,7 +197,7 @@ async fn an_unpaid_order_expires_and_frees_its_ticket() {
         (Some("cancelled"), Some(1))
     );
     assert_eq!(
-        bus.published::<ticketing_core::events::ExpirationComplete>()
+        bus.published::<ticketing_core::ticketing::events::ExpirationComplete>()
             .len(),
         1
     );

@@ -43,7 +43,7 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
         let service = service.to_owned();
         async move {
             settings
-                .open(&service)
+                .open_ticketing(&service)
                 .await
                 .unwrap_or_else(|e| panic!("{settings} (scripts/test starts it): {e}"))
         }

@@ -14,7 +14,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use ticketing::{Databases, Settings, TicketingApp};
-use ticketing_core::payment::PaymentStatus;
+use ticketing_core::ticketing::payment::PaymentStatus;
 use ticketing_core::{Clock, Id};
 use tower::ServiceExt;
 

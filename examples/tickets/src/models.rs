@@ -3,9 +3,10 @@
 use serde::Serialize;
 use serde_json::Value;
 use ticketing_common::{ApiError, JsonBody, Validation};
-use ticketing_core::events::{TicketCreated, TicketUpdated};
-use ticketing_core::store::Ticket;
-use ticketing_core::{Id, OutgoingMessage, Price, PriceError, PublishError, Version, outbox};
+use ticketing_core::ticketing::events::{TicketCreated, TicketUpdated};
+use ticketing_core::ticketing::store::Ticket;
+use ticketing_core::ticketing::{Price, PriceError};
+use ticketing_core::{Id, OutgoingMessage, PublishError, Version, outbox};
 
 /// Ticket JSON: `{id, title, price, userId, version, orderId?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

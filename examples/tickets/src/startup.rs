@@ -9,7 +9,7 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::outbox::Outbox;
-use ticketing_core::store::{OrderReplicaStore, TicketStore};
+use ticketing_core::ticketing::store::{OrderReplicaStore, TicketStore};
 use ticketing_core::{Bus, BusError, ListenerHandle, spawn_listener_with_token};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;

@@ -61,7 +61,7 @@ impl Memory {
         Memory {
             bus: InMemoryBus::new(),
             database: StoreSettings::Memory
-                .open("test")
+                .open_ticketing("test")
                 .await
                 .expect("in-memory database"),
         }

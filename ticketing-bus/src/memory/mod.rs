@@ -32,7 +32,8 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use ticketing_bus::memory::InMemoryBus;
-//! use ticketing_core::{events::ExpirationComplete, Bus, Id, Publisher};
+//! use ticketing_core::ticketing::events::ExpirationComplete;
+//! use ticketing_core::{Bus, Id, Publisher};
 //!
 //! let bus = InMemoryBus::new();
 //! let publisher = Publisher::<ExpirationComplete>::new(Arc::new(bus.clone()));

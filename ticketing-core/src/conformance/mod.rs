@@ -20,8 +20,15 @@
 //! ```
 
 pub mod bus;
+#[cfg(feature = "ticketing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod outbox;
+#[cfg(feature = "ticketing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod payments;
+pub mod replica;
+#[cfg(feature = "ticketing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod store;
 
 use std::future::Future;

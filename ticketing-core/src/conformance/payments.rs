@@ -11,16 +11,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 
+use crate::Id;
 use crate::bus::OutgoingMessage;
 use crate::outbox::Outbox;
-use crate::payment::{
+use crate::publisher::PublishError;
+use crate::store::{StoreError, outbox_key};
+use crate::ticketing::OrderStatus;
+use crate::ticketing::Price;
+use crate::ticketing::payment::{
     Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
 };
-use crate::publisher::PublishError;
-use crate::reservation::OrderStatus;
-use crate::store::{StoreError, outbox_key};
 use crate::version::EventDisposition;
-use crate::{Id, Price};
 
 /// One isolated set of the payments service's stores.
 #[derive(Clone)]
@@ -345,13 +346,13 @@ pub async fn the_order_replica_follows_the_versioned_contract(factory: &dyn Paym
     };
     let lookup = stores
         .payable_orders
-        .find_by_event(order.id, 0)
+        .find_by_event(&order.id, 0)
         .await
         .expect("lookup");
     assert_eq!(lookup.disposition, EventDisposition::Apply);
     stores.payable_orders.apply(&order).await.expect("apply v0");
     assert_eq!(
-        stores.payable_orders.get(order.id).await.expect("get"),
+        stores.payable_orders.get(&order.id).await.expect("get"),
         order
     );
     let skipped = PayableOrder {
@@ -365,7 +366,7 @@ pub async fn the_order_replica_follows_the_versioned_contract(factory: &dyn Paym
     assert_eq!(
         stores
             .payable_orders
-            .find_by_event(order.id, 2)
+            .find_by_event(&order.id, 2)
             .await
             .expect("lookup")
             .disposition,
@@ -384,13 +385,13 @@ pub async fn the_order_replica_follows_the_versioned_contract(factory: &dyn Paym
     assert_eq!(
         stores
             .payable_orders
-            .find_by_event(order.id, 1)
+            .find_by_event(&order.id, 1)
             .await
             .expect("lookup")
             .disposition,
         EventDisposition::Duplicate
     );
-    let read = stores.payable_orders.get(order.id).await.expect("get");
+    let read = stores.payable_orders.get(&order.id).await.expect("get");
     assert_eq!(
         (read.status, read.version, read.price.cents()),
         (OrderStatus::Cancelled, 1, 1999)
@@ -398,7 +399,7 @@ pub async fn the_order_replica_follows_the_versioned_contract(factory: &dyn Paym
     assert!(
         stores
             .payable_orders
-            .get(Id::new())
+            .get(&Id::new())
             .await
             .unwrap_err()
             .is_not_found()

@@ -13,13 +13,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
-use crate::reservation::OrderStatus;
-use crate::store::{
+use crate::Id;
+use crate::ticketing::OrderStatus;
+use crate::ticketing::Price;
+use crate::ticketing::store::ReservationError;
+use crate::ticketing::store::{
     NewOrder, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket, TicketReplica,
     TicketReplicaStore, TicketStore, User, UserStore,
 };
 use crate::version::EventDisposition;
-use crate::{Id, Price};
 
 pub use super::outbox::{
     a_commit_wakes_the_relay, a_listener_change_records_its_order_in_the_same_unit,
@@ -205,7 +207,7 @@ pub async fn missing_records_are_not_found(factory: &dyn StoreFactory) {
     assert!(
         stores
             .ticket_replicas
-            .get(id)
+            .get(&id)
             .await
             .expect_err("ticket replica")
             .is_not_found()
@@ -213,7 +215,7 @@ pub async fn missing_records_are_not_found(factory: &dyn StoreFactory) {
     assert!(
         stores
             .order_replicas
-            .get(id)
+            .get(&id)
             .await
             .expect_err("order replica")
             .is_not_found()
@@ -307,7 +309,7 @@ pub async fn find_by_event_answers_apply_duplicate_and_gap(factory: &dyn StoreFa
     let id = Id::new();
     let lookup = stores
         .ticket_replicas
-        .find_by_event(id, 0)
+        .find_by_event(&id, 0)
         .await
         .expect("lookup");
     assert_eq!(
@@ -317,7 +319,7 @@ pub async fn find_by_event_answers_apply_duplicate_and_gap(factory: &dyn StoreFa
     assert_eq!(
         stores
             .ticket_replicas
-            .find_by_event(id, 1)
+            .find_by_event(&id, 1)
             .await
             .expect("lookup")
             .disposition,
@@ -351,7 +353,7 @@ pub async fn find_by_event_answers_apply_duplicate_and_gap(factory: &dyn StoreFa
     ] {
         let lookup = stores
             .ticket_replicas
-            .find_by_event(id, event)
+            .find_by_event(&id, event)
             .await
             .expect("lookup");
         assert_eq!(lookup.disposition, expected, "event version {event}");
@@ -370,7 +372,7 @@ pub async fn applying_an_event_sets_the_version_from_the_event(factory: &dyn Sto
             version,
         };
         stores.ticket_replicas.apply(&replica).await.expect("apply");
-        assert_eq!(stores.ticket_replicas.get(id).await.expect("get"), replica);
+        assert_eq!(stores.ticket_replicas.get(&id).await.expect("get"), replica);
     }
 }
 
@@ -411,7 +413,7 @@ pub async fn applying_out_of_turn_is_a_version_conflict_and_writes_nothing(
         })
         .await;
     assert!(is_conflict(&skip), "applying v3 to v0: {skip:?}");
-    assert_eq!(stores.ticket_replicas.get(id).await.expect("get"), v0);
+    assert_eq!(stores.ticket_replicas.get(&id).await.expect("get"), v0);
 }
 
 pub async fn of_concurrent_appliers_of_one_event_exactly_one_wins(factory: &dyn StoreFactory) {
@@ -470,7 +472,7 @@ pub async fn a_shuffled_event_log_converges_to_the_in_order_state(factory: &dyn 
         assert!(rounds < 100_000, "no progress");
         match stores
             .ticket_replicas
-            .find_by_event(e.id, e.version)
+            .find_by_event(&e.id, e.version)
             .await
             .expect("lookup")
             .disposition
@@ -482,7 +484,7 @@ pub async fn a_shuffled_event_log_converges_to_the_in_order_state(factory: &dyn 
     }
     for id in ids {
         assert_eq!(
-            stores.ticket_replicas.get(id).await.expect("get"),
+            stores.ticket_replicas.get(&id).await.expect("get"),
             event(id, 5)
         );
     }
@@ -500,7 +502,7 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
     };
     let lookup = stores
         .order_replicas
-        .find_by_event(id, 1)
+        .find_by_event(&id, 1)
         .await
         .expect("lookup");
     assert_eq!(
@@ -517,7 +519,7 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
     assert_eq!(
         stores
             .order_replicas
-            .find_by_event(id, 0)
+            .find_by_event(&id, 0)
             .await
             .expect("lookup")
             .disposition,
@@ -531,7 +533,7 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
     assert_eq!(
         stores
             .order_replicas
-            .find_by_event(id, 0)
+            .find_by_event(&id, 0)
             .await
             .expect("lookup")
             .disposition,
@@ -539,7 +541,7 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
     );
     let lookup = stores
         .order_replicas
-        .find_by_event(id, 1)
+        .find_by_event(&id, 1)
         .await
         .expect("lookup");
     assert_eq!(
@@ -551,7 +553,10 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
         .apply(&cancelled)
         .await
         .expect("apply cancelled");
-    assert_eq!(stores.order_replicas.get(id).await.expect("get"), cancelled);
+    assert_eq!(
+        stores.order_replicas.get(&id).await.expect("get"),
+        cancelled
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -635,7 +640,10 @@ pub async fn reservation_is_atomic_among_32_concurrent_orders(factory: &dyn Stor
         results
             .iter()
             .filter_map(|r| r.as_ref().err())
-            .all(|e| matches!(e, StoreError::TicketReserved { .. })),
+            .all(|e| matches!(
+                ReservationError::of(e),
+                Some(ReservationError::TicketReserved { .. })
+            )),
         "{results:?}"
     );
     let winner = winners[0];
@@ -670,7 +678,7 @@ pub async fn a_cancelled_order_frees_the_ticket(factory: &dyn StoreFactory) {
     assert_eq!(second.status, OrderStatus::Created);
     let third = stores.orders.reserve(new_order(Id::new(), t.id)).await;
     assert!(
-        matches!(third, Err(StoreError::TicketReserved { .. })),
+        matches!(&third, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::TicketReserved { .. }))),
         "{third:?}"
     );
 }
@@ -697,7 +705,7 @@ pub async fn a_complete_order_keeps_the_ticket(factory: &dyn StoreFactory) {
     assert!(stores.orders.is_reserved(t.id).await.expect("reserved"));
     let other = stores.orders.reserve(new_order(Id::new(), t.id)).await;
     assert!(
-        matches!(other, Err(StoreError::TicketReserved { .. })),
+        matches!(&other, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::TicketReserved { .. }))),
         "{other:?}"
     );
     let cancel = stores
@@ -705,7 +713,7 @@ pub async fn a_complete_order_keeps_the_ticket(factory: &dyn StoreFactory) {
         .set_status(order.id, 2, OrderStatus::Cancelled)
         .await;
     assert!(
-        matches!(cancel, Err(StoreError::Transition(_))),
+        matches!(&cancel, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::Transition(_)))),
         "{cancel:?}"
     );
     assert_eq!(stores.orders.get(order.id).await.expect("get"), complete);

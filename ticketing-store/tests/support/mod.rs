@@ -20,7 +20,7 @@ pub fn stores_of(db: &Database) -> Stores {
 /// Opens `settings`, saying what to start when the server is not there.
 pub async fn open(settings: StoreSettings) -> Database {
     settings
-        .open("test")
+        .open_ticketing("test")
         .await
         .unwrap_or_else(|e| panic!("{settings} must be running (scripts/test starts it): {e}"))
 }

@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use ticketing_common::{ApiError, JsonBody};
-use ticketing_core::store::User;
+use ticketing_core::ticketing::store::User;
 use ticketing_core::{Id, StoreError};
 
 use super::{NewUser, UserJson, with_cookie};

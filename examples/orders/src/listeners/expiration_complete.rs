@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::ExpirationComplete;
-use ticketing_core::reservation::{CancelOutcome, OrderStatus};
-use ticketing_core::store::OrderStore;
+use ticketing_core::ticketing::events::ExpirationComplete;
+use ticketing_core::ticketing::reservation::{CancelOutcome, OrderStatus};
+use ticketing_core::ticketing::store::OrderStore;
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
 
 use ticketing_common::service::listener_options;

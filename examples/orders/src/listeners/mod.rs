@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ticketing_common::service::listener_options;
-use ticketing_core::events::queue_groups;
-use ticketing_core::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::version::EventDisposition;
-use ticketing_core::{Event, HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
+use ticketing_core::store;
+use ticketing_core::ticketing::events::queue_groups;
+use ticketing_core::ticketing::store::{TicketReplica, TicketReplicaStore};
+use ticketing_core::{Event, HandlerError, Listener, ListenerOptions, MessageContext};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::ORDERS_SERVICE;
@@ -29,20 +29,14 @@ async fn replicate(
     replicas: &dyn TicketReplicaStore,
     ticket: TicketReplica,
 ) -> Result<(), HandlerError> {
-    let lookup = replicas.find_by_event(ticket.id, ticket.version).await?;
-    match lookup.disposition {
-        EventDisposition::Apply => {}
-        EventDisposition::Duplicate => return Ok(()),
-        EventDisposition::Gap => return Err(lookup.gap_error()),
+    let (id, version) = (ticket.id, ticket.version);
+    if store::replicate(replicas, &id, version, |_| Ok(ticket))
+        .await?
+        .is_some()
+    {
+        tracing::info!(ticket = %id, version, "ticket replicated");
     }
-    match replicas.apply(&ticket).await {
-        // Another member applied the same event meanwhile.
-        Ok(()) | Err(StoreError::VersionConflict { .. }) => {
-            tracing::info!(ticket = %ticket.id, version = ticket.version, "ticket replicated");
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(())
 }
 
 /// A ticket event the replica follows: `ticket:created` and `ticket:updated` carry the same

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::PaymentCreated;
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::OrderStore;
+use ticketing_core::ticketing::events::PaymentCreated;
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::OrderStore;
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
 
 use ticketing_common::service::listener_options;

@@ -1,5 +1,5 @@
-use ticketing_core::events::TicketUpdated;
-use ticketing_core::store::TicketReplica;
+use ticketing_core::ticketing::events::TicketUpdated;
+use ticketing_core::ticketing::store::TicketReplica;
 
 use super::{TicketEvent, TicketReplicaListener};
 

@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ticketing_common::{ApiError, PathId, RequireUser};
 use ticketing_core::StoreError;
-use ticketing_core::reservation::{CancelOutcome, OrderStatus};
+use ticketing_core::ticketing::reservation::{CancelOutcome, OrderStatus};
 
 use super::owned_order;
 use crate::models::announce_cancelled;

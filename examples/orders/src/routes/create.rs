@@ -3,8 +3,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ticketing_common::{ApiError, JsonBody, RequireUser};
 use ticketing_core::Id;
-use ticketing_core::reservation::expires_at;
-use ticketing_core::store::NewOrder;
+use ticketing_core::ticketing::reservation::expires_at;
+use ticketing_core::ticketing::store::NewOrder;
 
 use crate::models::{OrderInput, OrderJson, announce_created};
 use crate::startup::OrdersState;

@@ -11,7 +11,7 @@ pub use index::index;
 pub use show::show;
 
 use ticketing_common::{ApiError, Claims, PathId};
-use ticketing_core::store::Order;
+use ticketing_core::ticketing::store::Order;
 
 use crate::startup::OrdersState;
 

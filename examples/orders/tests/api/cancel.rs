@@ -1,6 +1,6 @@
 use serde_json::Value;
-use ticketing_core::events::OrderCancelled;
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::events::OrderCancelled;
+use ticketing_core::ticketing::reservation::OrderStatus;
 
 use crate::helpers::{error_messages, signin, spawn_app};
 

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use ticketing_core::events::OrderCreated;
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::events::OrderCreated;
+use ticketing_core::ticketing::reservation::OrderStatus;
 
 use crate::helpers::{WINDOW, error_messages, signin, spawn_app};
 

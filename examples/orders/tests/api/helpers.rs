@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use ticketing_bus::memory::InMemoryBus;
 use ticketing_common::SessionKeys;
 use ticketing_core::outbox::Outbox;
-use ticketing_core::store::{OrderStore, TicketReplica, TicketReplicaStore};
+use ticketing_core::ticketing::store::{OrderStore, TicketReplica, TicketReplicaStore};
 use ticketing_core::{Clock, Id};
 use ticketing_orders::startup::{Orders, OrdersState};
 use ticketing_test_app as kit;

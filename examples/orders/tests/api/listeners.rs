@@ -1,8 +1,8 @@
-use ticketing_core::events::{
+use ticketing_core::ticketing::events::{
     ExpirationComplete, OrderCancelled, OrderCompleted, PaymentCreated, TicketCreated,
     TicketUpdated,
 };
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::{Bus, Event, Id, Publisher};
 
 use crate::helpers::{TestApp, signin, spawn_app};
@@ -43,7 +43,7 @@ async fn ticket_created_stores_a_replica_and_acks() {
     let id = Id::new();
     publish(&app, &created(id)).await;
     app.settled().await;
-    let replica = app.tickets.get(id).await.unwrap();
+    let replica = app.tickets.get(&id).await.unwrap();
     assert_eq!(
         (
             replica.title.as_str(),
@@ -81,7 +81,7 @@ async fn ticket_updated_applies_title_price_and_version() {
     publish(&app, &created(id)).await;
     publish(&app, &updated(id, 1, "new title")).await;
     app.settled().await;
-    let replica = app.tickets.get(id).await.unwrap();
+    let replica = app.tickets.get(&id).await.unwrap();
     assert_eq!(
         (
             replica.title.as_str(),
@@ -107,7 +107,7 @@ async fn a_skipped_version_is_not_acked_until_the_gap_is_filled() {
         ticketing_bus::memory::ReleaseOrder::Reversed,
     );
     app.settled().await;
-    let replica = app.tickets.get(id).await.unwrap();
+    let replica = app.tickets.get(&id).await.unwrap();
     assert_eq!((replica.title.as_str(), replica.version), ("v2", 2));
     let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
     assert!(stats.nacked >= 1, "{stats:?}");
@@ -127,7 +127,7 @@ async fn a_duplicate_update_is_acked_without_changes() {
     );
     ticketing_core::Bus::publish(&app.bus, stale).await.unwrap();
     app.settled().await;
-    assert_eq!(app.tickets.get(id).await.unwrap().title, "v1");
+    assert_eq!(app.tickets.get(&id).await.unwrap().title, "v1");
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn updates_that_overtake_their_creation_by(lag: std::time::Duration) -> (T
 }
 
 async fn replica_of(app: &TestApp, id: Id) -> (String, u64) {
-    let replica = app.tickets.get(id).await.unwrap();
+    let replica = app.tickets.get(&id).await.unwrap();
     (replica.title, replica.version)
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ticketing_bus::memory::ReleaseOrder;
-use ticketing_core::events::{TicketCreated, TicketUpdated};
+use ticketing_core::ticketing::events::{TicketCreated, TicketUpdated};
 use ticketing_core::{Bus, Clock, Id, Publisher};
 use ticketing_orders::startup::{Orders, OrdersState};
 use ticketing_store::StoreSettings;
@@ -19,7 +19,7 @@ async fn forty_rapid_updates_handled_concurrently_on_postgres_end_at_version_40(
         max_connections: None,
     };
     let database = settings
-        .open("orders")
+        .open_ticketing("orders")
         .await
         .unwrap_or_else(|e| panic!("{settings} (scripts/test starts it): {e}"));
     let memory = kit::Memory::new().await;
@@ -70,7 +70,7 @@ async fn forty_rapid_updates_handled_concurrently_on_postgres_end_at_version_40(
         .await
         .expect("settles");
 
-    let replica = replicas.get(id).await.unwrap();
+    let replica = replicas.get(&id).await.unwrap();
     assert_eq!((replica.title.as_str(), replica.version), ("v40", 40));
     assert!(memory.bus.dead_letters().await.unwrap().is_empty());
     let stats = memory

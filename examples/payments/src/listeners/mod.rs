@@ -5,36 +5,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ticketing_common::service::listener_options;
-use ticketing_core::events::{OrderCancelled, OrderCompleted, OrderCreated, queue_groups};
-use ticketing_core::payment::{PayableOrder, PayableOrderStore, PaymentStatus, PaymentStore};
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::version::EventDisposition;
+use ticketing_core::store::replicate;
+use ticketing_core::ticketing::events::{
+    OrderCancelled, OrderCompleted, OrderCreated, queue_groups,
+};
+use ticketing_core::ticketing::payment::{
+    PayableOrder, PayableOrderStore, PaymentStatus, PaymentStore,
+};
+use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::{HandlerError, Id, Listener, ListenerOptions, MessageContext, StoreError};
 
 use crate::provider::{PaymentProvider, ProviderError};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::PAYMENTS_SERVICE;
-
-/// Applies an order event on the versioned contract: Apply writes, Duplicate acks, Gap waits.
-async fn replicate(
-    orders: &dyn PayableOrderStore,
-    id: Id,
-    version: u64,
-    next: impl FnOnce(Option<PayableOrder>) -> Result<PayableOrder, HandlerError>,
-) -> Result<Option<PayableOrder>, HandlerError> {
-    let lookup = orders.find_by_event(id, version).await?;
-    match lookup.disposition {
-        EventDisposition::Apply => {}
-        EventDisposition::Duplicate => return Ok(None),
-        EventDisposition::Gap => return Err(lookup.gap_error()),
-    }
-    let order = next(lookup.current)?;
-    match orders.apply(&order).await {
-        Ok(()) | Err(StoreError::VersionConflict { .. }) => Ok(Some(order)),
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// The replica's order at `status` and `version`; waits while the order is not known yet.
 fn moved_on(
@@ -115,7 +99,7 @@ impl Listener for OrderCreatedListener {
         event: OrderCreated,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        replicate(&*self.orders, event.id, event.version, |_| {
+        replicate(&*self.orders, &event.id, event.version, |_| {
             Ok(PayableOrder {
                 id: event.id,
                 user_id: event.user_id,
@@ -157,7 +141,7 @@ impl Listener for OrderCancelledListener {
         event: OrderCancelled,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        replicate(&*self.orders, event.id, event.version, |current| {
+        replicate(&*self.orders, &event.id, event.version, |current| {
             moved_on(current, event.id, OrderStatus::Cancelled, event.version)
         })
         .await?;
@@ -189,7 +173,7 @@ impl Listener for OrderCompletedListener {
         event: OrderCompleted,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        replicate(&*self.orders, event.id, event.version, |current| {
+        replicate(&*self.orders, &event.id, event.version, |current| {
             moved_on(current, event.id, OrderStatus::Complete, event.version)
         })
         .await

@@ -3,8 +3,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ticketing_common::{ApiError, JsonBody, RequireUser, path_id};
 use ticketing_core::StoreError;
-use ticketing_core::payment::Payment;
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::payment::Payment;
+use ticketing_core::ticketing::reservation::OrderStatus;
 
 use crate::models::{PaymentInput, PaymentJson};
 use crate::settle::{Settled, charge_and_settle};
@@ -41,7 +41,7 @@ pub async fn create(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<PaymentJson>), ApiError> {
     let PaymentInput { token, order_id } = PaymentInput::try_from(&body)?;
-    let order = state.orders.get(path_id(&order_id)?).await?;
+    let order = state.orders.get(&path_id(&order_id)?).await?;
     if order.user_id != user.id {
         return Err(ApiError::NotAuthorized);
     }

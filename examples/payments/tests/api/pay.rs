@@ -3,11 +3,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{Value, json};
 use ticketing_bus::memory::InMemoryBus;
-use ticketing_core::events::{
+use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCancelledTicket, OrderCreated, OrderCreatedTicket, PaymentCreated,
 };
-use ticketing_core::payment::{PaymentStatus, PaymentStore};
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::payment::{PaymentStatus, PaymentStore};
+use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::{Bus, Event, Id, Publisher};
 use ticketing_payments::provider::FakeProvider;
 use ticketing_payments::startup::{Payments, PaymentsState};
@@ -45,7 +45,7 @@ async fn spawn_app() -> App {
 /// An order of `buyer` for 19.99 in the payments service's replica, as `order:created` leaves
 /// it.
 pub async fn seed_order(memory: &kit::Memory, buyer: Id) -> Id {
-    use ticketing_core::payment::PayableOrder;
+    use ticketing_core::ticketing::payment::PayableOrder;
     let id = Id::new();
     memory
         .database

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use mockall::Sequence;
 use serde_json::json;
-use ticketing_core::payment::{PaymentStatus, PaymentStore};
+use ticketing_core::ticketing::payment::{PaymentStatus, PaymentStore};
 use ticketing_payments::provider::{ChargeRequest, PaymentProvider, ProviderError};
 use ticketing_payments::startup::{Payments, PaymentsState};
 use ticketing_test_app as kit;

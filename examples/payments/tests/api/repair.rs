@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
-use ticketing_core::payment::{Outcome, Payment, PaymentStatus, PaymentStore};
-use ticketing_core::store::Announce;
+use ticketing_core::ticketing::payment::{Outcome, Payment, PaymentStatus, PaymentStore};
+use ticketing_core::ticketing::store::Announce;
 use ticketing_core::{Id, StoreError};
 use ticketing_payments::provider::{ChargeRequest, FakeProvider, PaymentProvider};
 use ticketing_payments::settle::{Repair, RepairOptions, RepairReport};
@@ -18,7 +18,7 @@ use ticketing_test_app as kit;
 
 use crate::pay::seed_order;
 
-fn price() -> ticketing_core::Price {
+fn price() -> ticketing_core::ticketing::Price {
     "19.99".parse().unwrap()
 }
 

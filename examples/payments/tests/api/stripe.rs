@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use ticketing_core::payment::PaymentStatus;
+use ticketing_core::ticketing::payment::PaymentStatus;
 use ticketing_payments::provider::{ChargeRequest, PaymentProvider, ProviderError, StripeProvider};
 use ticketing_payments::startup::{Payments, PaymentsState};
 use ticketing_test_app as kit;

@@ -8,9 +8,10 @@ pub use order_cancelled::OrderCancelledListener;
 pub use order_completed::OrderCompletedListener;
 pub use order_created::OrderCreatedListener;
 
-use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
+use ticketing_core::StoreError;
+use ticketing_core::ticketing::events::queue_groups;
+use ticketing_core::ticketing::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::{HandlerError, Id};
-use ticketing_core::{StoreError, events::queue_groups};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;

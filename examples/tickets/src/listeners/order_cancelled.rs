@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::OrderCancelled;
-use ticketing_core::reservation::{OrderStatus, releases_ticket};
-use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
-use ticketing_core::version::EventDisposition;
+use ticketing_core::ticketing::events::OrderCancelled;
+use ticketing_core::ticketing::reservation::{OrderStatus, releases_ticket};
+use ticketing_core::ticketing::store::{
+    Applicable, OrderReplica, OrderReplicaStore, Ticket, TicketStore,
+};
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
 use ticketing_common::service::listener_options;
@@ -40,11 +41,9 @@ impl Listener for OrderCancelledListener {
         event: OrderCancelled,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let lookup = self.orders.find_by_event(event.id, event.version).await?;
-        let current = match lookup.disposition {
-            EventDisposition::Apply => lookup.current,
-            EventDisposition::Duplicate => return Ok(()),
-            EventDisposition::Gap => return Err(lookup.gap_error()),
+        let lookup = self.orders.find_by_event(&event.id, event.version).await?;
+        let Some(Applicable { current, .. }) = lookup.applicable()? else {
+            return Ok(());
         };
         let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
         let order = OrderReplica {

@@ -1,10 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::OrderCompleted;
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{OrderReplica, OrderReplicaStore};
-use ticketing_core::version::EventDisposition;
+use ticketing_core::ticketing::events::OrderCompleted;
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{Applicable, OrderReplica, OrderReplicaStore};
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
 use ticketing_common::service::listener_options;
@@ -36,11 +35,9 @@ impl Listener for OrderCompletedListener {
         event: OrderCompleted,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let lookup = self.orders.find_by_event(event.id, event.version).await?;
-        let current = match lookup.disposition {
-            EventDisposition::Apply => lookup.current,
-            EventDisposition::Duplicate => return Ok(()),
-            EventDisposition::Gap => return Err(lookup.gap_error()),
+        let lookup = self.orders.find_by_event(&event.id, event.version).await?;
+        let Some(Applicable { current, .. }) = lookup.applicable()? else {
+            return Ok(());
         };
         let order = OrderReplica {
             id: event.id,

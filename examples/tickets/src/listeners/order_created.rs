@@ -1,10 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_core::events::OrderCreated;
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
-use ticketing_core::version::EventDisposition;
+use ticketing_core::ticketing::events::OrderCreated;
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
 use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
 
 use ticketing_common::service::listener_options;
@@ -39,11 +38,9 @@ impl Listener for OrderCreatedListener {
         event: OrderCreated,
         _ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        let lookup = self.orders.find_by_event(event.id, event.version).await?;
-        match lookup.disposition {
-            EventDisposition::Apply => {}
-            EventDisposition::Duplicate => return Ok(()),
-            EventDisposition::Gap => return Err(lookup.gap_error()),
+        let lookup = self.orders.find_by_event(&event.id, event.version).await?;
+        if lookup.applicable()?.is_none() {
+            return Ok(());
         }
         let ticket = ticket_of(&*self.tickets, event.id, event.ticket.id).await?;
         let order = OrderReplica {
@@ -63,7 +60,7 @@ impl Listener for OrderCreatedListener {
             Some(holder) => {
                 // Orders reserve atomically, so another holder's cancellation is on its way.
                 let holder_cancelled = matches!(
-                    self.orders.get(holder).await,
+                    self.orders.get(&holder).await,
                     Ok(OrderReplica {
                         status: OrderStatus::Cancelled,
                         ..

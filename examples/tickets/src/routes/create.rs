@@ -3,7 +3,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ticketing_common::{ApiError, JsonBody, RequireUser};
 use ticketing_core::Id;
-use ticketing_core::store::Ticket;
+use ticketing_core::ticketing::store::Ticket;
 
 use crate::models::{TicketInput, TicketJson, announce_created};
 use crate::startup::TicketsState;

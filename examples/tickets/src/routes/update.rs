@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::State;
 use ticketing_common::{ApiError, JsonBody, PathId, RequireUser};
 use ticketing_core::StoreError;
-use ticketing_core::store::Ticket;
+use ticketing_core::ticketing::store::Ticket;
 
 use crate::models::{TicketInput, TicketJson, announce_updated};
 use crate::startup::TicketsState;

@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use ticketing_core::events::TicketCreated;
+use ticketing_core::ticketing::events::TicketCreated;
 
 use crate::helpers::{error_messages, signin, spawn_app};
 

@@ -6,7 +6,7 @@ use ticketing_bus::memory::InMemoryBus;
 use ticketing_common::SessionKeys;
 use ticketing_core::Id;
 use ticketing_core::outbox::Outbox;
-use ticketing_core::store::{OrderReplicaStore, Ticket, TicketStore};
+use ticketing_core::ticketing::store::{OrderReplicaStore, Ticket, TicketStore};
 use ticketing_test_app as kit;
 use ticketing_tickets::startup::{Tickets, TicketsState};
 

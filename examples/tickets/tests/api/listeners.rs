@@ -1,10 +1,10 @@
 use chrono::Utc;
-use ticketing_core::events::{
+use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCancelledTicket, OrderCompleted, OrderCreated, OrderCreatedTicket,
     TicketUpdated,
 };
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::Ticket;
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::Ticket;
 use ticketing_core::{Bus, Id, Publisher};
 
 use crate::helpers::{TestApp, spawn_app};
@@ -94,7 +94,7 @@ async fn order_cancelled_releases_the_ticket_publishes_and_acks() {
 
 #[tokio::test]
 async fn a_cancellation_of_an_order_not_holding_the_ticket_changes_nothing() {
-    use ticketing_core::store::OrderReplica;
+    use ticketing_core::ticketing::store::OrderReplica;
     let app = spawn_app().await;
     let holder = Id::new();
     let ticket = app.seed_ticket(Id::new(), Some(holder)).await;
@@ -120,7 +120,7 @@ async fn a_cancellation_of_an_order_not_holding_the_ticket_changes_nothing() {
         "nothing published"
     );
     assert_eq!(
-        app.order_replicas.get(other).await.unwrap().status,
+        app.order_replicas.get(&other).await.unwrap().status,
         OrderStatus::Cancelled
     );
     let stats = app.bus.group_stats("order:cancelled", GROUP).unwrap();
@@ -283,7 +283,7 @@ async fn order_completed_records_the_order_and_keeps_the_ticket_held() {
     .await;
     publish(&app, &order_created(order, &ticket)).await;
     app.settled().await;
-    let replica = app.order_replicas.get(order).await.unwrap();
+    let replica = app.order_replicas.get(&order).await.unwrap();
     assert_eq!(
         (replica.status, replica.version),
         (OrderStatus::Complete, 1)

@@ -2,8 +2,8 @@
 //! with the HTTP and SDK metrics.
 
 use serde_json::{Value, json};
-use ticketing_core::events::{OrderCreated, OrderCreatedTicket};
-use ticketing_core::reservation::OrderStatus;
+use ticketing_core::ticketing::events::{OrderCreated, OrderCreatedTicket};
+use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::{Id, Publisher};
 
 use crate::helpers::{signin, spawn_app};

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use serde_json::json;
 use ticketing_common::error::CONFLICT_MESSAGE;
-use ticketing_core::events::TicketUpdated;
-use ticketing_core::store::{Announce, OrderReplica, Ticket, TicketStore};
+use ticketing_core::ticketing::events::TicketUpdated;
+use ticketing_core::ticketing::store::{Announce, OrderReplica, Ticket, TicketStore};
 use ticketing_core::{Id, StoreError};
 
 use crate::helpers::{error_messages, signin, spawn_app, spawn_app_with};
@@ -44,11 +44,7 @@ impl TicketStore for AlwaysOutraced {
         _announce: Announce<'_, Ticket>,
     ) -> Result<Ticket, StoreError> {
         self.updates.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::VersionConflict {
-            entity: "ticket",
-            id: ticket.id,
-            expected: ticket.version,
-        })
+        Err(StoreError::conflict("ticket", ticket.id, ticket.version))
     }
     async fn update_for_order(
         &self,

@@ -1,203 +1,82 @@
-//! PostgreSQL stores, on sqlx.
-//!
-//! [`PgDatabase::connect`] opens a pool and runs the embedded migrations
-//! (`ticketing-store/migrations/`), then hands out one store per role over the same pool:
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), ticketing_core::StoreError> {
-//! use ticketing_store::postgres::PgDatabase;
-//!
-//! let db = PgDatabase::connect("postgres://postgres@127.0.0.1/ticketing").await?;
-//! let tickets = db.tickets();   // PgTicketStore
-//! let orders = db.orders();     // PgOrderStore, joined with db.ticket_replicas()
-//! # Ok(()) }
-//! ```
+//! The ticketing system's stores in PostgreSQL (feature `ticketing`): their tables come from
+//! [`TICKETING_MIGRATOR`], run by [`PgDatabase::migrate_ticketing`].
 //!
 //! Ids are stored as the API's 24-hex strings, prices as integer cents, timestamps as
 //! `timestamptz`. Versions are checked by the `UPDATE ... WHERE version = $n` itself; emails
 //! are unique on `lower(email)` and the one-active-order-per-ticket rule is a partial unique
 //! index, so the database, not a check-then-write, enforces both.
 
-use std::str::FromStr;
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::ErrorKind;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
-use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
-use ticketing_core::payment::{
-    Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
+use super::{PgDatabase, VersionedSql, append, backend, corrupt, db_version, violation};
+use ticketing_core::ticketing::Price;
+use ticketing_core::ticketing::payment::{
+    Outcome, PayableOrder, Payment, PaymentStatus, PaymentStore,
 };
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{
-    Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
-    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore, outbox_key,
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{
+    Announce, NewOrder, Order, OrderReplica, OrderStore, ReplicaStore, ReservationError,
+    StoreError, Ticket, TicketReplica, TicketStore, User, UserStore, outbox_key,
 };
-use ticketing_core::{Id, OutgoingMessage, Price, Version};
+use ticketing_core::version::ReplicaStart;
+use ticketing_core::{Id, OutgoingMessage, Version};
 
-const BACKEND: &str = "postgres";
-
-/// The embedded migrations.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// A pool on one database (or one schema, through `search_path`), migrated.
-#[derive(Debug, Clone)]
-pub struct PgDatabase {
-    pool: PgPool,
-    wake: Arc<Notify>,
-}
-
-fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
-    StoreError::backend(BACKEND, error)
-}
-
-fn corrupt(entity: &'static str, reason: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        entity,
-        reason: reason.to_string(),
-    }
-}
-
-/// The kind and constraint of a database error, if it is one.
-fn violation(error: &sqlx::Error) -> Option<(ErrorKind, String)> {
-    match error {
-        sqlx::Error::Database(db) => {
-            Some((db.kind(), db.constraint().unwrap_or_default().to_owned()))
-        }
-        _ => None,
-    }
-}
+/// The ticketing system's migrations (`ticketing-store/migrations/ticketing/`), recorded in
+/// `_sqlx_migrations` as they always were, so databases created before the SDK's migrations had
+/// a table of their own upgrade in place.
+pub static TICKETING_MIGRATOR: Migrator = sqlx::migrate!("./migrations/ticketing");
 
 impl PgDatabase {
-    /// Connects to `url` (up to 10 connections) and runs the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(backend)?;
-        Self::connect_with(options, 10).await
-    }
-
-    /// Connects with these options and runs the migrations. Set `search_path` in the options
-    /// to keep the tables in a schema of their own.
-    pub async fn connect_with(
-        options: PgConnectOptions,
-        max_connections: u32,
-    ) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(options)
+    /// Creates the ticketing tables (users, tickets, orders, payments, their replicas) and the
+    /// SDK's: [`TICKETING_MIGRATOR`], then [`migrate`](Self::migrate). Only a ticketing service's
+    /// schema needs them, and they come first: the ticketing migrations create the outbox
+    /// themselves (they predate the SDK's), so a schema where [`connect`](Self::connect) already
+    /// made it cannot take them. `StoreSettings::open_ticketing` does this in that order.
+    pub async fn migrate_ticketing(&self) -> Result<(), StoreError> {
+        TICKETING_MIGRATOR
+            .run(self.pool())
             .await
-            .map_err(|e| backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        let db = PgDatabase::from_pool(pool);
-        db.migrate().await?;
-        Ok(db)
-    }
-
-    /// Connects to `url` with its tables in `schema` (created if missing) and runs the
-    /// migrations there. Several services share one database this way, each in its schema.
-    pub async fn connect_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
-        Self::connect_schema_with(url, schema, 10).await
-    }
-
-    /// [`connect_schema`](Self::connect_schema) with a pool of up to `max_connections`.
-    pub async fn connect_schema_with(
-        url: &str,
-        schema: &str,
-        max_connections: u32,
-    ) -> Result<Self, StoreError> {
-        if schema.is_empty()
-            || !schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(backend(format!("invalid schema name {schema:?}")));
-        }
-        let options = PgConnectOptions::from_str(url).map_err(backend)?;
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-        let created = sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&admin)
-            .await;
-        admin.close().await;
-        if let Err(e) = created {
-            // Concurrent creators race on the catalog; the schema exists either way.
-            if !matches!(violation(&e), Some((ErrorKind::UniqueViolation, _))) {
-                return Err(backend(e));
-            }
-        }
-        Self::connect_with(options.options([("search_path", schema)]), max_connections).await
-    }
-
-    /// Uses an existing pool; call [`migrate`](Self::migrate) unless it is migrated already.
-    pub fn from_pool(pool: PgPool) -> Self {
-        PgDatabase {
-            pool,
-            wake: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Runs the embedded migrations that have not run yet.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| backend(format!("migrations failed: {e}")))
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// A round trip: `SELECT 1`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(backend)
+            .map_err(|e| backend(format!("migrations failed: {e}")))?;
+        self.migrate().await
     }
 
     /// Users.
     pub fn users(&self) -> PgUserStore {
         PgUserStore {
-            pool: self.pool.clone(),
+            pool: self.pool().clone(),
         }
     }
 
     /// Tickets (tickets service).
     pub fn tickets(&self) -> PgTicketStore {
         PgTicketStore {
-            pool: self.pool.clone(),
+            pool: self.pool().clone(),
             wake: self.wake.clone(),
         }
     }
 
     /// The replica of orders (tickets service).
     pub fn order_replicas(&self) -> PgOrderReplicaStore {
-        PgOrderReplicaStore {
-            pool: self.pool.clone(),
-        }
+        PgOrderReplicaStore::new(self.pool().clone())
     }
 
     /// The replica of tickets (orders service).
     pub fn ticket_replicas(&self) -> PgTicketReplicaStore {
-        PgTicketReplicaStore {
-            pool: self.pool.clone(),
-        }
+        PgTicketReplicaStore::new(self.pool().clone())
     }
 
     /// Orders (orders service).
     pub fn orders(&self) -> PgOrderStore {
         PgOrderStore {
-            pool: self.pool.clone(),
+            pool: self.pool().clone(),
             wake: self.wake.clone(),
         }
     }
@@ -205,26 +84,41 @@ impl PgDatabase {
     /// Payments (payments service).
     pub fn payments(&self) -> PgPaymentStore {
         PgPaymentStore {
-            pool: self.pool.clone(),
+            pool: self.pool().clone(),
             wake: self.wake.clone(),
         }
     }
 
     /// The replica of orders (payments service).
     pub fn payable_orders(&self) -> PgPayableOrderStore {
-        PgPayableOrderStore {
-            pool: self.pool.clone(),
-        }
+        PgPayableOrderStore::new(self.pool().clone())
     }
+}
 
-    /// The outbox the tickets and orders stores of this database commit their events to.
-    pub fn outbox(&self) -> PgOutbox {
-        PgOutbox {
-            pool: self.pool.clone(),
-            wake: self.wake.clone(),
-            listener: Arc::new(OnceLock::new()),
-        }
+fn status_of(row: &PgRow, column: &str, entity: &'static str) -> Result<OrderStatus, StoreError> {
+    let text: String = row.try_get(column).map_err(backend)?;
+    text.parse().map_err(|e| corrupt(entity, e))
+}
+
+/// Writes `messages` as events of the record `key` into the outbox in `tx`, commits the
+/// transaction, and wakes the relay if there were any.
+async fn commit_announcing(
+    mut tx: Transaction<'_, Postgres>,
+    wake: &Notify,
+    key: &str,
+    messages: Vec<OutgoingMessage>,
+) -> Result<(), StoreError> {
+    append(&mut tx, key, &messages).await?;
+    tx.commit().await.map_err(backend)?;
+    if !messages.is_empty() {
+        wake.notify_one();
     }
+    Ok(())
+}
+
+fn version_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Version, StoreError> {
+    let version: i64 = row.try_get(column).map_err(backend)?;
+    u64::try_from(version).map_err(|e| corrupt(entity, e))
 }
 
 fn id_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Id, StoreError> {
@@ -247,20 +141,6 @@ fn price_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Price, St
     u64::try_from(cents)
         .map_err(|e| corrupt(entity, e))
         .and_then(|c| Price::from_cents(c).map_err(|e| corrupt(entity, e)))
-}
-
-fn version_of(row: &PgRow, column: &str, entity: &'static str) -> Result<Version, StoreError> {
-    let version: i64 = row.try_get(column).map_err(backend)?;
-    u64::try_from(version).map_err(|e| corrupt(entity, e))
-}
-
-fn status_of(row: &PgRow, column: &str, entity: &'static str) -> Result<OrderStatus, StoreError> {
-    let text: String = row.try_get(column).map_err(backend)?;
-    text.parse().map_err(|e| corrupt(entity, e))
-}
-
-fn db_version(version: Version) -> Result<i64, StoreError> {
-    i64::try_from(version).map_err(|e| corrupt("version", e))
 }
 
 fn cents(price: Price) -> i64 {
@@ -529,65 +409,10 @@ impl PgTicketStore {
         match row {
             Some(row) => ticket_of(&row),
             None if ticket_exists(&self.pool, ticket.id).await? => {
-                Err(StoreError::VersionConflict {
-                    entity: "ticket",
-                    id: ticket.id,
-                    expected: ticket.version,
-                })
+                Err(StoreError::conflict("ticket", ticket.id, ticket.version))
             }
             None => Err(StoreError::not_found("ticket", ticket.id)),
         }
-    }
-}
-
-/// Writes `messages` as events of the record `key` into the outbox in `tx`, commits the
-/// transaction, and wakes the relay if there were any.
-async fn commit_announcing(
-    mut tx: Transaction<'_, Postgres>,
-    wake: &Notify,
-    key: &str,
-    messages: Vec<OutgoingMessage>,
-) -> Result<(), StoreError> {
-    for message in &messages {
-        let headers = serde_json::to_string(&message.headers).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO outbox (key, subject, payload, headers, message_id) \
-             VALUES ($1, $2, $3, $4::jsonb, $5)",
-        )
-        .bind(key)
-        .bind(&message.subject)
-        .bind(message.payload.as_ref())
-        .bind(headers)
-        .bind(message.message_id.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-    }
-    tx.commit().await.map_err(backend)?;
-    if !messages.is_empty() {
-        wake.notify_one();
-    }
-    Ok(())
-}
-
-/// Runs a replica write that touches one row when the replica holds version − 1 (or nothing,
-/// for version 0); anything else is a conflict.
-async fn apply_replica(
-    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-    pool: &PgPool,
-    entity: &'static str,
-    id: Id,
-    version: Version,
-) -> Result<(), StoreError> {
-    let done = query.execute(pool).await.map_err(backend)?.rows_affected();
-    if done == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::VersionConflict {
-            entity,
-            id,
-            expected: version.saturating_sub(1),
-        })
     }
 }
 
@@ -636,11 +461,7 @@ impl PgPaymentStore {
         .ok_or_else(|| StoreError::not_found("payment", id))?;
         let payment = payment_of(&row)?;
         if payment.status != from {
-            return Err(StoreError::VersionConflict {
-                entity: "payment",
-                id,
-                expected: payment.version,
-            });
+            return Err(StoreError::conflict("payment", id, payment.version));
         }
         Ok(payment)
     }
@@ -765,15 +586,32 @@ impl PaymentStore for PgPaymentStore {
     }
 }
 
+/// The typed replica tables of the ticketing system: each writes through the one
+/// [`VersionedSql`] helper of this backend, so the rule is written once.
+fn replica_sql(table: &str, columns: &[(&str, &str)]) -> Arc<VersionedSql> {
+    Arc::new(VersionedSql::new(table, columns))
+}
+
 /// The payments service's replica of orders in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgPayableOrderStore {
     pool: PgPool,
+    sql: Arc<VersionedSql>,
+}
+
+impl PgPayableOrderStore {
+    fn new(pool: PgPool) -> Self {
+        let columns = [("user_id", ""), ("price_cents", ""), ("status", "")];
+        PgPayableOrderStore {
+            pool,
+            sql: replica_sql("payable_orders", &columns),
+        }
+    }
 }
 
 #[async_trait]
-impl PayableOrderStore for PgPayableOrderStore {
-    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError> {
+impl ReplicaStore<PayableOrder> for PgPayableOrderStore {
+    async fn find(&self, id: &Id) -> Result<Option<PayableOrder>, StoreError> {
         sqlx::query(
             "SELECT id, user_id, price_cents, status, version FROM payable_orders WHERE id = $1",
         )
@@ -795,24 +633,21 @@ impl PayableOrderStore for PgPayableOrderStore {
     }
 
     async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
-        let query = if order.version == 0 {
-            sqlx::query(
-                "INSERT INTO payable_orders (id, user_id, price_cents, status, version) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        let id = order.id.to_string();
+        self.sql
+            .apply(
+                &self.pool,
+                ReplicaStart::FromFirst,
+                "order",
+                &id,
+                order.version,
+                |q| {
+                    q.bind(order.user_id.to_string())
+                        .bind(cents(order.price))
+                        .bind(order.status.as_str())
+                },
             )
-        } else {
-            sqlx::query(
-                "UPDATE payable_orders SET user_id = $2, price_cents = $3, status = $4, \
-                 version = $5 WHERE id = $1 AND version = $5 - 1",
-            )
-        };
-        let query = query
-            .bind(order.id.to_string())
-            .bind(order.user_id.to_string())
-            .bind(cents(order.price))
-            .bind(order.status.as_str())
-            .bind(db_version(order.version)?);
-        apply_replica(query, &self.pool, "order", order.id, order.version).await
+            .await
     }
 }
 
@@ -820,6 +655,16 @@ impl PayableOrderStore for PgPayableOrderStore {
 #[derive(Debug, Clone)]
 pub struct PgOrderReplicaStore {
     pool: PgPool,
+    sql: Arc<VersionedSql>,
+}
+
+impl PgOrderReplicaStore {
+    fn new(pool: PgPool) -> Self {
+        PgOrderReplicaStore {
+            pool,
+            sql: replica_sql("order_replicas", &[("ticket_id", ""), ("status", "")]),
+        }
+    }
 }
 
 fn order_replica_of(row: &PgRow) -> Result<OrderReplica, StoreError> {
@@ -832,8 +677,8 @@ fn order_replica_of(row: &PgRow) -> Result<OrderReplica, StoreError> {
 }
 
 #[async_trait]
-impl OrderReplicaStore for PgOrderReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
+impl ReplicaStore<OrderReplica> for PgOrderReplicaStore {
+    async fn find(&self, id: &Id) -> Result<Option<OrderReplica>, StoreError> {
         sqlx::query("SELECT id, ticket_id, status, version FROM order_replicas WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -845,23 +690,20 @@ impl OrderReplicaStore for PgOrderReplicaStore {
     }
 
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
-        let query = if order.version == 0 {
-            sqlx::query(
-                "INSERT INTO order_replicas (id, ticket_id, status, version) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
+        let id = order.id.to_string();
+        self.sql
+            .apply(
+                &self.pool,
+                ReplicaStart::FromFirst,
+                "order replica",
+                &id,
+                order.version,
+                |q| {
+                    q.bind(order.ticket_id.to_string())
+                        .bind(order.status.as_str())
+                },
             )
-        } else {
-            sqlx::query(
-                "UPDATE order_replicas SET ticket_id = $2, status = $3, version = $4 \
-                 WHERE id = $1 AND version = $4 - 1",
-            )
-        };
-        let query = query
-            .bind(order.id.to_string())
-            .bind(order.ticket_id.to_string())
-            .bind(order.status.as_str())
-            .bind(db_version(order.version)?);
-        apply_replica(query, &self.pool, "order replica", order.id, order.version).await
+            .await
     }
 }
 
@@ -869,6 +711,16 @@ impl OrderReplicaStore for PgOrderReplicaStore {
 #[derive(Debug, Clone)]
 pub struct PgTicketReplicaStore {
     pool: PgPool,
+    sql: Arc<VersionedSql>,
+}
+
+impl PgTicketReplicaStore {
+    fn new(pool: PgPool) -> Self {
+        PgTicketReplicaStore {
+            pool,
+            sql: replica_sql("ticket_replicas", &[("title", ""), ("price_cents", "")]),
+        }
+    }
 }
 
 fn ticket_replica_of(row: &PgRow, prefix: &str) -> Result<TicketReplica, StoreError> {
@@ -882,8 +734,8 @@ fn ticket_replica_of(row: &PgRow, prefix: &str) -> Result<TicketReplica, StoreEr
 }
 
 #[async_trait]
-impl TicketReplicaStore for PgTicketReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
+impl ReplicaStore<TicketReplica> for PgTicketReplicaStore {
+    async fn find(&self, id: &Id) -> Result<Option<TicketReplica>, StoreError> {
         sqlx::query("SELECT id, title, price_cents, version FROM ticket_replicas WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -895,30 +747,17 @@ impl TicketReplicaStore for PgTicketReplicaStore {
     }
 
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
-        let query = if ticket.version == 0 {
-            sqlx::query(
-                "INSERT INTO ticket_replicas (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
+        let id = ticket.id.to_string();
+        self.sql
+            .apply(
+                &self.pool,
+                ReplicaStart::FromFirst,
+                "ticket replica",
+                &id,
+                ticket.version,
+                |q| q.bind(ticket.title.clone()).bind(cents(ticket.price)),
             )
-        } else {
-            sqlx::query(
-                "UPDATE ticket_replicas SET title = $2, price_cents = $3, version = $4 \
-                 WHERE id = $1 AND version = $4 - 1",
-            )
-        };
-        let query = query
-            .bind(ticket.id.to_string())
-            .bind(&ticket.title)
-            .bind(cents(ticket.price))
-            .bind(db_version(ticket.version)?);
-        apply_replica(
-            query,
-            &self.pool,
-            "ticket replica",
-            ticket.id,
-            ticket.version,
-        )
-        .await
+            .await
     }
 }
 
@@ -960,12 +799,10 @@ impl OrderStore for PgOrderStore {
         // The replica as it is now, read in a statement of its own: a statement that inserts
         // and joins in one snapshot can miss a replica committed while it runs (the foreign
         // key check sees it, the join does not).
-        let ticket = PgTicketReplicaStore {
-            pool: self.pool.clone(),
-        }
-        .find(order.ticket_id)
-        .await?
-        .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
+        let ticket = PgTicketReplicaStore::new(self.pool.clone())
+            .find(&order.ticket_id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let result = sqlx::query(
             "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
@@ -1000,9 +837,10 @@ impl OrderStore for PgOrderStore {
                 Some((ErrorKind::UniqueViolation, constraint))
                     if constraint == "orders_one_active_per_ticket" =>
                 {
-                    StoreError::TicketReserved {
+                    ReservationError::TicketReserved {
                         ticket_id: order.ticket_id,
                     }
+                    .into()
                 }
                 Some((ErrorKind::UniqueViolation, _)) => StoreError::AlreadyExists {
                     entity: "order",
@@ -1057,11 +895,7 @@ impl OrderStore for PgOrderStore {
             .await
             .map_err(backend)?
             .ok_or_else(|| StoreError::not_found("order", id))?;
-        let conflict = || StoreError::VersionConflict {
-            entity: "order",
-            id,
-            expected: expected_version,
-        };
+        let conflict = || StoreError::conflict("order", id, expected_version);
         if version_of(&current, "version", "order")? != expected_version {
             return Err(conflict());
         }
@@ -1104,160 +938,5 @@ impl OrderStore for PgOrderStore {
         .fetch_one(&self.pool)
         .await
         .map_err(backend)
-    }
-}
-
-/// The outbox of one schema: the `outbox` table the tickets and orders stores write in their
-/// transactions. [`changed`](Outbox::changed) completes on a commit in this process at once,
-/// and on one in another process through `LISTEN outbox_<md5 of the schema>` (the table's
-/// trigger notifies; the listening connection is one of the pool's); the lease is a row of `outbox_lease`, timed by the database's clock.
-#[derive(Debug, Clone)]
-pub struct PgOutbox {
-    pool: PgPool,
-    wake: Arc<Notify>,
-    listener: Arc<OnceLock<AbortOnDrop>>,
-}
-
-/// Aborts the LISTEN task when the last outbox handle goes.
-#[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Listens for the outbox trigger's notifications and wakes the relay; reconnects after a
-/// lost connection, waking once (a commit may have happened meanwhile).
-async fn listen_for_events(pool: PgPool, wake: Weak<Notify>) {
-    let mut failures = 0u32;
-    loop {
-        let listened = async {
-            // The channel the table's trigger notifies (see the outbox migration).
-            let channel: String = sqlx::query_scalar("SELECT 'outbox_' || md5(current_schema())")
-                .fetch_one(&pool)
-                .await?;
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(&channel).await?;
-            Ok::<_, sqlx::Error>(listener)
-        }
-        .await;
-        match listened {
-            Ok(mut listener) => {
-                failures = 0;
-                if let Some(wake) = wake.upgrade() {
-                    wake.notify_one();
-                }
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(_)) => match wake.upgrade() {
-                            Some(wake) => wake.notify_one(),
-                            None => return,
-                        },
-                        // The connection was lost; PgListener reconnects on the next call.
-                        Ok(None) => {
-                            if let Some(wake) = wake.upgrade() {
-                                wake.notify_one();
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "outbox LISTEN failed; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(%error, "cannot LISTEN for outbox events; the relay polls meanwhile");
-            }
-        }
-        if wake.strong_count() == 0 || pool.is_closed() {
-            return;
-        }
-        let pause = Duration::from_millis(200 * u64::from(failures.clamp(1, 25)));
-        tokio::time::sleep(pause).await;
-    }
-}
-
-#[async_trait]
-impl Outbox for PgOutbox {
-    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
-            "SELECT id, key, subject, payload, headers::text AS headers, message_id \
-             FROM outbox ORDER BY id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get("id").map_err(backend)?;
-                let payload: Vec<u8> = row.try_get("payload").map_err(backend)?;
-                let headers: String = row.try_get("headers").map_err(backend)?;
-                let mut message = OutgoingMessage::new(
-                    row.try_get::<String, _>("subject").map_err(backend)?,
-                    payload,
-                );
-                message.headers =
-                    serde_json::from_str(&headers).map_err(|e| corrupt("outbox event", e))?;
-                message.message_id = row.try_get("message_id").map_err(backend)?;
-                Ok(OutboxEvent {
-                    id: OutboxId::try_from(id).map_err(|e| corrupt("outbox event", e))?,
-                    key: row.try_get("key").map_err(backend)?,
-                    message,
-                })
-            })
-            .collect()
-    }
-
-    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
-        let ids: Vec<i64> = ids
-            .iter()
-            .filter_map(|id| i64::try_from(*id).ok())
-            .collect();
-        // A removal lost in a database crash only publishes those events again (the broker
-        // drops repeats, every consumer is idempotent): it need not wait for the disk.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(())
-    }
-
-    async fn changed(&self) {
-        self.listener.get_or_init(|| {
-            AbortOnDrop(tokio::spawn(listen_for_events(
-                self.pool.clone(),
-                Arc::downgrade(&self.wake),
-            )))
-        });
-        self.wake.notified().await;
-    }
-
-    async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let granted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO outbox_lease (name, holder, expires_at) \
-             VALUES ('relay', $1, clock_timestamp() + make_interval(secs => $2)) \
-             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
-             WHERE outbox_lease.holder = EXCLUDED.holder OR outbox_lease.expires_at < clock_timestamp() \
-             RETURNING holder",
-        )
-        .bind(holder)
-        .bind(ttl.as_secs_f64())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(granted.is_some())
     }
 }

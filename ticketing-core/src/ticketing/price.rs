@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// JSON number (`20`, `19.99`) or a numeric string (`"19.99"`) and is written as a JSON number.
 ///
 /// ```
-/// use ticketing_core::Price;
+/// use ticketing_core::ticketing::Price;
 ///
 /// let price: Price = "19.99".parse()?;
 /// assert_eq!(price.cents(), 1999);

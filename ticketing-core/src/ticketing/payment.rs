@@ -8,9 +8,10 @@
 
 use async_trait::async_trait;
 
-use crate::reservation::OrderStatus;
-use crate::store::{Announce, ReplicaLookup, StoreError};
-use crate::{Id, OutgoingMessage, Price, Version};
+use super::Price;
+use super::reservation::OrderStatus;
+use crate::store::{Announce, Replica, ReplicaStore, StoreError};
+use crate::{Id, OutgoingMessage, Version};
 
 /// Where a payment attempt stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,42 +223,21 @@ pub struct PayableOrder {
     pub version: Version,
 }
 
-impl crate::store::Replica for PayableOrder {
+impl Replica for PayableOrder {
+    type Id = Id;
     const ENTITY: &'static str = "order";
-    fn id(&self) -> Id {
-        self.id
+    fn id(&self) -> &Id {
+        &self.id
     }
     fn version(&self) -> Version {
         self.version
     }
 }
 
-/// The payments service's replica of orders, on the versioned contract.
-#[async_trait]
-pub trait PayableOrderStore: Send + Sync + 'static {
-    /// The replica held for `id`, if any.
-    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError>;
-
-    /// Stores `order` at its version if the replica holds version − 1 (nothing, for 0);
-    /// `VersionConflict` otherwise.
-    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError>;
-
-    /// The disposition of an order event of version `version`, and the replica held.
-    async fn find_by_event(
-        &self,
-        id: Id,
-        version: Version,
-    ) -> Result<ReplicaLookup<PayableOrder>, StoreError> {
-        Ok(ReplicaLookup::of(self.find(id).await?, version))
-    }
-
-    /// The replica; `NotFound` otherwise.
-    async fn get(&self, id: Id) -> Result<PayableOrder, StoreError> {
-        self.find(id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("order", id))
-    }
-}
+/// The payments service's replica of orders: the generic [`ReplicaStore`] over
+/// [`PayableOrder`] (implemented for every such store).
+pub trait PayableOrderStore: ReplicaStore<PayableOrder> {}
+impl<S: ReplicaStore<PayableOrder> + ?Sized> PayableOrderStore for S {}
 
 #[cfg(test)]
 mod tests {

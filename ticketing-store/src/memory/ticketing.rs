@@ -1,25 +1,20 @@
-//! In-memory stores: the whole store contract on a mutex per store, for tests and for running
-//! the system with nothing installed. Cloning a store gives another handle to the same data.
+//! The ticketing system's stores in memory (feature `ticketing`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
-use ticketing_core::payment::{
-    Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
+use super::{InMemoryOutbox, InMemoryReplicaStore, lock};
+use ticketing_core::ticketing::payment::{
+    Outcome, PayableOrder, Payment, PaymentStatus, PaymentStore,
 };
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{
-    Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, Replica, StoreError,
-    Ticket, TicketReplica, TicketReplicaStore, TicketStore, User, UserStore, outbox_key,
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{
+    Announce, NewOrder, Order, OrderReplica, OrderStore, ReservationError, StoreError, Ticket,
+    TicketReplica, TicketStore, User, UserStore, outbox_key,
 };
 use ticketing_core::{Id, OutgoingMessage, Version};
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Users in memory.
 #[derive(Debug, Clone, Default)]
@@ -128,11 +123,7 @@ impl InMemoryTicketStore {
             .get_mut(&ticket.id)
             .ok_or_else(|| StoreError::not_found("ticket", ticket.id))?;
         if stored.version != ticket.version {
-            return Err(StoreError::VersionConflict {
-                entity: "ticket",
-                id: ticket.id,
-                expected: ticket.version,
-            });
+            return Err(StoreError::conflict("ticket", ticket.id, ticket.version));
         }
         let updated = Ticket {
             title: ticket.title.clone(),
@@ -233,33 +224,13 @@ impl TicketStore for InMemoryTicketStore {
     ) -> Result<Ticket, StoreError> {
         let mut tickets = lock(&self.inner);
         let updated = self.write(&mut tickets, ticket, announce)?;
-        let mut replicas = lock(&self.order_replicas.inner);
+        let mut replicas = self.order_replicas.records();
         let held = replicas.get(&order.id).map(|o| o.version);
         if held.is_none_or(|held| held < order.version) {
             replicas.insert(order.id, order.clone());
         }
         Ok(updated)
     }
-}
-
-/// Applies a versioned replica record: insert at version 0, else replace version − 1.
-fn apply_replica<T: Replica + Clone>(
-    rows: &mut HashMap<Id, T>,
-    record: &T,
-    entity: &'static str,
-) -> Result<(), StoreError> {
-    let id = record.id();
-    let held = rows.get(&id).map(Replica::version);
-    let expected = record.version().checked_sub(1);
-    if held != expected {
-        return Err(StoreError::VersionConflict {
-            entity,
-            id,
-            expected: expected.unwrap_or(0),
-        });
-    }
-    rows.insert(id, record.clone());
-    Ok(())
 }
 
 /// The payments service's payments, in memory: at most one pending or succeeded attempt per
@@ -302,11 +273,7 @@ impl InMemoryPaymentStore {
             .get(&id)
             .ok_or_else(|| StoreError::not_found("payment", id))?;
         if stored.status != from {
-            return Err(StoreError::VersionConflict {
-                entity: "payment",
-                id,
-                expected: stored.version,
-            });
+            return Err(StoreError::conflict("payment", id, stored.version));
         }
         let (changed, events) = change(stored)?;
         if !changed.status.holds_order() && payments.holding.get(&changed.order_id) == Some(&id) {
@@ -399,76 +366,13 @@ impl PaymentStore for InMemoryPaymentStore {
 }
 
 /// The payments service's replica of orders, in memory.
-#[derive(Debug, Clone, Default)]
-pub struct InMemoryPayableOrderStore {
-    inner: Arc<Mutex<HashMap<Id, PayableOrder>>>,
-}
-
-impl InMemoryPayableOrderStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl PayableOrderStore for InMemoryPayableOrderStore {
-    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError> {
-        Ok(lock(&self.inner).get(&id).cloned())
-    }
-
-    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
-        apply_replica(&mut lock(&self.inner), order, "order")
-    }
-}
+pub type InMemoryPayableOrderStore = InMemoryReplicaStore<PayableOrder>;
 
 /// The tickets service's replica of orders, in memory.
-#[derive(Debug, Clone, Default)]
-pub struct InMemoryOrderReplicaStore {
-    inner: Arc<Mutex<HashMap<Id, OrderReplica>>>,
-}
-
-impl InMemoryOrderReplicaStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl OrderReplicaStore for InMemoryOrderReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
-        Ok(lock(&self.inner).get(&id).cloned())
-    }
-
-    async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
-        apply_replica(&mut lock(&self.inner), order, "order replica")
-    }
-}
+pub type InMemoryOrderReplicaStore = InMemoryReplicaStore<OrderReplica>;
 
 /// The orders service's replica of tickets, in memory. [`InMemoryOrderStore`] reads it.
-#[derive(Debug, Clone, Default)]
-pub struct InMemoryTicketReplicaStore {
-    inner: Arc<Mutex<HashMap<Id, TicketReplica>>>,
-}
-
-impl InMemoryTicketReplicaStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl TicketReplicaStore for InMemoryTicketReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
-        Ok(lock(&self.inner).get(&id).cloned())
-    }
-
-    async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
-        apply_replica(&mut lock(&self.inner), ticket, "ticket replica")
-    }
-}
+pub type InMemoryTicketReplicaStore = InMemoryReplicaStore<TicketReplica>;
 
 /// Orders in memory, joined with an [`InMemoryTicketReplicaStore`].
 #[derive(Debug, Clone)]
@@ -516,7 +420,9 @@ impl InMemoryOrderStore {
     }
 
     fn join(&self, id: Id, row: &OrderRow) -> Result<Order, StoreError> {
-        let ticket = lock(&self.tickets.inner)
+        let ticket = self
+            .tickets
+            .records()
             .get(&row.ticket_id)
             .cloned()
             .ok_or_else(|| StoreError::Corrupt {
@@ -541,7 +447,7 @@ impl OrderStore for InMemoryOrderStore {
         order: NewOrder,
         announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
-        if !lock(&self.tickets.inner).contains_key(&order.ticket_id) {
+        if !self.tickets.records().contains_key(&order.ticket_id) {
             return Err(StoreError::not_found("ticket", order.ticket_id));
         }
         let mut orders = lock(&self.inner);
@@ -553,9 +459,10 @@ impl OrderStore for InMemoryOrderStore {
                 });
             }
             if orders.active.contains_key(&order.ticket_id) {
-                return Err(StoreError::TicketReserved {
+                return Err(ReservationError::TicketReserved {
                     ticket_id: order.ticket_id,
-                });
+                }
+                .into());
             }
             let row = OrderRow {
                 user_id: order.user_id,
@@ -610,11 +517,7 @@ impl OrderStore for InMemoryOrderStore {
             .get(&id)
             .ok_or_else(|| StoreError::not_found("order", id))?;
         if stored.version != expected_version {
-            return Err(StoreError::VersionConflict {
-                entity: "order",
-                id,
-                expected: expected_version,
-            });
+            return Err(StoreError::conflict("order", id, expected_version));
         }
         let row = OrderRow {
             status: stored.status.transition(status)?,
@@ -638,12 +541,9 @@ impl OrderStore for InMemoryOrderStore {
     }
 }
 
-/// The in-memory database of one service: one store per role, with the same role methods as
-/// `PgDatabase` and `MongoDatabase`. The orders store joins the ticket replica this handle
-/// holds. Clones share the data.
+/// The ticketing roles of an [`InMemoryDatabase`](super::InMemoryDatabase).
 #[derive(Debug, Clone)]
-pub struct InMemoryDatabase {
-    outbox: InMemoryOutbox,
+pub(super) struct Roles {
     users: InMemoryUserStore,
     tickets: InMemoryTicketStore,
     order_replicas: InMemoryOrderReplicaStore,
@@ -653,19 +553,12 @@ pub struct InMemoryDatabase {
     payable_orders: InMemoryPayableOrderStore,
 }
 
-impl Default for InMemoryDatabase {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl InMemoryDatabase {
-    /// An empty database.
-    pub fn new() -> Self {
-        let outbox = InMemoryOutbox::new();
+impl Roles {
+    pub(super) fn new(outbox: &InMemoryOutbox) -> Self {
+        let outbox = outbox.clone();
         let ticket_replicas = InMemoryTicketReplicaStore::new();
         let order_replicas = InMemoryOrderReplicaStore::new();
-        InMemoryDatabase {
+        Roles {
             users: InMemoryUserStore::new(),
             tickets: InMemoryTicketStore::with(&outbox, &order_replicas),
             order_replicas,
@@ -673,167 +566,45 @@ impl InMemoryDatabase {
             ticket_replicas,
             payments: InMemoryPaymentStore::with(&outbox),
             payable_orders: InMemoryPayableOrderStore::new(),
-            outbox,
         }
     }
+}
 
-    /// The outbox the tickets and orders stores commit their events to.
-    pub fn outbox(&self) -> InMemoryOutbox {
-        self.outbox.clone()
-    }
-
+/// The ticketing roles, with the same role methods as `PgDatabase` and `MongoDatabase`. The
+/// orders store joins the ticket replica this handle holds.
+impl super::InMemoryDatabase {
     /// Users.
     pub fn users(&self) -> InMemoryUserStore {
-        self.users.clone()
+        self.roles.users.clone()
     }
 
     /// Tickets (tickets service).
     pub fn tickets(&self) -> InMemoryTicketStore {
-        self.tickets.clone()
+        self.roles.tickets.clone()
     }
 
     /// The replica of orders (tickets service).
     pub fn order_replicas(&self) -> InMemoryOrderReplicaStore {
-        self.order_replicas.clone()
+        self.roles.order_replicas.clone()
     }
 
     /// The replica of tickets (orders service).
     pub fn ticket_replicas(&self) -> InMemoryTicketReplicaStore {
-        self.ticket_replicas.clone()
+        self.roles.ticket_replicas.clone()
     }
 
     /// Orders (orders service), joined with [`ticket_replicas`](Self::ticket_replicas).
     pub fn orders(&self) -> InMemoryOrderStore {
-        self.orders.clone()
+        self.roles.orders.clone()
     }
 
     /// Payments (payments service), committing their events to [`outbox`](Self::outbox).
     pub fn payments(&self) -> InMemoryPaymentStore {
-        self.payments.clone()
+        self.roles.payments.clone()
     }
 
     /// The replica of orders (payments service).
     pub fn payable_orders(&self) -> InMemoryPayableOrderStore {
-        self.payable_orders.clone()
-    }
-}
-
-/// An outbox in memory: events committed with a state change wait here until a relay
-/// ([`ticketing_core::outbox::spawn_relay`]) has published them. Clones share the events.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ticketing_core::StoreError> {
-/// use ticketing_core::OutgoingMessage;
-/// use ticketing_core::outbox::Outbox;
-/// use ticketing_store::memory::InMemoryOutbox;
-///
-/// let outbox = InMemoryOutbox::new();
-/// outbox.append("ticket:1", [OutgoingMessage::new("ticket:created", "{}").with_message_id("ticket:created:1:0")]);
-/// let pending = outbox.pending(256).await?;        // what a relay publishes ...
-/// outbox.remove(&[pending[0].id]).await?;          // ... and forgets once the broker confirmed
-/// assert!(outbox.is_empty());
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct InMemoryOutbox {
-    inner: Arc<OutboxInner>,
-}
-
-#[derive(Debug, Default)]
-struct OutboxInner {
-    state: Mutex<OutboxState>,
-    wake: tokio::sync::Notify,
-}
-
-#[derive(Debug, Default)]
-struct OutboxState {
-    next: OutboxId,
-    events: std::collections::BTreeMap<OutboxId, OutboxEvent>,
-    lease: Option<(String, tokio::time::Instant)>,
-}
-
-impl InMemoryOutbox {
-    /// An empty outbox.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Commits `messages`, in order, as events of the record `key`, and wakes the relay. A
-    /// store operation calls it under the lock that writes its state, so state and events
-    /// commit together.
-    pub fn append(
-        &self,
-        key: &str,
-        messages: impl IntoIterator<Item = OutgoingMessage>,
-    ) -> Vec<OutboxId> {
-        let ids = {
-            let mut state = lock(&self.inner.state);
-            let mut ids = Vec::new();
-            for message in messages {
-                state.next += 1;
-                let id = state.next;
-                state.events.insert(
-                    id,
-                    OutboxEvent {
-                        id,
-                        key: key.to_owned(),
-                        message,
-                    },
-                );
-                ids.push(id);
-            }
-            ids
-        };
-        if !ids.is_empty() {
-            self.inner.wake.notify_one();
-        }
-        ids
-    }
-
-    /// Events waiting to be published.
-    pub fn len(&self) -> usize {
-        lock(&self.inner.state).events.len()
-    }
-
-    /// Whether nothing waits to be published.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[async_trait]
-impl Outbox for InMemoryOutbox {
-    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
-        Ok(lock(&self.inner.state)
-            .events
-            .values()
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
-        let mut state = lock(&self.inner.state);
-        for id in ids {
-            state.events.remove(id);
-        }
-        Ok(())
-    }
-
-    async fn changed(&self) {
-        self.inner.wake.notified().await;
-    }
-
-    async fn lease(&self, holder: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
-        let now = tokio::time::Instant::now();
-        let mut state = lock(&self.inner.state);
-        let free = match &state.lease {
-            None => true,
-            Some((current, until)) => current == holder || *until <= now,
-        };
-        if free {
-            state.lease = Some((holder.to_owned(), now + ttl));
-        }
-        Ok(free)
+        self.roles.payable_orders.clone()
     }
 }

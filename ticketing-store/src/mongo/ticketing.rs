@@ -1,16 +1,5 @@
-//! MongoDB stores, on the official driver.
-//!
-//! [`MongoDatabase::connect`] opens a client on one database and creates the indexes the
-//! contract relies on, then hands out one store per role:
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), ticketing_core::StoreError> {
-//! use ticketing_store::mongo::MongoDatabase;
-//!
-//! let db = MongoDatabase::connect("mongodb://127.0.0.1:27017", "tickets").await?;
-//! let tickets = db.tickets(); // MongoTicketStore
-//! # Ok(()) }
-//! ```
+//! The ticketing system's stores in MongoDB (feature `ticketing`): their indexes come from
+//! [`MongoDatabase::create_indexes`].
 //!
 //! Ids are object ids (the same 12 bytes as the API's 24-hex ids), prices `Int64` cents,
 //! timestamps BSON dates (milliseconds). Owned records are updated with `findOneAndUpdate` on
@@ -20,61 +9,44 @@
 //! needs no multi-document transaction.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 use tokio::sync::Notify;
 
-use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId};
-use ticketing_core::payment::{
-    Outcome, PayableOrder, PayableOrderStore, Payment, PaymentStatus, PaymentStore,
+use super::{
+    MongoDatabase, MongoOutbox, OUTBOX, apply_versioned, backend, corrupt, db_version,
+    duplicate_key, millis, outbox_entries,
 };
-use ticketing_core::reservation::OrderStatus;
-use ticketing_core::store::{
-    Announce, NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
-    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore, outbox_key,
+use ticketing_core::ticketing::Price;
+use ticketing_core::ticketing::payment::{
+    Outcome, PayableOrder, Payment, PaymentStatus, PaymentStore,
 };
-use ticketing_core::{Id, OutgoingMessage, Price, Version};
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{
+    Announce, NewOrder, Order, OrderReplica, OrderStore, ReplicaStore, ReservationError,
+    StoreError, Ticket, TicketReplica, TicketStore, User, UserStore,
+};
+use ticketing_core::version::ReplicaStart;
+use ticketing_core::{Id, OutgoingMessage, Version};
 
-const BACKEND: &str = "mongo";
 const EMAIL_INDEX: &str = "email_lower_unique";
 const ACTIVE_ORDER_INDEX: &str = "one_active_order_per_ticket";
-/// The array of pending events inside an owned record's document.
-const OUTBOX: &str = "outbox";
-/// The collections whose documents carry pending events.
-const OWNED: [&str; 3] = ["tickets", "orders", "payments"];
+/// The collections whose documents carry pending events, and the entity of each.
+const OWNED: [(&str, &str); 3] = [
+    ("tickets", "ticket"),
+    ("orders", "order"),
+    ("payments", "payment"),
+];
 
 /// The unique index keeping one open (pending or succeeded) payment per order.
 const OPEN_PAYMENT_INDEX: &str = "payments_one_open_per_order";
-
-fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
-    StoreError::backend(BACKEND, error)
-}
-
-fn corrupt(entity: &'static str, reason: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        entity,
-        reason: reason.to_string(),
-    }
-}
-
-/// If the error is a duplicate key (code 11000), the message naming the index.
-fn duplicate_key(error: &mongodb::error::Error) -> Option<&str> {
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000 => Some(&e.message),
-        ErrorKind::Command(e) if e.code == 11000 => Some(&e.message),
-        _ => None,
-    }
-}
 
 fn oid(id: Id) -> ObjectId {
     ObjectId::from_bytes(id.bytes())
@@ -84,17 +56,9 @@ fn id_from(value: ObjectId) -> Id {
     Id::from_bytes(value.bytes())
 }
 
-fn db_version(version: Version) -> Result<i64, StoreError> {
-    i64::try_from(version).map_err(|e| corrupt("version", e))
-}
-
 fn cents(price: Price) -> i64 {
     // At most 100,000,000 cents: always fits.
     price.cents() as i64
-}
-
-fn millis(time: DateTime<Utc>) -> mongodb::bson::DateTime {
-    mongodb::bson::DateTime::from_millis(time.timestamp_millis())
 }
 
 /// Typed reads of a stored document.
@@ -157,61 +121,7 @@ fn fields<'a>(doc: &'a Document, entity: &'static str) -> Fields<'a> {
     Fields { doc, entity }
 }
 
-/// A MongoDB database with the stores' indexes.
-#[derive(Debug, Clone)]
-pub struct MongoDatabase {
-    db: mongodb::Database,
-    wake: Arc<Notify>,
-}
-
 impl MongoDatabase {
-    /// A round trip: the `ping` command.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .run_command(doc! {"ping": 1})
-            .await
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    /// Connects to `uri`, uses `database` and creates the indexes.
-    pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
-        let client = mongodb::Client::with_uri_str(uri)
-            .await
-            .map_err(|e| backend(format!("cannot connect to MongoDB: {e}")))?;
-        let db = MongoDatabase::from_database(client.database(database));
-        db.create_indexes().await?;
-        Ok(db)
-    }
-
-    /// Connects to `uri` and uses the database it names, or `fallback` if it names none.
-    pub async fn connect_default(uri: &str, fallback: &str) -> Result<Self, StoreError> {
-        let options = mongodb::options::ClientOptions::parse(uri)
-            .await
-            .map_err(|e| backend(format!("invalid MongoDB URI: {e}")))?;
-        let database = options
-            .default_database
-            .clone()
-            .unwrap_or_else(|| fallback.to_owned());
-        let client = mongodb::Client::with_options(options).map_err(backend)?;
-        let db = MongoDatabase::from_database(client.database(&database));
-        db.create_indexes().await?;
-        Ok(db)
-    }
-
-    /// Uses a database handle; call [`create_indexes`](Self::create_indexes) once.
-    pub fn from_database(db: mongodb::Database) -> Self {
-        MongoDatabase {
-            db,
-            wake: Arc::new(Notify::new()),
-        }
-    }
-
-    /// The database handle.
-    pub fn database(&self) -> &mongodb::Database {
-        &self.db
-    }
-
     /// Creates the indexes the contract relies on (idempotent).
     pub async fn create_indexes(&self) -> Result<(), StoreError> {
         let unique = |name: &str| {
@@ -287,7 +197,7 @@ impl MongoDatabase {
             )
             .await
             .map_err(backend)?;
-        for owned in OWNED {
+        for (owned, _) in OWNED {
             self.db
                 .collection::<Document>(owned)
                 .create_index(
@@ -302,21 +212,17 @@ impl MongoDatabase {
         Ok(())
     }
 
-    fn collection(&self, name: &str) -> Collection<Document> {
-        self.db.collection(name)
-    }
-
     /// Users.
     pub fn users(&self) -> MongoUserStore {
         MongoUserStore {
-            users: self.collection("users"),
+            users: self.db.collection("users"),
         }
     }
 
     /// Tickets (tickets service).
     pub fn tickets(&self) -> MongoTicketStore {
         MongoTicketStore {
-            tickets: self.collection("tickets"),
+            tickets: self.db.collection("tickets"),
             order_replicas: self.order_replicas(),
             wake: self.wake.clone(),
         }
@@ -325,7 +231,7 @@ impl MongoDatabase {
     /// Payments (payments service).
     pub fn payments(&self) -> MongoPaymentStore {
         MongoPaymentStore {
-            payments: self.collection("payments"),
+            payments: self.db.collection("payments"),
             wake: self.wake.clone(),
         }
     }
@@ -333,85 +239,38 @@ impl MongoDatabase {
     /// The replica of orders (payments service).
     pub fn payable_orders(&self) -> MongoPayableOrderStore {
         MongoPayableOrderStore {
-            replicas: self.collection("payable_orders"),
+            replicas: self.db.collection("payable_orders"),
         }
     }
 
     /// The replica of orders (tickets service).
     pub fn order_replicas(&self) -> MongoOrderReplicaStore {
         MongoOrderReplicaStore {
-            replicas: self.collection("order_replicas"),
+            replicas: self.db.collection("order_replicas"),
         }
     }
 
     /// The replica of tickets (orders service).
     pub fn ticket_replicas(&self) -> MongoTicketReplicaStore {
         MongoTicketReplicaStore {
-            replicas: self.collection("ticket_replicas"),
+            replicas: self.db.collection("ticket_replicas"),
         }
     }
 
     /// Orders (orders service).
     pub fn orders(&self) -> MongoOrderStore {
         MongoOrderStore {
-            orders: self.collection("orders"),
+            orders: self.db.collection("orders"),
             tickets: self.ticket_replicas(),
             wake: self.wake.clone(),
         }
     }
 
-    /// The outbox: the events pending in the tickets' and orders' own documents.
+    /// The outbox of the ticketing stores: the events pending in the tickets', orders' and
+    /// payments' own documents.
     pub fn outbox(&self) -> MongoOutbox {
-        MongoOutbox {
-            db: self.db.clone(),
-            wake: self.wake.clone(),
-            read: Arc::default(),
-        }
+        self.outbox_of(&OWNED)
     }
-}
-
-/// The BSON of pending events, each with an id of its own (`eid`) to pull it by.
-fn outbox_entries(messages: Vec<OutgoingMessage>) -> Vec<Document> {
-    messages
-        .into_iter()
-        .map(|message| {
-            let headers: Document = message
-                .headers
-                .into_iter()
-                .map(|(name, value)| (name, Bson::String(value)))
-                .collect();
-            doc! {
-                "eid": ObjectId::new(),
-                "subject": message.subject,
-                "payload": Binary { subtype: BinarySubtype::Generic, bytes: message.payload.to_vec() },
-                "headers": headers,
-                "message_id": message.message_id.map_or(Bson::Null, Bson::String),
-            }
-        })
-        .collect()
-}
-
-fn outbox_message(entry: &Document) -> Result<(ObjectId, OutgoingMessage), StoreError> {
-    let f = fields(entry, "outbox event");
-    let eid = entry
-        .get_object_id("eid")
-        .map_err(|e| corrupt("outbox event", e))?;
-    let payload = entry
-        .get_binary_generic("payload")
-        .map_err(|e| corrupt("outbox event", e))?
-        .clone();
-    let mut message = OutgoingMessage::new(f.text("subject")?, payload);
-    if let Ok(headers) = entry.get_document("headers") {
-        for (name, value) in headers {
-            if let Bson::String(value) = value {
-                message.headers.insert(name.clone(), value.clone());
-            }
-        }
-    }
-    if let Ok(id) = entry.get_str("message_id") {
-        message.message_id = Some(id.to_owned());
-    }
-    Ok((eid, message))
 }
 
 /// Users in MongoDB.
@@ -638,11 +497,7 @@ impl TicketStore for MongoTicketStore {
                     .await
                     .map_err(backend)?;
                 Err(match exists {
-                    Some(_) => StoreError::VersionConflict {
-                        entity: "ticket",
-                        id: ticket.id,
-                        expected: ticket.version,
-                    },
+                    Some(_) => StoreError::conflict("ticket", ticket.id, ticket.version),
                     None => StoreError::not_found("ticket", ticket.id),
                 })
             }
@@ -704,45 +559,6 @@ async fn find_by_id<T>(
         .transpose()
 }
 
-/// Applies a replica event: insert at version 0 (a taken id is a conflict), else replace the
-/// document at version − 1.
-async fn apply_replica(
-    collection: &Collection<Document>,
-    entity: &'static str,
-    id: Id,
-    version: Version,
-    set: Document,
-) -> Result<(), StoreError> {
-    let conflict = || StoreError::VersionConflict {
-        entity,
-        id,
-        expected: version.saturating_sub(1),
-    };
-    if version == 0 {
-        let mut document = doc! {"_id": oid(id), "version": 0_i64};
-        document.extend(set);
-        return match collection.insert_one(document).await {
-            Ok(_) => Ok(()),
-            Err(e) if duplicate_key(&e).is_some() => Err(conflict()),
-            Err(e) => Err(backend(e)),
-        };
-    }
-    let mut set = set;
-    set.insert("version", db_version(version)?);
-    let result = collection
-        .update_one(
-            doc! {"_id": oid(id), "version": db_version(version - 1)?},
-            doc! {"$set": set},
-        )
-        .await
-        .map_err(backend)?;
-    if result.matched_count == 1 {
-        Ok(())
-    } else {
-        Err(conflict())
-    }
-}
-
 /// The replica of orders in MongoDB.
 #[derive(Debug, Clone)]
 pub struct MongoOrderReplicaStore {
@@ -760,18 +576,20 @@ fn order_replica_of(doc: &Document) -> Result<OrderReplica, StoreError> {
 }
 
 #[async_trait]
-impl OrderReplicaStore for MongoOrderReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<OrderReplica>, StoreError> {
+impl ReplicaStore<OrderReplica> for MongoOrderReplicaStore {
+    async fn find(&self, id: &Id) -> Result<Option<OrderReplica>, StoreError> {
+        let id = *id;
         find_by_id(&self.replicas, id, order_replica_of).await
     }
 
     async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
         let set = doc! {"ticket_id": oid(order.ticket_id), "status": order.status.as_str()};
-        apply_replica(
+        apply_versioned(
             &self.replicas,
             "order replica",
-            order.id,
+            Bson::ObjectId(oid(order.id)),
             order.version,
+            ReplicaStart::FromFirst,
             set,
         )
         .await
@@ -842,11 +660,7 @@ impl MongoPaymentStore {
             )
             .await
             .map_err(backend)?
-            .ok_or(StoreError::VersionConflict {
-                entity: "payment",
-                id: current.id,
-                expected: current.version,
-            })?;
+            .ok_or(StoreError::conflict("payment", current.id, current.version))?;
         if any {
             self.wake.notify_one();
         }
@@ -856,11 +670,7 @@ impl MongoPaymentStore {
     async fn in_status(&self, id: Id, from: PaymentStatus) -> Result<Payment, StoreError> {
         let current = self.get(id).await?;
         if current.status != from {
-            return Err(StoreError::VersionConflict {
-                entity: "payment",
-                id,
-                expected: current.version,
-            });
+            return Err(StoreError::conflict("payment", id, current.version));
         }
         Ok(current)
     }
@@ -981,8 +791,9 @@ fn payable_order_of(doc: &Document) -> Result<PayableOrder, StoreError> {
 }
 
 #[async_trait]
-impl PayableOrderStore for MongoPayableOrderStore {
-    async fn find(&self, id: Id) -> Result<Option<PayableOrder>, StoreError> {
+impl ReplicaStore<PayableOrder> for MongoPayableOrderStore {
+    async fn find(&self, id: &Id) -> Result<Option<PayableOrder>, StoreError> {
+        let id = *id;
         find_by_id(&self.replicas, id, payable_order_of).await
     }
 
@@ -992,7 +803,15 @@ impl PayableOrderStore for MongoPayableOrderStore {
             "price_cents": cents(order.price),
             "status": order.status.as_str(),
         };
-        apply_replica(&self.replicas, "order", order.id, order.version, set).await
+        apply_versioned(
+            &self.replicas,
+            "order",
+            Bson::ObjectId(oid(order.id)),
+            order.version,
+            ReplicaStart::FromFirst,
+            set,
+        )
+        .await
     }
 }
 
@@ -1032,18 +851,20 @@ impl MongoTicketReplicaStore {
 }
 
 #[async_trait]
-impl TicketReplicaStore for MongoTicketReplicaStore {
-    async fn find(&self, id: Id) -> Result<Option<TicketReplica>, StoreError> {
+impl ReplicaStore<TicketReplica> for MongoTicketReplicaStore {
+    async fn find(&self, id: &Id) -> Result<Option<TicketReplica>, StoreError> {
+        let id = *id;
         find_by_id(&self.replicas, id, ticket_replica_of).await
     }
 
     async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
         let set = doc! {"title": &ticket.title, "price_cents": cents(ticket.price)};
-        apply_replica(
+        apply_versioned(
             &self.replicas,
             "ticket replica",
-            ticket.id,
+            Bson::ObjectId(oid(ticket.id)),
             ticket.version,
+            ReplicaStart::FromFirst,
             set,
         )
         .await
@@ -1111,7 +932,7 @@ impl MongoOrderStore {
     }
 
     async fn joined(&self, order: OrderDoc) -> Result<Order, StoreError> {
-        let ticket = self.tickets.find(order.ticket_id).await?;
+        let ticket = self.tickets.find(&order.ticket_id).await?;
         join(order, ticket)
     }
 }
@@ -1126,7 +947,7 @@ impl OrderStore for MongoOrderStore {
         // Replicas are never deleted, so this existence check cannot go stale.
         let ticket = self
             .tickets
-            .find(order.ticket_id)
+            .find(&order.ticket_id)
             .await?
             .ok_or_else(|| StoreError::not_found("ticket", order.ticket_id))?;
         let created = Order {
@@ -1159,9 +980,10 @@ impl OrderStore for MongoOrderStore {
             Err(e) => {
                 return Err(match duplicate_key(&e) {
                     Some(message) if message.contains(ACTIVE_ORDER_INDEX) => {
-                        StoreError::TicketReserved {
+                        ReservationError::TicketReserved {
                             ticket_id: order.ticket_id,
                         }
+                        .into()
                     }
                     Some(_) => StoreError::AlreadyExists {
                         entity: "order",
@@ -1214,11 +1036,7 @@ impl OrderStore for MongoOrderStore {
         announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
         let current = self.find(id).await?;
-        let conflict = || StoreError::VersionConflict {
-            entity: "order",
-            id,
-            expected: expected_version,
-        };
+        let conflict = || StoreError::conflict("order", id, expected_version);
         if current.version != expected_version {
             return Err(conflict());
         }
@@ -1257,129 +1075,5 @@ impl OrderStore for MongoOrderStore {
             .await
             .map_err(backend)?
             .is_some())
-    }
-}
-
-/// The outbox of a MongoDB database: events wait in the `outbox` array of the ticket or order
-/// document whose change they announce (one single-document write covers state and events, no
-/// replica set needed); the relay pulls them after publishing. The events of one document keep
-/// their order in the array. [`changed`](Outbox::changed) completes on a write in this process;
-/// writes of other processes are seen by the relay's poll. The lease is a document of
-/// `outbox_lease`, timed by this process's clock.
-#[derive(Debug, Clone)]
-pub struct MongoOutbox {
-    db: mongodb::Database,
-    wake: Arc<Notify>,
-    /// Where the events of the last `pending` call live, by the ids handed out.
-    read: Arc<Mutex<ReadEvents>>,
-}
-
-#[derive(Debug, Default)]
-struct ReadEvents {
-    next: OutboxId,
-    located: HashMap<OutboxId, (&'static str, ObjectId, ObjectId)>,
-}
-
-#[async_trait]
-impl Outbox for MongoOutbox {
-    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
-        let mut found = Vec::new();
-        for collection in OWNED {
-            if found.len() >= limit {
-                break;
-            }
-            let docs: Vec<Document> = self
-                .db
-                .collection::<Document>(collection)
-                .find(doc! {"outbox.eid": {"$exists": true}})
-                .projection(doc! {"outbox": 1})
-                .limit(i64::try_from(limit - found.len()).unwrap_or(i64::MAX))
-                .await
-                .map_err(backend)?
-                .try_collect()
-                .await
-                .map_err(backend)?;
-            for document in docs {
-                let doc_id = document
-                    .get_object_id("_id")
-                    .map_err(|e| corrupt("outbox event", e))?;
-                let entity = match collection {
-                    "tickets" => "ticket",
-                    "payments" => "payment",
-                    _ => "order",
-                };
-                let key = outbox_key(entity, id_from(doc_id));
-                let entries = document
-                    .get_array(OUTBOX)
-                    .map_err(|e| corrupt("outbox event", e))?;
-                for entry in entries {
-                    let Bson::Document(entry) = entry else {
-                        return Err(corrupt("outbox event", "not a document"));
-                    };
-                    let (eid, message) = outbox_message(entry)?;
-                    found.push((collection, doc_id, eid, key.clone(), message));
-                }
-            }
-        }
-        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        read.located.clear();
-        Ok(found
-            .into_iter()
-            .map(|(collection, doc_id, eid, key, message)| {
-                read.next += 1;
-                let id = read.next;
-                read.located.insert(id, (collection, doc_id, eid));
-                OutboxEvent { id, key, message }
-            })
-            .collect())
-    }
-
-    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
-        let mut by_document: HashMap<(&'static str, ObjectId), Vec<ObjectId>> = HashMap::new();
-        {
-            let read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-            for id in ids {
-                if let Some((collection, doc_id, eid)) = read.located.get(id) {
-                    by_document
-                        .entry((collection, *doc_id))
-                        .or_default()
-                        .push(*eid);
-                }
-            }
-        }
-        for ((collection, doc_id), eids) in by_document {
-            self.db
-                .collection::<Document>(collection)
-                .update_one(
-                    doc! {"_id": doc_id},
-                    doc! {"$pull": {OUTBOX: {"eid": {"$in": eids}}}},
-                )
-                .await
-                .map_err(backend)?;
-        }
-        Ok(())
-    }
-
-    async fn changed(&self) {
-        self.wake.notified().await;
-    }
-
-    async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let now = Utc::now();
-        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        let result = self
-            .db
-            .collection::<Document>("outbox_lease")
-            .update_one(
-                doc! {"_id": "relay", "$or": [{"holder": holder}, {"expires_at": {"$lt": millis(now)}}]},
-                doc! {"$set": {"holder": holder, "expires_at": millis(until)}},
-            )
-            .upsert(true)
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if duplicate_key(&e).is_some() => Ok(false),
-            Err(e) => Err(backend(e)),
-        }
     }
 }
