@@ -2,8 +2,8 @@
 //!
 //! # Contract
 //!
-//! Every backend gives the JetStream model, and the [bus conformance
-//! suite](crate::conformance::bus) checks it:
+//! Every backend gives the JetStream model, and the bus conformance suite
+//! (`conformance::bus`, feature `conformance`) checks it:
 //!
 //! - **Publish confirms.** [`Bus::publish`] returns only once the broker stored the message. A
 //!   message whose [`message_id`](OutgoingMessage::message_id) was already published inside the

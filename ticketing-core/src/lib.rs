@@ -10,7 +10,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `ticketing` | on | the [ticketing domain](ticketing): its events, reservation rules, prices, payments and store roles |
+//! | `ticketing` | on | the ticketing domain (`ticketing_core::ticketing`): its events, reservation rules, prices, payments and store roles |
 //! | `conformance` | off | the bus, replica and outbox conformance suites every backend runs (and the ticketing store suites, with `ticketing`) |
 //!
 //! With `default-features = false` the crate has no ticket, order or payment in it: a service of

@@ -4,7 +4,8 @@
 //!
 //! # Contract
 //!
-//! Every backend passes the [replica conformance suite](crate::conformance::replica):
+//! Every backend passes the replica conformance suite (`conformance::replica`, feature
+//! `conformance`):
 //!
 //! - **Replicas** implement a plain lookup ([`find`](ReplicaStore::find)) and a versioned write
 //!   ([`apply`](ReplicaStore::apply)); the provided

@@ -113,6 +113,10 @@ pub enum StoreSettings {
         /// Pool size; default 10.
         #[serde(default)]
         max_connections: Option<u32>,
+        /// How long a request waits for a connection before the store answers
+        /// `Unavailable`, in seconds; default 3.
+        #[serde(default)]
+        timeout_seconds: Option<u64>,
     },
     /// MongoDB at `uri`. The database is `database`, else the one the URI names, else the
     /// service's name.
@@ -122,6 +126,10 @@ pub enum StoreSettings {
         /// The database; default: the URI's, else the service's name.
         #[serde(default)]
         database: Option<String>,
+        /// How long an operation waits to reach a server before the store answers
+        /// `Unavailable`, in seconds; default 3, unless the URI sets `serverSelectionTimeoutMS`.
+        #[serde(default)]
+        timeout_seconds: Option<u64>,
     },
 }
 
@@ -154,14 +162,33 @@ impl StoreSettings {
                     .to_owned(),
                 schema: None,
                 max_connections: None,
+                timeout_seconds: None,
             },
             StoreBackend::Mongo => StoreSettings::Mongo {
                 uri: mongo_uri
                     .ok_or_else(|| SettingsError("--store mongo needs MONGO_URI".into()))?
                     .to_owned(),
                 database: None,
+                timeout_seconds: None,
             },
         })
+    }
+
+    /// These settings with a bound on how long the database may take to answer before a store
+    /// operation fails with `Unavailable` (a pooled connection on PostgreSQL, a server on
+    /// MongoDB); memory ignores it.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        let seconds = timeout.as_secs().max(1);
+        match &mut self {
+            StoreSettings::Memory => {}
+            StoreSettings::Postgres {
+                timeout_seconds, ..
+            }
+            | StoreSettings::Mongo {
+                timeout_seconds, ..
+            } => *timeout_seconds = Some(seconds),
+        }
+        self
     }
 
     /// The backend these settings open.
@@ -212,21 +239,35 @@ impl StoreSettings {
                 url,
                 schema,
                 max_connections,
+                timeout_seconds,
             } => crate::postgres::PgDatabase::open_schema_pool(
                 url,
                 schema.as_deref().unwrap_or(service),
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(max_connections.unwrap_or(10))
-                    .acquire_timeout(crate::postgres::DEFAULT_ACQUIRE_TIMEOUT),
+                    .acquire_timeout(timeout_seconds.map_or(
+                        crate::postgres::DEFAULT_ACQUIRE_TIMEOUT,
+                        std::time::Duration::from_secs,
+                    )),
             )
             .await
             .map(Database::Postgres),
             #[cfg(feature = "mongo")]
-            StoreSettings::Mongo { uri, database } => match database {
-                Some(name) => crate::mongo::MongoDatabase::connect(uri, name).await,
-                None => crate::mongo::MongoDatabase::connect_default(uri, service).await,
+            StoreSettings::Mongo {
+                uri,
+                database,
+                timeout_seconds,
+            } => {
+                let timeout = timeout_seconds.map(std::time::Duration::from_secs);
+                crate::mongo::MongoDatabase::connect_with(
+                    uri,
+                    database.as_deref(),
+                    service,
+                    timeout,
+                )
+                .await
+                .map(Database::Mongo)
             }
-            .map(Database::Mongo),
             #[allow(unreachable_patterns)]
             other => Err(StoreError::backend(
                 other.backend().as_str(),
@@ -251,7 +292,7 @@ impl fmt::Display for StoreSettings {
                     None => Ok(()),
                 }
             }
-            StoreSettings::Mongo { uri, database } => {
+            StoreSettings::Mongo { uri, database, .. } => {
                 write!(f, "MongoDB at {}", redact_url(uri))?;
                 match database {
                     Some(database) => write!(f, " (database {database})"),
@@ -270,16 +311,23 @@ impl fmt::Debug for StoreSettings {
                 url,
                 schema,
                 max_connections,
+                timeout_seconds,
             } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
                 .field("schema", schema)
                 .field("max_connections", max_connections)
+                .field("timeout_seconds", timeout_seconds)
                 .finish(),
-            StoreSettings::Mongo { uri, database } => f
+            StoreSettings::Mongo {
+                uri,
+                database,
+                timeout_seconds,
+            } => f
                 .debug_struct("Mongo")
                 .field("uri", &redact_url(uri))
                 .field("database", database)
+                .field("timeout_seconds", timeout_seconds)
                 .finish(),
         }
     }
@@ -483,7 +531,8 @@ mod tests {
             StoreSettings::Postgres {
                 url: "postgres://u:pw@h/db".into(),
                 schema: Some("tickets".into()),
-                max_connections: None
+                max_connections: None,
+                timeout_seconds: None,
             }
         );
         let err = serde_json::from_str::<StoreSettings>(r#"{"backend": "postgres"}"#);

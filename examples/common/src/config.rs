@@ -174,6 +174,10 @@ pub struct BackendArgs {
     /// MongoDB URI; the database is the one in the URI, else the service's name.
     #[arg(long, env = "MONGO_URI", hide_env_values = true)]
     pub mongo_uri: Option<Secret>,
+    /// How long a request waits for the database (a pooled PostgreSQL connection, a MongoDB
+    /// server) before it is answered 503 with Retry-After.
+    #[arg(long, env = "DATABASE_TIMEOUT_SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub database_timeout_seconds: u64,
 }
 
 impl CommonArgs {
@@ -260,7 +264,8 @@ impl BackendArgs {
             self.store,
             self.database_url.as_ref().map(Secret::expose),
             self.mongo_uri.as_ref().map(Secret::expose),
-        )?)
+        )?
+        .with_timeout(Duration::from_secs(self.database_timeout_seconds)))
     }
 
     /// Connects the configured bus; refuses one whose stream drops events before the

@@ -34,10 +34,12 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
                 url: live::database_url(),
                 schema: Some(name),
                 max_connections: None,
+                timeout_seconds: None,
             },
             _ => StoreSettings::Mongo {
                 uri: live::mongo_uri(),
                 database: Some(name),
+                timeout_seconds: None,
             },
         };
         let service = service.to_owned();

@@ -191,25 +191,7 @@ pub async fn settled(bus: &InMemoryBus) {
 /// Waits until `outbox` is empty and the bus has nothing in flight or due, both at once (a
 /// listener may commit new events while it settles; 20 s of tokio time at most).
 pub async fn settled_with(bus: &InMemoryBus, outbox: &dyn Outbox) {
-    let empty = || async {
-        outbox
-            .pending(1)
-            .await
-            .map(|p| p.is_empty())
-            .unwrap_or(false)
-    };
-    let both = async {
-        loop {
-            while !empty().await {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            bus.settled().await;
-            if empty().await {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), both)
+    tokio::time::timeout(Duration::from_secs(20), bus.settled_with(&[outbox]))
         .await
         .expect("the outbox empties and the bus settles");
 }

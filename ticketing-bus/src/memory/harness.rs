@@ -38,6 +38,24 @@ impl InMemoryBus {
         Some(state.stats(id))
     }
 
+    /// What the queue group `group` did with events of type `E`: its deliveries, acks,
+    /// retries and dead letters on `E`'s subject; all zero when it never subscribed to them.
+    ///
+    /// ```
+    /// # use ticketing_core::Event;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Shipped;
+    /// # impl Event for Shipped { const SUBJECT: &'static str = "parcel:shipped";
+    /// #   fn message_id(&self) -> String { "s".into() } }
+    /// use ticketing_bus::memory::InMemoryBus;
+    ///
+    /// let bus = InMemoryBus::new();
+    /// let stats = bus.stats_of::<Shipped>("notifications");
+    /// assert_eq!((stats.acked, stats.dead_lettered), (0, 0));
+    /// ```
+    pub fn stats_of<E: Event>(&self, group: &str) -> GroupStats {
+        self.group_stats(E::SUBJECT, group).unwrap_or_default()
+    }
+
     /// Every queue group as `(subject, group, stats)`.
     pub fn groups(&self) -> Vec<(String, String, GroupStats)> {
         let state = self.shared.lock();
@@ -86,6 +104,32 @@ impl InMemoryBus {
                     }
                 }
                 None => notified.await,
+            }
+        }
+    }
+
+    /// Waits until every outbox of `outboxes` is empty and the bus has settled, both at once:
+    /// the whole system at rest, relays included. A listener may commit new events while the
+    /// bus settles, and a relay may publish while it does, so it checks both again until
+    /// neither has work. An outbox that cannot be read counts as not empty. On a paused clock
+    /// it takes no real time.
+    pub async fn settled_with(&self, outboxes: &[&dyn Outbox]) {
+        let empty = || async {
+            for outbox in outboxes {
+                match outbox.pending(1).await {
+                    Ok(pending) if pending.is_empty() => {}
+                    _ => return false,
+                }
+            }
+            true
+        };
+        loop {
+            while !empty().await {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            self.settled().await;
+            if empty().await {
+                return;
             }
         }
     }

@@ -65,6 +65,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::outbox::Outbox;
 use ticketing_core::{
     Acknowledger, Bus, BusError, DeadLetter, Delivery, Event, Message, OutgoingMessage, PublishAck,
     SubscribeOptions, Subscription,

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bus;
+pub mod commit;
 #[cfg(feature = "ticketing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod outbox;

@@ -3,18 +3,15 @@
 
 #![allow(missing_docs)]
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{StoreFactory, Stores, replicated_ticket, ticket};
-use crate::bus::{
-    Bus, BusError, DeadLetter, OutgoingMessage, PublishAck, SubscribeOptions, Subscription,
-};
+use crate::bus::{Bus, OutgoingMessage};
 use crate::outbox::{RelayOptions, round, spawn_relay};
 use crate::store::StoreError;
 use crate::ticketing::OrderStatus;
@@ -22,57 +19,7 @@ use crate::ticketing::store::ReservationError;
 use crate::ticketing::store::{NewOrder, Order, OrderReplica, Ticket};
 use crate::{Id, PublishError};
 
-/// A broker that keeps what it is sent, dropping a repeated message id as JetStream does.
-#[derive(Default)]
-pub struct RecordingBus {
-    stored: Mutex<Vec<OutgoingMessage>>,
-    seen: Mutex<HashSet<String>>,
-}
-
-impl RecordingBus {
-    /// Every message stored, in order.
-    pub fn stored(&self) -> Vec<OutgoingMessage> {
-        self.stored.lock().expect("lock").clone()
-    }
-}
-
-#[async_trait]
-impl Bus for RecordingBus {
-    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        let duplicate = match &message.message_id {
-            Some(id) => !self.seen.lock().expect("lock").insert(id.clone()),
-            None => false,
-        };
-        let mut stored = self.stored.lock().expect("lock");
-        if !duplicate {
-            stored.push(message);
-        }
-        Ok(PublishAck {
-            sequence: stored.len() as u64,
-            duplicate,
-        })
-    }
-
-    async fn subscribe(
-        &self,
-        _subject: &str,
-        _group: &str,
-        _options: SubscribeOptions,
-    ) -> Result<Box<dyn Subscription>, BusError> {
-        Err(BusError::backend(
-            "recording",
-            "the recording bus only records",
-        ))
-    }
-
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
-        Ok(Vec::new())
-    }
-
-    async fn redrive(&self, _id: u64) -> Result<(), BusError> {
-        Ok(())
-    }
-}
+pub use super::commit::RecordingBus;
 
 /// One message per change: subject `ticket`, the version as payload, a unique message id.
 fn announce_ticket(t: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {

@@ -36,7 +36,7 @@
 //! sets `serverSelectionTimeoutMS`) is [`StoreError::Unavailable`].
 //!
 //! With feature `ticketing`, the same database also hands out the ticketing roles
-//! (`MongoTicketStore`, `MongoOrderStore`, ...) once [`MongoDatabase::create_indexes`] ran.
+//! (`MongoTicketStore`, `MongoOrderStore`, ...) once `MongoDatabase::create_indexes` ran.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -156,27 +156,42 @@ impl MongoDatabase {
 
     /// Connects to `uri` and uses `database`.
     pub async fn connect(uri: &str, database: &str) -> Result<Self, StoreError> {
-        let client = Self::client(uri).await?;
-        Ok(MongoDatabase::from_database(client.database(database)))
+        Self::connect_with(uri, Some(database), database, None).await
     }
 
     /// Connects to `uri` and uses the database it names, or `fallback` if it names none.
     pub async fn connect_default(uri: &str, fallback: &str) -> Result<Self, StoreError> {
-        let client = Self::client(uri).await?;
-        let database = client
-            .default_database()
-            .unwrap_or_else(|| client.database(fallback));
-        Ok(MongoDatabase::from_database(database))
+        Self::connect_with(uri, None, fallback, None).await
     }
 
-    async fn client(uri: &str) -> Result<mongodb::Client, StoreError> {
+    /// Connects to `uri` and uses `database`, else the database the URI names, else
+    /// `fallback`; an operation waits at most `timeout` to reach a server (default: the URI's
+    /// `serverSelectionTimeoutMS`, else [`DEFAULT_SERVER_SELECTION_TIMEOUT`]).
+    pub async fn connect_with(
+        uri: &str,
+        database: Option<&str>,
+        fallback: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Self, StoreError> {
         let mut options = mongodb::options::ClientOptions::parse(uri)
             .await
             .map_err(|e| backend(format!("invalid MongoDB URI: {e}")))?;
-        options
-            .server_selection_timeout
-            .get_or_insert(DEFAULT_SERVER_SELECTION_TIMEOUT);
-        mongodb::Client::with_options(options).map_err(backend)
+        match timeout {
+            Some(timeout) => options.server_selection_timeout = Some(timeout),
+            None => {
+                options
+                    .server_selection_timeout
+                    .get_or_insert(DEFAULT_SERVER_SELECTION_TIMEOUT);
+            }
+        }
+        let client = mongodb::Client::with_options(options).map_err(backend)?;
+        let database = match database {
+            Some(name) => client.database(name),
+            None => client
+                .default_database()
+                .unwrap_or_else(|| client.database(fallback)),
+        };
+        Ok(MongoDatabase::from_database(database))
     }
 
     /// Uses a database handle.

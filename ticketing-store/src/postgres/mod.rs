@@ -32,7 +32,7 @@
 //! [`DEFAULT_ACQUIRE_TIMEOUT`]) is [`StoreError::Unavailable`], never a 30 s hang.
 //!
 //! With feature `ticketing`, the same database also hands out the ticketing roles
-//! (`PgTicketStore`, `PgOrderStore`, ...) once [`PgDatabase::migrate_ticketing`] created their
+//! (`PgTicketStore`, `PgOrderStore`, ...) once `PgDatabase::migrate_ticketing` created their
 //! tables.
 
 use std::fmt;

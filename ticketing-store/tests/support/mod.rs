@@ -31,6 +31,7 @@ pub async fn postgres(max_connections: u32) -> Database {
         url: ticketing_test_live::database_url(),
         schema: Some(ticketing_test_live::fresh_pg_schema("test").await),
         max_connections: Some(max_connections),
+        timeout_seconds: None,
     })
     .await
 }
@@ -40,6 +41,7 @@ pub async fn mongo() -> Database {
     open(StoreSettings::Mongo {
         uri: ticketing_test_live::mongo_uri(),
         database: Some(ticketing_test_live::fresh_mongo_database("test").await),
+        timeout_seconds: None,
     })
     .await
 }

@@ -8,4 +8,5 @@ mod index;
 mod listeners;
 mod ops;
 mod show;
+mod unavailable;
 mod update;

@@ -1,0 +1,69 @@
+//! The inventory on PostgreSQL (a schema per test; the warehouse's own migrations beside the
+//! SDK's, its changes and their events in its own transactions), in real time.
+
+mod scenarios;
+
+use ticketing_store::StoreSettings;
+
+async fn db() -> ticketing_store::Database {
+    let settings = StoreSettings::Postgres {
+        url: ticketing_test_live::database_url(),
+        schema: Some(ticketing_test_live::fresh_pg_schema("inventory").await),
+        max_connections: Some(8),
+        timeout_seconds: None,
+    };
+    settings
+        .open("inventory")
+        .await
+        .unwrap_or_else(|e| panic!("{settings} must be running (scripts/test starts it): {e}"))
+}
+
+macro_rules! on_postgres {
+    ($($case:ident)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                scenarios::$case(db().await).await;
+            }
+        )*
+    };
+}
+
+on_postgres!(
+    a_received_item_is_listed
+    a_duplicate_delivery_is_acknowledged_and_changes_nothing
+    an_adjustment_that_overtakes_its_receipt_waits_and_converges
+    a_malformed_event_is_dead_lettered_with_its_reason
+    events_leave_through_the_outbox_only_after_their_change_commits
+    the_alerts_replica_starts_mid_stream
+    under_the_default_rule_the_same_replica_would_wait_for_version_0
+);
+
+#[tokio::test]
+async fn the_schema_holds_the_services_tables_and_the_sdks_never_the_ticketing_ones() {
+    let ticketing_store::Database::Postgres(pg) = db().await else {
+        panic!("postgres")
+    };
+    inventory::Inventory::open(&ticketing_store::Database::Postgres(pg.clone()))
+        .await
+        .expect("open");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(pg.pool())
+    .await
+    .expect("tables");
+    assert_eq!(
+        tables,
+        [
+            "_sqlx_migrations",
+            "_ticketing_sdk_migrations",
+            "listings",
+            "outbox",
+            "outbox_lease",
+            "stock",
+            "watched_items"
+        ]
+    );
+}

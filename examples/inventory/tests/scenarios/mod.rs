@@ -1,0 +1,416 @@
+//! The inventory's behaviour, written once and run on every store: in memory on the paused
+//! clock, on PostgreSQL and MongoDB in real time. Every scenario runs the warehouse's relay and
+//! the listeners over the SDK's in-memory bus, whose harness waits for the whole system to be
+//! at rest (relays included) and tells what each group did by event type.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inventory::Inventory;
+use inventory::alerts::{self, WatchAdjusted};
+use inventory::events::{StockAdjusted, StockReceived};
+use inventory::stock::InsufficientStock;
+use inventory::storefront::{self, Listing};
+use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
+use ticketing_core::outbox::RelayHandle;
+use ticketing_core::{Bus, Event, ListenerHandle, OutgoingMessage, ReplicaStart, StoreError};
+use ticketing_store::Database;
+use tokio_util::sync::CancellationToken;
+
+/// The inventory on `db`, with a bus of its own.
+pub struct System {
+    pub db: Database,
+    pub inventory: Inventory,
+    pub memory: InMemoryBus,
+    pub bus: Arc<dyn Bus>,
+    relay: Option<RelayHandle>,
+    listeners: Vec<ListenerHandle>,
+}
+
+impl System {
+    pub async fn new(db: Database) -> Self {
+        let inventory = Inventory::open(&db).await.expect("open the inventory");
+        let memory = InMemoryBus::new();
+        System {
+            db,
+            inventory,
+            bus: Arc::new(memory.clone()),
+            memory,
+            relay: None,
+            listeners: Vec::new(),
+        }
+    }
+
+    pub fn start_relay(&mut self) {
+        self.relay = Some(
+            self.inventory
+                .start_warehouse(self.bus.clone(), CancellationToken::new()),
+        );
+    }
+
+    pub async fn start_storefront(&mut self) {
+        let started = self.inventory.start_storefront(&self.bus).await;
+        self.listeners.extend(started.expect("storefront"));
+    }
+
+    pub async fn start_alerts(&mut self) {
+        let started = self.inventory.start_alerts(&self.bus).await;
+        self.listeners.push(started.expect("alerts"));
+    }
+
+    /// Everything running: relay, storefront, alerts.
+    pub async fn running(db: Database) -> Self {
+        let mut system = System::new(db).await;
+        system.start_relay();
+        system.start_storefront().await;
+        system.start_alerts().await;
+        system
+    }
+
+    /// Waits until the outbox is empty and the bus has settled (60 s at most).
+    pub async fn settled(&self) {
+        let outbox = self.inventory.stock.outbox();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            self.memory.settled_with(&[&*outbox]),
+        )
+        .await
+        .expect("the system comes to rest");
+    }
+
+    pub async fn listing(&self, id: &uuid::Uuid) -> Option<Listing> {
+        self.inventory.listings.find(id).await.expect("find")
+    }
+
+    pub async fn stop(self) {
+        for listener in self.listeners {
+            listener.stop().await;
+        }
+        if let Some(relay) = self.relay {
+            relay.stop().await;
+        }
+    }
+}
+
+fn sku(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::now_v7().simple())
+}
+
+pub async fn a_received_item_is_listed(db: Database) {
+    let system = System::running(db).await;
+    let item = system
+        .inventory
+        .stock
+        .receive(&sku("kettle"), 12)
+        .await
+        .expect("receive");
+    system.settled().await;
+    assert_eq!(
+        system.listing(&item.id).await,
+        Some(Listing {
+            id: item.id,
+            sku: item.sku.clone(),
+            available: 12,
+            version: 0
+        })
+    );
+    let stats = system
+        .memory
+        .stats_of::<StockReceived>(storefront::QUEUE_GROUP);
+    assert_eq!((stats.acked, stats.dead_lettered), (1, 0));
+    assert_eq!(
+        system
+            .memory
+            .stats_of::<StockReceived>(alerts::QUEUE_GROUP)
+            .delivered,
+        0,
+        "the alerts service does not hear receipts"
+    );
+    system.stop().await;
+}
+
+pub async fn a_duplicate_delivery_is_acknowledged_and_changes_nothing(db: Database) {
+    // The storefront alone hears the adjustment, so the copy goes to it.
+    let mut system = System::new(db).await;
+    system.start_relay();
+    system.start_storefront().await;
+    let item = system
+        .inventory
+        .stock
+        .receive(&sku("teapot"), 3)
+        .await
+        .expect("receive");
+    system.settled().await;
+    system
+        .memory
+        .faults()
+        .duplicate_next_delivery(StockAdjusted::SUBJECT);
+    let item = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, 4)
+        .await
+        .expect("adjust");
+    system.settled().await;
+    let stats = system
+        .memory
+        .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+    assert_eq!(stats.delivered, 2, "delivered twice");
+    assert_eq!(
+        (stats.acked, stats.dead_lettered),
+        (2, 0),
+        "both acknowledged"
+    );
+    assert_eq!(system.listing(&item.id).await.expect("listed").available, 7);
+    assert_eq!(system.listing(&item.id).await.expect("listed").version, 1);
+    system.stop().await;
+}
+
+pub async fn an_adjustment_that_overtakes_its_receipt_waits_and_converges(db: Database) {
+    let system = System::running(db).await;
+    system.memory.faults().hold(StockReceived::SUBJECT);
+    let item = system
+        .inventory
+        .stock
+        .receive(&sku("kettle"), 10)
+        .await
+        .expect("receive");
+    let item = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -3)
+        .await
+        .expect("adjust");
+    let item = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -2)
+        .await
+        .expect("adjust");
+    // The adjustments reach the storefront first: it has nothing to apply them to, and waits.
+    let waited = async {
+        loop {
+            let stats = system
+                .memory
+                .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+            if stats.nacked >= 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .expect("the adjustments wait for the receipt");
+    assert_eq!(system.listing(&item.id).await, None);
+    system
+        .memory
+        .faults()
+        .release(StockReceived::SUBJECT, ReleaseOrder::InOrder);
+    system.settled().await;
+    let listing = system.listing(&item.id).await.expect("listed");
+    assert_eq!((listing.available, listing.version), (5, 2));
+    let stats = system
+        .memory
+        .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+    assert_eq!(
+        (stats.acked, stats.dead_lettered),
+        (2, 0),
+        "nothing dead-lettered"
+    );
+    system.stop().await;
+}
+
+pub async fn a_malformed_event_is_dead_lettered_with_its_reason(db: Database) {
+    let system = System::running(db).await;
+    system
+        .bus
+        .publish(OutgoingMessage::new(StockAdjusted::SUBJECT, "{not json"))
+        .await
+        .expect("publish");
+    system.settled().await;
+    let dead = system.bus.dead_letters().await.expect("dead letters");
+    let ours: Vec<_> = dead
+        .iter()
+        .filter(|d| d.group == storefront::QUEUE_GROUP)
+        .collect();
+    assert_eq!(ours.len(), 1, "{dead:?}");
+    assert_eq!(ours[0].message.subject, StockAdjusted::SUBJECT);
+    assert!(!ours[0].reason.is_empty(), "{:?}", ours[0]);
+    let stats = system
+        .memory
+        .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+    assert_eq!(
+        (stats.delivered, stats.dead_lettered),
+        (1, 1),
+        "once, not in a loop"
+    );
+    system.stop().await;
+}
+
+pub async fn events_leave_through_the_outbox_only_after_their_change_commits(db: Database) {
+    let mut system = System::new(db).await;
+    system.start_storefront().await;
+    let item = system
+        .inventory
+        .stock
+        .receive(&sku("mug"), 2)
+        .await
+        .expect("receive");
+    // Committed with the change, not yet published: no relay runs.
+    assert_eq!(
+        system
+            .inventory
+            .stock
+            .outbox()
+            .pending(10)
+            .await
+            .expect("pending")
+            .len(),
+        1
+    );
+    assert!(system.memory.published::<StockReceived>().is_empty());
+    // A change the warehouse's rule refuses writes nothing and announces nothing.
+    let refused = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -3)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(refused, StoreError::Rejected(_))
+            && refused.rejection::<InsufficientStock>().is_some(),
+        "{refused}"
+    );
+    let stale = system.inventory.stock.adjust(item.id, 7, 1).await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionConflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        system.inventory.stock.get(item.id).await.expect("get"),
+        item
+    );
+    // The relay publishes what was committed, once, and empties the outbox.
+    system.start_relay();
+    system.settled().await;
+    assert_eq!(
+        system.memory.published::<StockReceived>(),
+        vec![StockReceived {
+            id: item.id,
+            sku: item.sku.clone(),
+            quantity: 2,
+            version: 0
+        }]
+    );
+    assert!(system.memory.published::<StockAdjusted>().is_empty());
+    assert!(
+        system
+            .inventory
+            .stock
+            .outbox()
+            .pending(10)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    assert_eq!(system.listing(&item.id).await.expect("listed").available, 2);
+    system.stop().await;
+}
+
+pub async fn the_alerts_replica_starts_mid_stream(db: Database) {
+    let mut system = System::new(db).await;
+    system.start_relay();
+    system.start_storefront().await;
+    // The item's history so far: received, then adjusted twice; the alerts service is not
+    // running yet.
+    let item = system
+        .inventory
+        .stock
+        .receive(&sku("kettle"), 9)
+        .await
+        .expect("receive");
+    let item = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -2)
+        .await
+        .expect("adjust");
+    let item = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -3)
+        .await
+        .expect("adjust");
+    system.settled().await;
+    // Started now, it hears version 1 first (never version 0) and starts the record there.
+    system.start_alerts().await;
+    let item = system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -1)
+        .await
+        .expect("adjust");
+    system.settled().await;
+    let watched = system
+        .inventory
+        .watched
+        .get(&item.id)
+        .await
+        .expect("watched");
+    assert_eq!(
+        (watched.quantity, watched.low, watched.version),
+        (3, true, 3)
+    );
+    let stats = system.memory.stats_of::<StockAdjusted>(alerts::QUEUE_GROUP);
+    assert_eq!((stats.acked, stats.dead_lettered), (3, 0));
+    system.stop().await;
+}
+
+pub async fn under_the_default_rule_the_same_replica_would_wait_for_version_0(db: Database) {
+    let system = System::new(db).await;
+    // The alerts' listener over a replica that sees every record from version 0.
+    let from_first = system
+        .db
+        .replicas::<alerts::Watched>("watched_from_first", ReplicaStart::FromFirst)
+        .await
+        .expect("replicas");
+    let relay = system
+        .inventory
+        .start_warehouse(system.bus.clone(), CancellationToken::new());
+    let listener = ticketing_core::spawn_listener(&system.bus, WatchAdjusted(from_first.clone()))
+        .await
+        .expect("listener");
+    let item = system
+        .inventory
+        .stock
+        .receive(&sku("kettle"), 9)
+        .await
+        .expect("receive");
+    system
+        .inventory
+        .stock
+        .adjust(item.id, item.version, -2)
+        .await
+        .expect("adjust");
+    let waited = async {
+        loop {
+            if system
+                .memory
+                .stats_of::<StockAdjusted>(alerts::QUEUE_GROUP)
+                .nacked
+                >= 3
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .expect("it keeps waiting");
+    assert_eq!(from_first.find(&item.id).await.expect("find"), None);
+    listener.stop().await;
+    relay.stop().await;
+}
