@@ -3,7 +3,12 @@
 //!
 //! - `update`: 1,000 chained versioned updates (`UPDATE ... WHERE id = $1 AND version = $n`),
 //!   each naming the version the previous one returned;
-//! - `read_update`: 1,000 times read the ticket, then update it with the version read.
+//! - `read_update`: 1,000 times read the ticket, then update it with the version read;
+//! - `update_event`: 1,000 chained versioned updates, each with its `ticket:updated` event
+//!   through the outbox: bare sqlx runs `BEGIN; UPDATE ...; INSERT INTO outbox ...; COMMIT`,
+//!   `pg_ticket_store` its `update_announcing`, `append_own_tx` the same UPDATE in a
+//!   transaction of the caller's own with the event written by `postgres::append` (the generic
+//!   path a service of another domain takes).
 //!
 //! `cargo bench -p ticketing-benches --bench store`
 
@@ -12,10 +17,11 @@ use std::str::FromStr;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{PgPool, Row};
-use ticketing_core::Id;
 use ticketing_core::ticketing::Price;
+use ticketing_core::ticketing::events::TicketUpdated;
 use ticketing_core::ticketing::store::{Ticket, TicketStore};
-use ticketing_store::postgres::{PgDatabase, PgTicketStore};
+use ticketing_core::{Id, OutgoingMessage, PublishError, outbox};
+use ticketing_store::postgres::{PgDatabase, PgTicketStore, append};
 
 const UPDATES: u64 = 1_000;
 
@@ -108,6 +114,90 @@ async fn bare_updates(pool: &PgPool, ticket: Ticket, read_first: bool) {
     }
 }
 
+/// The `ticket:updated` event of a ticket, as the tickets service announces it.
+fn announce(ticket: &Ticket) -> Result<Vec<OutgoingMessage>, PublishError> {
+    outbox::announce(&TicketUpdated {
+        id: ticket.id,
+        version: ticket.version,
+        title: ticket.title.clone(),
+        price: ticket.price,
+        user_id: ticket.user_id,
+        order_id: ticket.order_id,
+    })
+}
+
+async fn store_updates_with_event(store: &PgTicketStore, mut ticket: Ticket) {
+    for i in 0..UPDATES {
+        ticket.price = Price::from_cents(2000 + i).expect("price");
+        ticket = store
+            .update_announcing(&ticket, &announce)
+            .await
+            .expect("update");
+    }
+}
+
+const UPDATE_RETURNING: &str = "UPDATE tickets SET title = $2, price_cents = $3, order_id = $4, version = version + 1 \
+     WHERE id = $1 AND version = $5 RETURNING id, title, price_cents, user_id, version, order_id";
+
+/// The update in a transaction of the caller's own, the event appended by the SDK.
+async fn own_tx_updates_with_event(pool: &PgPool, mut ticket: Ticket) {
+    let id = ticket.id.to_string();
+    for i in 0..UPDATES {
+        let mut tx = pool.begin().await.expect("begin");
+        let row = sqlx::query(UPDATE_RETURNING)
+            .bind(&id)
+            .bind("concert")
+            .bind(2000 + i as i64)
+            .bind(None::<String>)
+            .bind(ticket.version as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .expect("update")
+            .expect("version matched");
+        ticket.version = row.get::<i64, _>("version") as u64;
+        ticket.price = Price::from_cents(2000 + i).expect("price");
+        let event = announce(&ticket).expect("encode");
+        append(&mut tx, &format!("ticket:{id}"), &event)
+            .await
+            .expect("append");
+        tx.commit().await.expect("commit");
+    }
+}
+
+/// Bare sqlx: the same UPDATE and the same INSERT into the outbox, in one transaction.
+async fn bare_updates_with_event(pool: &PgPool, mut ticket: Ticket) {
+    let id = ticket.id.to_string();
+    for i in 0..UPDATES {
+        let mut tx = pool.begin().await.expect("begin");
+        let row = sqlx::query(UPDATE_RETURNING)
+            .bind(&id)
+            .bind("concert")
+            .bind(2000 + i as i64)
+            .bind(None::<String>)
+            .bind(ticket.version as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .expect("update")
+            .expect("version matched");
+        ticket.version = row.get::<i64, _>("version") as u64;
+        ticket.price = Price::from_cents(2000 + i).expect("price");
+        let event = &announce(&ticket).expect("encode")[0];
+        sqlx::query(
+            "INSERT INTO outbox (key, subject, payload, headers, message_id) \
+             VALUES ($1, $2, $3, $4::jsonb, $5)",
+        )
+        .bind(format!("ticket:{id}"))
+        .bind(&event.subject)
+        .bind(event.payload.as_ref())
+        .bind(serde_json::to_string(&event.headers).expect("headers"))
+        .bind(event.message_id.as_deref())
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+        tx.commit().await.expect("commit");
+    }
+}
+
 fn versioned_updates(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -134,6 +224,24 @@ fn versioned_updates(c: &mut Criterion) {
             });
         });
     }
+    group.bench_function(BenchmarkId::new("bare_sqlx", "update_event"), |b| {
+        b.to_async(&runtime).iter(|| async {
+            let ticket = fresh_ticket(&store).await;
+            bare_updates_with_event(db.pool(), ticket).await;
+        });
+    });
+    group.bench_function(BenchmarkId::new("pg_ticket_store", "update_event"), |b| {
+        b.to_async(&runtime).iter(|| async {
+            let ticket = fresh_ticket(&store).await;
+            store_updates_with_event(&store, ticket).await;
+        });
+    });
+    group.bench_function(BenchmarkId::new("append_own_tx", "update_event"), |b| {
+        b.to_async(&runtime).iter(|| async {
+            let ticket = fresh_ticket(&store).await;
+            own_tx_updates_with_event(db.pool(), ticket).await;
+        });
+    });
     group.finish();
     runtime.block_on(drop_schema(&db));
 }

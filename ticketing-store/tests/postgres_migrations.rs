@@ -125,3 +125,31 @@ async fn a_ticketing_database_created_before_the_split_upgrades_in_place() {
         .expect("count");
     assert_eq!(ticketing, TICKETING_MIGRATOR.iter().count() as i64);
 }
+
+#[tokio::test]
+async fn the_ticketing_tables_come_after_the_sdks_outbox_too() {
+    let (url, schema) = schema().await;
+    let db = PgDatabase::connect_schema(&url, &schema)
+        .await
+        .expect("connect");
+    db.migrate_ticketing()
+        .await
+        .expect("the ticketing tables after the outbox");
+    db.migrate_ticketing().await.expect("again: nothing to do");
+    let ticketing: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(db.pool())
+        .await
+        .expect("count");
+    assert_eq!(ticketing, TICKETING_MIGRATOR.iter().count() as i64);
+    let tables = tables(&db).await;
+    for table in [
+        "users",
+        "tickets",
+        "orders",
+        "payments",
+        "outbox",
+        "outbox_lease",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "{table} in {tables:?}");
+    }
+}

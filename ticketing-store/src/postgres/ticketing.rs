@@ -34,17 +34,44 @@ use ticketing_core::{Id, OutgoingMessage, Version};
 /// a table of their own upgrade in place.
 pub static TICKETING_MIGRATOR: Migrator = sqlx::migrate!("./migrations/ticketing");
 
+/// The ticketing migration that creates the outbox, as the SDK's own migration does.
+const OUTBOX_MIGRATION: i64 = 20261129000001;
+
 impl PgDatabase {
     /// Creates the ticketing tables (users, tickets, orders, payments, their replicas) and the
     /// SDK's: [`TICKETING_MIGRATOR`], then [`migrate`](Self::migrate). Only a ticketing service's
-    /// schema needs them, and they come first: the ticketing migrations create the outbox
-    /// themselves (they predate the SDK's), so a schema where [`connect`](Self::connect) already
-    /// made it cannot take them. `StoreSettings::open_ticketing` does this in that order.
+    /// schema needs them. Idempotent, and in either order: the ticketing migrations predate the
+    /// SDK's and create the same outbox, so where [`connect`](Self::connect) made it first, that
+    /// one migration is recorded as applied instead of run.
     pub async fn migrate_ticketing(&self) -> Result<(), StoreError> {
-        TICKETING_MIGRATOR
-            .run(self.pool())
+        let failed = |e: sqlx::migrate::MigrateError| backend(format!("migrations failed: {e}"));
+        let outbox_exists: bool = sqlx::query_scalar("SELECT to_regclass('outbox') IS NOT NULL")
+            .fetch_one(self.pool())
             .await
-            .map_err(|e| backend(format!("migrations failed: {e}")))?;
+            .map_err(backend)?;
+        if outbox_exists {
+            // The migrations before the outbox one, and the history table with them.
+            TICKETING_MIGRATOR
+                .run_to(OUTBOX_MIGRATION - 1, self.pool())
+                .await
+                .map_err(failed)?;
+            let outbox = TICKETING_MIGRATOR
+                .iter()
+                .find(|m| m.version == OUTBOX_MIGRATION)
+                .ok_or_else(|| backend("the ticketing outbox migration is missing"))?;
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations \
+                 (version, description, success, checksum, execution_time) \
+                 VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(outbox.version)
+            .bind(outbox.description.as_ref())
+            .bind(outbox.checksum.as_ref())
+            .execute(self.pool())
+            .await
+            .map_err(backend)?;
+        }
+        TICKETING_MIGRATOR.run(self.pool()).await.map_err(failed)?;
         self.migrate().await
     }
 
@@ -346,6 +373,16 @@ impl TicketStore for PgTicketStore {
         ticket: &Ticket,
         announce: Announce<'_, Ticket>,
     ) -> Result<Ticket, StoreError> {
+        // The ticket as the update stores it is known before it: a change that announces
+        // nothing is one statement, with no transaction around it.
+        let next = Ticket {
+            version: ticket.version + 1,
+            ..ticket.clone()
+        };
+        if announce(&next)?.is_empty() {
+            let mut conn = self.pool.acquire().await.map_err(backend)?;
+            return self.write(&mut conn, ticket).await;
+        }
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let updated = self.write(&mut tx, ticket).await?;
         commit_announcing(
