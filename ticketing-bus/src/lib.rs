@@ -46,3 +46,13 @@ pub use nats::{NatsBus, NatsBusConfig};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The code blocks of the SDK's documentation pages, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk.md")]
+pub struct SdkDocDoctests;
+
+/// The code blocks of the consistency page, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/consistency.md")]
+pub struct ConsistencyDocDoctests;

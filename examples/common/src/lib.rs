@@ -2,13 +2,6 @@
 //! format, lenient JSON bodies, sessions (cookie and bearer token), configuration from the
 //! environment and flags, telemetry and graceful serving.
 
-/// The allocator of every service binary (they all link this crate): mimalloc gives memory
-/// back to the system soon after it is freed. With glibc's allocator, the all-in-one app kept
-/// about 650 MB after 40 sign-ups (argon2id's 19 MiB blocks, retained per thread); with this
-/// one it stays under 50 MB, and reads got faster (README, "Benchmarks").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod body;
 pub mod config;
 pub mod error;

@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// The binary's allocator (docs/operating.md, "Memory"): mimalloc returns freed memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ticketing_common::service::main::<ticketing_expiration::Expiration>(

@@ -1,8 +1,13 @@
 //! The whole ticketing system in one process: `JWT_KEY=dev-secret cargo run -p ticketing`.
+
 #![allow(clippy::print_stdout)]
 
 use clap::Parser;
 use ticketing::{Settings, TicketingApp};
+
+/// The binary's allocator (docs/operating.md, "Memory"): mimalloc returns freed memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -17,7 +17,7 @@ const OVERLAYS: [&str; 2] = ["dev", "prod"];
 const PORT: u64 = 3000;
 /// Variables the binaries read besides their flags: the log filter and format.
 const LOGGING: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
-/// Secrets the operator creates (README, "Deploy"), and their keys.
+/// Secrets the operator creates (docs/deploy.md), and their keys.
 const OPERATOR_SECRETS: [(&str, &str); 2] =
     [("jwt-secret", "JWT_KEY"), ("stripe-secret", "STRIPE_KEY")];
 /// The keys of the secret CloudNativePG writes for a cluster's owner (`<cluster>-app`).
@@ -579,12 +579,12 @@ fn the_image_and_the_dev_loop_agree_with_the_manifests() {
 }
 
 #[test]
-fn the_readme_says_how_to_create_the_secrets_the_manifests_use() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+fn the_deploy_docs_say_how_to_create_the_secrets_the_manifests_use() {
+    let readme = std::fs::read_to_string(root().join("docs/deploy.md")).unwrap();
     let command = readme
         .lines()
         .find(|l| l.contains("create secret generic jwt-secret --from-literal=JWT_KEY="))
-        .expect("the README's kubectl create secret for jwt-secret");
+        .expect("docs/deploy.md's kubectl create secret for jwt-secret");
     // A literal key in the example must be at least 32 bytes (the services refuse shorter).
     let value = command.split("JWT_KEY=").nth(1).unwrap().trim();
     assert!(value.starts_with("$(") || value.len() >= 32, "{value}");

@@ -1,5 +1,5 @@
 //! The OpenAPI document: generated from the handlers, served whole by the all-in-one app and in
-//! parts by each service, and in step with the README's API table (drift fails here).
+//! parts by each service, and in step with the API table of docs/system.md (drift fails here).
 
 use std::collections::BTreeSet;
 
@@ -28,13 +28,13 @@ fn operations(document: &Value) -> BTreeSet<(String, String)> {
     found
 }
 
-/// `(METHOD, /path/{param})` of every row of the README's HTTP API table.
+/// `(METHOD, /path/{param})` of every row of the HTTP API table of docs/system.md.
 fn readme_rows() -> BTreeSet<(String, String)> {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../docs/system.md");
     let table = readme
         .split("HTTP API (compatible with the original")
         .nth(1)
-        .expect("the README's API table");
+        .expect("the API table of docs/system.md");
     table
         .lines()
         .skip_while(|line| !line.starts_with("| request"))
