@@ -139,23 +139,28 @@ async fn store_updates_with_event(store: &PgTicketStore, mut ticket: Ticket) {
 const UPDATE_RETURNING: &str = "UPDATE tickets SET title = $2, price_cents = $3, order_id = $4, version = version + 1 \
      WHERE id = $1 AND version = $5 RETURNING id, title, price_cents, user_id, version, order_id";
 
+/// The versioned UPDATE of `ticket` to price 20.00 + `i` cents, inside `tx`.
+async fn update_in(tx: &mut sqlx::PgConnection, ticket: &mut Ticket, i: u64) {
+    let row = sqlx::query(UPDATE_RETURNING)
+        .bind(ticket.id.to_string())
+        .bind("concert")
+        .bind(2000 + i as i64)
+        .bind(None::<String>)
+        .bind(ticket.version as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .expect("update")
+        .expect("version matched");
+    ticket.version = row.get::<i64, _>("version") as u64;
+    ticket.price = Price::from_cents(2000 + i).expect("price");
+}
+
 /// The update in a transaction of the caller's own, the event appended by the SDK.
 async fn own_tx_updates_with_event(pool: &PgPool, mut ticket: Ticket) {
     let id = ticket.id.to_string();
     for i in 0..UPDATES {
         let mut tx = pool.begin().await.expect("begin");
-        let row = sqlx::query(UPDATE_RETURNING)
-            .bind(&id)
-            .bind("concert")
-            .bind(2000 + i as i64)
-            .bind(None::<String>)
-            .bind(ticket.version as i64)
-            .fetch_optional(&mut *tx)
-            .await
-            .expect("update")
-            .expect("version matched");
-        ticket.version = row.get::<i64, _>("version") as u64;
-        ticket.price = Price::from_cents(2000 + i).expect("price");
+        update_in(&mut tx, &mut ticket, i).await;
         let event = announce(&ticket).expect("encode");
         append(&mut tx, &format!("ticket:{id}"), &event)
             .await
@@ -169,18 +174,7 @@ async fn bare_updates_with_event(pool: &PgPool, mut ticket: Ticket) {
     let id = ticket.id.to_string();
     for i in 0..UPDATES {
         let mut tx = pool.begin().await.expect("begin");
-        let row = sqlx::query(UPDATE_RETURNING)
-            .bind(&id)
-            .bind("concert")
-            .bind(2000 + i as i64)
-            .bind(None::<String>)
-            .bind(ticket.version as i64)
-            .fetch_optional(&mut *tx)
-            .await
-            .expect("update")
-            .expect("version matched");
-        ticket.version = row.get::<i64, _>("version") as u64;
-        ticket.price = Price::from_cents(2000 + i).expect("price");
+        update_in(&mut tx, &mut ticket, i).await;
         let event = &announce(&ticket).expect("encode")[0];
         sqlx::query(
             "INSERT INTO outbox (key, subject, payload, headers, message_id) \

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ticketing_core::conformance::commit::{CommitFactory, Committer};
-use ticketing_core::conformance::replica::{ReplicaFactory, Shipment};
+use ticketing_core::conformance::replica::{Shipment, ShipmentStores};
 use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{ReplicaStore, StoreError};
 use ticketing_core::{OutgoingMessage, ReplicaStart, Version};
@@ -16,20 +16,13 @@ use ticketing_store::memory::InMemoryOutbox;
 struct Memory;
 
 #[async_trait]
-impl ReplicaFactory for Memory {
-    type Record = Shipment;
-    async fn store(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
+impl ShipmentStores for Memory {
+    async fn shipments(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
         let db = InMemoryDatabase::new();
         Arc::new(
             db.replicas::<Shipment>("shipments", start)
                 .expect("replicas"),
         )
-    }
-    fn id(&self) -> String {
-        Shipment::new_id()
-    }
-    fn record(&self, id: &String, version: Version, content: u64) -> Shipment {
-        Shipment::new(id, version, content)
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mongodb::bson::doc;
 use ticketing_core::conformance::commit::{CommitFactory, Committer};
-use ticketing_core::conformance::replica::{ReplicaFactory, Shipment};
+use ticketing_core::conformance::replica::{Shipment, ShipmentStores};
 use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{ReplicaStore, StoreError};
 use ticketing_core::{OutgoingMessage, ReplicaStart, Version};
@@ -27,16 +27,9 @@ async fn database() -> MongoDatabase {
 struct Mongo;
 
 #[async_trait]
-impl ReplicaFactory for Mongo {
-    type Record = Shipment;
-    async fn store(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
+impl ShipmentStores for Mongo {
+    async fn shipments(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
         Arc::new(database().await.replicas::<Shipment>("shipments", start))
-    }
-    fn id(&self) -> String {
-        Shipment::new_id()
-    }
-    fn record(&self, id: &String, version: Version, content: u64) -> Shipment {
-        Shipment::new(id, version, content)
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::error::ErrorKind;
 use ticketing_core::conformance::commit::{CommitFactory, Committer};
-use ticketing_core::conformance::replica::{ReplicaFactory, Shipment};
+use ticketing_core::conformance::replica::{Shipment, ShipmentStores};
 use ticketing_core::outbox::Outbox;
 use ticketing_core::store::{ReplicaStore, StoreError};
 use ticketing_core::{OutgoingMessage, ReplicaStart, Version};
@@ -25,21 +25,14 @@ async fn database() -> PgDatabase {
 struct Postgres;
 
 #[async_trait]
-impl ReplicaFactory for Postgres {
-    type Record = Shipment;
-    async fn store(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
+impl ShipmentStores for Postgres {
+    async fn shipments(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
         let db = database().await;
         Arc::new(
             db.replicas::<Shipment>("shipments", start)
                 .await
                 .expect("replicas"),
         )
-    }
-    fn id(&self) -> String {
-        Shipment::new_id()
-    }
-    fn record(&self, id: &String, version: Version, content: u64) -> Shipment {
-        Shipment::new(id, version, content)
     }
 }
 

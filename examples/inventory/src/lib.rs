@@ -26,8 +26,9 @@ use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use alerts::{WatchAdjusted, Watched};
+use events::{StockAdjusted, StockReceived};
 use stock::{MemoryStock, MongoStock, PgStock, StockStore};
-use storefront::{ListOnAdjusted, ListOnReceived, Listing};
+use storefront::{Listing, ListingListener};
 
 /// The three parts' data on one database.
 #[derive(Clone)]
@@ -81,8 +82,16 @@ impl Inventory {
         bus: &Arc<dyn Bus>,
     ) -> Result<Vec<ListenerHandle>, BusError> {
         Ok(vec![
-            spawn_listener(bus, ListOnReceived(self.listings.clone())).await?,
-            spawn_listener(bus, ListOnAdjusted(self.listings.clone())).await?,
+            spawn_listener(
+                bus,
+                ListingListener::<StockReceived>::new(self.listings.clone()),
+            )
+            .await?,
+            spawn_listener(
+                bus,
+                ListingListener::<StockAdjusted>::new(self.listings.clone()),
+            )
+            .await?,
         ])
     }
 

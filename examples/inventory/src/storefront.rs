@@ -2,12 +2,13 @@
 //! versioned contract from both stock events. Each listener is the few lines a replica
 //! listener is: [`replicate`] does the lookup, the Apply/Duplicate/Gap decision and the write.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use ticketing_core::store::{Replica, ReplicaStore, replicate};
-use ticketing_core::{HandlerError, Listener, MessageContext, Version};
+use ticketing_core::{Event, HandlerError, Listener, MessageContext, Version};
 use uuid::Uuid;
 
 use crate::events::{StockAdjusted, StockReceived};
@@ -39,57 +40,64 @@ impl Replica for Listing {
     }
 }
 
-/// `stock:received`: a new listing.
-pub struct ListOnReceived(pub Arc<dyn ReplicaStore<Listing>>);
+/// A stock event the storefront lists: both carry the whole listing.
+pub trait StockEvent: Event {
+    /// The listing the event describes, at the event's version.
+    fn listing(self) -> Listing;
+}
 
-#[async_trait]
-impl Listener for ListOnReceived {
-    type Event = StockReceived;
-
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    async fn on_message(
-        &self,
-        e: StockReceived,
-        _: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let listing = Listing {
-            id: e.id,
-            sku: e.sku,
-            available: e.quantity,
-            version: e.version,
-        };
-        replicate(&*self.0, &e.id, e.version, |_| Ok(listing)).await?;
-        Ok(())
+impl StockEvent for StockReceived {
+    fn listing(self) -> Listing {
+        Listing {
+            id: self.id,
+            sku: self.sku,
+            available: self.quantity,
+            version: self.version,
+        }
     }
 }
 
-/// `stock:adjusted`: the listing's quantity; an adjustment that overtakes its item's
-/// `stock:received` waits for it (a `Gap`).
-pub struct ListOnAdjusted(pub Arc<dyn ReplicaStore<Listing>>);
+impl StockEvent for StockAdjusted {
+    fn listing(self) -> Listing {
+        Listing {
+            id: self.id,
+            sku: self.sku,
+            available: self.quantity,
+            version: self.version,
+        }
+    }
+}
+
+/// Keeps the listings on one stock event `E`: `stock:received` creates a listing,
+/// `stock:adjusted` changes it; an adjustment that overtakes its item's receipt waits for it
+/// (a `Gap`), a duplicate is acknowledged.
+pub struct ListingListener<E> {
+    listings: Arc<dyn ReplicaStore<Listing>>,
+    event: PhantomData<fn(E)>,
+}
+
+impl<E> ListingListener<E> {
+    /// The listener over these listings.
+    pub fn new(listings: Arc<dyn ReplicaStore<Listing>>) -> Self {
+        ListingListener {
+            listings,
+            event: PhantomData,
+        }
+    }
+}
 
 #[async_trait]
-impl Listener for ListOnAdjusted {
-    type Event = StockAdjusted;
+impl<E: StockEvent> Listener for ListingListener<E> {
+    type Event = E;
 
     fn queue_group(&self) -> &str {
         QUEUE_GROUP
     }
 
-    async fn on_message(
-        &self,
-        e: StockAdjusted,
-        _: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let listing = Listing {
-            id: e.id,
-            sku: e.sku,
-            available: e.quantity,
-            version: e.version,
-        };
-        replicate(&*self.0, &e.id, e.version, |_| Ok(listing)).await?;
+    async fn on_message(&self, event: E, _: &MessageContext<'_>) -> Result<(), HandlerError> {
+        let listing = event.listing();
+        let (id, version) = (listing.id, listing.version);
+        replicate(&*self.listings, &id, version, |_| Ok(listing)).await?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The inventory on PostgreSQL (a schema per test; the warehouse's own migrations beside the
 //! SDK's, its changes and their events in its own transactions), in real time.
 
+#[macro_use]
 mod scenarios;
 
 use ticketing_store::StoreSettings;
@@ -18,25 +19,9 @@ async fn db() -> ticketing_store::Database {
         .unwrap_or_else(|e| panic!("{settings} must be running (scripts/test starts it): {e}"))
 }
 
-macro_rules! on_postgres {
-    ($($case:ident)*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                scenarios::$case(db().await).await;
-            }
-        )*
-    };
-}
-
-on_postgres!(
-    a_received_item_is_listed
-    a_duplicate_delivery_is_acknowledged_and_changes_nothing
-    an_adjustment_that_overtakes_its_receipt_waits_and_converges
-    a_malformed_event_is_dead_lettered_with_its_reason
-    events_leave_through_the_outbox_only_after_their_change_commits
-    the_alerts_replica_starts_mid_stream
-    under_the_default_rule_the_same_replica_would_wait_for_version_0
+scenario_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    db()
 );
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! The replica conformance suite: the versioned `find_by_event` contract of a
 //! [`ReplicaStore`], over a record type that is not a ticket.
 //!
-//! A backend author runs it over [`Shipment`] (a record with a string id); a user can run it
-//! over their own record type, by implementing [`ReplicaFactory`] for it. Run them all with
+//! A backend author runs it over [`Shipment`] (a record with a string id) by implementing
+//! [`ShipmentStores`]; a user can run it over their own record type, by implementing
+//! [`ReplicaFactory`] for it. Run them all with
 //! [`replica_conformance_tests!`](crate::replica_conformance_tests):
 //!
 //! ```no_run
@@ -106,6 +107,28 @@ pub trait ReplicaFactory: Send + Sync {
         version: Version,
         content: u64,
     ) -> Self::Record;
+}
+
+/// A factory of [`Shipment`] stores, for backend authors: implement `shipments` alone and the
+/// suite runs over shipments.
+#[async_trait]
+pub trait ShipmentStores: Send + Sync {
+    /// A fresh, empty store of shipments, starting records it has not seen as `start` says.
+    async fn shipments(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>>;
+}
+
+#[async_trait]
+impl<T: ShipmentStores> ReplicaFactory for T {
+    type Record = Shipment;
+    async fn store(&self, start: ReplicaStart) -> Arc<dyn ReplicaStore<Shipment>> {
+        self.shipments(start).await
+    }
+    fn id(&self) -> String {
+        Shipment::new_id()
+    }
+    fn record(&self, id: &String, version: Version, content: u64) -> Shipment {
+        Shipment::new(id, version, content)
+    }
 }
 
 fn is_conflict(result: &Result<(), StoreError>) -> bool {

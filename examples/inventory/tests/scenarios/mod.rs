@@ -4,6 +4,29 @@
 //! at rest (relays included) and tells what each group did by event type.
 #![allow(dead_code, unreachable_pub)]
 
+/// One test per scenario, each on a fresh database from `$db`.
+macro_rules! scenario_tests {
+    (#[$attr:meta] $db:expr) => {
+        scenario_tests!(@cases #[$attr] $db;
+            a_received_item_is_listed
+            a_duplicate_delivery_is_acknowledged_and_changes_nothing
+            an_adjustment_that_overtakes_its_receipt_waits_and_converges
+            a_malformed_event_is_dead_lettered_with_its_reason
+            events_leave_through_the_outbox_only_after_their_change_commits
+            the_alerts_replica_starts_mid_stream
+            under_the_default_rule_the_same_replica_would_wait_for_version_0
+        );
+    };
+    (@cases #[$attr:meta] $db:expr; $($case:ident)*) => {
+        $(
+            #[$attr]
+            async fn $case() {
+                scenarios::$case($db.await).await;
+            }
+        )*
+    };
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,6 +114,19 @@ impl System {
             relay.stop().await;
         }
     }
+}
+
+/// Waits (30 s at most) until `group` has nacked at least `nacks` adjustments: they are
+/// waiting for an earlier event.
+async fn adjustments_wait(memory: &InMemoryBus, group: &str, nacks: u64) {
+    let waited = async {
+        while memory.stats_of::<StockAdjusted>(group).nacked < nacks {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .expect("the adjustments wait");
 }
 
 fn sku(name: &str) -> String {
@@ -189,20 +225,7 @@ pub async fn an_adjustment_that_overtakes_its_receipt_waits_and_converges(db: Da
         .await
         .expect("adjust");
     // The adjustments reach the storefront first: it has nothing to apply them to, and waits.
-    let waited = async {
-        loop {
-            let stats = system
-                .memory
-                .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
-            if stats.nacked >= 2 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), waited)
-        .await
-        .expect("the adjustments wait for the receipt");
+    adjustments_wait(&system.memory, storefront::QUEUE_GROUP, 2).await;
     assert_eq!(system.listing(&item.id).await, None);
     system
         .memory
@@ -394,22 +417,7 @@ pub async fn under_the_default_rule_the_same_replica_would_wait_for_version_0(db
         .adjust(item.id, item.version, -2)
         .await
         .expect("adjust");
-    let waited = async {
-        loop {
-            if system
-                .memory
-                .stats_of::<StockAdjusted>(alerts::QUEUE_GROUP)
-                .nacked
-                >= 3
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), waited)
-        .await
-        .expect("it keeps waiting");
+    adjustments_wait(&system.memory, alerts::QUEUE_GROUP, 3).await;
     assert_eq!(from_first.find(&item.id).await.expect("find"), None);
     listener.stop().await;
     relay.stop().await;
