@@ -1,0 +1,103 @@
+//! The ticketing system's stores in memory (feature `ticketing`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{InMemoryOutbox, InMemoryReplicaStore, lock};
+use ticketing_core::ticketing::payment::{
+    Outcome, PayableOrder, Payment, PaymentStatus, PaymentStore,
+};
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{
+    Announce, NewOrder, Order, OrderReplica, OrderStore, ReservationError, StoreError, Ticket,
+    TicketReplica, TicketStore, User, UserStore, outbox_key,
+};
+use ticketing_core::{Id, OutgoingMessage, Version};
+
+mod orders;
+mod payments;
+mod tickets;
+mod users;
+pub use orders::InMemoryOrderStore;
+pub use payments::InMemoryPaymentStore;
+pub use tickets::InMemoryTicketStore;
+pub use users::InMemoryUserStore;
+
+/// The payments service's replica of orders, in memory.
+pub type InMemoryPayableOrderStore = InMemoryReplicaStore<PayableOrder>;
+
+/// The tickets service's replica of orders, in memory.
+pub type InMemoryOrderReplicaStore = InMemoryReplicaStore<OrderReplica>;
+
+/// The orders service's replica of tickets, in memory. [`InMemoryOrderStore`] reads it.
+pub type InMemoryTicketReplicaStore = InMemoryReplicaStore<TicketReplica>;
+
+/// The ticketing roles of an [`InMemoryDatabase`](super::InMemoryDatabase).
+#[derive(Debug, Clone)]
+pub(super) struct Roles {
+    users: InMemoryUserStore,
+    tickets: InMemoryTicketStore,
+    order_replicas: InMemoryOrderReplicaStore,
+    ticket_replicas: InMemoryTicketReplicaStore,
+    orders: InMemoryOrderStore,
+    payments: InMemoryPaymentStore,
+    payable_orders: InMemoryPayableOrderStore,
+}
+
+impl Roles {
+    pub(super) fn new(outbox: &InMemoryOutbox) -> Self {
+        let outbox = outbox.clone();
+        let ticket_replicas = InMemoryTicketReplicaStore::new();
+        let order_replicas = InMemoryOrderReplicaStore::new();
+        Roles {
+            users: InMemoryUserStore::new(),
+            tickets: InMemoryTicketStore::with(&outbox, &order_replicas),
+            order_replicas,
+            orders: InMemoryOrderStore::with(&ticket_replicas, &outbox),
+            ticket_replicas,
+            payments: InMemoryPaymentStore::with(&outbox),
+            payable_orders: InMemoryPayableOrderStore::new(),
+        }
+    }
+}
+
+/// The ticketing roles, with the same role methods as `PgDatabase` and `MongoDatabase`. The
+/// orders store joins the ticket replica this handle holds.
+impl super::InMemoryDatabase {
+    /// Users.
+    pub fn users(&self) -> InMemoryUserStore {
+        self.roles.users.clone()
+    }
+
+    /// Tickets (tickets service).
+    pub fn tickets(&self) -> InMemoryTicketStore {
+        self.roles.tickets.clone()
+    }
+
+    /// The replica of orders (tickets service).
+    pub fn order_replicas(&self) -> InMemoryOrderReplicaStore {
+        self.roles.order_replicas.clone()
+    }
+
+    /// The replica of tickets (orders service).
+    pub fn ticket_replicas(&self) -> InMemoryTicketReplicaStore {
+        self.roles.ticket_replicas.clone()
+    }
+
+    /// Orders (orders service), joined with [`ticket_replicas`](Self::ticket_replicas).
+    pub fn orders(&self) -> InMemoryOrderStore {
+        self.roles.orders.clone()
+    }
+
+    /// Payments (payments service), committing their events to [`outbox`](Self::outbox).
+    pub fn payments(&self) -> InMemoryPaymentStore {
+        self.roles.payments.clone()
+    }
+
+    /// The replica of orders (payments service).
+    pub fn payable_orders(&self) -> InMemoryPayableOrderStore {
+        self.roles.payable_orders.clone()
+    }
+}

@@ -1,0 +1,63 @@
+//! Users in memory: emails unique ignoring case, under one lock.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Users in memory.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryUserStore {
+    inner: Arc<Mutex<Users>>,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    by_id: HashMap<Id, User>,
+    by_email: HashMap<String, Id>,
+}
+
+impl InMemoryUserStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl UserStore for InMemoryUserStore {
+    async fn create(&self, user: User) -> Result<User, StoreError> {
+        let mut users = lock(&self.inner);
+        let key = user.email.to_lowercase();
+        if users.by_email.contains_key(&key) {
+            return Err(StoreError::AlreadyExists {
+                entity: "user",
+                key: user.email,
+            });
+        }
+        if users.by_id.contains_key(&user.id) {
+            return Err(StoreError::AlreadyExists {
+                entity: "user",
+                key: user.id.to_string(),
+            });
+        }
+        users.by_email.insert(key, user.id);
+        users.by_id.insert(user.id, user.clone());
+        Ok(user)
+    }
+
+    async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let users = lock(&self.inner);
+        Ok(users
+            .by_email
+            .get(&email.to_lowercase())
+            .and_then(|id| users.by_id.get(id))
+            .cloned())
+    }
+
+    async fn get(&self, id: Id) -> Result<User, StoreError> {
+        lock(&self.inner)
+            .by_id
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found("user", id))
+    }
+}
