@@ -47,6 +47,16 @@ use ticketing_core::{
     PublishAck, SubscribeOptions, Subscription,
 };
 
+mod config;
+mod headers;
+mod streams;
+mod subscription;
+use config::*;
+pub use config::{NatsBusConfig, NatsStorage};
+use headers::*;
+use streams::*;
+use subscription::*;
+
 const BACKEND: &str = "nats";
 const REDRIVE_GROUP: &str = "Ticketing-Redrive-Group";
 const DEAD_REASON: &str = "Ticketing-Dead-Reason";
@@ -55,99 +65,6 @@ const DEAD_GROUP: &str = "Ticketing-Dead-Group";
 const DEAD_ATTEMPTS: &str = "Ticketing-Dead-Attempts";
 const DEAD_SEQUENCE: &str = "Ticketing-Dead-Sequence";
 const DEAD_AT: &str = "Ticketing-Dead-At";
-
-/// Where a stream keeps its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NatsStorage {
-    /// On disk: survives a server restart.
-    File,
-    /// In memory: fast, lost with the server.
-    Memory,
-}
-
-/// How a [`NatsBus`] connects and lays out its streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsBusConfig {
-    /// Server URL(s), comma-separated. Default `nats://127.0.0.1:4222`.
-    pub url: String,
-    /// The events stream. Default `TICKETING`.
-    pub stream: String,
-    /// The first subject token of every event subject. Default `ticketing`.
-    pub subject_prefix: String,
-    /// The dead-letter stream. Default `TICKETING_DLQ`.
-    pub dead_letter_stream: String,
-    /// Storage of both streams. Default file.
-    pub storage: NatsStorage,
-    /// Replicas of both streams (a clustered deployment sets 3). Default 1.
-    pub replicas: usize,
-    /// How long message ids are remembered. Default 2 minutes.
-    pub duplicate_window: Duration,
-    /// Messages the events stream keeps; the oldest go first. `None`: unlimited.
-    pub max_messages: Option<i64>,
-    /// Bytes the events stream keeps. `None`: unlimited.
-    pub max_bytes: Option<i64>,
-    /// Age after which events are dropped. `None`: kept until a size limit is hit.
-    pub max_age: Option<Duration>,
-    /// Messages the dead-letter stream keeps. `None`: unlimited.
-    pub dead_letter_max_messages: Option<i64>,
-    /// Bytes the dead-letter stream keeps. `None`: unlimited.
-    pub dead_letter_max_bytes: Option<i64>,
-    /// Age after which dead letters are dropped. `None`: kept.
-    pub dead_letter_max_age: Option<Duration>,
-    /// Ack with confirmation (`double_ack`): an `ack` returns once the server recorded it.
-    /// Costs a round trip per message. Default off: acks are sent, not confirmed.
-    pub confirm_acks: bool,
-    /// Publishes awaiting their PubAck at once on this connection, across all callers.
-    /// Default 4096.
-    pub max_publishes_in_flight: usize,
-    /// Timeout of JetStream API calls and PubAcks. Default 5 s.
-    pub request_timeout: Duration,
-}
-
-impl Default for NatsBusConfig {
-    fn default() -> Self {
-        NatsBusConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            stream: "TICKETING".into(),
-            subject_prefix: "ticketing".into(),
-            dead_letter_stream: "TICKETING_DLQ".into(),
-            storage: NatsStorage::File,
-            replicas: 1,
-            duplicate_window: Duration::from_secs(120),
-            max_messages: None,
-            max_bytes: None,
-            max_age: None,
-            dead_letter_max_messages: None,
-            dead_letter_max_bytes: None,
-            dead_letter_max_age: None,
-            confirm_acks: false,
-            max_publishes_in_flight: 4096,
-            request_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl NatsBusConfig {
-    /// The default layout on the server at `url`.
-    pub fn new(url: impl Into<String>) -> Self {
-        NatsBusConfig {
-            url: url.into(),
-            ..Default::default()
-        }
-    }
-
-    /// A layout of its own: stream `{name}`, dead letters `{name}_DLQ`, subjects prefixed with
-    /// `name` in lowercase. Tests give each case its own name.
-    pub fn isolated(url: impl Into<String>, name: &str) -> Self {
-        NatsBusConfig {
-            url: url.into(),
-            stream: name.to_owned(),
-            dead_letter_stream: format!("{name}_DLQ"),
-            subject_prefix: name.to_lowercase(),
-            ..Default::default()
-        }
-    }
-}
 
 /// A bus on NATS JetStream. Cloning shares the connection.
 #[derive(Clone)]
@@ -162,38 +79,6 @@ struct Inner {
     events: stream::Stream,
     dead: stream::Stream,
     events_max_age: Option<Duration>,
-}
-
-/// Credentials taken out of a NATS URL.
-#[derive(Debug, PartialEq, Eq)]
-enum Credentials {
-    UserPassword(String, String),
-    Token(String),
-}
-
-/// The URL(s) without their user info, and the first credentials found (the servers of one
-/// cluster share them).
-fn split_credentials(urls: &str) -> (String, Option<Credentials>) {
-    let mut found = None;
-    let stripped = urls
-        .split(',')
-        .map(|url| {
-            let Some((scheme, userinfo, rest)) = ticketing_core::config::split_userinfo(url) else {
-                return url.to_owned();
-            };
-            if found.is_none() {
-                found = Some(match userinfo.split_once(':') {
-                    Some((user, password)) => {
-                        Credentials::UserPassword(user.to_owned(), password.to_owned())
-                    }
-                    None => Credentials::Token(userinfo.to_owned()),
-                });
-            }
-            format!("{scheme}://{rest}")
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    (stripped, found)
 }
 
 fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> BusError {
@@ -333,95 +218,6 @@ impl NatsBus {
     fn nats_subject(&self, subject: &str) -> String {
         format!("{}.{subject}", self.inner.config.subject_prefix)
     }
-}
-
-async fn ensure_stream(
-    js: &async_nats::jetstream::Context,
-    config: stream::Config,
-) -> Result<stream::Stream, BusError> {
-    let name = config.name.clone();
-    match js.get_stream(&name).await {
-        Ok(mut existing) => {
-            let current = existing.info().await.map_err(backend)?.config.clone();
-            for ours in &config.subjects {
-                if !current.subjects.iter().any(|theirs| covers(theirs, ours)) {
-                    return Err(backend(format!(
-                        "stream {name} exists with subjects {:?}, which do not include {ours}: \
-                         choose another stream (NATS_STREAM) or subject prefix \
-                         (NATS_SUBJECT_PREFIX), or add {ours} to the stream",
-                        current.subjects
-                    )));
-                }
-            }
-            Ok(existing)
-        }
-        Err(_) => js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| backend(format!("cannot create stream {name}: {e}"))),
-    }
-}
-
-/// Whether the subject pattern `theirs` matches every subject `ours` matches (`*` one token,
-/// `>` the rest).
-fn covers(theirs: &str, ours: &str) -> bool {
-    let mut theirs = theirs.split('.');
-    let mut ours = ours.split('.');
-    loop {
-        match (theirs.next(), ours.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some(_), Some(">")) => return false,
-            (Some("*"), Some(_)) => {}
-            (Some(t), Some(o)) if t == o => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
-/// The durable consumer name of a queue group on a subject.
-fn consumer_name(group: &str, subject: &str) -> String {
-    format!("{group}--{}", subject.replace('.', "_"))
-}
-
-fn to_nats_headers(headers: &Headers) -> Result<HeaderMap, BusError> {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let name: HeaderName = name
-            .parse()
-            .map_err(|_| backend(format!("invalid header name {name:?}")))?;
-        map.insert(name, header_value(value));
-    }
-    Ok(map)
-}
-
-/// Header values cannot hold line breaks or other control characters.
-fn header_value(value: &str) -> HeaderValue {
-    let clean: String = value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    HeaderValue::from(clean)
-}
-
-fn from_nats_headers(headers: Option<&HeaderMap>) -> Headers {
-    let mut out = Headers::new();
-    if let Some(headers) = headers {
-        for (name, values) in headers.iter() {
-            let name: &str = name.as_ref();
-            if name.starts_with("Nats-") || name.starts_with("Ticketing-") {
-                continue;
-            }
-            if let Some(value) = values.last() {
-                out.insert(name.to_owned(), value.as_str().to_owned());
-            }
-        }
-    }
-    out
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).map(HeaderValue::as_str)
 }
 
 impl Inner {
@@ -609,195 +405,6 @@ impl Bus for NatsBus {
             Ok(Err(error)) => Err(backend(format!("JetStream does not answer: {error}"))),
             Err(_) => Err(backend("JetStream did not answer within 2 s")),
         }
-    }
-}
-
-fn parse_dead_letter(id: u64, headers: HeaderMap, payload: Bytes) -> DeadLetter {
-    let text = |name| header(&headers, name).unwrap_or_default().to_owned();
-    let number = |name| {
-        header(&headers, name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    DeadLetter {
-        id,
-        message: Message {
-            subject: text(DEAD_SUBJECT),
-            payload,
-            headers: from_nats_headers(Some(&headers)),
-            sequence: number(DEAD_SEQUENCE),
-        },
-        group: text(DEAD_GROUP),
-        attempts: u32::try_from(number(DEAD_ATTEMPTS)).unwrap_or(u32::MAX),
-        reason: text(DEAD_REASON),
-        at: UNIX_EPOCH + Duration::from_millis(number(DEAD_AT)),
-    }
-}
-
-struct NatsSubscription {
-    inner: Arc<Inner>,
-    consumer: PullConsumer,
-    group: Arc<str>,
-    options: SubscribeOptions,
-    messages: Option<pull::Stream>,
-}
-
-impl NatsSubscription {
-    /// Turns a pulled message into a delivery, or handles it here: a redrive meant for another
-    /// group is acked unseen; a delivery past `max_deliver` is dead-lettered.
-    async fn accept(
-        &self,
-        message: async_nats::jetstream::Message,
-    ) -> Result<Option<Delivery>, BusError> {
-        let (attempt, sequence, published) = {
-            let info = message.info().map_err(backend)?;
-            // The server's wall-clock publish time, as an instant on our clock.
-            let age = SystemTime::now()
-                .duration_since(SystemTime::from(info.published))
-                .unwrap_or_default();
-            let now = tokio::time::Instant::now();
-            (
-                u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
-                info.stream_sequence,
-                now.checked_sub(age).unwrap_or(now),
-            )
-        };
-        if let Some(target) = message
-            .headers
-            .as_ref()
-            .and_then(|h| header(h, REDRIVE_GROUP))
-        {
-            if target != &*self.group {
-                message.ack().await.map_err(backend)?;
-                return Ok(None);
-            }
-        }
-        let (message, acker) = message.split();
-        let ours = Arc::new(Message {
-            subject: self.inner.user_subject(message.subject.as_str()).to_owned(),
-            payload: message.payload,
-            headers: from_nats_headers(message.headers.as_ref()),
-            sequence,
-        });
-        let acker = NatsAcker {
-            inner: self.inner.clone(),
-            acker,
-            message: ours.clone(),
-            group: self.group.clone(),
-            attempt,
-            max_deliver: self.options.max_deliver.max(1),
-        };
-        if attempt > acker.max_deliver {
-            let reason = format!(
-                "delivered {} times without an ack (max_deliver {})",
-                attempt - 1,
-                acker.max_deliver
-            );
-            acker.dead_letter_and_term(attempt - 1, &reason).await?;
-            return Ok(None);
-        }
-        Ok(Some(
-            Delivery::new(ours, self.group.clone(), attempt, Box::new(acker))
-                .with_published(published),
-        ))
-    }
-}
-
-#[async_trait]
-impl Subscription for NatsSubscription {
-    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
-        loop {
-            if self.messages.is_none() {
-                let stream = self
-                    .consumer
-                    .stream()
-                    .max_messages_per_batch(self.options.prefetch.max(1))
-                    // Short-lived pull requests: one left behind by a closed member expires soon.
-                    .expires(Duration::from_secs(2))
-                    .heartbeat(Duration::from_millis(500))
-                    .messages()
-                    .await;
-                match stream {
-                    Ok(stream) => self.messages = Some(stream),
-                    Err(e) => return Some(Err(backend(e))),
-                }
-            }
-            let stream = self.messages.as_mut()?;
-            match stream.next().await {
-                Some(Ok(message)) => match self.accept(message).await {
-                    Ok(Some(delivery)) => return Some(Ok(delivery)),
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(e)),
-                },
-                Some(Err(e)) => return Some(Err(backend(e))),
-                None => {
-                    self.messages = None;
-                    return Some(Err(backend("the pull stream ended; reopening")));
-                }
-            }
-        }
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), BusError> {
-        // Messages fetched but never handed out are redelivered after their ack wait. Naking
-        // them here would race the server redelivering them into this member's last pull
-        // request, which can deliver one twice.
-        drop(self);
-        Ok(())
-    }
-}
-
-struct NatsAcker {
-    inner: Arc<Inner>,
-    acker: async_nats::jetstream::message::Acker,
-    message: Arc<Message>,
-    group: Arc<str>,
-    attempt: u32,
-    max_deliver: u32,
-}
-
-impl NatsAcker {
-    async fn dead_letter_and_term(&self, attempts: u32, reason: &str) -> Result<(), BusError> {
-        self.inner
-            .dead_letter(&self.message, &self.group, attempts, reason)
-            .await?;
-        self.acker.ack_with(AckKind::Term).await.map_err(backend)
-    }
-}
-
-#[async_trait]
-impl Acknowledger for NatsAcker {
-    async fn ack(&self) -> Result<(), BusError> {
-        if self.inner.config.confirm_acks {
-            self.acker.double_ack().await.map_err(backend)
-        } else {
-            self.acker.ack().await.map_err(backend)
-        }
-    }
-
-    async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
-        if self.attempt >= self.max_deliver {
-            let reason = format!(
-                "nacked on delivery {} of max_deliver {}",
-                self.attempt, self.max_deliver
-            );
-            return self.dead_letter_and_term(self.attempt, &reason).await;
-        }
-        self.acker
-            .ack_with(AckKind::Nak(delay))
-            .await
-            .map_err(backend)
-    }
-
-    async fn term(&self, reason: &str) -> Result<(), BusError> {
-        self.dead_letter_and_term(self.attempt, reason).await
-    }
-
-    async fn progress(&self) -> Result<(), BusError> {
-        self.acker
-            .ack_with(AckKind::Progress)
-            .await
-            .map_err(backend)
     }
 }
 

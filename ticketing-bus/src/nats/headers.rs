@@ -1,0 +1,66 @@
+//! Headers between the bus and NATS, and dead letters read back from their stream.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+pub(super) fn to_nats_headers(headers: &Headers) -> Result<HeaderMap, BusError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name: HeaderName = name
+            .parse()
+            .map_err(|_| backend(format!("invalid header name {name:?}")))?;
+        map.insert(name, header_value(value));
+    }
+    Ok(map)
+}
+
+/// Header values cannot hold line breaks or other control characters.
+pub(super) fn header_value(value: &str) -> HeaderValue {
+    let clean: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    HeaderValue::from(clean)
+}
+
+pub(super) fn from_nats_headers(headers: Option<&HeaderMap>) -> Headers {
+    let mut out = Headers::new();
+    if let Some(headers) = headers {
+        for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            if name.starts_with("Nats-") || name.starts_with("Ticketing-") {
+                continue;
+            }
+            if let Some(value) = values.last() {
+                out.insert(name.to_owned(), value.as_str().to_owned());
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(HeaderValue::as_str)
+}
+
+pub(super) fn parse_dead_letter(id: u64, headers: HeaderMap, payload: Bytes) -> DeadLetter {
+    let text = |name| header(&headers, name).unwrap_or_default().to_owned();
+    let number = |name| {
+        header(&headers, name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    DeadLetter {
+        id,
+        message: Message {
+            subject: text(DEAD_SUBJECT),
+            payload,
+            headers: from_nats_headers(Some(&headers)),
+            sequence: number(DEAD_SEQUENCE),
+        },
+        group: text(DEAD_GROUP),
+        attempts: u32::try_from(number(DEAD_ATTEMPTS)).unwrap_or(u32::MAX),
+        reason: text(DEAD_REASON),
+        at: UNIX_EPOCH + Duration::from_millis(number(DEAD_AT)),
+    }
+}

@@ -1,0 +1,175 @@
+//! A member of a queue group: pulls from the group's durable consumer, settles with JetStream's acks.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+pub(super) struct NatsSubscription {
+    pub(super) inner: Arc<Inner>,
+    pub(super) consumer: PullConsumer,
+    pub(super) group: Arc<str>,
+    pub(super) options: SubscribeOptions,
+    pub(super) messages: Option<pull::Stream>,
+}
+
+impl NatsSubscription {
+    /// Turns a pulled message into a delivery, or handles it here: a redrive meant for another
+    /// group is acked unseen; a delivery past `max_deliver` is dead-lettered.
+    pub(super) async fn accept(
+        &self,
+        message: async_nats::jetstream::Message,
+    ) -> Result<Option<Delivery>, BusError> {
+        let (attempt, sequence, published) = {
+            let info = message.info().map_err(backend)?;
+            // The server's wall-clock publish time, as an instant on our clock.
+            let age = SystemTime::now()
+                .duration_since(SystemTime::from(info.published))
+                .unwrap_or_default();
+            let now = tokio::time::Instant::now();
+            (
+                u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
+                info.stream_sequence,
+                now.checked_sub(age).unwrap_or(now),
+            )
+        };
+        if let Some(target) = message
+            .headers
+            .as_ref()
+            .and_then(|h| header(h, REDRIVE_GROUP))
+        {
+            if target != &*self.group {
+                message.ack().await.map_err(backend)?;
+                return Ok(None);
+            }
+        }
+        let (message, acker) = message.split();
+        let ours = Arc::new(Message {
+            subject: self.inner.user_subject(message.subject.as_str()).to_owned(),
+            payload: message.payload,
+            headers: from_nats_headers(message.headers.as_ref()),
+            sequence,
+        });
+        let acker = NatsAcker {
+            inner: self.inner.clone(),
+            acker,
+            message: ours.clone(),
+            group: self.group.clone(),
+            attempt,
+            max_deliver: self.options.max_deliver.max(1),
+        };
+        if attempt > acker.max_deliver {
+            let reason = format!(
+                "delivered {} times without an ack (max_deliver {})",
+                attempt - 1,
+                acker.max_deliver
+            );
+            acker.dead_letter_and_term(attempt - 1, &reason).await?;
+            return Ok(None);
+        }
+        Ok(Some(
+            Delivery::new(ours, self.group.clone(), attempt, Box::new(acker))
+                .with_published(published),
+        ))
+    }
+}
+
+#[async_trait]
+impl Subscription for NatsSubscription {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        loop {
+            if self.messages.is_none() {
+                let stream = self
+                    .consumer
+                    .stream()
+                    .max_messages_per_batch(self.options.prefetch.max(1))
+                    // Short-lived pull requests: one left behind by a closed member expires soon.
+                    .expires(Duration::from_secs(2))
+                    .heartbeat(Duration::from_millis(500))
+                    .messages()
+                    .await;
+                match stream {
+                    Ok(stream) => self.messages = Some(stream),
+                    Err(e) => return Some(Err(backend(e))),
+                }
+            }
+            let stream = self.messages.as_mut()?;
+            match stream.next().await {
+                Some(Ok(message)) => match self.accept(message).await {
+                    Ok(Some(delivery)) => return Some(Ok(delivery)),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
+                Some(Err(e)) => return Some(Err(backend(e))),
+                None => {
+                    self.messages = None;
+                    return Some(Err(backend("the pull stream ended; reopening")));
+                }
+            }
+        }
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        // Messages fetched but never handed out are redelivered after their ack wait. Naking
+        // them here would race the server redelivering them into this member's last pull
+        // request, which can deliver one twice.
+        drop(self);
+        Ok(())
+    }
+}
+
+pub(super) struct NatsAcker {
+    pub(super) inner: Arc<Inner>,
+    pub(super) acker: async_nats::jetstream::message::Acker,
+    pub(super) message: Arc<Message>,
+    pub(super) group: Arc<str>,
+    pub(super) attempt: u32,
+    pub(super) max_deliver: u32,
+}
+
+impl NatsAcker {
+    pub(super) async fn dead_letter_and_term(
+        &self,
+        attempts: u32,
+        reason: &str,
+    ) -> Result<(), BusError> {
+        self.inner
+            .dead_letter(&self.message, &self.group, attempts, reason)
+            .await?;
+        self.acker.ack_with(AckKind::Term).await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Acknowledger for NatsAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        if self.inner.config.confirm_acks {
+            self.acker.double_ack().await.map_err(backend)
+        } else {
+            self.acker.ack().await.map_err(backend)
+        }
+    }
+
+    async fn nak(&self, delay: Option<Duration>) -> Result<(), BusError> {
+        if self.attempt >= self.max_deliver {
+            let reason = format!(
+                "nacked on delivery {} of max_deliver {}",
+                self.attempt, self.max_deliver
+            );
+            return self.dead_letter_and_term(self.attempt, &reason).await;
+        }
+        self.acker
+            .ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(backend)
+    }
+
+    async fn term(&self, reason: &str) -> Result<(), BusError> {
+        self.dead_letter_and_term(self.attempt, reason).await
+    }
+
+    async fn progress(&self) -> Result<(), BusError> {
+        self.acker
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(backend)
+    }
+}
