@@ -85,7 +85,7 @@ pub use clock::Clock;
 pub use event::Event;
 pub use id::{Id, InvalidId};
 pub use listener::{
-    HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext, RetryBackoff,
+    Handler, HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext, RetryBackoff,
     spawn_listener, spawn_listener_with_token,
 };
 pub use publisher::{PublishError, Publisher};

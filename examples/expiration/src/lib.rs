@@ -10,10 +10,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ticketing_core::listener;
 use ticketing_core::ticketing::events::{ExpirationComplete, OrderCreated, queue_groups};
 use ticketing_core::{
-    Bus, BusError, Clock, HandlerError, Listener, ListenerHandle, ListenerOptions, MessageContext,
-    Publisher, spawn_listener_with_token,
+    Bus, BusError, Clock, Handler, HandlerError, ListenerHandle, ListenerOptions, MessageContext,
+    Publisher,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -30,27 +31,10 @@ pub struct OrderCreatedListener {
 }
 
 #[async_trait]
-impl Listener for OrderCreatedListener {
+impl Handler for OrderCreatedListener {
     type Event = OrderCreated;
 
-    fn queue_group(&self) -> &str {
-        queue_groups::EXPIRATION_SERVICE
-    }
-
-    fn options(&self) -> ListenerOptions {
-        // Every order is waiting at once: no cap on unacknowledged messages beyond the
-        // broker's memory, and many handled at a time.
-        // An early wake-up (a clock step, a broker restart) is one more delivery: leave room.
-        ListenerOptions {
-            concurrency: 16,
-            prefetch: 64,
-            max_ack_pending: 1_000_000,
-            max_deliver: 100,
-            ..ListenerOptions::default()
-        }
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCreated,
         _ctx: &MessageContext<'_>,
@@ -83,9 +67,24 @@ pub async fn spawn_listeners(
         expired: Publisher::new(bus.clone()),
         clock,
     };
-    Ok(vec![
-        spawn_listener_with_token(bus, listener, token.child_token()).await?,
-    ])
+    listener::Router::new(queue_groups::EXPIRATION_SERVICE)
+        .options(options())
+        .handle(listener)
+        .spawn(bus, token)
+        .await
+}
+
+/// Every order is waiting at once: no cap on unacknowledged messages beyond the broker's
+/// memory, and many handled at a time. An early wake-up (a clock step, a broker restart) is one
+/// more delivery: leave room.
+fn options() -> ListenerOptions {
+    ListenerOptions {
+        concurrency: 16,
+        prefetch: 64,
+        max_ack_pending: 1_000_000,
+        max_deliver: 100,
+        ..ListenerOptions::default()
+    }
 }
 
 /// Settings of the expiration service: the common options (it uses the bus, and serves only

@@ -19,6 +19,7 @@ pub mod storefront;
 
 use std::sync::Arc;
 
+use ticketing_core::listener::Router;
 use ticketing_core::outbox::{RelayHandle, RelayOptions, spawn_relay};
 use ticketing_core::store::ReplicaStore;
 use ticketing_core::{Bus, BusError, ListenerHandle, ReplicaStart, StoreError, spawn_listener};
@@ -76,23 +77,18 @@ impl Inventory {
         spawn_relay(self.stock.outbox(), bus, "warehouse-relay", options, token)
     }
 
-    /// The storefront's two listeners.
+    /// The storefront's listeners: one router, its queue group given once, a handler per
+    /// stock event; they stop when `token` is cancelled.
     pub async fn start_storefront(
         &self,
         bus: &Arc<dyn Bus>,
+        token: &CancellationToken,
     ) -> Result<Vec<ListenerHandle>, BusError> {
-        Ok(vec![
-            spawn_listener(
-                bus,
-                ListingListener::<StockReceived>::new(self.listings.clone()),
-            )
-            .await?,
-            spawn_listener(
-                bus,
-                ListingListener::<StockAdjusted>::new(self.listings.clone()),
-            )
-            .await?,
-        ])
+        Router::new(storefront::QUEUE_GROUP)
+            .handle(ListingListener::<StockReceived>::new(self.listings.clone()))
+            .handle(ListingListener::<StockAdjusted>::new(self.listings.clone()))
+            .spawn(bus, token)
+            .await
     }
 
     /// The alerts service's listener.

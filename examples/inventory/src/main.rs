@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bus: Arc<dyn Bus> = Arc::new(memory.clone());
     let token = CancellationToken::new();
     let relay = inventory.start_warehouse(bus.clone(), token.clone());
-    let mut listeners = inventory.start_storefront(&bus).await?;
+    let mut listeners = inventory.start_storefront(&bus, &token).await?;
     listeners.push(inventory.start_alerts(&bus).await?);
 
     let sku = format!("kettle-{}", uuid::Uuid::now_v7().simple());

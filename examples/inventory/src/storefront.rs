@@ -8,12 +8,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use ticketing_core::store::{Replica, ReplicaStore, replicate};
-use ticketing_core::{Event, HandlerError, Listener, MessageContext, Version};
+use ticketing_core::{Event, Handler, HandlerError, MessageContext, Version};
 use uuid::Uuid;
 
 use crate::events::{StockAdjusted, StockReceived};
 
-/// The storefront's queue group (its durable name: renaming it replays the history).
+/// The storefront's queue group (its durable name: renaming it replays the history), given
+/// once on its router.
 pub const QUEUE_GROUP: &str = "storefront";
 
 /// What the storefront shows of an item.
@@ -87,14 +88,10 @@ impl<E> ListingListener<E> {
 }
 
 #[async_trait]
-impl<E: StockEvent> Listener for ListingListener<E> {
+impl<E: StockEvent> Handler for ListingListener<E> {
     type Event = E;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    async fn on_message(&self, event: E, _: &MessageContext<'_>) -> Result<(), HandlerError> {
+    async fn handle(&self, event: E, _: &MessageContext<'_>) -> Result<(), HandlerError> {
         let listing = event.listing();
         let (id, version) = (listing.id, listing.version);
         replicate(&*self.listings, &id, version, |_| Ok(listing)).await?;

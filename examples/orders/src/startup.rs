@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
+use ticketing_common::service::listener_options;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_core::listener;
 use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::store::{OrderStore, TicketReplicaStore};
-use ticketing_core::{Bus, BusError, Clock, ListenerHandle, spawn_listener_with_token};
+use ticketing_core::{Bus, BusError, Clock, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -108,37 +110,18 @@ pub async fn spawn_listeners(
     state: &OrdersState,
     token: &CancellationToken,
 ) -> Result<Vec<ListenerHandle>, BusError> {
-    let bus = &state.bus;
-    Ok(vec![
-        spawn_listener_with_token(
-            bus,
-            TicketCreatedListener::new(state.tickets.clone()),
-            token.child_token(),
-        )
-        .await?,
-        spawn_listener_with_token(
-            bus,
-            TicketUpdatedListener::new(state.tickets.clone()),
-            token.child_token(),
-        )
-        .await?,
-        spawn_listener_with_token(
-            bus,
-            ExpirationCompleteListener {
-                orders: state.orders.clone(),
-            },
-            token.child_token(),
-        )
-        .await?,
-        spawn_listener_with_token(
-            bus,
-            PaymentCreatedListener {
-                orders: state.orders.clone(),
-            },
-            token.child_token(),
-        )
-        .await?,
-    ])
+    listener::Router::new(crate::listeners::QUEUE_GROUP)
+        .options(listener_options())
+        .handle(TicketCreatedListener::new(state.tickets.clone()))
+        .handle(TicketUpdatedListener::new(state.tickets.clone()))
+        .handle(ExpirationCompleteListener {
+            orders: state.orders.clone(),
+        })
+        .handle(PaymentCreatedListener {
+            orders: state.orders.clone(),
+        })
+        .spawn(&state.bus, token)
+        .await
 }
 
 /// The orders service.

@@ -8,10 +8,12 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
+use ticketing_common::service::listener_options;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_core::listener;
 use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::payment::{PayableOrderStore, PaymentStore};
-use ticketing_core::{Bus, BusError, ListenerHandle, spawn_listener_with_token};
+use ticketing_core::{Bus, BusError, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -117,34 +119,21 @@ pub async fn spawn_listeners(
         state.provider.clone(),
         token.child_token(),
     ));
-    Ok(vec![
-        spawn_listener_with_token(
-            &state.bus,
-            OrderCreatedListener {
-                orders: state.orders.clone(),
-            },
-            token.child_token(),
-        )
-        .await?,
-        spawn_listener_with_token(
-            &state.bus,
-            OrderCancelledListener {
-                orders: state.orders.clone(),
-                payments: state.payments.clone(),
-                provider: state.provider.clone(),
-            },
-            token.child_token(),
-        )
-        .await?,
-        spawn_listener_with_token(
-            &state.bus,
-            OrderCompletedListener {
-                orders: state.orders.clone(),
-            },
-            token.child_token(),
-        )
-        .await?,
-    ])
+    listener::Router::new(crate::listeners::QUEUE_GROUP)
+        .options(listener_options())
+        .handle(OrderCreatedListener {
+            orders: state.orders.clone(),
+        })
+        .handle(OrderCancelledListener {
+            orders: state.orders.clone(),
+            payments: state.payments.clone(),
+            provider: state.provider.clone(),
+        })
+        .handle(OrderCompletedListener {
+            orders: state.orders.clone(),
+        })
+        .spawn(&state.bus, token)
+        .await
 }
 
 /// The payments service.

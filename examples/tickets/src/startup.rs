@@ -7,10 +7,12 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
+use ticketing_common::service::listener_options;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_core::listener;
 use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::store::{OrderReplicaStore, TicketStore};
-use ticketing_core::{Bus, BusError, ListenerHandle, spawn_listener_with_token};
+use ticketing_core::{Bus, BusError, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -98,11 +100,13 @@ pub async fn spawn_listeners(
     let completed = OrderCompletedListener {
         orders: state.order_replicas.clone(),
     };
-    Ok(vec![
-        spawn_listener_with_token(&state.bus, created, token.child_token()).await?,
-        spawn_listener_with_token(&state.bus, cancelled, token.child_token()).await?,
-        spawn_listener_with_token(&state.bus, completed, token.child_token()).await?,
-    ])
+    listener::Router::new(crate::listeners::QUEUE_GROUP)
+        .options(listener_options())
+        .handle(created)
+        .handle(cancelled)
+        .handle(completed)
+        .spawn(&state.bus, token)
+        .await
 }
 
 /// The tickets service.

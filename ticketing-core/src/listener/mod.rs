@@ -34,7 +34,9 @@ use crate::bus::{BoxError, Bus, BusError, Delivery, Headers, SubscribeOptions, h
 use crate::event::Event;
 use crate::metrics::DeliveryOutcome;
 
+mod router;
 mod runtime;
+pub use router::{Handler, Router};
 pub use runtime::{ListenerHandle, spawn_listener, spawn_listener_with_token};
 
 /// A consumer of one event type, in one queue group.

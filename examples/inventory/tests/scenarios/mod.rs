@@ -73,7 +73,10 @@ impl System {
     }
 
     pub async fn start_storefront(&mut self) {
-        let started = self.inventory.start_storefront(&self.bus).await;
+        let started = self
+            .inventory
+            .start_storefront(&self.bus, &CancellationToken::new())
+            .await;
         self.listeners.extend(started.expect("storefront"));
     }
 

@@ -4,11 +4,8 @@ use async_trait::async_trait;
 use ticketing_core::ticketing::events::ExpirationComplete;
 use ticketing_core::ticketing::reservation::{CancelOutcome, OrderStatus};
 use ticketing_core::ticketing::store::OrderStore;
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
+use ticketing_core::{Handler, HandlerError, MessageContext, StoreError};
 
-use ticketing_common::service::listener_options;
-
-use super::QUEUE_GROUP;
 use crate::models::announce_cancelled;
 
 /// `expiration:complete`: cancels the order unless it is complete or already cancelled
@@ -20,18 +17,10 @@ pub struct ExpirationCompleteListener {
 }
 
 #[async_trait]
-impl Listener for ExpirationCompleteListener {
+impl Handler for ExpirationCompleteListener {
     type Event = ExpirationComplete;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: ExpirationComplete,
         _ctx: &MessageContext<'_>,

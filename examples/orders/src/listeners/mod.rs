@@ -14,11 +14,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_common::service::listener_options;
 use ticketing_core::store;
 use ticketing_core::ticketing::events::queue_groups;
 use ticketing_core::ticketing::store::{TicketReplica, TicketReplicaStore};
-use ticketing_core::{Event, HandlerError, Listener, ListenerOptions, MessageContext};
+use ticketing_core::{Event, Handler, HandlerError, MessageContext};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::ORDERS_SERVICE;
@@ -64,18 +63,10 @@ impl<E> TicketReplicaListener<E> {
 }
 
 #[async_trait]
-impl<E: TicketEvent> Listener for TicketReplicaListener<E> {
+impl<E: TicketEvent> Handler for TicketReplicaListener<E> {
     type Event = E;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(&self, event: E, _ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
+    async fn handle(&self, event: E, _ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
         replicate(&*self.tickets, event.into_replica()).await
     }
 }

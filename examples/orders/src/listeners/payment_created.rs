@@ -4,11 +4,8 @@ use async_trait::async_trait;
 use ticketing_core::ticketing::events::PaymentCreated;
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::ticketing::store::OrderStore;
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext, StoreError};
+use ticketing_core::{Handler, HandlerError, MessageContext, StoreError};
 
-use ticketing_common::service::listener_options;
-
-use super::QUEUE_GROUP;
 use crate::models::announce_completed;
 
 /// `payment:created`: marks the order `complete` (version + 1), committing `order:completed`
@@ -21,18 +18,10 @@ pub struct PaymentCreatedListener {
 }
 
 #[async_trait]
-impl Listener for PaymentCreatedListener {
+impl Handler for PaymentCreatedListener {
     type Event = PaymentCreated;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: PaymentCreated,
         _ctx: &MessageContext<'_>,

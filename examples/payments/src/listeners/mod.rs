@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ticketing_common::service::listener_options;
 use ticketing_core::store::replicate;
 use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCompleted, OrderCreated, queue_groups,
@@ -13,7 +12,7 @@ use ticketing_core::ticketing::payment::{
     PayableOrder, PayableOrderStore, PaymentStatus, PaymentStore,
 };
 use ticketing_core::ticketing::reservation::OrderStatus;
-use ticketing_core::{HandlerError, Id, Listener, ListenerOptions, MessageContext, StoreError};
+use ticketing_core::{Handler, HandlerError, Id, MessageContext, StoreError};
 
 use crate::provider::{PaymentProvider, ProviderError};
 
@@ -83,18 +82,10 @@ pub struct OrderCreatedListener {
 }
 
 #[async_trait]
-impl Listener for OrderCreatedListener {
+impl Handler for OrderCreatedListener {
     type Event = OrderCreated;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCreated,
         _ctx: &MessageContext<'_>,
@@ -125,18 +116,10 @@ pub struct OrderCancelledListener {
 }
 
 #[async_trait]
-impl Listener for OrderCancelledListener {
+impl Handler for OrderCancelledListener {
     type Event = OrderCancelled;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCancelled,
         _ctx: &MessageContext<'_>,
@@ -157,18 +140,10 @@ pub struct OrderCompletedListener {
 }
 
 #[async_trait]
-impl Listener for OrderCompletedListener {
+impl Handler for OrderCompletedListener {
     type Event = OrderCompleted;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCompleted,
         _ctx: &MessageContext<'_>,

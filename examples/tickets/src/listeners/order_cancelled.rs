@@ -6,11 +6,9 @@ use ticketing_core::ticketing::reservation::{OrderStatus, releases_ticket};
 use ticketing_core::ticketing::store::{
     Applicable, OrderReplica, OrderReplicaStore, Ticket, TicketStore,
 };
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
+use ticketing_core::{Handler, HandlerError, MessageContext};
 
-use ticketing_common::service::listener_options;
-
-use super::{QUEUE_GROUP, record, ticket_of};
+use super::{record, ticket_of};
 use crate::models::announce_updated;
 
 /// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
@@ -25,18 +23,10 @@ pub struct OrderCancelledListener {
 }
 
 #[async_trait]
-impl Listener for OrderCancelledListener {
+impl Handler for OrderCancelledListener {
     type Event = OrderCancelled;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCancelled,
         _ctx: &MessageContext<'_>,

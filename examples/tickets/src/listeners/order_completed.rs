@@ -4,11 +4,9 @@ use async_trait::async_trait;
 use ticketing_core::ticketing::events::OrderCompleted;
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::ticketing::store::{Applicable, OrderReplica, OrderReplicaStore};
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
+use ticketing_core::{Handler, HandlerError, MessageContext};
 
-use ticketing_common::service::listener_options;
-
-use super::{QUEUE_GROUP, record};
+use super::record;
 
 /// `order:completed`: version-checked against the order replica (a completion that overtakes
 /// its `order:created` waits); records the order as complete. The ticket stays held by it for
@@ -19,18 +17,10 @@ pub struct OrderCompletedListener {
 }
 
 #[async_trait]
-impl Listener for OrderCompletedListener {
+impl Handler for OrderCompletedListener {
     type Event = OrderCompleted;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCompleted,
         _ctx: &MessageContext<'_>,

@@ -4,11 +4,9 @@ use async_trait::async_trait;
 use ticketing_core::ticketing::events::OrderCreated;
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::ticketing::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
-use ticketing_core::{HandlerError, Listener, ListenerOptions, MessageContext};
+use ticketing_core::{Handler, HandlerError, MessageContext};
 
-use ticketing_common::service::listener_options;
-
-use super::{QUEUE_GROUP, record, ticket_of};
+use super::{record, ticket_of};
 use crate::models::announce_updated;
 
 /// `order:created`: version-checked against the order replica; in one unit, marks the ticket
@@ -22,18 +20,10 @@ pub struct OrderCreatedListener {
 }
 
 #[async_trait]
-impl Listener for OrderCreatedListener {
+impl Handler for OrderCreatedListener {
     type Event = OrderCreated;
 
-    fn queue_group(&self) -> &str {
-        QUEUE_GROUP
-    }
-
-    fn options(&self) -> ListenerOptions {
-        listener_options()
-    }
-
-    async fn on_message(
+    async fn handle(
         &self,
         event: OrderCreated,
         _ctx: &MessageContext<'_>,

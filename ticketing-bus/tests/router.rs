@@ -1,0 +1,98 @@
+//! Handlers registered on one router: one queue group and its options, a handler per event
+//! type, on the in-memory bus.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use ticketing_bus::InMemoryBus;
+use ticketing_core::listener::{Handler, Router};
+use ticketing_core::{BusError, Event, HandlerError, ListenerOptions, MessageContext, Publisher};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Shipped(u32);
+impl Event for Shipped {
+    const SUBJECT: &'static str = "parcel:shipped";
+    fn message_id(&self) -> String {
+        format!("{}:{}", Self::SUBJECT, self.0)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Delivered(u32);
+impl Event for Delivered {
+    const SUBJECT: &'static str = "parcel:delivered";
+    fn message_id(&self) -> String {
+        format!("{}:{}", Self::SUBJECT, self.0)
+    }
+}
+
+struct Count<E>(Arc<AtomicUsize>, std::marker::PhantomData<fn(E)>);
+
+#[async_trait]
+impl<E: Event> Handler for Count<E> {
+    type Event = E;
+    async fn handle(&self, _: E, ctx: &MessageContext<'_>) -> Result<(), HandlerError> {
+        assert_eq!(ctx.group(), "parcels");
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn count<E>(n: &Arc<AtomicUsize>) -> Count<E> {
+    Count(n.clone(), std::marker::PhantomData)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_handler_of_a_router_runs_in_its_queue_group() {
+    let memory = InMemoryBus::new();
+    let bus = memory.as_dyn();
+    let (shipped, delivered) = (Arc::default(), Arc::default());
+    let router = Router::new("parcels")
+        .options(ListenerOptions {
+            concurrency: 2,
+            ..ListenerOptions::default()
+        })
+        .handle(count::<Shipped>(&shipped))
+        .handle(count::<Delivered>(&delivered));
+    assert_eq!(router.subjects(), ["parcel:shipped", "parcel:delivered"]);
+    let token = CancellationToken::new();
+    let handles = router.spawn(&bus, &token).await.expect("spawn");
+    assert_eq!(handles.len(), 2);
+    for n in 0..3 {
+        Publisher::<Shipped>::new(bus.clone())
+            .publish(&Shipped(n))
+            .await
+            .expect("publish");
+    }
+    Publisher::<Delivered>::new(bus.clone())
+        .publish(&Delivered(0))
+        .await
+        .expect("publish");
+    memory.settled().await;
+    assert_eq!(shipped.load(Ordering::SeqCst), 3);
+    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(memory.stats_of::<Shipped>("parcels").acked, 3);
+    assert_eq!(memory.stats_of::<Delivered>("parcels").acked, 1);
+    token.cancel();
+    for handle in handles {
+        handle.join().await;
+    }
+}
+
+#[tokio::test]
+async fn two_handlers_of_one_event_type_are_refused() {
+    let bus = InMemoryBus::new().as_dyn();
+    let n = Arc::default();
+    let refused = Router::new("parcels")
+        .handle(count::<Shipped>(&n))
+        .handle(count::<Shipped>(&n))
+        .spawn(&bus, &CancellationToken::new())
+        .await;
+    assert!(
+        matches!(refused, Err(BusError::InvalidGroup { .. })),
+        "{refused:?}"
+    );
+}

@@ -1,0 +1,214 @@
+//! A service's listeners registered on one router: the queue group and the options are given
+//! once, each [`Handler`] adds the event type it handles (Watermill's `AddHandler`, a
+//! MassTransit receive endpoint).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use serde::{Deserialize, Serialize};
+//! use ticketing_core::listener::{Handler, Router};
+//! use ticketing_core::{Bus, Event, HandlerError, ListenerOptions, MessageContext};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct ParcelShipped { parcel: String }
+//! impl Event for ParcelShipped {
+//!     const SUBJECT: &'static str = "parcel:shipped";
+//!     fn message_id(&self) -> String { format!("{}:{}", Self::SUBJECT, self.parcel) }
+//! }
+//!
+//! struct Notify;
+//!
+//! #[async_trait]
+//! impl Handler for Notify {
+//!     type Event = ParcelShipped;
+//!     async fn handle(&self, shipped: ParcelShipped, _: &MessageContext<'_>) -> Result<(), HandlerError> {
+//!         tracing::info!(parcel = %shipped.parcel, "notified");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! async fn start(bus: &Arc<dyn Bus>, token: &CancellationToken) -> Result<(), ticketing_core::BusError> {
+//!     let listeners = Router::new("notifications-service")
+//!         .options(ListenerOptions::default())
+//!         .handle(Notify)
+//!         .spawn(bus, token)
+//!         .await?;
+//!     # let _ = listeners;
+//!     Ok(())
+//! }
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::runtime::{ListenerHandle, spawn_listener_with_token};
+use super::{HandlerError, Listener, ListenerOptions, MessageContext};
+use crate::bus::{Bus, BusError};
+use crate::event::Event;
+
+/// What a service does with one event type: a [`Listener`] without its queue group and
+/// options, which the [`Router`] it is registered on gives.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// The event handled.
+    type Event: Event;
+
+    /// Handles one event; the runtime settles the message by the result, as for
+    /// [`Listener::on_message`].
+    async fn handle(
+        &self,
+        event: Self::Event,
+        ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError>;
+}
+
+/// A service's listeners: one queue group (also the durable name of each subject's consumer:
+/// renaming it replays the history), default options, one handler per event type.
+#[must_use = "a router does nothing until it is spawned"]
+pub struct Router {
+    group: Arc<str>,
+    options: ListenerOptions,
+    routes: Vec<Box<dyn Route>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("group", &self.group)
+            .field("subjects", &self.subjects())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// A router for the queue group `group`, with the default [`ListenerOptions`].
+    pub fn new(group: impl Into<Arc<str>>) -> Self {
+        Router {
+            group: group.into(),
+            options: ListenerOptions::default(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// The options of every handler registered after this call without options of its own.
+    pub fn options(mut self, options: ListenerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Registers `handler` for its event type, with the router's options.
+    pub fn handle<H: Handler>(self, handler: H) -> Self {
+        let options = self.options;
+        self.handle_with(handler, options)
+    }
+
+    /// Registers `handler` for its event type, with options of its own.
+    pub fn handle_with<H: Handler>(mut self, handler: H, options: ListenerOptions) -> Self {
+        self.routes.push(Box::new(Routed {
+            handler,
+            group: self.group.clone(),
+            options,
+        }));
+        self
+    }
+
+    /// The queue group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The subjects handled, in registration order.
+    pub fn subjects(&self) -> Vec<&'static str> {
+        self.routes.iter().map(|r| r.subject()).collect()
+    }
+
+    /// Subscribes every handler and runs each as a listener until `token` is cancelled (each on
+    /// a child token). Two handlers of one event type are refused: they would be two members of
+    /// one durable consumer, each seeing part of the messages.
+    pub async fn spawn(
+        self,
+        bus: &Arc<dyn Bus>,
+        token: &CancellationToken,
+    ) -> Result<Vec<ListenerHandle>, BusError> {
+        let subjects = self.subjects();
+        if let Some(twice) = subjects
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| subjects[..i].contains(s).then_some(*s))
+        {
+            return Err(BusError::InvalidGroup {
+                group: format!("{} ({twice})", self.group),
+                reason: "two handlers of one event type in one queue group",
+            });
+        }
+        let mut handles = Vec::with_capacity(self.routes.len());
+        for route in self.routes {
+            match route.spawn(bus, token.child_token()).await {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    for handle in handles {
+                        handle.stop().await;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(handles)
+    }
+}
+
+/// A handler bound to its router's group and options: a listener.
+struct Routed<H> {
+    handler: H,
+    group: Arc<str>,
+    options: ListenerOptions,
+}
+
+#[async_trait]
+impl<H: Handler> Listener for Routed<H> {
+    type Event = H::Event;
+
+    fn queue_group(&self) -> &str {
+        &self.group
+    }
+
+    fn options(&self) -> ListenerOptions {
+        self.options
+    }
+
+    async fn on_message(
+        &self,
+        event: H::Event,
+        ctx: &MessageContext<'_>,
+    ) -> Result<(), HandlerError> {
+        self.handler.handle(event, ctx).await
+    }
+}
+
+#[async_trait]
+trait Route: Send {
+    fn subject(&self) -> &'static str;
+    async fn spawn(
+        self: Box<Self>,
+        bus: &Arc<dyn Bus>,
+        token: CancellationToken,
+    ) -> Result<ListenerHandle, BusError>;
+}
+
+#[async_trait]
+impl<H: Handler> Route for Routed<H> {
+    fn subject(&self) -> &'static str {
+        H::Event::SUBJECT
+    }
+
+    async fn spawn(
+        self: Box<Self>,
+        bus: &Arc<dyn Bus>,
+        token: CancellationToken,
+    ) -> Result<ListenerHandle, BusError> {
+        spawn_listener_with_token(bus, *self, token).await
+    }
+}
