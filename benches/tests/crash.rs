@@ -36,6 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long users buy and cancel under faults.
 const CHAOS: Duration = Duration::from_secs(30);
+
+/// After the faults, how long a user keeps trying to pay for an order it still has open.
+const CALM_PAY: Duration = Duration::from_secs(45);
 /// Time between two kills.
 const KILL_EVERY: Duration = Duration::from_millis(900);
 /// When the broker stops, and for how long (the publish timeout is 5 s).
@@ -633,32 +636,63 @@ impl Driver {
                     } else {
                         "tok_visa"
                     };
-                    let request = self
-                        .http
-                        .post(format!("{}/api/payments", self.base))
-                        .header(COOKIE, &cookie)
-                        .json(&json!({"orderId": order, "token": token}));
-                    let answer = self.send("pay", request).await;
-                    match &answer {
-                        Some((StatusCode::CREATED, body)) => {
-                            if let Some(id) = body["id"].as_str() {
-                                created.lock().unwrap().paid.push((id.to_owned(), order));
-                            }
-                        }
-                        // Not known to payments yet, declined, or not answered: pay or cancel
-                        // it later.
-                        Some((StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST, _)) | None => {
-                            my_orders.push(order);
-                        }
-                        Some(_) => {}
+                    let status = self.pay(&cookie, &order, token, &created).await;
+                    // Not known to payments yet, declined, or not answered: pay or cancel it
+                    // later.
+                    if matches!(
+                        status,
+                        Some(StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) | None
+                    ) {
+                        my_orders.push(order);
                     }
-                    answer.is_some()
+                    status.is_some()
                 }
             };
             // A service that is down answers at once (502): do not spin on it.
             let pause = if answered { 15 } else { 100 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
+        // The faults are over: the user comes back to pay for an order it still has open, until
+        // one payment goes through or `CALM_PAY` has passed (the replicas catch up once nothing
+        // is killed any more). An order that can no longer be paid (cancelled, expired) is left.
+        let deadline = tokio::time::Instant::now() + CALM_PAY;
+        while !my_orders.is_empty() && tokio::time::Instant::now() < deadline {
+            let order = my_orders.remove(0);
+            match self.pay(&cookie, &order, "tok_visa", &created).await {
+                Some(StatusCode::CREATED) => break,
+                Some(StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED) => {}
+                _ => {
+                    my_orders.push(order);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Pays for `order` with `token`; a payment answered 201 is recorded.
+    async fn pay(
+        &self,
+        cookie: &str,
+        order: &str,
+        token: &str,
+        created: &Mutex<Created>,
+    ) -> Option<StatusCode> {
+        let request = self
+            .http
+            .post(format!("{}/api/payments", self.base))
+            .header(COOKIE, cookie)
+            .json(&json!({"orderId": order, "token": token}));
+        let (status, body) = self.send("pay", request).await?;
+        if status == StatusCode::CREATED
+            && let Some(id) = body["id"].as_str()
+        {
+            created
+                .lock()
+                .unwrap()
+                .paid
+                .push((id.to_owned(), order.to_owned()));
+        }
+        Some(status)
     }
 }
 

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
+use ticketing_common::service::Shared;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::ticketing::store::UserStore;
 use ticketing_store::Database;
@@ -93,8 +94,13 @@ impl Service for Auth {
         &settings.common
     }
 
-    async fn state(settings: &Settings) -> anyhow::Result<AuthState> {
-        let keys = settings.common.session_keys(true)?;
+    const USES_BUS: bool = false;
+
+    async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<AuthState> {
+        let keys = settings
+            .common
+            .session_keys(shared.secure_cookies)?
+            .with_clock(shared.clock.clone());
         let database = settings.common.backends.open_database("auth").await?;
         Ok(AuthState::new(
             &database,

@@ -8,13 +8,37 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
+use ticketing_bus::AnyBus;
 use ticketing_core::outbox::{Outbox, RelayHandle, RelayOptions, spawn_relay};
-use ticketing_core::{Bus, BusError, Id, ListenerHandle};
+use ticketing_core::{Bus, BusError, Clock, Id, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CommonArgs;
 use crate::server::Server;
+
+/// What a process hands every service it runs: the bus and the clock, shared by all the
+/// services in it. A service alone gets its own ([`Service::state`]); the all-in-one app hands
+/// the same to each ([`Service::state_on`]).
+#[derive(Clone)]
+pub struct Shared {
+    /// The bus; none for a process whose services use none.
+    pub bus: Option<AnyBus>,
+    /// Where the time comes from.
+    pub clock: Clock,
+    /// Whether session cookies are `Secure` unless configured (`SECURE_COOKIES`): a service
+    /// behind a TLS ingress, yes; the all-in-one serving plain HTTP itself, no.
+    pub secure_cookies: bool,
+}
+
+impl Shared {
+    /// The bus, for a service that needs one.
+    pub fn bus(&self) -> anyhow::Result<&AnyBus> {
+        self.bus
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("this service needs a bus and the process has none"))
+    }
+}
 
 /// What a service is made of.
 #[async_trait]
@@ -29,8 +53,37 @@ pub trait Service: Send + Sync + 'static {
     /// The options every service takes, inside its settings.
     fn common(settings: &Self::Settings) -> &CommonArgs;
 
-    /// Connects the configured backends and makes the state.
-    async fn state(settings: &Self::Settings) -> anyhow::Result<Self::State>;
+    /// Whether it uses the bus (a service alone connects one only then).
+    const USES_BUS: bool = true;
+
+    /// Whether it reads sessions (then `JWT_KEY` is required, checked before anything is
+    /// connected).
+    const USES_SESSIONS: bool = true;
+
+    /// Makes the state on what the process shares: opens its own database, checks what it needs
+    /// of the bus, reads the time from the shared clock. Every decision of the service (its
+    /// windows, its retention checks) is made here, alone or inside the all-in-one app.
+    async fn state_on(settings: &Self::Settings, shared: &Shared) -> anyhow::Result<Self::State>;
+
+    /// Connects the configured bus (if it uses one) and makes the state on it, with the
+    /// system's clock and `Secure` cookies by default: the service alone.
+    async fn state(settings: &Self::Settings) -> anyhow::Result<Self::State> {
+        // Fail on a missing JWT_KEY before connecting anything.
+        if Self::USES_SESSIONS {
+            Self::common(settings).session_keys(true)?;
+        }
+        let bus = if Self::USES_BUS {
+            Some(Self::common(settings).backends.connect_bus().await?)
+        } else {
+            None
+        };
+        let shared = Shared {
+            bus,
+            clock: Clock::system(),
+            secure_cookies: true,
+        };
+        Self::state_on(settings, &shared).await
+    }
 
     /// Its routes.
     fn router(state: Self::State) -> Router;
@@ -77,26 +130,11 @@ impl<S: Service> Application<S> {
     pub async fn build_with(common: &CommonArgs, state: S::State) -> anyhow::Result<Self> {
         let token = CancellationToken::new();
         let listeners = S::spawn_listeners(&state, &token).await?;
-        let bus = S::bus(&state);
-        let databases = S::databases(&state);
-        // One relay per process; replicas of the service take turns through the outbox's lease.
-        let relay = match (S::outbox(&state), &bus) {
-            (Some(outbox), Some(bus)) => Some(relay(S::NAME, outbox, bus.clone())),
-            _ => None,
-        };
         let addr = SocketAddr::new(common.host, common.port);
-        let mut server = Server::bind(S::NAME, addr, S::router(state), listeners, token)
+        let server = Server::bind(S::NAME, addr, S::router(state.clone()), listeners, token)
             .await?
-            .with_limits(common.http.limits());
-        for (name, database) in databases {
-            server = server.with_database(name, database);
-        }
-        if let Some(bus) = bus {
-            server = server.with_bus(bus);
-        }
-        if let Some(relay) = relay {
-            server = server.with_relay(relay);
-        }
+            .with_limits(common.http.limits())
+            .with_service::<S>(&state);
         Ok(Application {
             server,
             service: PhantomData,
@@ -117,6 +155,25 @@ impl<S: Service> Application<S> {
     /// in-flight requests and messages are finished and settled.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.run_until_stopped().await
+    }
+}
+
+impl Server {
+    /// What the server stops and checks for a service it runs: the relay of its outbox (one
+    /// per process; replicas of the service take turns through the outbox's lease), its
+    /// databases for readiness, its bus to flush on shutdown.
+    pub fn with_service<S: Service>(mut self, state: &S::State) -> Self {
+        let bus = S::bus(state);
+        if let (Some(outbox), Some(bus)) = (S::outbox(state), &bus) {
+            self = self.with_relay(relay(S::NAME, outbox, bus.clone()));
+        }
+        for (name, database) in S::databases(state) {
+            self = self.with_database(name, database);
+        }
+        if let Some(bus) = bus {
+            self = self.with_bus(bus);
+        }
+        self
     }
 }
 

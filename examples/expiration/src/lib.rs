@@ -19,6 +19,7 @@ use ticketing_core::{
 use tokio_util::sync::CancellationToken;
 
 use axum::Router;
+use ticketing_common::service::Shared;
 use ticketing_common::{CommonArgs, Service};
 
 /// `order:created`: waits (on the broker) until the order expires, then publishes
@@ -123,10 +124,12 @@ impl Service for Expiration {
         &settings.common
     }
 
-    async fn state(settings: &Settings) -> anyhow::Result<ExpirationState> {
+    const USES_SESSIONS: bool = false;
+
+    async fn state_on(_settings: &Settings, shared: &Shared) -> anyhow::Result<ExpirationState> {
         Ok(ExpirationState {
-            bus: settings.common.backends.connect_bus().await?.as_dyn(),
-            clock: Clock::system(),
+            bus: shared.bus()?.as_dyn(),
+            clock: shared.clock.clone(),
         })
     }
 

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
+use ticketing_common::service::Shared;
 use ticketing_common::service::listener_options;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::listener;
@@ -137,9 +138,12 @@ impl Service for Orders {
         &settings.common
     }
 
-    async fn state(settings: &Settings) -> anyhow::Result<OrdersState> {
-        let keys = settings.common.session_keys(true)?;
-        let bus = settings.common.backends.connect_bus().await?;
+    async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<OrdersState> {
+        let keys = settings
+            .common
+            .session_keys(shared.secure_cookies)?
+            .with_clock(shared.clock.clone());
+        let bus = shared.bus()?;
         // Expiration timers are events waiting in the stream for the window to pass.
         bus.require_retention(settings.expiration_window(), "the expiration window")?;
         let bus = bus.as_dyn();
@@ -148,7 +152,7 @@ impl Service for Orders {
             &database,
             keys,
             settings.expiration_window(),
-            Clock::system(),
+            shared.clock.clone(),
             &bus,
         ))
     }

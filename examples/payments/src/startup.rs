@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
+use ticketing_common::service::Shared;
 use ticketing_common::service::listener_options;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::listener;
@@ -149,11 +150,15 @@ impl Service for Payments {
         &settings.common
     }
 
-    async fn state(settings: &Settings) -> anyhow::Result<PaymentsState> {
-        let keys = settings.common.session_keys(true)?;
-        // Alone, the service needs the choice made: no silent fake in production.
+    async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<PaymentsState> {
+        let keys = settings
+            .common
+            .session_keys(shared.secure_cookies)?
+            .with_clock(shared.clock.clone());
+        // The service needs the choice made: no silent fake in production (the all-in-one app
+        // names the fake in its settings when none is configured).
         let provider = settings.provider.provider(None)?;
-        let bus = settings.common.backends.connect_bus().await?.as_dyn();
+        let bus = shared.bus()?.as_dyn();
         let database = settings.common.backends.open_database("payments").await?;
         Ok(PaymentsState::new(&database, keys, &bus, provider)
             .with_repair_every(settings.provider.repair_every()))

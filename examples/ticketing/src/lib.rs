@@ -7,20 +7,19 @@
 //! or database there.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use ticketing_auth::startup::AuthState;
+use ticketing_auth::startup::{Auth, AuthState};
 use ticketing_bus::AnyBus;
-use ticketing_common::service::relay;
-use ticketing_common::{CommonArgs, Server};
+use ticketing_common::service::Shared;
+use ticketing_common::{CommonArgs, Server, Service};
 use ticketing_core::Clock;
-use ticketing_orders::startup::OrdersState;
+use ticketing_expiration::Expiration;
+use ticketing_orders::startup::{Orders, OrdersState};
 use ticketing_payments::configuration::ProviderKind;
-use ticketing_payments::startup::PaymentsState;
-use ticketing_store::Database;
-use ticketing_tickets::startup::TicketsState;
+use ticketing_payments::startup::{Payments, PaymentsState};
+use ticketing_tickets::startup::{Tickets, TicketsState};
 use tokio_util::sync::CancellationToken;
 
 /// The web client: one page, its script and its styles, talking to the API on the same
@@ -68,6 +67,47 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The auth service's settings within these.
+    pub fn auth(&self) -> ticketing_auth::configuration::Settings {
+        ticketing_auth::configuration::Settings {
+            common: self.common.clone(),
+            guards: self.guards.clone(),
+        }
+    }
+
+    /// The tickets service's settings within these.
+    pub fn tickets(&self) -> ticketing_tickets::configuration::Settings {
+        ticketing_tickets::configuration::Settings {
+            common: self.common.clone(),
+        }
+    }
+
+    /// The orders service's settings within these.
+    pub fn orders(&self) -> ticketing_orders::configuration::Settings {
+        ticketing_orders::configuration::Settings {
+            common: self.common.clone(),
+            expiration_window_seconds: self.expiration_window_seconds,
+        }
+    }
+
+    /// The payments service's settings within these: the fake provider unless one is named
+    /// (the run command needs no configuration).
+    pub fn payments(&self) -> ticketing_payments::configuration::Settings {
+        let mut provider = self.provider.clone();
+        provider.provider = Some(provider.provider.unwrap_or(ProviderKind::Fake));
+        ticketing_payments::configuration::Settings {
+            common: self.common.clone(),
+            provider,
+        }
+    }
+
+    /// The expiration service's settings within these.
+    pub fn expiration(&self) -> ticketing_expiration::Settings {
+        ticketing_expiration::Settings {
+            common: self.common.clone(),
+        }
+    }
+
     /// Settings for tests: port 0, in-memory backends, this key.
     pub fn for_tests(jwt_key: &str) -> Self {
         Settings {
@@ -81,31 +121,6 @@ impl Settings {
                 repair_seconds: 30,
             },
         }
-    }
-}
-
-/// The databases of the three services.
-#[derive(Debug, Clone)]
-pub struct Databases {
-    /// Auth's.
-    pub auth: Database,
-    /// Tickets'.
-    pub tickets: Database,
-    /// Orders'.
-    pub orders: Database,
-    /// Payments'.
-    pub payments: Database,
-}
-
-impl Databases {
-    /// Each service's database, in its own schema or database, as when they run apart.
-    pub async fn open(backends: &ticketing_common::config::BackendArgs) -> anyhow::Result<Self> {
-        Ok(Databases {
-            auth: backends.open_database("auth").await?,
-            tickets: backends.open_database("tickets").await?,
-            orders: backends.open_database("orders").await?,
-            payments: backends.open_database("payments").await?,
-        })
     }
 }
 
@@ -169,7 +184,10 @@ impl ticketing_common::Service for Web {
         &settings.common
     }
 
-    async fn state(_settings: &WebSettings) -> anyhow::Result<()> {
+    const USES_BUS: bool = false;
+    const USES_SESSIONS: bool = false;
+
+    async fn state_on(_settings: &WebSettings, _shared: &Shared) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -212,88 +230,46 @@ pub struct TicketingApp {
 }
 
 impl TicketingApp {
-    /// Connects the configured bus and databases, starts the listeners and binds the port.
+    /// Connects the configured bus, opens each service's database, starts the listeners and
+    /// binds the port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Fail on a missing JWT_KEY before connecting anything.
         settings.common.session_keys(false)?;
-        let backends = &settings.common.backends;
-        let bus = backends.connect_bus().await?;
-        // Expiration timers are events waiting in the stream for the window to pass.
-        bus.require_retention(
-            Duration::from_secs(settings.expiration_window_seconds),
-            "the expiration window",
-        )?;
-        let databases = Databases::open(backends).await?;
-        Self::build_with(&settings, bus, &databases, Clock::system()).await
+        let bus = settings.common.backends.connect_bus().await?;
+        let shared = Shared {
+            bus: Some(bus),
+            clock: Clock::system(),
+            // The all-in-one serves plain HTTP itself: cookies are not `Secure` unless asked.
+            secure_cookies: false,
+        };
+        Self::build_with(&settings, shared).await
     }
 
-    /// Starts the system on this bus and these databases, reading the time from `clock`.
-    pub async fn build_with(
-        settings: &Settings,
-        bus: AnyBus,
-        databases: &Databases,
-        clock: Clock,
-    ) -> anyhow::Result<Self> {
-        // The all-in-one serves plain HTTP itself: cookies are not `Secure` unless asked.
-        let keys = settings
-            .common
-            .session_keys(false)?
-            .with_clock(clock.clone());
-        let shared = bus.as_dyn();
+    /// Runs every service on what `shared` holds (the bus, the clock): each makes its state
+    /// as it does alone ([`Service::state_on`]: its own database, its own checks), and the
+    /// app merges their routes, listeners, relays and readiness checks.
+    pub async fn build_with(settings: &Settings, shared: Shared) -> anyhow::Result<Self> {
+        let bus = shared.bus()?.clone();
         let states = States {
-            auth: AuthState::new(
-                &databases.auth,
-                keys.clone(),
-                ticketing_auth::guard::Guards::new(&settings.guards),
-            ),
-            tickets: TicketsState::new(&databases.tickets, keys.clone(), &shared),
-            orders: OrdersState::new(
-                &databases.orders,
-                keys.clone(),
-                Duration::from_secs(settings.expiration_window_seconds),
-                clock.clone(),
-                &shared,
-            ),
-            // The fake provider unless one is named: the run command needs no configuration.
-            payments: PaymentsState::new(
-                &databases.payments,
-                keys,
-                &shared,
-                settings.provider.provider(Some(ProviderKind::Fake))?,
-            )
-            .with_repair_every(settings.provider.repair_every()),
+            auth: Auth::state_on(&settings.auth(), &shared).await?,
+            tickets: Tickets::state_on(&settings.tickets(), &shared).await?,
+            orders: Orders::state_on(&settings.orders(), &shared).await?,
+            payments: Payments::state_on(&settings.payments(), &shared).await?,
         };
+        let expiration = Expiration::state_on(&settings.expiration(), &shared).await?;
         let token = CancellationToken::new();
-        let mut listeners =
-            ticketing_tickets::startup::spawn_listeners(&states.tickets, &token).await?;
-        listeners.extend(ticketing_orders::startup::spawn_listeners(&states.orders, &token).await?);
-        listeners.extend(ticketing_expiration::spawn_listeners(&shared, clock, &token).await?);
-        listeners
-            .extend(ticketing_payments::startup::spawn_listeners(&states.payments, &token).await?);
+        let mut listeners = Tickets::spawn_listeners(&states.tickets, &token).await?;
+        listeners.extend(Orders::spawn_listeners(&states.orders, &token).await?);
+        listeners.extend(Expiration::spawn_listeners(&expiration, &token).await?);
+        listeners.extend(Payments::spawn_listeners(&states.payments, &token).await?);
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token)
             .await?
             .with_limits(settings.common.http.limits())
-            .with_relay(relay(
-                "tickets",
-                states.tickets.outbox.clone(),
-                shared.clone(),
-            ))
-            .with_relay(relay(
-                "orders",
-                states.orders.outbox.clone(),
-                shared.clone(),
-            ))
-            .with_relay(relay(
-                "payments",
-                states.payments.outbox.clone(),
-                shared.clone(),
-            ))
-            .with_database("auth", databases.auth.clone())
-            .with_database("tickets", databases.tickets.clone())
-            .with_database("orders", databases.orders.clone())
-            .with_database("payments", databases.payments.clone())
-            .with_bus(shared);
+            .with_service::<Auth>(&states.auth)
+            .with_service::<Tickets>(&states.tickets)
+            .with_service::<Orders>(&states.orders)
+            .with_service::<Payments>(&states.payments);
         Ok(TicketingApp {
             server,
             bus,

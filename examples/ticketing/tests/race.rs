@@ -13,7 +13,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use ticketing::{Databases, Settings, TicketingApp};
+use ticketing::{Settings, TicketingApp};
+use ticketing_common::service::Shared;
 use ticketing_core::ticketing::payment::PaymentStatus;
 use ticketing_core::{Clock, Id};
 use tower::ServiceExt;
@@ -65,13 +66,14 @@ enum Ending {
 async fn race(offset: Duration, before: bool) -> Ending {
     let mut settings = Settings::for_tests(ticketing_test_app::JWT_KEY);
     settings.expiration_window_seconds = 60;
-    let backends = &settings.common.backends;
-    let databases = Databases::open(backends).await.unwrap();
-    let bus = backends.connect_bus().await.unwrap();
+    let bus = settings.common.backends.connect_bus().await.unwrap();
     let clock = Clock::tokio();
-    let app = TicketingApp::build_with(&settings, bus, &databases, clock.clone())
-        .await
-        .unwrap();
+    let shared = Shared {
+        bus: Some(bus),
+        clock: clock.clone(),
+        secure_cookies: false,
+    };
+    let app = TicketingApp::build_with(&settings, shared).await.unwrap();
     let router = ticketing::router(app.states());
     let keys = ticketing_test_app::keys();
     let (seller, _) = ticketing_test_app::signed_in(&keys);

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
+use ticketing_common::service::Shared;
 use ticketing_common::service::listener_options;
 use ticketing_common::{CommonArgs, Service, SessionKeys};
 use ticketing_core::listener;
@@ -122,9 +123,12 @@ impl Service for Tickets {
         &settings.common
     }
 
-    async fn state(settings: &Settings) -> anyhow::Result<TicketsState> {
-        let keys = settings.common.session_keys(true)?;
-        let bus = settings.common.backends.connect_bus().await?.as_dyn();
+    async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<TicketsState> {
+        let keys = settings
+            .common
+            .session_keys(shared.secure_cookies)?
+            .with_clock(shared.clock.clone());
+        let bus = shared.bus()?.as_dyn();
         let database = settings.common.backends.open_database("tickets").await?;
         Ok(TicketsState::new(&database, keys, &bus))
     }
