@@ -217,7 +217,7 @@ pub trait TicketStore: Send + Sync + 'static {
 
     /// A listener's change in one unit: [`update_announcing`](Self::update_announcing), and
     /// then the order event that caused it recorded in the order replica of the same database
-    /// (as [`OrderReplicaStore::apply`]; a replica already at that version or later is left
+    /// (as [`ReplicaStore::apply`]; a replica already at that version or later is left
     /// as it is). The ticket's version check guards the whole: on `VersionConflict` nothing is
     /// written. Backends without multi-record transactions write the ticket with its events
     /// first and the replica last, so a crash in between leaves the event to be redelivered
