@@ -14,7 +14,6 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +29,7 @@ use serde_json::{Value, json};
 use ticketing_benches::verify::{self, OrderRecord, PASSWORD, Record, UserRecord};
 use ticketing_store::StoreSettings;
 use ticketing_test_live as live;
+use ticketing_test_live::process::{self, free_port, wait_for_port};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -105,47 +105,9 @@ async fn a_jetstream_cluster_loses_nothing_when_the_stream_leader_dies() {
     crash_run(Store::Postgres, Faults::LeaderLoss).await;
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-async fn port_open(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_ok()
-}
-
-async fn wait_for_port(port: u16, what: &str, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !port_open(port).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not listen on port {port} within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The directory of the workspace's built binaries (next to `deps/`, where this test runs).
+/// The directory of the workspace's built service binaries.
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    for bin in ["auth", "tickets", "orders", "payments", "expiration"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: build the service binaries first (cargo build --bins, or run the \
-             whole workspace's tests)",
-            dir.join(bin).display()
-        );
-    }
-    dir
+    process::bin_dir(&["auth", "tickets", "orders", "payments", "expiration"])
 }
 
 /// A process restarted whenever it exits, until stopped; `kill` SIGKILLs it.

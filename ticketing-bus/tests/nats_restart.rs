@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,6 +17,7 @@ use std::time::Duration;
 
 use ticketing_bus::nats::{NatsBus, NatsBusConfig, NatsStorage};
 use ticketing_core::{OutgoingMessage, SubscribeOptions};
+use ticketing_test_live::process::{free_port, wait_for_port_blocking};
 
 const MESSAGES: u64 = 2_000;
 
@@ -35,13 +35,8 @@ impl Server {
             .spawn()
             .expect("nats-server must be installed (scripts/test installs it)");
         let server = Server { child };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nats-server did not start on port {port}");
+        wait_for_port_blocking(port, "nats-server", Duration::from_secs(5));
+        server
     }
 
     /// Stops the server with `signal` and waits.
@@ -60,14 +55,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Outcome {

@@ -290,11 +290,7 @@ async fn on_sigterm_it_is_first_not_ready_then_stops_after_the_shutdown_delay() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_before_the_broker_it_waits_for_it_within_the_startup_timeout() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ticketing_test_live::process::free_port();
     let store = std::env::temp_dir().join(format!("ticketing-startup-{}", std::process::id()));
     let mut child = ticketing()
         .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")

@@ -193,24 +193,9 @@ fn workspace_binaries() -> BTreeSet<String> {
         .collect()
 }
 
-/// The directory of the built binaries (next to `deps/`, where this test runs).
-fn bin_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf()
-}
-
 /// The environment variables a binary reads, from its `--help` (`[env: NAME=…]`).
 fn variables_of(binary: &str) -> BTreeSet<String> {
-    let path = bin_dir().join(binary);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the binaries first (cargo build --bins, or run the whole workspace's tests)",
-        path.display()
-    );
+    let path = ticketing_test_live::process::bin_dir(&[binary]).join(binary);
     let (ok, help) = run(Command::new(path).arg("--help"));
     assert!(ok, "{help}");
     let mut names: BTreeSet<String> = help

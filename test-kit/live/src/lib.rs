@@ -9,6 +9,8 @@
 //! This crate knows no ticketing backend type: it hands out names and URLs, and the caller
 //! opens its bus or store on them, so the bus and store crates' own tests can use it.
 
+pub mod process;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
