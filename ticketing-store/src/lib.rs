@@ -42,6 +42,7 @@
 //! let outbox = database.outbox(); // for a relay
 //! # let _ = (customers, outbox); Ok(()) }
 //! ```
+#![cfg_attr(feature = "ticketing", doc = include_str!("../docs/stores.md"))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod database;

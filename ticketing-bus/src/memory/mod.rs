@@ -52,6 +52,8 @@
 //! | `consumer.rs` | queue groups: delivery, ack wait, nak, term, dead letters, members |
 //! | `faults.rs` | fault injection ([`Faults`]); a single flag keeps it off the hot path |
 //! | `harness.rs` | what tests look at: published events, group stats, `settled` |
+//!
+#![doc = include_str!("../../docs/memory.md")]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;

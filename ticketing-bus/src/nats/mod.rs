@@ -28,6 +28,8 @@
 //!   members of other groups ack it unseen, so only its own group handles it again.
 //! - Connection loss: async-nats reconnects; publishes fail (the caller retries, the message id
 //!   makes the retry safe) until the server is back; pull streams resume on reconnect.
+//!
+#![doc = include_str!("../../docs/nats.md")]
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
