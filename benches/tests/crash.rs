@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use ticketing_benches::verify::{self, OrderRecord, PASSWORD, Record, UserRecord};
 use ticketing_store::StoreSettings;
 use ticketing_test_live as live;
-use ticketing_test_live::process::{self, free_port, wait_for_port};
+use ticketing_test_live::process::{self, NatsServer, free_port, wait_for_port};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -158,62 +158,6 @@ impl Supervised {
     async fn stop(self) -> u64 {
         self.stop.cancel();
         self.task.await.unwrap_or_default()
-    }
-}
-
-/// The test's own nats-server, on a port of its own, stopped with SIGTERM and started again on
-/// the same port and store directory.
-struct Broker {
-    port: u16,
-    store: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Broker {
-    async fn start(dir: &Path) -> Self {
-        let mut broker = Broker {
-            port: free_port(),
-            store: dir.join("nats"),
-            log: dir.join("nats.log"),
-            child: None,
-        };
-        broker.spawn().await;
-        broker
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    async fn spawn(&mut self) {
-        let log = log_file(&self.log);
-        let child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nats-server must be on PATH (scripts/test installs it)");
-        self.child = Some(child);
-        wait_for_port(self.port, "nats-server", Duration::from_secs(15)).await;
-    }
-
-    /// Stops the server as an operator does (SIGTERM), and waits for it to exit.
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().expect("running").to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        }
     }
 }
 
@@ -348,7 +292,7 @@ fn workspace_root() -> PathBuf {
 
 /// The broker of a run.
 enum Brokers {
-    One(Broker),
+    One(NatsServer),
     Three(Cluster),
 }
 
@@ -679,7 +623,9 @@ async fn crash_run(store: Store, faults: Faults) {
     let dir = std::env::temp_dir().join(live::unique_name(&format!("crash-{label}")));
     std::fs::create_dir_all(&dir).unwrap();
     let mut broker = match faults {
-        Faults::KillsAndOutage => Brokers::One(Broker::start(&dir).await),
+        Faults::KillsAndOutage => {
+            Brokers::One(NatsServer::start(&dir.join("nats"), Some(&dir.join("nats.log"))).await)
+        }
         Faults::LeaderLoss => Brokers::Three(Cluster::start(&dir).await),
     };
     let replicas = match faults {

@@ -10,52 +10,14 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ticketing_bus::nats::{NatsBus, NatsBusConfig, NatsStorage};
 use ticketing_core::{OutgoingMessage, SubscribeOptions};
-use ticketing_test_live::process::{free_port, wait_for_port_blocking};
+use ticketing_test_live::process::NatsServer;
 
 const MESSAGES: u64 = 2_000;
-
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(port: u16, store: &Path) -> Server {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server must be installed (scripts/test installs it)");
-        let server = Server { child };
-        wait_for_port_blocking(port, "nats-server", Duration::from_secs(5));
-        server
-    }
-
-    /// Stops the server with `signal` and waits.
-    fn stop(mut self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        self.child.wait().expect("wait for nats-server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Outcome {
     lost: Vec<u64>,
@@ -72,8 +34,8 @@ async fn restart_mid_stream(signal: &str) -> Outcome {
         ticketing_core::Id::new()
     ));
     std::fs::create_dir_all(&store).unwrap();
-    let port = free_port();
-    let server = Server::start(port, &store);
+    let mut server = NatsServer::start(&store, None).await;
+    let port = server.port();
     let config = NatsBusConfig {
         storage: NatsStorage::File,
         confirm_acks: true,
@@ -155,9 +117,9 @@ async fn restart_mid_stream(signal: &str) -> Outcome {
     .await;
     let received_before_stop = received.lock().unwrap().clone();
     let published_before_stop = published.load(std::sync::atomic::Ordering::SeqCst);
-    server.stop(signal);
+    server.stop_with(signal).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _server = Server::start(port, &store);
+    let _server = NatsServer::start_on(port, &store, None).await;
 
     let publish_retries = publisher.await.unwrap();
     consumer.await.unwrap();

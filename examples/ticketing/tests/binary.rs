@@ -318,13 +318,7 @@ async fn started_before_the_broker_it_waits_for_it_within_the_startup_timeout() 
     // The broker comes up two seconds later.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(child.try_wait().unwrap().is_none(), "it gave up at once");
-    let mut broker = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server on PATH (scripts/test installs it)");
+    let broker = ticketing_test_live::process::NatsServer::start_on(port, &store, None).await;
     let (waited, line) = tokio::time::timeout(Duration::from_secs(30), line)
         .await
         .expect("it starts once the broker answers")
@@ -333,7 +327,6 @@ async fn started_before_the_broker_it_waits_for_it_within_the_startup_timeout() 
     assert!(waited, "it said it was waiting for the broker");
     let _ = child.kill();
     let _ = child.wait();
-    let _ = broker.kill();
-    let _ = broker.wait();
+    drop(broker);
     let _ = std::fs::remove_dir_all(&store);
 }

@@ -33,18 +33,6 @@ pub async fn wait_for_port(port: u16, what: &str, limit: Duration) {
     }
 }
 
-/// As [`wait_for_port`], blocking the thread (for tests without a runtime).
-pub fn wait_for_port_blocking(port: u16, what: &str, limit: Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} did not listen on port {port} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The directory of the workspace's built binaries: `target/<profile>`, next to the `deps/`
 /// the running test is in. Panics, saying how to build them, when one of `required` is missing.
 pub fn bin_dir(required: &[&str]) -> PathBuf {
@@ -63,4 +51,98 @@ pub fn bin_dir(required: &[&str]) -> PathBuf {
         );
     }
     dir
+}
+
+/// A nats-server with JetStream of a test's own, on a loopback port and a store directory of
+/// its own; restarted on the same port and store with [`spawn`](Self::spawn). Killed when
+/// dropped.
+#[derive(Debug)]
+pub struct NatsServer {
+    port: u16,
+    store: PathBuf,
+    log: Option<PathBuf>,
+    child: Option<tokio::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts one on a free port, its store in `store`, its output appended to `log` (or
+    /// dropped), and waits until it listens.
+    pub async fn start(store: &Path, log: Option<&Path>) -> Self {
+        Self::start_on(free_port(), store, log).await
+    }
+
+    /// [`start`](Self::start) on `port`.
+    pub async fn start_on(port: u16, store: &Path, log: Option<&Path>) -> Self {
+        let mut server = NatsServer {
+            port,
+            store: store.to_path_buf(),
+            log: log.map(Path::to_path_buf),
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (again, after a stop), and waits until it listens.
+    pub async fn spawn(&mut self) {
+        let (stdout, stderr) = match &self.log {
+            Some(path) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("the server's log");
+                (
+                    std::process::Stdio::from(log.try_clone().expect("the server's log")),
+                    std::process::Stdio::from(log),
+                )
+            }
+            None => (std::process::Stdio::null(), std::process::Stdio::null()),
+        };
+        let child = tokio::process::Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server must be on PATH (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "nats-server", Duration::from_secs(15)).await;
+    }
+
+    /// Stops it as an operator does (SIGTERM), and waits for it to exit.
+    pub async fn stop(&mut self) {
+        self.stop_with("-TERM").await;
+    }
+
+    /// Sends it `signal` (`-TERM`, `-KILL`), and waits for it to exit.
+    pub async fn stop_with(&mut self, signal: &str) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args([signal, &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
 }
