@@ -44,15 +44,36 @@ pub struct InsufficientStock {
     pub requested: u64,
 }
 
-/// The quantity after `delta`, or the rule's refusal.
-fn adjusted(stock: &Stock, delta: i64) -> Result<u64, StoreError> {
-    stock.quantity.checked_add_signed(delta).ok_or_else(|| {
-        StoreError::rejected(InsufficientStock {
-            sku: stock.sku.clone(),
-            available: stock.quantity,
-            requested: delta.unsigned_abs(),
+impl Stock {
+    /// A new item at version 0.
+    pub fn received(sku: &str, quantity: u64) -> Self {
+        Stock {
+            id: Uuid::now_v7(),
+            sku: sku.to_owned(),
+            quantity,
+            version: 0,
+        }
+    }
+
+    /// The item after changing its quantity by `delta`, if it is still at `expected`: a
+    /// `VersionConflict` if it moved on, the warehouse's rule's refusal below zero.
+    pub fn adjusted(&self, expected: Version, delta: i64) -> Result<Stock, StoreError> {
+        if self.version != expected {
+            return Err(StoreError::conflict("stock", self.id, expected));
+        }
+        let quantity = self.quantity.checked_add_signed(delta).ok_or_else(|| {
+            StoreError::rejected(InsufficientStock {
+                sku: self.sku.clone(),
+                available: self.quantity,
+                requested: delta.unsigned_abs(),
+            })
+        })?;
+        Ok(Stock {
+            quantity,
+            version: expected + 1,
+            ..self.clone()
         })
-    })
+    }
 }
 
 fn received(stock: &Stock) -> Result<Vec<OutgoingMessage>, StoreError> {
@@ -123,12 +144,7 @@ impl StockStore for MemoryStock {
                 key: sku.to_owned(),
             });
         }
-        let stock = Stock {
-            id: Uuid::now_v7(),
-            sku: sku.to_owned(),
-            quantity,
-            version: 0,
-        };
+        let stock = Stock::received(sku, quantity);
         let events = received(&stock)?;
         items.insert(stock.id, stock.clone());
         self.outbox.append(&key(stock.id), events);
@@ -140,14 +156,7 @@ impl StockStore for MemoryStock {
         let held = items
             .get(&id)
             .ok_or_else(|| StoreError::not_found("stock", id))?;
-        if held.version != expected {
-            return Err(StoreError::conflict("stock", id, expected));
-        }
-        let stock = Stock {
-            quantity: adjusted(held, delta)?,
-            version: expected + 1,
-            ..held.clone()
-        };
+        let stock = held.adjusted(expected, delta)?;
         let events = adjustment(&stock)?;
         items.insert(id, stock.clone());
         self.outbox.append(&key(id), events);
@@ -208,12 +217,7 @@ impl PgStock {
 #[async_trait]
 impl StockStore for PgStock {
     async fn receive(&self, sku: &str, quantity: u64) -> Result<Stock, StoreError> {
-        let stock = Stock {
-            id: Uuid::now_v7(),
-            sku: sku.to_owned(),
-            quantity,
-            version: 0,
-        };
+        let stock = Stock::received(sku, quantity);
         let events = received(&stock)?;
         let mut tx = self.db.pool().begin().await.map_err(pg_error)?;
         let inserted = sqlx::query("INSERT INTO stock (id, sku, quantity) VALUES ($1, $2, $3)")
@@ -248,14 +252,7 @@ impl StockStore for PgStock {
                 .map_err(pg_error)?
                 .ok_or_else(|| StoreError::not_found("stock", id))?;
         let held = stock_of(&row)?;
-        if held.version != expected {
-            return Err(StoreError::conflict("stock", id, expected));
-        }
-        let stock = Stock {
-            quantity: adjusted(&held, delta)?,
-            version: expected + 1,
-            ..held
-        };
+        let stock = held.adjusted(expected, delta)?;
         let events = adjustment(&stock)?;
         sqlx::query("UPDATE stock SET quantity = $2, version = $3 WHERE id = $1")
             .bind(id)
@@ -345,12 +342,7 @@ impl MongoStock {
 #[async_trait]
 impl StockStore for MongoStock {
     async fn receive(&self, sku: &str, quantity: u64) -> Result<Stock, StoreError> {
-        let stock = Stock {
-            id: Uuid::now_v7(),
-            sku: sku.to_owned(),
-            quantity,
-            version: 0,
-        };
+        let stock = Stock::received(sku, quantity);
         let document = doc! {
             "_id": stock.id.to_string(),
             "sku": sku,
@@ -373,14 +365,7 @@ impl StockStore for MongoStock {
 
     async fn adjust(&self, id: Uuid, expected: Version, delta: i64) -> Result<Stock, StoreError> {
         let held = self.get(id).await?;
-        if held.version != expected {
-            return Err(StoreError::conflict("stock", id, expected));
-        }
-        let stock = Stock {
-            quantity: adjusted(&held, delta)?,
-            version: expected + 1,
-            ..held
-        };
+        let stock = held.adjusted(expected, delta)?;
         let after = self
             .db
             .update_announcing(

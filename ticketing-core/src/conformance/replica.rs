@@ -131,6 +131,19 @@ impl<T: ShipmentStores> ReplicaFactory for T {
     }
 }
 
+/// What `store` answers an event of `version` about `id`.
+async fn disposition_of<R: Replica>(
+    store: &dyn ReplicaStore<R>,
+    id: &R::Id,
+    version: Version,
+) -> EventDisposition {
+    store
+        .find_by_event(id, version)
+        .await
+        .expect("find_by_event")
+        .disposition
+}
+
 fn is_conflict(result: &Result<(), StoreError>) -> bool {
     matches!(result, Err(StoreError::VersionConflict { .. }))
 }
@@ -138,26 +151,24 @@ fn is_conflict(result: &Result<(), StoreError>) -> bool {
 pub async fn find_by_event_answers_apply_duplicate_and_gap<F: ReplicaFactory>(factory: &F) {
     let store = factory.store(ReplicaStart::FromFirst).await;
     let id = factory.id();
-    let disposition = |version| {
-        let store = store.clone();
-        let id = id.clone();
-        async move {
-            store
-                .find_by_event(&id, version)
-                .await
-                .expect("find_by_event")
-                .disposition
-        }
-    };
-    assert_eq!(disposition(0).await, EventDisposition::Apply);
-    assert_eq!(disposition(1).await, EventDisposition::Gap);
+    assert_eq!(
+        disposition_of(&*store, &id, 0).await,
+        EventDisposition::Apply
+    );
+    assert_eq!(disposition_of(&*store, &id, 1).await, EventDisposition::Gap);
     store
         .apply(&factory.record(&id, 0, 1))
         .await
         .expect("apply 0");
-    assert_eq!(disposition(0).await, EventDisposition::Duplicate);
-    assert_eq!(disposition(1).await, EventDisposition::Apply);
-    assert_eq!(disposition(2).await, EventDisposition::Gap);
+    assert_eq!(
+        disposition_of(&*store, &id, 0).await,
+        EventDisposition::Duplicate
+    );
+    assert_eq!(
+        disposition_of(&*store, &id, 1).await,
+        EventDisposition::Apply
+    );
+    assert_eq!(disposition_of(&*store, &id, 2).await, EventDisposition::Gap);
     let lookup = store.find_by_event(&id, 1).await.expect("find_by_event");
     assert_eq!(lookup.current, Some(factory.record(&id, 0, 1)));
     assert_eq!(lookup.event, 1);
@@ -276,21 +287,19 @@ pub async fn a_first_seen_replica_starts_mid_stream<F: ReplicaFactory>(factory: 
     .expect("applied");
     assert_eq!(applied, Some(factory.record(&id, 5, 5)));
     // From there on the rule holds as usual.
-    let disposition = |version| {
-        let store = store.clone();
-        let id = id.clone();
-        async move {
-            store
-                .find_by_event(&id, version)
-                .await
-                .expect("find_by_event")
-                .disposition
-        }
-    };
-    assert_eq!(disposition(4).await, EventDisposition::Duplicate);
-    assert_eq!(disposition(5).await, EventDisposition::Duplicate);
-    assert_eq!(disposition(6).await, EventDisposition::Apply);
-    assert_eq!(disposition(8).await, EventDisposition::Gap);
+    assert_eq!(
+        disposition_of(&*store, &id, 4).await,
+        EventDisposition::Duplicate
+    );
+    assert_eq!(
+        disposition_of(&*store, &id, 5).await,
+        EventDisposition::Duplicate
+    );
+    assert_eq!(
+        disposition_of(&*store, &id, 6).await,
+        EventDisposition::Apply
+    );
+    assert_eq!(disposition_of(&*store, &id, 8).await, EventDisposition::Gap);
     assert!(is_conflict(&store.apply(&factory.record(&id, 7, 7)).await));
     assert!(is_conflict(&store.apply(&factory.record(&id, 3, 3)).await));
     store

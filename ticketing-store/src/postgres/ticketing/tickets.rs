@@ -141,19 +141,21 @@ impl TicketStore for PgTicketStore {
             version: ticket.version + 1,
             ..ticket.clone()
         };
-        if announce(&next)?.is_empty() {
+        let events = announce(&next)?;
+        if events.is_empty() {
             let mut conn = self.pool.acquire().await.map_err(backend)?;
             return self.write(&mut conn, ticket).await;
         }
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let updated = self.write(&mut tx, ticket).await?;
-        commit_announcing(
-            tx,
-            &self.wake,
-            &outbox_key("ticket", updated.id),
-            announce(&updated)?,
-        )
-        .await?;
+        // Encoded once: the stored ticket is the one predicted, unless the row held fields the
+        // update does not write (its seller) that differ from the caller's copy.
+        let events = if updated == next {
+            events
+        } else {
+            announce(&updated)?
+        };
+        commit_announcing(tx, &self.wake, &outbox_key("ticket", updated.id), events).await?;
         Ok(updated)
     }
 
