@@ -37,8 +37,6 @@ use tokio_util::sync::CancellationToken;
 /// How long users buy and cancel under faults.
 const CHAOS: Duration = Duration::from_secs(30);
 
-/// After the faults, how long a user keeps trying to pay for an order it still has open.
-const CALM_PAY: Duration = Duration::from_secs(45);
 /// Time between two kills.
 const KILL_EVERY: Duration = Duration::from_millis(900);
 /// When the broker stops, and for how long (the publish timeout is 5 s).
@@ -63,6 +61,18 @@ impl Store {
         match self {
             Store::Postgres => 30,
             Store::Mongo => 6,
+        }
+    }
+
+    /// After the faults, how long a user keeps trying to pay for an order it still has open:
+    /// on the MongoDB-wire test server the payments replica can lag through the whole fault
+    /// window, and a run could end with no payment to check. None on PostgreSQL, where users
+    /// pay during the faults (more payments there would only add refunds of charges the fake
+    /// provider of a killed process forgot: docs/system.md, "Limits").
+    fn calm_pay(self) -> Duration {
+        match self {
+            Store::Postgres => Duration::ZERO,
+            Store::Mongo => Duration::from_secs(45),
         }
     }
 
@@ -457,6 +467,7 @@ impl Driver {
         &self,
         me: usize,
         tickets_per_user: usize,
+        calm_pay: Duration,
         cookie: String,
         created: Arc<Mutex<Created>>,
         stop: CancellationToken,
@@ -559,9 +570,9 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         // The faults are over: the user comes back to pay for an order it still has open, until
-        // one payment goes through or `CALM_PAY` has passed (the replicas catch up once nothing
+        // one payment goes through or `calm_pay` has passed (the replicas catch up once nothing
         // is killed any more). An order that can no longer be paid (cancelled, expired) is left.
-        let deadline = tokio::time::Instant::now() + CALM_PAY;
+        let deadline = tokio::time::Instant::now() + calm_pay;
         while !my_orders.is_empty() && tokio::time::Instant::now() < deadline {
             let order = my_orders.remove(0);
             match self.pay(&cookie, &order, "tok_visa", &created).await {
@@ -747,7 +758,14 @@ async fn crash_run(store: Store, faults: Faults) {
             let stop = stop_users.clone();
             tokio::spawn(async move {
                 driver
-                    .user(n, store.tickets_per_user(), cookie, created, stop)
+                    .user(
+                        n,
+                        store.tickets_per_user(),
+                        store.calm_pay(),
+                        cookie,
+                        created,
+                        stop,
+                    )
                     .await
             })
         })
