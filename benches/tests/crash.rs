@@ -569,11 +569,42 @@ impl Driver {
             let pause = if answered { 15 } else { 100 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
-        // The faults are over: the user comes back to pay for an order it still has open, until
-        // one payment goes through or `calm_pay` has passed (the replicas catch up once nothing
-        // is killed any more). An order that can no longer be paid (cancelled, expired) is left.
+        // The faults are over: the user comes back to pay for an order it still has open (or
+        // orders a ticket when none is), until one payment goes through or `calm_pay` has
+        // passed (the replicas catch up once nothing is killed any more). An order that can no
+        // longer be paid (cancelled, expired) is left.
         let deadline = tokio::time::Instant::now() + calm_pay;
-        while !my_orders.is_empty() && tokio::time::Instant::now() < deadline {
+        while tokio::time::Instant::now() < deadline {
+            if my_orders.is_empty() {
+                // Nothing open any more (cancelled, expired): order another user's ticket.
+                let pick = {
+                    let created = created.lock().unwrap();
+                    let others: Vec<&(String, usize)> = created
+                        .tickets
+                        .iter()
+                        .filter(|(_, seller)| *seller != me)
+                        .collect();
+                    (!others.is_empty()).then(|| others[rng.usize(..others.len())].0.clone())
+                };
+                let Some(ticket) = pick else { break };
+                let request = self
+                    .http
+                    .post(format!("{}/api/orders", self.base))
+                    .header(COOKIE, &cookie)
+                    .json(&json!({"ticketId": ticket}));
+                if let Some((StatusCode::CREATED, body)) = self.send("order", request).await
+                    && let Some(id) = body["id"].as_str()
+                {
+                    my_orders.push(id.to_owned());
+                    created.lock().unwrap().orders.push(OrderRecord {
+                        id: id.to_owned(),
+                        buyer: me,
+                    });
+                } else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                continue;
+            }
             let order = my_orders.remove(0);
             match self.pay(&cookie, &order, "tok_visa", &created).await {
                 Some(StatusCode::CREATED) => break,
