@@ -1,6 +1,4 @@
-//! Shared workloads of the ticketing benchmarks, and the load generator's consistency check.
-
-pub mod verify;
+//! Shared workloads of the ticketing benchmarks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

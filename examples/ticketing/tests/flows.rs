@@ -9,7 +9,7 @@ use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
 use ticketing_core::Bus;
 use ticketing_core::ticketing::events::TicketUpdated;
 
-use ticketing_test_app::system::{self as support, Endpoints, sign_up};
+use ticketing_test_app::system::{self as support, Endpoints, User, sign_up};
 
 async fn spawn() -> (Endpoints, InMemoryBus) {
     spawn_with(Settings::for_tests(ticketing_test_app::JWT_KEY)).await
@@ -48,9 +48,9 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
     let seller = sign_up(&at, "seller@test.com").await;
     let buyer = sign_up(&at, "buyer@test.com").await;
     // Reserve and release once, so the ticket has a history (versions 0 to 2).
-    let ticket = seller.sell("t0", json!(10)).await;
+    let ticket = seller.sell("t0", json!(10)).await.expect(201);
     let id = ticket["id"].as_str().unwrap().to_owned();
-    let probe = buyer.order_when_orderable(&id).await;
+    let probe = buyer.order_when_orderable(&id).await.expect(201);
     buyer.cancel(probe["id"].as_str().unwrap()).await;
     seller
         .ticket_until(&id, "released", |t| t["version"] == 2)
@@ -69,7 +69,7 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
             seller
                 .edit(&id, &format!("t{n}"), json!(10 + n))
                 .await
-                .status(),
+                .code(),
             200
         );
     }
@@ -93,7 +93,7 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
     .await
     .unwrap();
 
-    let order = buyer.order_when_orderable(&id).await;
+    let order = buyer.order_when_orderable(&id).await.expect(201);
     assert_eq!(order["ticket"]["title"], "t5");
     assert_eq!(order["ticket"]["version"], 7);
     assert_eq!(order["ticket"]["price"], 15);
@@ -180,9 +180,9 @@ async fn an_unpaid_order_expires_and_frees_its_ticket() {
     let (at, bus) = spawn_with(settings).await;
     let seller = sign_up(&at, "seller@test.com").await;
     let buyer = sign_up(&at, "buyer@test.com").await;
-    let ticket = seller.sell("concert", json!(20)).await;
+    let ticket = seller.sell("concert", json!(20)).await.expect(201);
     let id = ticket["id"].as_str().unwrap().to_owned();
-    let order = buyer.order_when_orderable(&id).await;
+    let order = buyer.order_when_orderable(&id).await.expect(201);
     seller
         .ticket_until(&id, "reserved", |t| t["orderId"] == order["id"])
         .await;
@@ -191,7 +191,7 @@ async fn an_unpaid_order_expires_and_frees_its_ticket() {
         .ticket_until(&id, "released", |t| t.get("orderId").is_none())
         .await;
     assert_eq!(released["version"], 2);
-    let orders = buyer.orders().await;
+    let orders = buyer.orders().await.items();
     assert_eq!(
         (orders[0]["status"].as_str(), orders[0]["version"].as_u64()),
         (Some("cancelled"), Some(1))
@@ -202,31 +202,19 @@ async fn an_unpaid_order_expires_and_frees_its_ticket() {
         1
     );
     let again = sign_up(&at, "second@test.com").await;
-    assert_eq!(again.order(&id).await.status(), 201);
+    assert_eq!(again.order(&id).await.code(), 201);
 }
 
-async fn pay(buyer: &support::User, order: &str, token: &str) -> (reqwest::StatusCode, Value) {
-    let response = buyer
-        .client
-        .post(format!("{}/api/payments", buyer.at.orders))
-        .header("cookie", &buyer.cookie)
-        .json(&json!({"orderId": order, "token": token}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+async fn pay(buyer: &User, order: &str, token: &str) -> (u16, Value) {
+    let answer = buyer.pay(order, token).await;
+    (answer.code(), answer.body)
 }
 
 /// Pays once the payments service knows the order (its replica arrives by event).
-async fn pay_when_payable(
-    buyer: &support::User,
-    order: &str,
-    token: &str,
-) -> (reqwest::StatusCode, Value) {
+async fn pay_when_payable(buyer: &User, order: &str, token: &str) -> (u16, Value) {
     for _ in 0..500 {
         let (status, body) = pay(buyer, order, token).await;
-        if status != reqwest::StatusCode::NOT_FOUND {
+        if status != 404 {
             return (status, body);
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -240,9 +228,9 @@ async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_onc
     let seller = sign_up(&at, "seller@test.com").await;
     let buyer = sign_up(&at, "buyer@test.com").await;
     let stranger = sign_up(&at, "stranger@test.com").await;
-    let ticket = seller.sell("concert", json!(19.99)).await;
+    let ticket = seller.sell("concert", json!(19.99)).await.expect(201);
     let ticket_id = ticket["id"].as_str().unwrap();
-    let order = buyer.order_when_orderable(ticket_id).await;
+    let order = buyer.order_when_orderable(ticket_id).await.expect(201);
     let order_id = order["id"].as_str().unwrap();
 
     let (status, body) = pay_when_payable(&buyer, order_id, "tok_chargeDeclined").await;
@@ -262,7 +250,7 @@ async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_onc
     let mut created = 0;
     for attempt in attempts {
         let (status, body) = attempt.await.unwrap();
-        match status.as_u16() {
+        match status {
             201 => created += 1,
             400 => assert_eq!(body["errors"][0]["message"], "Order has already been paid"),
             other => panic!("{other} {body}"),
@@ -273,7 +261,7 @@ async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_onc
     // The order becomes complete (version 1) and stays so: no expiry, no cancel.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let orders = buyer.orders().await;
+        let orders = buyer.orders().await.items();
         if orders[0]["status"] == "complete" {
             assert_eq!(orders[0]["version"], 1);
             break;
@@ -281,14 +269,17 @@ async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_onc
         assert!(tokio::time::Instant::now() < deadline, "{orders:?}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(buyer.cancel(order_id).await, 400);
+    assert_eq!(buyer.cancel(order_id).await.code(), 400);
     let (status, body) = pay(&buyer, order_id, "tok_visa").await;
     assert_eq!(
-        (status.as_u16(), &body["errors"][0]["message"]),
+        (status, &body["errors"][0]["message"]),
         (400, &json!("Order has already been paid"))
     );
     // The ticket stays held by the paid order.
-    assert_eq!(seller.ticket(ticket_id).await["orderId"], json!(order_id));
+    assert_eq!(
+        seller.ticket(ticket_id).await.body["orderId"],
+        json!(order_id)
+    );
     tokio::time::timeout(
         std::time::Duration::from_secs(20),
         bus.settled_except(&["expiration-service"]),
@@ -304,13 +295,14 @@ async fn a_request_trace_continues_through_the_outbox_into_the_other_services() 
     let seller = sign_up(&at, "seller@test.com").await;
     let buyer = sign_up(&at, "buyer@test.com").await;
     // Two tickets sold without a trace, one ordered with the caller's.
-    seller.sell("opera", json!(30)).await;
-    let ticket = seller.sell("concert", json!(20)).await;
+    seller.sell("opera", json!(30)).await.expect(201);
+    let ticket = seller.sell("concert", json!(20)).await.expect(201);
     let third = ticket["id"].as_str().unwrap().to_owned();
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let traced = loop {
         let response = buyer
             .client
+            .http()
             .post(format!("{}/api/orders", at.orders))
             .header(reqwest::header::COOKIE, &buyer.cookie)
             .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))

@@ -1,6 +1,6 @@
 //! The test kit of the services: spawn a service on a random port over in-memory backends,
 //! sign users in, send requests, read error bodies, wait until the bus has settled; and
-//! [`system`], a client of the whole system wherever its services run.
+//! [`system`], the stories the system tests tell with the system's client, wherever its services run.
 //!
 //! ```no_run
 //! # async fn demo() {

@@ -23,7 +23,7 @@
 //! its public HTTP API and reports every disagreement between the services (see `verify.rs`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use ticketing_benches::verify;
+use ticketing_test_client::{Client, Endpoints, User, verify};
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -33,8 +33,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::StatusCode;
-use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -123,106 +121,64 @@ impl Stats {
 
 type Shared = Arc<Mutex<Stats>>;
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
+/// The system's client, every call recorded in the stats.
+struct Load {
+    client: Client,
     stats: Shared,
 }
 
-impl Client {
-    async fn send(
-        &self,
-        route: &'static str,
-        request: reqwest::RequestBuilder,
-    ) -> reqwest::Response {
-        let started = Instant::now();
-        let response = request.send().await.expect("request");
-        self.stats
-            .lock()
-            .expect("stats")
-            .record(route, started.elapsed());
-        response
-    }
-
-    async fn sign_up(&self, n: usize) -> verify::UserRecord {
+impl Load {
+    async fn sign_up(&self, n: usize) -> User {
         let email = format!("load-{n}-{}@example.com", ticketing_core::Id::new());
-        let request = self
-            .http
-            .post(format!("{}/api/users/signup", self.base))
-            .json(&json!({"email": email, "password": verify::PASSWORD}));
-        let response = self.send("POST /api/users/signup", request).await;
-        assert_eq!(response.status(), StatusCode::CREATED, "signup");
-        let cookie = verify::session_cookie(&response).expect("session cookie");
-        verify::UserRecord { email, cookie }
+        self.client
+            .sign_up(&email)
+            .await
+            .unwrap_or_else(|refused| panic!("sign-up: {refused}"))
     }
 
-    async fn sell(&self, cookie: &str, n: usize) -> (String, Instant) {
-        let request = self
-            .http
-            .post(format!("{}/api/tickets", self.base))
-            .header(COOKIE, cookie)
-            .json(&json!({"title": format!("ticket {n}"), "price": 10 + n % 90}));
-        let response = self.send("POST /api/tickets", request).await;
+    async fn sell(&self, seller: &User, n: usize) -> (String, Instant) {
+        let answer = seller
+            .sell(&format!("ticket {n}"), json!(10 + n % 90))
+            .await;
         let created = Instant::now();
-        assert_eq!(response.status(), StatusCode::CREATED, "sell");
-        let body: Value = response.json().await.expect("ticket");
-        (body["id"].as_str().expect("id").to_owned(), created)
+        let id = answer.id().map(str::to_owned);
+        assert!(answer.is(201), "{answer}");
+        (id.expect("a ticket id"), created)
     }
 
     /// Orders as soon as the ticket is orderable; returns the order id.
-    async fn buy(&self, cookie: &str, ticket: &str, created: Instant) -> String {
+    async fn buy(&self, buyer: &User, ticket: &str, created: Instant) -> String {
         loop {
-            let request = self
-                .http
-                .post(format!("{}/api/orders", self.base))
-                .header(COOKIE, cookie)
-                .json(&json!({"ticketId": ticket}));
-            let response = self.send("POST /api/orders", request).await;
-            match response.status() {
-                StatusCode::CREATED => {
+            let answer = buyer.order(ticket).await;
+            match answer.code() {
+                201 => {
                     self.stats
                         .lock()
                         .expect("stats")
                         .record_propagation(created.elapsed());
-                    let body: Value = response.json().await.expect("order");
-                    return body["id"].as_str().expect("id").to_owned();
+                    return answer.id().expect("an order id").to_owned();
                 }
-                StatusCode::NOT_FOUND => tokio::time::sleep(Duration::from_millis(1)).await,
-                other => panic!("order failed with {other}"),
+                404 => tokio::time::sleep(Duration::from_millis(1)).await,
+                _ => panic!("{answer}"),
             }
         }
     }
 
     /// Pays for the order as soon as the payments service knows it (`tok_visa`, the fake
     /// provider's), then waits until the orders service shows it complete.
-    async fn pay(&self, cookie: &str, order: &str) {
+    async fn pay(&self, buyer: &User, order: &str) {
         loop {
-            let request = self
-                .http
-                .post(format!("{}/api/payments", self.base))
-                .header(COOKIE, cookie)
-                .json(&json!({"orderId": order, "token": "tok_visa"}));
-            let response = self.send("POST /api/payments", request).await;
-            match response.status() {
-                StatusCode::CREATED => break,
-                StatusCode::NOT_FOUND => tokio::time::sleep(Duration::from_millis(1)).await,
-                other => panic!(
-                    "payment failed with {other}: {}",
-                    response.text().await.unwrap_or_default()
-                ),
+            let answer = buyer.pay(order, "tok_visa").await;
+            match answer.code() {
+                201 => break,
+                404 => tokio::time::sleep(Duration::from_millis(1)).await,
+                _ => panic!("{answer}"),
             }
         }
         let paid = Instant::now();
         loop {
-            let response = self
-                .http
-                .get(format!("{}/api/orders/{order}", self.base))
-                .header(COOKIE, cookie)
-                .send()
-                .await
-                .expect("order");
-            let body: Value = response.json().await.expect("order");
-            if body["status"] == "complete" {
+            let order = buyer.order_of(order).await.expect(200);
+            if order["status"] == "complete" {
                 let mut stats = self.stats.lock().expect("stats");
                 stats
                     .payment_propagation
@@ -235,13 +191,8 @@ impl Client {
         }
     }
 
-    async fn cancel(&self, cookie: &str, order: &str) {
-        let request = self
-            .http
-            .delete(format!("{}/api/orders/{order}", self.base))
-            .header(COOKIE, cookie);
-        let response = self.send("DELETE /api/orders/:id", request).await;
-        assert_eq!(response.status(), StatusCode::NO_CONTENT, "cancel");
+    async fn cancel(&self, buyer: &User, order: &str) {
+        buyer.cancel(order).await.expect(204);
     }
 }
 
@@ -417,9 +368,18 @@ async fn run(args: Args) {
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .expect("client");
-    let client = Arc::new(Client {
-        http: http.clone(),
-        base: args.target.trim_end_matches('/').to_owned(),
+    let observed = stats.clone();
+    let client = Arc::new(Load {
+        client: Client::with_http(http.clone(), Endpoints::single(&args.target)).observed(
+            move |call| {
+                if call.status.is_some() {
+                    observed
+                        .lock()
+                        .expect("stats")
+                        .record(call.route, call.elapsed);
+                }
+            },
+        ),
         stats: stats.clone(),
     });
     let limit = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
@@ -441,7 +401,7 @@ async fn run(args: Args) {
     for task in tasks {
         users.push(task.await.expect("signup"));
     }
-    let cookies: Vec<String> = users.iter().map(|u| u.cookie.clone()).collect();
+    let buyers = users.clone();
     progress.finish();
     let signup_seconds = signup_started.elapsed().as_secs_f64();
 
@@ -453,9 +413,9 @@ async fn run(args: Args) {
     let mut ticket_ids = Vec::new();
     for n in 0..total as usize {
         let (client, limit, progress) = (client.clone(), limit.clone(), progress.clone());
-        let seller = cookies[n % cookies.len()].clone();
-        let buyer_index = (n + 1) % cookies.len();
-        let buyer = cookies[buyer_index].clone();
+        let seller = buyers[n % buyers.len()].clone();
+        let buyer_index = (n + 1) % buyers.len();
+        let buyer = buyers[buyer_index].clone();
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await.expect("permit");
             let (ticket, created) = client.sell(&seller, n).await;
@@ -482,21 +442,28 @@ async fn run(args: Args) {
     stats.lock().expect("stats").quiet = true;
     let progress = bar(args.probes as u64, "propagation probes");
     for n in 0..args.probes {
-        let (ticket, created) = client.sell(&cookies[0], total as usize + n).await;
+        let (ticket, created) = client.sell(&buyers[0], total as usize + n).await;
         let order = client
-            .buy(&cookies[1 % cookies.len()], &ticket, created)
+            .buy(&buyers[1 % buyers.len()], &ticket, created)
             .await;
         ticket_ids.push(ticket);
         orders.push(verify::OrderRecord {
             id: order,
-            buyer: 1 % cookies.len(),
+            buyer: 1 % buyers.len(),
         });
         progress.inc(1);
     }
     progress.finish();
+    let base = client.client.endpoints().tickets.clone();
     let record = verify::Record {
-        target: client.base.clone(),
-        users,
+        target: base.clone(),
+        users: users
+            .iter()
+            .map(|user| verify::UserRecord {
+                email: user.email.clone(),
+                cookie: user.cookie.clone(),
+            })
+            .collect(),
         tickets: ticket_ids.clone(),
         orders,
     };
@@ -509,7 +476,7 @@ async fn run(args: Args) {
     let (mut bare, bare_port) = spawn_bare(&args);
     let progress = bar(0, "GET /api/tickets/:id");
     progress.set_length(u64::MAX);
-    let url = format!("{}/api/tickets/{}", client.base, ticket_ids[0]);
+    let url = format!("{base}/api/tickets/{}", ticket_ids[0]);
     let (ticket_reads, ticket_hist) =
         hammer(&http, url, args.concurrency, args.read_seconds, &progress).await;
     progress.finish_and_clear();

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use ticketing::{Settings, TicketingApp};
-use ticketing_benches::verify::{OrderRecord, Record, UserRecord, check};
 use ticketing_core::Id;
 use ticketing_core::ticketing::store::{Ticket, TicketReplica};
 use ticketing_test_app::JWT_KEY;
 use ticketing_test_app::system::{Endpoints, sign_up};
+use ticketing_test_client::verify::{OrderRecord, Record, UserRecord, check};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_check_passes_on_agreeing_services_and_names_each_disagreement() {
@@ -24,15 +24,15 @@ async fn the_check_passes_on_agreeing_services_and_names_each_disagreement() {
     let seller = sign_up(&at, &format!("seller-{}@test.com", Id::new())).await;
     let buyer_email = format!("buyer-{}@test.com", Id::new());
     let buyer = sign_up(&at, &buyer_email).await;
-    let held = seller.sell("held", json!(10)).await["id"]
+    let held = seller.sell("held", json!(10)).await.expect(201)["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let free = seller.sell("free", json!(12)).await["id"]
+    let free = seller.sell("free", json!(12)).await.expect(201)["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let order = buyer.order_when_orderable(&held).await["id"]
+    let order = buyer.order_when_orderable(&held).await.expect(201)["id"]
         .as_str()
         .unwrap()
         .to_owned();

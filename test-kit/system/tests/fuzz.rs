@@ -80,7 +80,10 @@ async fn thousands_of_generated_requests_get_declared_statuses_and_conforming_bo
     let user = sign_up(&Endpoints::single(&base), "fuzzer@test.com").await;
     // A ticket to find, and an order of another user's, so identifiers resolve sometimes.
     let seller = sign_up(&Endpoints::single(&base), "seller@test.com").await;
-    let ticket = seller.sell("fuzzed", serde_json::json!(10)).await;
+    let ticket = seller
+        .sell("fuzzed", serde_json::json!(10))
+        .await
+        .expect(201);
     let _ = user.order(ticket["id"].as_str().unwrap()).await;
     let cookie = user.cookie.clone();
     let generated = tokio::task::spawn_blocking({
