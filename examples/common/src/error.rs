@@ -28,6 +28,31 @@ pub struct ErrorBody {
     pub errors: Vec<ErrorEntry>,
 }
 
+/// What the edge answers any request, documented on every operation once (as
+/// `responses(..., EdgeErrors)`): 408 past the request timeout.
+#[derive(utoipa::IntoResponses)]
+pub enum EdgeErrors {
+    /// 408.
+    #[response(status = 408, description = "The request took too long")]
+    Timeout(ErrorBody),
+}
+
+/// What the edge answers any request with a JSON body, documented on every such operation once
+/// (as `responses(..., BodyErrors)`): 408 past the request timeout, 413 over 1 MiB, 415 for a
+/// body that is not JSON.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// 408.
+    #[response(status = 408, description = "The request took too long")]
+    Timeout(ErrorBody),
+    /// 413.
+    #[response(status = 413, description = "The body is over 1 MiB")]
+    TooLarge(ErrorBody),
+    /// 415.
+    #[response(status = 415, description = "The body is not JSON")]
+    NotJson(ErrorBody),
+}
+
 /// What a handler can fail with. Every variant renders in the API's error format; an
 /// internal error renders as an opaque 500 and logs its cause.
 #[derive(Debug, thiserror::Error)]

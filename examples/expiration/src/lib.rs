@@ -88,18 +88,10 @@ fn options() -> ListenerOptions {
     }
 }
 
-/// Settings of the expiration service: the common options (it uses the bus, and serves only
-/// `/healthz`, `/readyz` and `/metrics` on its port).
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "expiration",
-    about = "The expiration service of the ticketing system",
-    version
-)]
-pub struct Settings {
-    /// Options every service takes (no database, no session keys).
-    #[command(flatten)]
-    pub common: CommonArgs,
+ticketing_common::service_settings! {
+    /// Settings of the expiration service: the common options (it uses the bus, and serves only
+    /// `/healthz`, `/readyz` and `/metrics` on its port).
+    pub struct Settings("expiration", "The expiration service of the ticketing system") {}
 }
 
 /// What the expiration service holds: the bus and the clock.

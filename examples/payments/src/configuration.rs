@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use ticketing_common::CommonArgs;
 use ticketing_common::config::Secret;
 
 use crate::provider::{FakeProvider, PaymentProvider, StripeProvider};
@@ -73,20 +72,13 @@ impl ProviderArgs {
     }
 }
 
-/// The payments service's settings, from the environment and flags.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "payments",
-    about = "The payments service of the ticketing system",
-    version
-)]
-pub struct Settings {
-    /// Options every service takes.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// The payment provider.
-    #[command(flatten)]
-    pub provider: ProviderArgs,
+ticketing_common::service_settings! {
+    /// The payments service's settings, from the environment and flags.
+    pub struct Settings("payments", "The payments service of the ticketing system") {
+        /// The payment provider.
+        #[command(flatten)]
+        pub provider: ProviderArgs,
+    }
 }
 
 #[cfg(test)]

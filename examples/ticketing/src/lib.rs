@@ -44,26 +44,19 @@ fn web(content_type: &'static str, body: &'static str) -> impl axum::response::I
     )
 }
 
-/// Settings of the whole system, from the environment and flags.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "ticketing",
-    about = "The ticketing system: auth, tickets, orders and the web client on one port",
-    version
-)]
-pub struct Settings {
-    /// Options every service takes.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// How long an order stays open, in seconds.
-    #[arg(long, env = "EXPIRATION_WINDOW_SECONDS", default_value_t = 15 * 60)]
-    pub expiration_window_seconds: u64,
-    /// The auth service's hashing bound and sign-in limits.
-    #[command(flatten)]
-    pub guards: ticketing_auth::guard::GuardArgs,
-    /// The payment provider (default: the fake).
-    #[command(flatten)]
-    pub provider: ticketing_payments::configuration::ProviderArgs,
+ticketing_common::service_settings! {
+    /// Settings of the whole system, from the environment and flags.
+    pub struct Settings("ticketing", "The ticketing system: auth, tickets, orders and the web client on one port") {
+        /// How long an order stays open, in seconds.
+        #[arg(long, env = "EXPIRATION_WINDOW_SECONDS", default_value_t = 15 * 60)]
+        pub expiration_window_seconds: u64,
+        /// The auth service's hashing bound and sign-in limits.
+        #[command(flatten)]
+        pub guards: ticketing_auth::guard::GuardArgs,
+        /// The payment provider (default: the fake).
+        #[command(flatten)]
+        pub provider: ticketing_payments::configuration::ProviderArgs,
+    }
 }
 
 impl Settings {
@@ -158,17 +151,9 @@ pub fn web_router() -> Router {
         )
 }
 
-/// Settings of the `web` binary: the common options (only the port and address matter).
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "web",
-    about = "The web client of the ticketing system, alone (behind an ingress that routes /api to the services)",
-    version
-)]
-pub struct WebSettings {
-    /// Options every service takes.
-    #[command(flatten)]
-    pub common: CommonArgs,
+ticketing_common::service_settings! {
+    /// Settings of the `web` binary: the common options (only the port and address matter).
+    pub struct WebSettings("web", "The web client of the ticketing system, alone (behind an ingress that routes /api to the services)") {}
 }
 
 /// The web client as a service of its own, as deployed behind an ingress.

@@ -8,7 +8,7 @@ use ticketing_common::CurrentUser;
     get, path = "/api/users/currentuser", tag = "users",
     responses(
         (status = 200, description = "The session's user, or null", body = super::CurrentUserResponse),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     )
 )]
 pub async fn current_user(CurrentUser(claims): CurrentUser) -> Json<Value> {

@@ -18,9 +18,7 @@ use crate::startup::AuthState;
     responses(
         (status = 200, description = "Signed in: the `session` cookie is set", body = UserJson),
         (status = 400, description = "A field is invalid, or the credentials are", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::BodyErrors,
         (status = 429, description = "Too many failures; see `Retry-After`", body = ticketing_common::error::ErrorBody),
         (status = 503, description = "Password hashing is saturated; see `Retry-After`", body = ticketing_common::error::ErrorBody),
     )

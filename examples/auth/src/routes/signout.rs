@@ -10,7 +10,7 @@ use crate::startup::AuthState;
     post, path = "/api/users/signout", tag = "users",
     responses(
         (status = 200, description = "Signed out: the cookie is cleared; the body is `{}`", body = Object),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     )
 )]
 pub async fn signout(State(state): State<AuthState>) -> Response {

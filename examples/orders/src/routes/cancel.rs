@@ -22,7 +22,7 @@ const ATTEMPTS: usize = 5;
         (status = 400, description = "The order is complete", body = ticketing_common::error::ErrorBody),
         (status = 401, description = "Not signed in, or not the buyer", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such order", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
         (status = 409, description = "Concurrent changes kept winning", body = ticketing_common::error::ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))

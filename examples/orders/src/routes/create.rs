@@ -20,9 +20,7 @@ use crate::startup::OrdersState;
         (status = 400, description = "No ticket id, or the ticket is reserved", body = ticketing_common::error::ErrorBody),
         (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::BodyErrors,
     ),
     security(("session" = []), ("bearer" = []))
 )]

@@ -11,7 +11,7 @@ use crate::startup::OrdersState;
     responses(
         (status = 200, description = "The caller's orders, oldest first", body = Vec<OrderJson>),
         (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     ),
     security(("session" = []), ("bearer" = []))
 )]

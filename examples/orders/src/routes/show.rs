@@ -14,7 +14,7 @@ use crate::startup::OrdersState;
         (status = 200, description = "The order", body = OrderJson),
         (status = 401, description = "Not signed in, or not the buyer", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such order", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     ),
     security(("session" = []), ("bearer" = []))
 )]

@@ -27,9 +27,7 @@ const ATTEMPTS: usize = 3;
         (status = 400, description = "A field is missing, the order is cancelled or paid, or the card was declined", body = ticketing_common::error::ErrorBody),
         (status = 401, description = "Not signed in, or not the buyer", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such order (yet)", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::BodyErrors,
         (status = 503, description = "The provider did not answer, or the payment could not be recorded; the attempt is settled later with the same idempotency key", body = ticketing_common::error::ErrorBody),
     ),
     security(("session" = []), ("bearer" = []))

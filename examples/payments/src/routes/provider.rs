@@ -12,7 +12,7 @@ use crate::startup::PaymentsState;
     get, path = "/api/payments/provider", tag = "payments",
     responses(
         (status = 200, description = "The provider on", body = ProviderJson),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     )
 )]
 pub async fn provider(State(state): State<PaymentsState>) -> Json<ProviderJson> {

@@ -17,9 +17,7 @@ use crate::startup::TicketsState;
         (status = 201, description = "The ticket, at version 0", body = TicketJson),
         (status = 400, description = "A field is invalid", body = ticketing_common::error::ErrorBody),
         (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::BodyErrors,
     ),
     security(("session" = []), ("bearer" = []))
 )]

@@ -30,7 +30,7 @@ pub const MAX_PAGE: usize = 1000;
     responses(
         (status = 200, description = "A page of unreserved tickets, newest first; `Link` names the next", body = Vec<TicketJson>),
         (status = 400, description = "A bad limit or cursor", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     )
 )]
 pub async fn index(

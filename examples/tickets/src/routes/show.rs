@@ -12,7 +12,7 @@ use crate::startup::TicketsState;
     responses(
         (status = 200, description = "The ticket", body = TicketJson),
         (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::EdgeErrors,
     )
 )]
 pub async fn show(

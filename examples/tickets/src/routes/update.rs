@@ -23,10 +23,8 @@ const ATTEMPTS: usize = 5;
         (status = 400, description = "A field is invalid, or the ticket is reserved", body = ticketing_common::error::ErrorBody),
         (status = 401, description = "Not signed in, or not the seller", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
-        (status = 408, description = "The request took too long", body = ticketing_common::error::ErrorBody),
         (status = 409, description = "Concurrent changes kept winning", body = ticketing_common::error::ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ticketing_common::error::ErrorBody),
-        (status = 415, description = "The body is not JSON", body = ticketing_common::error::ErrorBody),
+        ticketing_common::error::BodyErrors,
     ),
     security(("session" = []), ("bearer" = []))
 )]
