@@ -2,19 +2,17 @@ use serde_json::Value;
 use ticketing_core::ticketing::events::OrderCancelled;
 use ticketing_core::ticketing::reservation::OrderStatus;
 
-use crate::helpers::{error_messages, signin, spawn_app};
+use crate::helpers::{Placed, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn cancelling_marks_the_order_cancelled_and_bumps_the_version() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket: _,
+        cookie,
+        user: _,
+        order,
+    } = app.placed_order().await;
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
     let response = app.delete(Some(&cookie), &path).await;
     assert_eq!(response.status(), 204);
@@ -29,14 +27,12 @@ async fn cancelling_marks_the_order_cancelled_and_bumps_the_version() {
 #[tokio::test]
 async fn cancelling_publishes_order_cancelled() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket,
+        cookie,
+        user: _,
+        order,
+    } = app.placed_order().await;
     app.delete(
         Some(&cookie),
         &format!("/api/orders/{}", order["id"].as_str().unwrap()),
@@ -58,14 +54,12 @@ async fn cancelling_publishes_order_cancelled() {
 #[tokio::test]
 async fn cancelling_a_cancelled_order_is_a_204_with_no_new_event() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket: _,
+        cookie,
+        user: _,
+        order,
+    } = app.placed_order().await;
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
     assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
     assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
@@ -78,14 +72,12 @@ async fn cancelling_a_cancelled_order_is_a_204_with_no_new_event() {
 #[tokio::test]
 async fn a_complete_order_cannot_be_cancelled() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket: _,
+        cookie,
+        user: _,
+        order,
+    } = app.placed_order().await;
     let id = ticketing_core::Id::parse(order["id"].as_str().unwrap()).unwrap();
     app.orders
         .set_status(id, 0, OrderStatus::Complete)
@@ -149,14 +141,12 @@ async fn guards_run_in_order_auth_id_owner_state() {
 #[tokio::test]
 async fn a_cancel_while_the_broker_refuses_is_a_204_and_announced_once_it_accepts() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket: _,
+        cookie,
+        user: _,
+        order,
+    } = app.placed_order().await;
     app.settled().await;
     app.bus.faults().fail_next_publish("order:cancelled");
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use ticketing_core::ticketing::events::OrderCreated;
 use ticketing_core::ticketing::reservation::OrderStatus;
 
-use crate::helpers::{WINDOW, error_messages, signin, spawn_app};
+use crate::helpers::{Placed, WINDOW, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn ordering_requires_a_session() {
@@ -95,14 +95,12 @@ async fn an_order_reserves_the_ticket_and_expires_after_the_window() {
 #[tokio::test]
 async fn an_order_publishes_order_created() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, user) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket,
+        cookie: _,
+        user,
+        order,
+    } = app.placed_order().await;
     app.settled().await;
     let events = app.bus.published::<OrderCreated>();
     assert_eq!(events.len(), 1);
@@ -145,14 +143,12 @@ async fn of_32_concurrent_orders_for_one_ticket_exactly_one_is_created() {
 #[tokio::test]
 async fn a_ticket_is_orderable_again_once_its_order_is_cancelled() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let first: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket,
+        cookie,
+        user: _,
+        order: first,
+    } = app.placed_order().await;
     assert_eq!(
         app.delete(
             Some(&cookie),

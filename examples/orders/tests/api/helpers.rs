@@ -62,6 +62,18 @@ pub fn signin(keys: &SessionKeys) -> (String, Id) {
     kit::signed_in(keys)
 }
 
+/// What [`TestApp::placed_order`] set up.
+pub struct Placed {
+    /// The ticket, as the replica holds it.
+    pub ticket: TicketReplica,
+    /// The buyer's session.
+    pub cookie: String,
+    /// The buyer.
+    pub user: Id,
+    /// The order, as `POST /api/orders` answered it.
+    pub order: Value,
+}
+
 impl TestApp {
     /// A ticket as the replica holds it.
     pub async fn seed_ticket(&self, title: &str) -> TicketReplica {
@@ -73,6 +85,22 @@ impl TestApp {
         };
         self.tickets.apply(&ticket).await.unwrap();
         ticket
+    }
+
+    /// A ticket in the replica ordered by a new signed-in user: the order as the API answered
+    /// it (201).
+    pub async fn placed_order(&self) -> Placed {
+        let ticket = self.seed_ticket("concert").await;
+        let (cookie, user) = signin(&self.keys);
+        let response = self.order_ticket(&cookie, ticket.id).await;
+        assert_eq!(response.status(), 201, "the order of a free ticket");
+        let order = response.json().await.unwrap();
+        Placed {
+            ticket,
+            cookie,
+            user,
+            order,
+        }
     }
 
     pub async fn post_order(&self, cookie: Option<&str>, body: &Value) -> reqwest::Response {

@@ -5,7 +5,7 @@ use ticketing_core::ticketing::events::{
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::{Bus, Event, Id, Publisher};
 
-use crate::helpers::{TestApp, signin, spawn_app};
+use crate::helpers::{Placed, TestApp, spawn_app};
 
 const GROUP: &str = "orders-service";
 
@@ -133,14 +133,12 @@ async fn a_duplicate_update_is_acked_without_changes() {
 #[tokio::test]
 async fn expiration_cancels_the_order_publishes_and_acks() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: serde_json::Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket,
+        cookie: _,
+        user: _,
+        order,
+    } = app.placed_order().await;
     let order_id = Id::parse(order["id"].as_str().unwrap()).unwrap();
     publish(&app, &ExpirationComplete { order_id }).await;
     app.settled().await;
@@ -158,14 +156,12 @@ async fn expiration_cancels_the_order_publishes_and_acks() {
 #[tokio::test]
 async fn expiration_leaves_a_complete_order_alone() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: serde_json::Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket: _,
+        cookie: _,
+        user: _,
+        order,
+    } = app.placed_order().await;
     let order_id = Id::parse(order["id"].as_str().unwrap()).unwrap();
     app.orders
         .set_status(order_id, 0, OrderStatus::Complete)
@@ -244,14 +240,12 @@ async fn an_update_still_waiting_past_the_gap_horizon_is_dead_lettered_with_its_
 }
 
 async fn placed_order(app: &TestApp) -> (Id, Id) {
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: serde_json::Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket,
+        cookie: _,
+        user: _,
+        order,
+    } = app.placed_order().await;
     (Id::parse(order["id"].as_str().unwrap()).unwrap(), ticket.id)
 }
 

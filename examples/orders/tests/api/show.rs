@@ -1,18 +1,16 @@
 use serde_json::Value;
 
-use crate::helpers::{error_messages, signin, spawn_app};
+use crate::helpers::{Placed, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn the_owner_sees_the_order() {
     let app = spawn_app().await;
-    let ticket = app.seed_ticket("concert").await;
-    let (cookie, _) = signin(&app.keys);
-    let order: Value = app
-        .order_ticket(&cookie, ticket.id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let Placed {
+        ticket: _,
+        cookie,
+        user: _,
+        order,
+    } = app.placed_order().await;
     let response = app
         .get(
             Some(&cookie),
