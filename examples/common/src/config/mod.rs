@@ -83,6 +83,42 @@ impl CommonArgs {
     }
 }
 
+/// Declares a service's settings: a clap parser named for its binary, with the options every
+/// service takes ([`CommonArgs`], flattened as `common`) followed by the fields given.
+///
+/// ```
+/// ticketing_common::service_settings! {
+///     /// The settings of a service of one's own.
+///     pub struct Settings("stock", "The stock service") {
+///         /// How many items a listing shows.
+///         #[arg(long, env = "PAGE_SIZE", default_value_t = 20)]
+///         pub page_size: usize,
+///     }
+/// }
+/// use clap::Parser;
+/// let settings = Settings::parse_from(["stock", "--jwt-key", "a-key-of-at-least-32-bytes-long!!"]);
+/// assert_eq!(settings.page_size, 20);
+/// ```
+#[macro_export]
+macro_rules! service_settings {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident($command:literal, $about:literal) {
+            $($fields:tt)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, clap::Parser)]
+        #[command(name = $command, about = $about, version)]
+        $vis struct $name {
+            /// Options every service takes.
+            #[command(flatten)]
+            pub common: $crate::CommonArgs,
+            $($fields)*
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,40 +214,4 @@ mod tests {
         let err = args.session_keys(true).unwrap_err().to_string();
         assert!(err.contains("JWT_KEY must be set"), "{err}");
     }
-}
-
-/// Declares a service's settings: a clap parser named for its binary, with the options every
-/// service takes ([`CommonArgs`], flattened as `common`) followed by the fields given.
-///
-/// ```
-/// ticketing_common::service_settings! {
-///     /// The settings of a service of one's own.
-///     pub struct Settings("stock", "The stock service") {
-///         /// How many items a listing shows.
-///         #[arg(long, env = "PAGE_SIZE", default_value_t = 20)]
-///         pub page_size: usize,
-///     }
-/// }
-/// use clap::Parser;
-/// let settings = Settings::parse_from(["stock", "--jwt-key", "a-key-of-at-least-32-bytes-long!!"]);
-/// assert_eq!(settings.page_size, 20);
-/// ```
-#[macro_export]
-macro_rules! service_settings {
-    (
-        $(#[$meta:meta])*
-        $vis:vis struct $name:ident($command:literal, $about:literal) {
-            $($fields:tt)*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, clap::Parser)]
-        #[command(name = $command, about = $about, version)]
-        $vis struct $name {
-            /// Options every service takes.
-            #[command(flatten)]
-            pub common: $crate::CommonArgs,
-            $($fields)*
-        }
-    };
 }
