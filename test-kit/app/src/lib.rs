@@ -181,6 +181,19 @@ pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<
         .collect()
 }
 
+/// Asserts that `response` is an error with `status` and the one `message` (no field), in the
+/// API's format.
+pub async fn assert_error(response: reqwest::Response, status: u16, message: &str) {
+    let actual = response.status().as_u16();
+    let url = response.url().path().to_owned();
+    assert_eq!(actual, status, "{url}");
+    assert_eq!(
+        error_messages(response).await,
+        vec![(message.to_owned(), None)],
+        "{url}"
+    );
+}
+
 /// Waits until the bus has nothing in flight or due (20 s of tokio time at most).
 pub async fn settled(bus: &InMemoryBus) {
     tokio::time::timeout(Duration::from_secs(20), bus.settled())

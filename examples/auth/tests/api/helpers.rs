@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use ticketing_auth::startup::{Auth, AuthState};
 use ticketing_test_app as kit;
 
-pub use kit::{JWT_KEY, error_messages};
+pub use kit::{JWT_KEY, assert_error, error_messages};
 
 pub struct TestApp {
     pub http: kit::TestApp,

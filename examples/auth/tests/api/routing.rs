@@ -1,4 +1,4 @@
-use crate::helpers::{error_messages, spawn_app};
+use crate::helpers::{assert_error, spawn_app};
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_404_in_the_error_format() {
@@ -12,11 +12,7 @@ async fn unknown_routes_and_methods_are_404_in_the_error_format() {
     ];
     for request in requests {
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 404);
-        assert_eq!(
-            error_messages(response).await,
-            vec![("Not Found".into(), None)]
-        );
+        assert_error(response, 404, "Not Found").await;
     }
 }
 

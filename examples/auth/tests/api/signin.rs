@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{error_messages, session_cookie, spawn_app};
+use crate::helpers::{assert_error, error_messages, session_cookie, spawn_app};
 
 #[tokio::test]
 async fn signin_with_an_unknown_email_is_invalid_credentials() {
@@ -8,11 +8,7 @@ async fn signin_with_an_unknown_email_is_invalid_credentials() {
     let response = app
         .post_signin(&json!({"email": "test@test.com", "password": "password"}))
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Invalid credentials".into(), None)]
-    );
+    assert_error(response, 400, "Invalid credentials").await;
 }
 
 #[tokio::test]
@@ -22,11 +18,7 @@ async fn signin_with_a_wrong_password_is_invalid_credentials() {
     let response = app
         .post_signin(&json!({"email": "test@test.com", "password": "aslkdfjalskdfj"}))
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Invalid credentials".into(), None)]
-    );
+    assert_error(response, 400, "Invalid credentials").await;
 }
 
 #[tokio::test]

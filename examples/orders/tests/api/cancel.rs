@@ -2,7 +2,7 @@ use serde_json::Value;
 use ticketing_core::ticketing::events::OrderCancelled;
 use ticketing_core::ticketing::reservation::OrderStatus;
 
-use crate::helpers::{Placed, error_messages, signin, spawn_app};
+use crate::helpers::{Placed, assert_error, signin, spawn_app};
 
 #[tokio::test]
 async fn cancelling_marks_the_order_cancelled_and_bumps_the_version() {
@@ -86,11 +86,7 @@ async fn a_complete_order_cannot_be_cancelled() {
     let response = app
         .delete(Some(&cookie), &format!("/api/orders/{id}"))
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Cannot cancel a completed order".into(), None)]
-    );
+    assert_error(response, 400, "Cannot cancel a completed order").await;
     app.settled().await;
     assert!(app.bus.published::<OrderCancelled>().is_empty());
 }

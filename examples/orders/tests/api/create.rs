@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use ticketing_core::ticketing::events::OrderCreated;
 use ticketing_core::ticketing::reservation::OrderStatus;
 
-use crate::helpers::{Placed, WINDOW, error_messages, signin, spawn_app};
+use crate::helpers::{Placed, WINDOW, assert_error, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn ordering_requires_a_session() {
@@ -14,11 +14,7 @@ async fn ordering_requires_a_session() {
             &json!({"ticketId": ticketing_core::Id::new().to_string()}),
         )
         .await;
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Not authorized".into(), None)]
-    );
+    assert_error(response, 401, "Not authorized").await;
 }
 
 #[tokio::test]
@@ -45,11 +41,7 @@ async fn an_unknown_ticket_is_a_404() {
     let app = spawn_app().await;
     let (cookie, _) = signin(&app.keys);
     let response = app.order_ticket(&cookie, ticketing_core::Id::new()).await;
-    assert_eq!(response.status(), 404);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Not Found".into(), None)]
-    );
+    assert_error(response, 404, "Not Found").await;
 }
 
 #[tokio::test]
@@ -60,11 +52,7 @@ async fn a_reserved_ticket_is_a_400() {
     let (late, _) = signin(&app.keys);
     assert_eq!(app.order_ticket(&buyer, ticket.id).await.status(), 201);
     let response = app.order_ticket(&late, ticket.id).await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Ticket is already reserved".into(), None)]
-    );
+    assert_error(response, 400, "Ticket is already reserved").await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use ticketing_core::{Clock, Id};
 use ticketing_orders::startup::{Orders, OrdersState};
 use ticketing_test_app as kit;
 
-pub use kit::error_messages;
+pub use kit::{assert_error, error_messages};
 
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 

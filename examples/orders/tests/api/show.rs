@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{Placed, error_messages, signin, spawn_app};
+use crate::helpers::{Placed, assert_error, signin, spawn_app};
 
 #[tokio::test]
 async fn the_owner_sees_the_order() {
@@ -39,11 +39,7 @@ async fn someone_elses_order_is_a_401() {
             &format!("/api/orders/{}", order["id"].as_str().unwrap()),
         )
         .await;
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Not authorized".into(), None)]
-    );
+    assert_error(response, 401, "Not authorized").await;
 }
 
 #[tokio::test]

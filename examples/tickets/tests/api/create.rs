@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use ticketing_core::ticketing::events::TicketCreated;
 
-use crate::helpers::{error_messages, signin, spawn_app};
+use crate::helpers::{assert_error, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
@@ -9,11 +9,7 @@ async fn creating_a_ticket_requires_a_session() {
     let response = app
         .post_ticket(None, &json!({"title": "concert", "price": 20}))
         .await;
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Not authorized".into(), None)]
-    );
+    assert_error(response, 401, "Not authorized").await;
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{error_messages, signin, spawn_app};
+use crate::helpers::{assert_error, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn an_unknown_ticket_is_a_404() {
@@ -8,11 +8,7 @@ async fn an_unknown_ticket_is_a_404() {
     let response = app
         .get(&format!("/api/tickets/{}", ticketing_core::Id::new()))
         .await;
-    assert_eq!(response.status(), 404);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Not Found".into(), None)]
-    );
+    assert_error(response, 404, "Not Found").await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use ticketing_core::ticketing::events::TicketUpdated;
 use ticketing_core::ticketing::store::{Announce, OrderReplica, Ticket, TicketStore};
 use ticketing_core::{Id, StoreError};
 
-use crate::helpers::{error_messages, signin, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, error_messages, signin, spawn_app, spawn_app_with};
 
 /// Tickets whose every update loses its version check, as if another edit always won the race.
 struct AlwaysOutraced {
@@ -123,11 +123,7 @@ async fn only_the_owner_may_update() {
     let response = app
         .put_ticket(Some(&other), id, &json!({"title": "mine now", "price": 1}))
         .await;
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Not authorized".into(), None)]
-    );
+    assert_error(response, 401, "Not authorized").await;
     let unchanged: serde_json::Value = app
         .get(&format!("/api/tickets/{id}"))
         .await
@@ -209,11 +205,7 @@ async fn a_reserved_ticket_cannot_be_edited() {
             &json!({"title": "x", "price": 20}),
         )
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        error_messages(response).await,
-        vec![("Cannot edit a reserved ticket".into(), None)]
-    );
+    assert_error(response, 400, "Cannot edit a reserved ticket").await;
     app.settled().await;
     assert!(app.bus.published::<TicketUpdated>().is_empty());
 }
