@@ -170,11 +170,7 @@ async fn bad_requests_get_the_api_answers() {
             json!({"orderId": order.to_string(), "token": "tok_nonsense"}),
         )
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        kit::error_messages(response).await,
-        vec![("No such token: 'tok_nonsense'".into(), None)]
-    );
+    kit::assert_error(response, 400, "No such token: 'tok_nonsense'").await;
     assert!(app.provider.charges().is_empty(), "nothing charged");
 }
 
@@ -211,11 +207,7 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
             json!({"orderId": order.to_string(), "token": "tok_visa"}),
         )
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        kit::error_messages(response).await,
-        vec![("Cannot pay for an cancelled order".into(), None)]
-    );
+    kit::assert_error(response, 400, "Cannot pay for an cancelled order").await;
     assert!(app.bus.dead_letters().await.unwrap().is_empty());
 }
 

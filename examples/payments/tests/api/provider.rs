@@ -139,11 +139,7 @@ async fn a_decline_is_a_400_with_the_providers_message_and_charges_nothing() {
             &json!({"orderId": order_id.to_string(), "token": "tok_visa"}),
         )
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        kit::error_messages(response).await,
-        vec![("Your card has insufficient funds.".into(), None)]
-    );
+    kit::assert_error(response, 400, "Your card has insufficient funds.").await;
     let attempts = payments.for_order(order_id).await.unwrap();
     assert_eq!(attempts[0].status, PaymentStatus::Failed);
 }

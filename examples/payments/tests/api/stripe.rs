@@ -138,11 +138,7 @@ async fn the_service_pays_an_order_through_stripe() {
             &json!({"orderId": declined.to_string(), "token": "pm_card_chargeCustomerFail"}),
         )
         .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(
-        kit::error_messages(response).await,
-        vec![("Your card was declined.".into(), None)]
-    );
+    kit::assert_error(response, 400, "Your card was declined.").await;
 
     let order = seed_order(&memory, buyer).await;
     let response = app
