@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
-use ticketing_common::service::Shared;
-use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_common::service::{Parts, Shared};
+use ticketing_common::{Service, SessionKeys};
 use ticketing_core::ticketing::store::UserStore;
 use ticketing_store::Database;
 
@@ -90,17 +90,10 @@ impl Service for Auth {
     type Settings = Settings;
     type State = AuthState;
 
-    fn common(settings: &Settings) -> &CommonArgs {
-        &settings.common
-    }
-
     const USES_BUS: bool = false;
 
     async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<AuthState> {
-        let keys = settings
-            .common
-            .session_keys(shared.secure_cookies)?
-            .with_clock(shared.clock.clone());
+        let keys = shared.session_keys(&settings.common)?;
         let database = settings.common.backends.open_database("auth").await?;
         Ok(AuthState::new(
             &database,
@@ -113,8 +106,8 @@ impl Service for Auth {
         router(state)
     }
 
-    fn databases(state: &AuthState) -> Vec<(&'static str, Database)> {
-        vec![("auth", state.database.clone())]
+    fn parts(state: &AuthState) -> Parts {
+        Parts::default().database("auth", &state.database)
     }
 }
 

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use ticketing_bus::AnyBus;
+use ticketing_core::listener;
 use ticketing_core::outbox::{Outbox, RelayHandle, RelayOptions, spawn_relay};
 use ticketing_core::{Bus, BusError, Clock, Id, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::CommonArgs;
+use crate::config::{CommonArgs, ServiceSettings};
 use crate::server::Server;
+use crate::session::SessionKeys;
 
 /// What a process hands every service it runs: the bus and the clock, shared by all the
 /// services in it. A service alone gets its own ([`Service::state`]); the all-in-one app hands
@@ -32,6 +34,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The session keys from `common` (`JWT_KEY`), with this process's cookie default and
+    /// clock.
+    pub fn session_keys(&self, common: &CommonArgs) -> anyhow::Result<SessionKeys> {
+        Ok(common
+            .session_keys(self.secure_cookies)?
+            .with_clock(self.clock.clone()))
+    }
+
     /// The bus, for a service that needs one.
     pub fn bus(&self) -> anyhow::Result<&AnyBus> {
         self.bus
@@ -40,18 +50,49 @@ impl Shared {
     }
 }
 
+/// What the process runs for a service's state beside its routes: the bus its listeners and
+/// publishers use (flushed on shutdown), the outbox its store operations commit events to (a
+/// relay publishes them to that bus), its databases by role (checked by `/readyz`).
+#[derive(Clone, Default)]
+pub struct Parts {
+    /// The bus.
+    pub bus: Option<Arc<dyn Bus>>,
+    /// The outbox.
+    pub outbox: Option<Arc<dyn Outbox>>,
+    /// The databases, by role.
+    pub databases: Vec<(&'static str, Database)>,
+}
+
+impl Parts {
+    /// Adds the database of `role`.
+    pub fn database(mut self, role: &'static str, database: &Database) -> Self {
+        self.databases.push((role, database.clone()));
+        self
+    }
+
+    /// Sets the bus.
+    pub fn bus(mut self, bus: &Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus.clone());
+        self
+    }
+
+    /// Sets the outbox.
+    pub fn outbox(mut self, outbox: &Arc<dyn Outbox>) -> Self {
+        self.outbox = Some(outbox.clone());
+        self
+    }
+}
+
 /// What a service is made of.
 #[async_trait]
 pub trait Service: Send + Sync + 'static {
     /// Its name, in logs (`"tickets"`).
     const NAME: &'static str;
-    /// Its settings, from the environment and flags.
-    type Settings: Send + Sync;
+    /// Its settings, from the environment and flags (declared with
+    /// [`service_settings!`](crate::service_settings)).
+    type Settings: ServiceSettings + Send + Sync;
     /// What its handlers and listeners share.
     type State: Clone + Send + Sync + 'static;
-
-    /// The options every service takes, inside its settings.
-    fn common(settings: &Self::Settings) -> &CommonArgs;
 
     /// Whether it uses the bus (a service alone connects one only then).
     const USES_BUS: bool = true;
@@ -70,10 +111,10 @@ pub trait Service: Send + Sync + 'static {
     async fn state(settings: &Self::Settings) -> anyhow::Result<Self::State> {
         // Fail on a missing JWT_KEY before connecting anything.
         if Self::USES_SESSIONS {
-            Self::common(settings).session_keys(true)?;
+            settings.common().session_keys(true)?;
         }
         let bus = if Self::USES_BUS {
-            Some(Self::common(settings).backends.connect_bus().await?)
+            Some(settings.common().backends.connect_bus().await?)
         } else {
             None
         };
@@ -88,28 +129,40 @@ pub trait Service: Send + Sync + 'static {
     /// Its routes.
     fn router(state: Self::State) -> Router;
 
-    /// The bus its listeners and publishers use (flushed on shutdown); none by default.
-    fn bus(_state: &Self::State) -> Option<Arc<dyn Bus>> {
+    /// Its bus, outbox and databases; none by default.
+    fn parts(_state: &Self::State) -> Parts {
+        Parts::default()
+    }
+
+    /// Its listeners, registered on one router (its queue group and options given once);
+    /// none by default. [`spawn_listeners`](Self::spawn_listeners) runs them on the bus of its
+    /// [`parts`](Self::parts).
+    fn listeners(_state: &Self::State) -> Option<listener::Router> {
         None
     }
 
-    /// The outbox its store operations commit events to; a relay publishes them to
-    /// [`bus`](Self::bus). None by default.
-    fn outbox(_state: &Self::State) -> Option<Arc<dyn Outbox>> {
-        None
-    }
+    /// Starts background work beside its listeners (the payments' repair of pending
+    /// attempts); it stops when `token` is cancelled. None by default.
+    fn background(_state: &Self::State, _token: &CancellationToken) {}
 
-    /// Its databases, by role, for readiness checks (`/readyz`). None by default.
-    fn databases(_state: &Self::State) -> Vec<(&'static str, Database)> {
-        Vec::new()
-    }
-
-    /// Starts its listeners; they stop when `token` is cancelled. None by default.
+    /// Starts its listeners and background work; they stop when `token` is cancelled.
     async fn spawn_listeners(
-        _state: &Self::State,
-        _token: &CancellationToken,
+        state: &Self::State,
+        token: &CancellationToken,
     ) -> Result<Vec<ListenerHandle>, BusError> {
-        Ok(Vec::new())
+        Self::background(state, token);
+        match (Self::listeners(state), Self::parts(state).bus) {
+            (Some(router), Some(bus)) => router.spawn(&bus, token).await,
+            (Some(router), None) => Err(BusError::backend(
+                "none",
+                format!(
+                    "the {} service has listeners for {:?} and no bus in its parts",
+                    Self::NAME,
+                    router.subjects()
+                ),
+            )),
+            (None, _) => Ok(Vec::new()),
+        }
     }
 }
 
@@ -123,7 +176,7 @@ impl<S: Service> Application<S> {
     /// Connects the configured backends, starts the listeners and binds the port.
     pub async fn build(settings: S::Settings) -> anyhow::Result<Self> {
         let state = S::state(&settings).await?;
-        Self::build_with(S::common(&settings), state).await
+        Self::build_with(settings.common(), state).await
     }
 
     /// Starts the listeners and binds the port for this state (tests pass in-memory state).
@@ -163,11 +216,15 @@ impl Server {
     /// per process; replicas of the service take turns through the outbox's lease), its
     /// databases for readiness, its bus to flush on shutdown.
     pub fn with_service<S: Service>(mut self, state: &S::State) -> Self {
-        let bus = S::bus(state);
-        if let (Some(outbox), Some(bus)) = (S::outbox(state), &bus) {
+        let Parts {
+            bus,
+            outbox,
+            databases,
+        } = S::parts(state);
+        if let (Some(outbox), Some(bus)) = (outbox, &bus) {
             self = self.with_relay(relay(S::NAME, outbox, bus.clone()));
         }
-        for (name, database) in S::databases(state) {
+        for (name, database) in databases {
             self = self.with_database(name, database);
         }
         if let Some(bus) = bus {

@@ -19,8 +19,8 @@ use ticketing_core::{
 use tokio_util::sync::CancellationToken;
 
 use axum::Router;
-use ticketing_common::service::Shared;
-use ticketing_common::{CommonArgs, Service};
+use ticketing_common::Service;
+use ticketing_common::service::{Parts, Shared};
 
 /// `order:created`: waits (on the broker) until the order expires, then publishes
 /// `expiration:complete`.
@@ -58,12 +58,8 @@ impl Handler for OrderCreatedListener {
     }
 }
 
-/// Starts the listener, reading the time from `clock`; it stops when `token` is cancelled.
-pub async fn spawn_listeners(
-    bus: &Arc<dyn Bus>,
-    clock: Clock,
-    token: &CancellationToken,
-) -> Result<Vec<ListenerHandle>, BusError> {
+/// The listener, publishing on `bus` and reading the time from `clock`.
+pub fn listeners(bus: &Arc<dyn Bus>, clock: Clock) -> listener::Router {
     let listener = OrderCreatedListener {
         expired: Publisher::new(bus.clone()),
         clock,
@@ -71,8 +67,16 @@ pub async fn spawn_listeners(
     listener::Router::new(queue_groups::EXPIRATION_SERVICE)
         .options(options())
         .handle(listener)
-        .spawn(bus, token)
-        .await
+}
+
+/// Starts the listener on `bus`, reading the time from `clock`; it stops when `token` is
+/// cancelled.
+pub async fn spawn_listeners(
+    bus: &Arc<dyn Bus>,
+    clock: Clock,
+    token: &CancellationToken,
+) -> Result<Vec<ListenerHandle>, BusError> {
+    listeners(bus, clock).spawn(bus, token).await
 }
 
 /// Every order is waiting at once: no cap on unacknowledged messages beyond the broker's
@@ -112,10 +116,6 @@ impl Service for Expiration {
     type Settings = Settings;
     type State = ExpirationState;
 
-    fn common(settings: &Settings) -> &CommonArgs {
-        &settings.common
-    }
-
     const USES_SESSIONS: bool = false;
 
     async fn state_on(_settings: &Settings, shared: &Shared) -> anyhow::Result<ExpirationState> {
@@ -129,14 +129,11 @@ impl Service for Expiration {
         Router::new()
     }
 
-    fn bus(state: &ExpirationState) -> Option<Arc<dyn Bus>> {
-        Some(state.bus.clone())
+    fn parts(state: &ExpirationState) -> Parts {
+        Parts::default().bus(&state.bus)
     }
 
-    async fn spawn_listeners(
-        state: &ExpirationState,
-        token: &CancellationToken,
-    ) -> Result<Vec<ListenerHandle>, BusError> {
-        spawn_listeners(&state.bus, state.clock.clone(), token).await
+    fn listeners(state: &ExpirationState) -> Option<listener::Router> {
+        Some(listeners(&state.bus, state.clock.clone()))
     }
 }

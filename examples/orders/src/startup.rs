@@ -8,15 +8,14 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use ticketing_common::service::Shared;
 use ticketing_common::service::listener_options;
-use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_common::service::{Parts, Shared};
+use ticketing_common::{Service, SessionKeys};
 use ticketing_core::listener;
 use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::store::{OrderStore, TicketReplicaStore};
-use ticketing_core::{Bus, BusError, Clock, ListenerHandle};
+use ticketing_core::{Bus, Clock};
 use ticketing_store::Database;
-use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
 use crate::listeners::{
@@ -106,11 +105,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <OrdersApi as utoipa::OpenApi>::openapi()
 }
 
-/// Starts the listeners; they stop when `token` is cancelled.
-pub async fn spawn_listeners(
-    state: &OrdersState,
-    token: &CancellationToken,
-) -> Result<Vec<ListenerHandle>, BusError> {
+/// The listeners, on the service's queue group.
+pub fn listeners(state: &OrdersState) -> listener::Router {
     listener::Router::new(crate::listeners::QUEUE_GROUP)
         .options(listener_options())
         .handle(TicketCreatedListener::new(state.tickets.clone()))
@@ -121,8 +117,6 @@ pub async fn spawn_listeners(
         .handle(PaymentCreatedListener {
             orders: state.orders.clone(),
         })
-        .spawn(&state.bus, token)
-        .await
 }
 
 /// The orders service.
@@ -134,15 +128,8 @@ impl Service for Orders {
     type Settings = Settings;
     type State = OrdersState;
 
-    fn common(settings: &Settings) -> &CommonArgs {
-        &settings.common
-    }
-
     async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<OrdersState> {
-        let keys = settings
-            .common
-            .session_keys(shared.secure_cookies)?
-            .with_clock(shared.clock.clone());
+        let keys = shared.session_keys(&settings.common)?;
         let bus = shared.bus()?;
         // Expiration timers are events waiting in the stream for the window to pass.
         bus.require_retention(settings.expiration_window(), "the expiration window")?;
@@ -161,23 +148,15 @@ impl Service for Orders {
         router(state)
     }
 
-    fn databases(state: &OrdersState) -> Vec<(&'static str, Database)> {
-        vec![("orders", state.database.clone())]
+    fn parts(state: &OrdersState) -> Parts {
+        Parts::default()
+            .database("orders", &state.database)
+            .bus(&state.bus)
+            .outbox(&state.outbox)
     }
 
-    fn bus(state: &OrdersState) -> Option<Arc<dyn Bus>> {
-        Some(state.bus.clone())
-    }
-
-    fn outbox(state: &OrdersState) -> Option<Arc<dyn Outbox>> {
-        Some(state.outbox.clone())
-    }
-
-    async fn spawn_listeners(
-        state: &OrdersState,
-        token: &CancellationToken,
-    ) -> Result<Vec<ListenerHandle>, BusError> {
-        spawn_listeners(state, token).await
+    fn listeners(state: &OrdersState) -> Option<listener::Router> {
+        Some(listeners(state))
     }
 }
 

@@ -8,13 +8,13 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
-use ticketing_common::service::Shared;
 use ticketing_common::service::listener_options;
-use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_common::service::{Parts, Shared};
+use ticketing_common::{Service, SessionKeys};
+use ticketing_core::Bus;
 use ticketing_core::listener;
 use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::payment::{PayableOrderStore, PaymentStore};
-use ticketing_core::{Bus, BusError, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
@@ -109,17 +109,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <PaymentsApi as utoipa::OpenApi>::openapi()
 }
 
-/// Starts the listeners and the repair of pending attempts; they stop when `token` is
-/// cancelled.
-pub async fn spawn_listeners(
-    state: &PaymentsState,
-    token: &CancellationToken,
-) -> Result<Vec<ListenerHandle>, BusError> {
-    tokio::spawn(Repair::new(state.repair).run(
-        state.payments.clone(),
-        state.provider.clone(),
-        token.child_token(),
-    ));
+/// The listeners: the replica of orders, and refunds of cancelled orders' charges.
+pub fn listeners(state: &PaymentsState) -> listener::Router {
     listener::Router::new(crate::listeners::QUEUE_GROUP)
         .options(listener_options())
         .handle(OrderCreatedListener {
@@ -133,8 +124,6 @@ pub async fn spawn_listeners(
         .handle(OrderCompletedListener {
             orders: state.orders.clone(),
         })
-        .spawn(&state.bus, token)
-        .await
 }
 
 /// The payments service.
@@ -146,15 +135,8 @@ impl Service for Payments {
     type Settings = Settings;
     type State = PaymentsState;
 
-    fn common(settings: &Settings) -> &CommonArgs {
-        &settings.common
-    }
-
     async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<PaymentsState> {
-        let keys = settings
-            .common
-            .session_keys(shared.secure_cookies)?
-            .with_clock(shared.clock.clone());
+        let keys = shared.session_keys(&settings.common)?;
         // The service needs the choice made: no silent fake in production (the all-in-one app
         // names the fake in its settings when none is configured).
         let provider = settings.provider.provider(None)?;
@@ -168,23 +150,24 @@ impl Service for Payments {
         router(state)
     }
 
-    fn databases(state: &PaymentsState) -> Vec<(&'static str, Database)> {
-        vec![("payments", state.database.clone())]
+    fn parts(state: &PaymentsState) -> Parts {
+        Parts::default()
+            .database("payments", &state.database)
+            .bus(&state.bus)
+            .outbox(&state.outbox)
     }
 
-    fn bus(state: &PaymentsState) -> Option<Arc<dyn Bus>> {
-        Some(state.bus.clone())
+    fn listeners(state: &PaymentsState) -> Option<listener::Router> {
+        Some(listeners(state))
     }
 
-    fn outbox(state: &PaymentsState) -> Option<Arc<dyn Outbox>> {
-        Some(state.outbox.clone())
-    }
-
-    async fn spawn_listeners(
-        state: &PaymentsState,
-        token: &CancellationToken,
-    ) -> Result<Vec<ListenerHandle>, BusError> {
-        spawn_listeners(state, token).await
+    /// The repair of attempts left pending (a crash, a provider down).
+    fn background(state: &PaymentsState, token: &CancellationToken) {
+        tokio::spawn(Repair::new(state.repair).run(
+            state.payments.clone(),
+            state.provider.clone(),
+            token.child_token(),
+        ));
     }
 }
 

@@ -165,10 +165,6 @@ impl ticketing_common::Service for Web {
     type Settings = WebSettings;
     type State = ();
 
-    fn common(settings: &WebSettings) -> &CommonArgs {
-        &settings.common
-    }
-
     const USES_BUS: bool = false;
     const USES_SESSIONS: bool = false;
 

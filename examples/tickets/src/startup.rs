@@ -7,15 +7,14 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use ticketing_common::service::Shared;
 use ticketing_common::service::listener_options;
-use ticketing_common::{CommonArgs, Service, SessionKeys};
+use ticketing_common::service::{Parts, Shared};
+use ticketing_common::{Service, SessionKeys};
+use ticketing_core::Bus;
 use ticketing_core::listener;
 use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::store::{OrderReplicaStore, TicketStore};
-use ticketing_core::{Bus, BusError, ListenerHandle};
 use ticketing_store::Database;
-use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
 use crate::listeners::{OrderCancelledListener, OrderCompletedListener, OrderCreatedListener};
@@ -85,11 +84,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     <TicketsApi as utoipa::OpenApi>::openapi()
 }
 
-/// Starts the listeners; they stop when `token` is cancelled.
-pub async fn spawn_listeners(
-    state: &TicketsState,
-    token: &CancellationToken,
-) -> Result<Vec<ListenerHandle>, BusError> {
+/// The listeners, on the service's queue group.
+pub fn listeners(state: &TicketsState) -> listener::Router {
     let created = OrderCreatedListener {
         tickets: state.tickets.clone(),
         orders: state.order_replicas.clone(),
@@ -106,8 +102,6 @@ pub async fn spawn_listeners(
         .handle(created)
         .handle(cancelled)
         .handle(completed)
-        .spawn(&state.bus, token)
-        .await
 }
 
 /// The tickets service.
@@ -119,15 +113,8 @@ impl Service for Tickets {
     type Settings = Settings;
     type State = TicketsState;
 
-    fn common(settings: &Settings) -> &CommonArgs {
-        &settings.common
-    }
-
     async fn state_on(settings: &Settings, shared: &Shared) -> anyhow::Result<TicketsState> {
-        let keys = settings
-            .common
-            .session_keys(shared.secure_cookies)?
-            .with_clock(shared.clock.clone());
+        let keys = shared.session_keys(&settings.common)?;
         let bus = shared.bus()?.as_dyn();
         let database = settings.common.backends.open_database("tickets").await?;
         Ok(TicketsState::new(&database, keys, &bus))
@@ -137,23 +124,15 @@ impl Service for Tickets {
         router(state)
     }
 
-    fn databases(state: &TicketsState) -> Vec<(&'static str, Database)> {
-        vec![("tickets", state.database.clone())]
+    fn parts(state: &TicketsState) -> Parts {
+        Parts::default()
+            .database("tickets", &state.database)
+            .bus(&state.bus)
+            .outbox(&state.outbox)
     }
 
-    fn bus(state: &TicketsState) -> Option<Arc<dyn Bus>> {
-        Some(state.bus.clone())
-    }
-
-    fn outbox(state: &TicketsState) -> Option<Arc<dyn Outbox>> {
-        Some(state.outbox.clone())
-    }
-
-    async fn spawn_listeners(
-        state: &TicketsState,
-        token: &CancellationToken,
-    ) -> Result<Vec<ListenerHandle>, BusError> {
-        spawn_listeners(state, token).await
+    fn listeners(state: &TicketsState) -> Option<listener::Router> {
+        Some(listeners(state))
     }
 }
 

@@ -83,6 +83,12 @@ impl CommonArgs {
     }
 }
 
+/// Settings that hold the options every service takes.
+pub trait ServiceSettings {
+    /// The options every service takes.
+    fn common(&self) -> &CommonArgs;
+}
+
 /// Declares a service's settings: a clap parser named for its binary, with the options every
 /// service takes ([`CommonArgs`], flattened as `common`) followed by the fields given.
 ///
@@ -115,6 +121,12 @@ macro_rules! service_settings {
             #[command(flatten)]
             pub common: $crate::CommonArgs,
             $($fields)*
+        }
+
+        impl $crate::config::ServiceSettings for $name {
+            fn common(&self) -> &$crate::CommonArgs {
+                &self.common
+            }
         }
     };
 }
