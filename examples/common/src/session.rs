@@ -3,6 +3,7 @@
 //! `Authorization: Bearer <token>` header. An invalid or expired token means "not signed in".
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -34,15 +35,21 @@ pub struct Claims {
     pub exp: i64,
 }
 
-/// Signs and checks session tokens, and shapes the session cookie.
+/// Signs and checks session tokens, and shapes the session cookie. Cheap to clone (the
+/// extractors take a copy on every request): the keys and validation rules are shared.
 #[derive(Clone)]
 pub struct SessionKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    signing: Arc<Signing>,
     ttl: Duration,
     secure_cookies: bool,
     clock: Clock,
+}
+
+/// The keys and the validation rules, made once.
+struct Signing {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
 /// Seconds of clock skew tolerated when checking `exp`.
@@ -87,9 +94,11 @@ impl SessionKeys {
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp"]);
         Ok(SessionKeys {
-            encoding,
-            decoding,
-            validation,
+            signing: Arc::new(Signing {
+                encoding,
+                decoding,
+                validation,
+            }),
             ttl,
             secure_cookies,
             clock: Clock::system(),
@@ -111,14 +120,18 @@ impl SessionKeys {
             iat: now,
             exp: now + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(ApiError::internal)?;
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.signing.encoding,
+        )
+        .map_err(ApiError::internal)?;
         Ok((token, claims))
     }
 
     /// The claims of a valid, unexpired token signed with this key.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        jsonwebtoken::decode::<Claims>(token, &self.signing.decoding, &self.signing.validation)
             .ok()
             .map(|data| data.claims)
             .filter(|claims| {

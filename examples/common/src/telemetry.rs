@@ -15,7 +15,9 @@
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use ticketing_core::trace::{TRACEPARENT, TraceContext};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
@@ -150,8 +152,22 @@ pub fn traced(router: Router) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeId))
         .layer(axum::middleware::from_fn(trace_context))
+}
+
+/// Request ids made like every id of the system (24 hex digits: time, process, counter):
+/// unique without a system call per request, which a random UUID costs (`getrandom`, about 1 %
+/// of a cached read's time in a profile).
+#[derive(Clone, Copy, Default)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        axum::http::HeaderValue::from_str(&ticketing_core::Id::new().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// The trace context a request came with, if any.
