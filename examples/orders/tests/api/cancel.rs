@@ -7,12 +7,7 @@ use crate::helpers::{Placed, assert_error, signin, spawn_app};
 #[tokio::test]
 async fn cancelling_marks_the_order_cancelled_and_bumps_the_version() {
     let app = spawn_app().await;
-    let Placed {
-        ticket: _,
-        cookie,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { cookie, order, .. } = app.placed_order().await;
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
     let response = app.delete(Some(&cookie), &path).await;
     assert_eq!(response.status(), 204);
@@ -30,8 +25,8 @@ async fn cancelling_publishes_order_cancelled() {
     let Placed {
         ticket,
         cookie,
-        user: _,
         order,
+        ..
     } = app.placed_order().await;
     app.delete(
         Some(&cookie),
@@ -54,12 +49,7 @@ async fn cancelling_publishes_order_cancelled() {
 #[tokio::test]
 async fn cancelling_a_cancelled_order_is_a_204_with_no_new_event() {
     let app = spawn_app().await;
-    let Placed {
-        ticket: _,
-        cookie,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { cookie, order, .. } = app.placed_order().await;
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
     assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
     assert_eq!(app.delete(Some(&cookie), &path).await.status(), 204);
@@ -72,12 +62,7 @@ async fn cancelling_a_cancelled_order_is_a_204_with_no_new_event() {
 #[tokio::test]
 async fn a_complete_order_cannot_be_cancelled() {
     let app = spawn_app().await;
-    let Placed {
-        ticket: _,
-        cookie,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { cookie, order, .. } = app.placed_order().await;
     let id = ticketing_core::Id::parse(order["id"].as_str().unwrap()).unwrap();
     app.orders
         .set_status(id, 0, OrderStatus::Complete)
@@ -137,12 +122,7 @@ async fn guards_run_in_order_auth_id_owner_state() {
 #[tokio::test]
 async fn a_cancel_while_the_broker_refuses_is_a_204_and_announced_once_it_accepts() {
     let app = spawn_app().await;
-    let Placed {
-        ticket: _,
-        cookie,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { cookie, order, .. } = app.placed_order().await;
     app.settled().await;
     app.bus.faults().fail_next_publish("order:cancelled");
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());

@@ -85,9 +85,9 @@ async fn an_order_publishes_order_created() {
     let app = spawn_app().await;
     let Placed {
         ticket,
-        cookie: _,
         user,
         order,
+        ..
     } = app.placed_order().await;
     app.settled().await;
     let events = app.bus.published::<OrderCreated>();
@@ -134,8 +134,8 @@ async fn a_ticket_is_orderable_again_once_its_order_is_cancelled() {
     let Placed {
         ticket,
         cookie,
-        user: _,
         order: first,
+        ..
     } = app.placed_order().await;
     assert_eq!(
         app.delete(

@@ -133,12 +133,7 @@ async fn a_duplicate_update_is_acked_without_changes() {
 #[tokio::test]
 async fn expiration_cancels_the_order_publishes_and_acks() {
     let app = spawn_app().await;
-    let Placed {
-        ticket,
-        cookie: _,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { ticket, order, .. } = app.placed_order().await;
     let order_id = Id::parse(order["id"].as_str().unwrap()).unwrap();
     publish(&app, &ExpirationComplete { order_id }).await;
     app.settled().await;
@@ -156,12 +151,7 @@ async fn expiration_cancels_the_order_publishes_and_acks() {
 #[tokio::test]
 async fn expiration_leaves_a_complete_order_alone() {
     let app = spawn_app().await;
-    let Placed {
-        ticket: _,
-        cookie: _,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { order, .. } = app.placed_order().await;
     let order_id = Id::parse(order["id"].as_str().unwrap()).unwrap();
     app.orders
         .set_status(order_id, 0, OrderStatus::Complete)
@@ -240,12 +230,7 @@ async fn an_update_still_waiting_past_the_gap_horizon_is_dead_lettered_with_its_
 }
 
 async fn placed_order(app: &TestApp) -> (Id, Id) {
-    let Placed {
-        ticket,
-        cookie: _,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { ticket, order, .. } = app.placed_order().await;
     (Id::parse(order["id"].as_str().unwrap()).unwrap(), ticket.id)
 }
 

@@ -5,12 +5,7 @@ use crate::helpers::{Placed, assert_error, signin, spawn_app};
 #[tokio::test]
 async fn the_owner_sees_the_order() {
     let app = spawn_app().await;
-    let Placed {
-        ticket: _,
-        cookie,
-        user: _,
-        order,
-    } = app.placed_order().await;
+    let Placed { cookie, order, .. } = app.placed_order().await;
     let response = app
         .get(
             Some(&cookie),
