@@ -26,7 +26,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Installs the global subscriber once; later calls do nothing.
 /// With the `otel` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported
-/// ([`crate::otel`]); call [`shutdown_tracing`] before exiting.
+/// (the `otel` module, feature `otel`); call [`shutdown_tracing`] before exiting.
 pub fn init_tracing() {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
