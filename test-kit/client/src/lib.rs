@@ -89,7 +89,7 @@ pub struct Answer {
     pub status: Option<StatusCode>,
     /// The body as JSON (`Null` when empty or not JSON).
     pub body: Value,
-    /// Why no answer came, or the body's text when it was not JSON.
+    /// Why no answer came, or the body's text when it was not JSON (empty otherwise).
     pub text: String,
     session: Option<String>,
 }
@@ -202,13 +202,20 @@ impl Client {
                 let status = response.status();
                 let session = session_cookie(&response);
                 match response.bytes().await {
-                    Ok(bytes) => Answer {
-                        route,
-                        status: Some(status),
-                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                        text: String::from_utf8_lossy(&bytes).into_owned(),
-                        session,
-                    },
+                    Ok(bytes) => {
+                        // The text only when the body is not JSON: the body holds it otherwise.
+                        let (body, text) = match serde_json::from_slice(&bytes) {
+                            Ok(body) => (body, String::new()),
+                            Err(_) => (Value::Null, String::from_utf8_lossy(&bytes).into_owned()),
+                        };
+                        Answer {
+                            route,
+                            status: Some(status),
+                            body,
+                            text,
+                            session,
+                        }
+                    }
                     Err(error) => no_answer(route, &error),
                 }
             }

@@ -284,21 +284,28 @@ impl MongoDatabase {
         Ok(after)
     }
 
+    /// Creates (idempotently) the sparse index by which a relay finds the pending events of
+    /// `collection`'s documents.
+    pub(crate) async fn index_outbox(&self, collection: &str) -> Result<(), StoreError> {
+        self.db
+            .collection::<Document>(collection)
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"outbox.eid": 1})
+                    .options(IndexOptions::builder().sparse(true).build())
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     /// The outbox of the documents of `collections`: what [`insert_announcing`](Self::insert_announcing)
     /// and [`update_announcing`](Self::update_announcing) left pending there, for a relay.
     /// Creates the index the relay reads by (idempotent).
     pub async fn outbox_for(&self, collections: &[&str]) -> Result<MongoOutbox, StoreError> {
         for collection in collections {
-            self.db
-                .collection::<Document>(collection)
-                .create_index(
-                    IndexModel::builder()
-                        .keys(doc! {"outbox.eid": 1})
-                        .options(IndexOptions::builder().sparse(true).build())
-                        .build(),
-                )
-                .await
-                .map_err(backend)?;
+            self.index_outbox(collection).await?;
         }
         let pairs: Vec<(&str, &str)> = collections.iter().map(|c| (*c, *c)).collect();
         Ok(self.outbox_of(&pairs))

@@ -209,16 +209,7 @@ impl MongoDatabase {
             .await
             .map_err(backend)?;
         for (owned, _) in OWNED {
-            self.db
-                .collection::<Document>(owned)
-                .create_index(
-                    IndexModel::builder()
-                        .keys(doc! {"outbox.eid": 1})
-                        .options(IndexOptions::builder().sparse(true).build())
-                        .build(),
-                )
-                .await
-                .map_err(backend)?;
+            self.index_outbox(owned).await?;
         }
         Ok(())
     }
