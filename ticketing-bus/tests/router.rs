@@ -96,3 +96,42 @@ async fn two_handlers_of_one_event_type_are_refused() {
         "{refused:?}"
     );
 }
+
+/// `parcel:shipped`: counts odd parcels; an even one is refused for good.
+async fn count_odd(count: Arc<AtomicUsize>, shipped: Shipped) -> Result<(), HandlerError> {
+    if shipped.0 % 2 == 0 {
+        return Err(HandlerError::permanent(format!(
+            "parcel {} is even",
+            shipped.0
+        )));
+    }
+    count.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_function_of_state_and_event_is_a_handler_settled_by_its_result() {
+    let memory = InMemoryBus::new();
+    let bus = memory.as_dyn();
+    let odd = Arc::new(AtomicUsize::new(0));
+    let token = CancellationToken::new();
+    let handles = Router::new("parcels")
+        .on(odd.clone(), count_odd)
+        .spawn(&bus, &token)
+        .await
+        .expect("spawn");
+    for n in 0..4 {
+        Publisher::<Shipped>::new(bus.clone())
+            .publish(&Shipped(n))
+            .await
+            .expect("publish");
+    }
+    memory.settled().await;
+    assert_eq!(odd.load(Ordering::SeqCst), 2);
+    let stats = memory.stats_of::<Shipped>("parcels");
+    assert_eq!((stats.acked, stats.dead_lettered), (2, 2), "{stats:?}");
+    token.cancel();
+    for handle in handles {
+        handle.join().await;
+    }
+}

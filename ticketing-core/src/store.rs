@@ -436,6 +436,29 @@ impl From<StoreError> for HandlerError {
     }
 }
 
+/// The record an event names, from its lookup: not found is a permanent failure with the
+/// message `unknown` gives (the event is about a record that does not exist here, and a retry
+/// does not make it exist); any other error converts as [`From<StoreError>`] does.
+///
+/// ```
+/// use ticketing_core::store::known;
+/// use ticketing_core::{HandlerError, StoreError};
+///
+/// let lookup: Result<u32, StoreError> = Err(StoreError::not_found("order", "7"));
+/// let error = known(lookup, || "payment for unknown order 7".into()).unwrap_err();
+/// assert!(!error.is_retryable());
+/// ```
+pub fn known<T>(
+    lookup: Result<T, StoreError>,
+    unknown: impl FnOnce() -> String,
+) -> Result<T, HandlerError> {
+    match lookup {
+        Ok(found) => Ok(found),
+        Err(StoreError::NotFound { .. }) => Err(HandlerError::permanent(unknown())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use ticketing_core::listener;
 use ticketing_core::ticketing::events::{ExpirationComplete, OrderCreated, queue_groups};
 use ticketing_core::{
-    Bus, BusError, Clock, Handler, HandlerError, ListenerHandle, ListenerOptions, MessageContext,
-    Publisher,
+    Bus, BusError, Clock, HandlerError, ListenerHandle, ListenerOptions, Publisher,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -23,50 +22,33 @@ use ticketing_common::Service;
 use ticketing_common::service::{Parts, Shared};
 
 /// `order:created`: waits (on the broker) until the order expires, then publishes
-/// `expiration:complete`.
-pub struct OrderCreatedListener {
-    /// Publishes the expirations.
-    pub expired: Publisher<ExpirationComplete>,
-    /// Where the time comes from.
-    pub clock: Clock,
-}
-
-#[async_trait]
-impl Handler for OrderCreatedListener {
-    type Event = OrderCreated;
-
-    async fn handle(
-        &self,
-        event: OrderCreated,
-        _ctx: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let left = event.expires_at - self.clock.now();
-        if let Ok(left) = left.to_std() {
-            if !left.is_zero() {
-                // Not yet: the broker hands the message back when the window closes.
-                return Err(HandlerError::retry_after(
-                    format!("order {} expires in {left:?}", event.id),
-                    left,
-                ));
-            }
+/// `expiration:complete` with `expired`, reading the time from `clock`.
+pub async fn order_created(
+    (expired, clock): (Publisher<ExpirationComplete>, Clock),
+    event: OrderCreated,
+) -> Result<(), HandlerError> {
+    let left = event.expires_at - clock.now();
+    if let Ok(left) = left.to_std() {
+        if !left.is_zero() {
+            // Not yet: the broker hands the message back when the window closes.
+            return Err(HandlerError::retry_after(
+                format!("order {} expires in {left:?}", event.id),
+                left,
+            ));
         }
-        self.expired
-            .publish(&ExpirationComplete { order_id: event.id })
-            .await?;
-        tracing::info!(order = %event.id, "order expired");
-        Ok(())
     }
+    expired
+        .publish(&ExpirationComplete { order_id: event.id })
+        .await?;
+    tracing::info!(order = %event.id, "order expired");
+    Ok(())
 }
 
 /// The listener, publishing on `bus` and reading the time from `clock`.
 pub fn listeners(bus: &Arc<dyn Bus>, clock: Clock) -> listener::Router {
-    let listener = OrderCreatedListener {
-        expired: Publisher::new(bus.clone()),
-        clock,
-    };
     listener::Router::new(queue_groups::EXPIRATION_SERVICE)
         .options(options())
-        .handle(listener)
+        .on((Publisher::new(bus.clone()), clock), order_created)
 }
 
 /// Starts the listener on `bus`, reading the time from `clock`; it stops when `token` is

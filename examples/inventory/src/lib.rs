@@ -27,9 +27,8 @@ use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use alerts::{WatchAdjusted, Watched};
-use events::{StockAdjusted, StockReceived};
 use stock::{MemoryStock, MongoStock, PgStock, StockStore};
-use storefront::{Listing, ListingListener};
+use storefront::Listing;
 
 /// The three parts' data on one database.
 #[derive(Clone)]
@@ -85,8 +84,8 @@ impl Inventory {
         token: &CancellationToken,
     ) -> Result<Vec<ListenerHandle>, BusError> {
         Router::new(storefront::QUEUE_GROUP)
-            .handle(ListingListener::<StockReceived>::new(self.listings.clone()))
-            .handle(ListingListener::<StockAdjusted>::new(self.listings.clone()))
+            .on(self.listings.clone(), storefront::received)
+            .on(self.listings.clone(), storefront::adjusted)
             .spawn(bus, token)
             .await
     }

@@ -1,14 +1,13 @@
 //! The storefront's replica of the warehouse's stock: a listing per item, kept on the
-//! versioned contract from both stock events. Each listener is the few lines a replica
-//! listener is: [`replicate`] does the lookup, the Apply/Duplicate/Gap decision and the write.
+//! versioned contract from both stock events. Each listener is an async function of its state
+//! and the event, registered on a router; [`replicate`] does the lookup, the
+//! Apply/Duplicate/Gap decision and the write.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use ticketing_core::store::{Replica, ReplicaStore, replicate};
-use ticketing_core::{Event, Handler, HandlerError, MessageContext, Version};
+use ticketing_core::{HandlerError, Version};
 use uuid::Uuid;
 
 use crate::events::{StockAdjusted, StockReceived};
@@ -41,60 +40,37 @@ impl Replica for Listing {
     }
 }
 
-/// A stock event the storefront lists: both carry the whole listing.
-pub trait StockEvent: Event {
-    /// The listing the event describes, at the event's version.
-    fn listing(self) -> Listing;
-}
-
-impl StockEvent for StockReceived {
-    fn listing(self) -> Listing {
-        Listing {
-            id: self.id,
-            sku: self.sku,
-            available: self.quantity,
-            version: self.version,
-        }
-    }
-}
-
-impl StockEvent for StockAdjusted {
-    fn listing(self) -> Listing {
-        Listing {
-            id: self.id,
-            sku: self.sku,
-            available: self.quantity,
-            version: self.version,
-        }
-    }
-}
-
-/// Keeps the listings on one stock event `E`: `stock:received` creates a listing,
-/// `stock:adjusted` changes it; an adjustment that overtakes its item's receipt waits for it
-/// (a `Gap`), a duplicate is acknowledged.
-pub struct ListingListener<E> {
+/// `stock:received`: a new listing.
+pub async fn received(
     listings: Arc<dyn ReplicaStore<Listing>>,
-    event: PhantomData<fn(E)>,
+    e: StockReceived,
+) -> Result<(), HandlerError> {
+    list(&*listings, e.id, e.sku, e.quantity, e.version).await
 }
 
-impl<E> ListingListener<E> {
-    /// The listener over these listings.
-    pub fn new(listings: Arc<dyn ReplicaStore<Listing>>) -> Self {
-        ListingListener {
-            listings,
-            event: PhantomData,
-        }
-    }
+/// `stock:adjusted`: the listing's new quantity; an adjustment that overtakes its item's
+/// receipt waits for it (a `Gap`), a duplicate is acknowledged.
+pub async fn adjusted(
+    listings: Arc<dyn ReplicaStore<Listing>>,
+    e: StockAdjusted,
+) -> Result<(), HandlerError> {
+    list(&*listings, e.id, e.sku, e.quantity, e.version).await
 }
 
-#[async_trait]
-impl<E: StockEvent> Handler for ListingListener<E> {
-    type Event = E;
-
-    async fn handle(&self, event: E, _: &MessageContext<'_>) -> Result<(), HandlerError> {
-        let listing = event.listing();
-        let (id, version) = (listing.id, listing.version);
-        replicate(&*self.listings, &id, version, |_| Ok(listing)).await?;
-        Ok(())
-    }
+/// Writes the listing a stock event describes, on the versioned contract.
+async fn list(
+    listings: &dyn ReplicaStore<Listing>,
+    id: Uuid,
+    sku: String,
+    available: u64,
+    version: Version,
+) -> Result<(), HandlerError> {
+    let listing = Listing {
+        id,
+        sku,
+        available,
+        version,
+    };
+    replicate(listings, &id, version, |_| Ok(listing)).await?;
+    Ok(())
 }

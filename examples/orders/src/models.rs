@@ -8,8 +8,8 @@ use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCancelledTicket, OrderCompleted, OrderCreated, OrderCreatedTicket,
 };
 use ticketing_core::ticketing::reservation::OrderStatus;
-use ticketing_core::ticketing::store::{Order, TicketReplica};
-use ticketing_core::{Id, OutgoingMessage, PublishError, Version, outbox};
+use ticketing_core::ticketing::store::{Announce, Order, OrderStore, TicketReplica};
+use ticketing_core::{Id, OutgoingMessage, PublishError, StoreError, Version, outbox};
 
 /// The ticket inside an order's JSON: `{id, title, price, version}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -127,6 +127,23 @@ pub fn cancelled_event(o: &Order) -> OrderCancelled {
         version: o.version,
         ticket: OrderCancelledTicket { id: o.ticket.id },
     }
+}
+
+/// Moves `order` to `status` (version + 1 if its version is still the one read), committing
+/// that status's event with the change: `order:cancelled` or `order:completed`.
+pub async fn change_status(
+    orders: &dyn OrderStore,
+    order: &Order,
+    status: OrderStatus,
+) -> Result<Order, StoreError> {
+    let announce: Announce<'_, Order> = match status {
+        OrderStatus::Cancelled => &announce_cancelled,
+        OrderStatus::Complete => &announce_completed,
+        OrderStatus::Created | OrderStatus::AwaitingPayment => &|_| Ok(Vec::new()),
+    };
+    orders
+        .set_status_announcing(order.id, order.version, status, announce)
+        .await
 }
 
 /// Announces a new order: `order:created`, committed with it.

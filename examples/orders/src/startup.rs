@@ -18,10 +18,7 @@ use ticketing_core::{Bus, Clock};
 use ticketing_store::Database;
 
 use crate::configuration::Settings;
-use crate::listeners::{
-    ExpirationCompleteListener, PaymentCreatedListener, TicketCreatedListener,
-    TicketUpdatedListener,
-};
+use crate::listeners::{expiration_complete, payment_created, ticket_created, ticket_updated};
 use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
@@ -109,14 +106,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn listeners(state: &OrdersState) -> listener::Router {
     listener::Router::new(crate::listeners::QUEUE_GROUP)
         .options(listener_options())
-        .handle(TicketCreatedListener::new(state.tickets.clone()))
-        .handle(TicketUpdatedListener::new(state.tickets.clone()))
-        .handle(ExpirationCompleteListener {
-            orders: state.orders.clone(),
-        })
-        .handle(PaymentCreatedListener {
-            orders: state.orders.clone(),
-        })
+        .on(state.clone(), ticket_created)
+        .on(state.clone(), ticket_updated)
+        .on(state.clone(), expiration_complete)
+        .on(state.clone(), payment_created)
 }
 
 /// The orders service.

@@ -19,7 +19,7 @@ use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
-use crate::listeners::{OrderCancelledListener, OrderCompletedListener, OrderCreatedListener};
+use crate::listeners::{order_cancelled, order_completed, order_created};
 use crate::provider::PaymentProvider;
 use crate::routes;
 use crate::settle::{Repair, RepairOptions};
@@ -113,17 +113,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn listeners(state: &PaymentsState) -> listener::Router {
     listener::Router::new(crate::listeners::QUEUE_GROUP)
         .options(listener_options())
-        .handle(OrderCreatedListener {
-            orders: state.orders.clone(),
-        })
-        .handle(OrderCancelledListener {
-            orders: state.orders.clone(),
-            payments: state.payments.clone(),
-            provider: state.provider.clone(),
-        })
-        .handle(OrderCompletedListener {
-            orders: state.orders.clone(),
-        })
+        .on(state.clone(), order_created)
+        .on(state.clone(), order_cancelled)
+        .on(state.clone(), order_completed)
 }
 
 /// The payments service.

@@ -17,7 +17,7 @@ use ticketing_core::ticketing::store::{OrderReplicaStore, TicketStore};
 use ticketing_store::Database;
 
 use crate::configuration::Settings;
-use crate::listeners::{OrderCancelledListener, OrderCompletedListener, OrderCreatedListener};
+use crate::listeners::{order_cancelled, order_completed, order_created};
 use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
@@ -108,22 +108,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The listeners, on the service's queue group.
 pub fn listeners(state: &TicketsState) -> listener::Router {
-    let created = OrderCreatedListener {
-        tickets: state.tickets.clone(),
-        orders: state.order_replicas.clone(),
-    };
-    let cancelled = OrderCancelledListener {
-        tickets: state.tickets.clone(),
-        orders: state.order_replicas.clone(),
-    };
-    let completed = OrderCompletedListener {
-        orders: state.order_replicas.clone(),
-    };
     listener::Router::new(crate::listeners::QUEUE_GROUP)
         .options(listener_options())
-        .handle(created)
-        .handle(cancelled)
-        .handle(completed)
+        .on(state.clone(), order_created)
+        .on(state.clone(), order_cancelled)
+        .on(state.clone(), order_completed)
 }
 
 /// The tickets service.

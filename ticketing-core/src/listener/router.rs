@@ -39,6 +39,8 @@
 //! }
 //! ```
 
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -115,6 +117,45 @@ impl Router {
         self
     }
 
+    /// Registers an async function of the service's state and the event, for that event type,
+    /// with the router's options: the handler as axum writes one. Each message calls it with a
+    /// clone of `state` (keep it cheap to clone: `Arc`s). For the [`MessageContext`], implement
+    /// [`Handler`] instead.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use serde::{Deserialize, Serialize};
+    /// # use ticketing_core::{Event, HandlerError};
+    /// # use ticketing_core::listener::Router;
+    /// # #[derive(Debug, Serialize, Deserialize)]
+    /// # struct ParcelShipped { parcel: String }
+    /// # impl Event for ParcelShipped {
+    /// #     const SUBJECT: &'static str = "parcel:shipped";
+    /// #     fn message_id(&self) -> String { format!("{}:{}", Self::SUBJECT, self.parcel) }
+    /// # }
+    /// /// `parcel:shipped`: counts the parcels.
+    /// async fn shipped(count: Arc<std::sync::atomic::AtomicU64>, _: ParcelShipped) -> Result<(), HandlerError> {
+    ///     count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///     Ok(())
+    /// }
+    ///
+    /// let router = Router::new("parcels-service").on(Arc::default(), shipped);
+    /// assert_eq!(router.subjects(), ["parcel:shipped"]);
+    /// ```
+    pub fn on<S, E, F, Fut>(self, state: S, handler: F) -> Self
+    where
+        S: Clone + Send + Sync + 'static,
+        E: Event,
+        F: Fn(S, E) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handle(HandlerFn {
+            state,
+            handler,
+            event: PhantomData,
+        })
+    }
+
     /// The queue group.
     pub fn group(&self) -> &str {
         &self.group
@@ -157,6 +198,28 @@ impl Router {
             }
         }
         Ok(handles)
+    }
+}
+
+/// An async function of (state, event) as a [`Handler`].
+struct HandlerFn<S, F, E> {
+    state: S,
+    handler: F,
+    event: PhantomData<fn(E)>,
+}
+
+#[async_trait]
+impl<S, E, F, Fut> Handler for HandlerFn<S, F, E>
+where
+    S: Clone + Send + Sync + 'static,
+    E: Event,
+    F: Fn(S, E) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    type Event = E;
+
+    async fn handle(&self, event: E, _: &MessageContext<'_>) -> Result<(), HandlerError> {
+        (self.handler)(self.state.clone(), event).await
     }
 }
 

@@ -5,7 +5,7 @@ use ticketing_core::StoreError;
 use ticketing_core::ticketing::reservation::{CancelOutcome, OrderStatus};
 
 use super::owned_order;
-use crate::models::announce_cancelled;
+use crate::models::change_status;
 use crate::startup::OrdersState;
 
 /// How often a cancellation that loses its version check (to another cancel, an expiry)
@@ -41,16 +41,7 @@ pub async fn cancel(
             Ok(CancelOutcome::Cancel) => {}
             Err(rule) => return Err(StoreError::from(rule).into()),
         }
-        match state
-            .orders
-            .set_status_announcing(
-                order.id,
-                order.version,
-                OrderStatus::Cancelled,
-                &announce_cancelled,
-            )
-            .await
-        {
+        match change_status(&*state.orders, &order, OrderStatus::Cancelled).await {
             Ok(cancelled) => {
                 tracing::info!(order = %cancelled.id, "order cancelled");
                 return Ok(StatusCode::NO_CONTENT);

@@ -1,38 +1,39 @@
 //! The listeners of the payments service (queue group `payments-service`), keeping its replica
 //! of orders and refunding charges whose order was cancelled first.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use ticketing_core::store::replicate;
 use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCompleted, OrderCreated, queue_groups,
 };
-use ticketing_core::ticketing::payment::{
-    PayableOrder, PayableOrderStore, PaymentStatus, PaymentStore,
-};
+use ticketing_core::ticketing::payment::{PayableOrder, PaymentStatus, PaymentStore};
 use ticketing_core::ticketing::reservation::OrderStatus;
-use ticketing_core::{Handler, HandlerError, Id, MessageContext, StoreError};
+use ticketing_core::{HandlerError, Id, StoreError, Version};
 
 use crate::provider::{PaymentProvider, ProviderError};
+use crate::startup::PaymentsState;
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::PAYMENTS_SERVICE;
 
-/// The replica's order at `status` and `version`; waits while the order is not known yet.
-fn moved_on(
-    current: Option<PayableOrder>,
+/// Moves the replica's order to `status` at `version` on the versioned contract; waits while
+/// the order is not known yet.
+async fn moved_on(
+    state: &PaymentsState,
     id: Id,
     status: OrderStatus,
-    version: u64,
-) -> Result<PayableOrder, HandlerError> {
-    let current =
-        current.ok_or_else(|| HandlerError::wait(format!("order {id} is not known yet")))?;
-    Ok(PayableOrder {
-        status,
-        version,
-        ..current
+    version: Version,
+) -> Result<(), HandlerError> {
+    replicate(&*state.orders, &id, version, |current| {
+        let current =
+            current.ok_or_else(|| HandlerError::wait(format!("order {id} is not known yet")))?;
+        Ok(PayableOrder {
+            status,
+            version,
+            ..current
+        })
     })
+    .await?;
+    Ok(())
 }
 
 /// Refunds every charge of a cancelled order (a payment that lost the race with the expiry):
@@ -76,82 +77,33 @@ pub async fn refund_charges(
 }
 
 /// `order:created`: a new order in the replica (version 0, its price and buyer).
-pub struct OrderCreatedListener {
-    /// The replica of orders.
-    pub orders: Arc<dyn PayableOrderStore>,
-}
-
-#[async_trait]
-impl Handler for OrderCreatedListener {
-    type Event = OrderCreated;
-
-    async fn handle(
-        &self,
-        event: OrderCreated,
-        _ctx: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        replicate(&*self.orders, &event.id, event.version, |_| {
-            Ok(PayableOrder {
-                id: event.id,
-                user_id: event.user_id,
-                price: event.ticket.price,
-                status: event.status,
-                version: event.version,
-            })
-        })
-        .await
-        .map(|_| ())
-    }
+pub async fn order_created(state: PaymentsState, event: OrderCreated) -> Result<(), HandlerError> {
+    let order = PayableOrder {
+        id: event.id,
+        user_id: event.user_id,
+        price: event.ticket.price,
+        status: event.status,
+        version: event.version,
+    };
+    replicate(&*state.orders, &event.id, event.version, |_| Ok(order)).await?;
+    Ok(())
 }
 
 /// `order:cancelled`: the replica's order is cancelled; a charge already made for it is
 /// refunded.
-pub struct OrderCancelledListener {
-    /// The replica of orders.
-    pub orders: Arc<dyn PayableOrderStore>,
-    /// Payments.
-    pub payments: Arc<dyn PaymentStore>,
-    /// The provider, for refunds.
-    pub provider: Arc<dyn PaymentProvider>,
-}
-
-#[async_trait]
-impl Handler for OrderCancelledListener {
-    type Event = OrderCancelled;
-
-    async fn handle(
-        &self,
-        event: OrderCancelled,
-        _ctx: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        replicate(&*self.orders, &event.id, event.version, |current| {
-            moved_on(current, event.id, OrderStatus::Cancelled, event.version)
-        })
-        .await?;
-        // Also on a redelivery: the refund may not have happened the first time.
-        refund_charges(&*self.payments, &*self.provider, event.id).await
-    }
+pub async fn order_cancelled(
+    state: PaymentsState,
+    event: OrderCancelled,
+) -> Result<(), HandlerError> {
+    moved_on(&state, event.id, OrderStatus::Cancelled, event.version).await?;
+    // Also on a redelivery: the refund may not have happened the first time.
+    refund_charges(&*state.payments, &*state.provider, event.id).await
 }
 
 /// `order:completed`: the replica's order is complete.
-pub struct OrderCompletedListener {
-    /// The replica of orders.
-    pub orders: Arc<dyn PayableOrderStore>,
-}
-
-#[async_trait]
-impl Handler for OrderCompletedListener {
-    type Event = OrderCompleted;
-
-    async fn handle(
-        &self,
-        event: OrderCompleted,
-        _ctx: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        replicate(&*self.orders, &event.id, event.version, |current| {
-            moved_on(current, event.id, OrderStatus::Complete, event.version)
-        })
-        .await
-        .map(|_| ())
-    }
+pub async fn order_completed(
+    state: PaymentsState,
+    event: OrderCompleted,
+) -> Result<(), HandlerError> {
+    moved_on(&state, event.id, OrderStatus::Complete, event.version).await
 }

@@ -4,14 +4,16 @@ mod order_cancelled;
 mod order_completed;
 mod order_created;
 
-pub use order_cancelled::OrderCancelledListener;
-pub use order_completed::OrderCompletedListener;
-pub use order_created::OrderCreatedListener;
+pub use order_cancelled::order_cancelled;
+pub use order_completed::order_completed;
+pub use order_created::order_created;
 
-use ticketing_core::StoreError;
-use ticketing_core::ticketing::events::queue_groups;
-use ticketing_core::ticketing::store::{OrderReplica, OrderReplicaStore, Ticket, TicketStore};
-use ticketing_core::{HandlerError, Id};
+use ticketing_core::ticketing::events::{OrderCancelledTicket, queue_groups};
+use ticketing_core::ticketing::reservation::OrderStatus;
+use ticketing_core::ticketing::store::{
+    Applicable, OrderReplica, OrderReplicaStore, Ticket, TicketStore,
+};
+use ticketing_core::{HandlerError, Id, StoreError, Version, store};
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;
@@ -22,13 +24,29 @@ async fn ticket_of(
     order: Id,
     ticket: Id,
 ) -> Result<Ticket, HandlerError> {
-    match tickets.get(ticket).await {
-        Ok(ticket) => Ok(ticket),
-        Err(StoreError::NotFound { .. }) => Err(HandlerError::permanent(format!(
-            "order {order} is for unknown ticket {ticket}"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    store::known(tickets.get(ticket).await, || {
+        format!("order {order} is for unknown ticket {ticket}")
+    })
+}
+
+/// A later state of an order (`order:cancelled`, `order:completed`: the order's id, version and
+/// ticket), version-checked against the replica: the record to write when it applies, none for
+/// a duplicate; a gap waits. The ticket is the one the replica knows, else the event's.
+async fn version_checked(
+    replicas: &dyn OrderReplicaStore,
+    (id, version, ticket): (Id, Version, &OrderCancelledTicket),
+    status: OrderStatus,
+) -> Result<Option<OrderReplica>, HandlerError> {
+    let lookup = replicas.find_by_event(&id, version).await?;
+    let Some(Applicable { current, .. }) = lookup.applicable()? else {
+        return Ok(None);
+    };
+    Ok(Some(OrderReplica {
+        id,
+        ticket_id: current.as_ref().map_or(ticket.id, |o| o.ticket_id),
+        status,
+        version,
+    }))
 }
 
 /// Records an applied order event in the replica. A conflict means another member applied the

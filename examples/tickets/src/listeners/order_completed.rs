@@ -1,42 +1,27 @@
-use std::sync::Arc;
-
-use async_trait::async_trait;
+use ticketing_core::HandlerError;
 use ticketing_core::ticketing::events::OrderCompleted;
 use ticketing_core::ticketing::reservation::OrderStatus;
-use ticketing_core::ticketing::store::{Applicable, OrderReplica, OrderReplicaStore};
-use ticketing_core::{Handler, HandlerError, MessageContext};
 
-use super::record;
+use super::{record, version_checked};
+use crate::startup::TicketsState;
 
 /// `order:completed`: version-checked against the order replica (a completion that overtakes
 /// its `order:created` waits); records the order as complete. The ticket stays held by it for
 /// good: nothing about the ticket changes, so no event.
-pub struct OrderCompletedListener {
-    /// The replica of orders.
-    pub orders: Arc<dyn OrderReplicaStore>,
-}
-
-#[async_trait]
-impl Handler for OrderCompletedListener {
-    type Event = OrderCompleted;
-
-    async fn handle(
-        &self,
-        event: OrderCompleted,
-        _ctx: &MessageContext<'_>,
-    ) -> Result<(), HandlerError> {
-        let lookup = self.orders.find_by_event(&event.id, event.version).await?;
-        let Some(Applicable { current, .. }) = lookup.applicable()? else {
-            return Ok(());
-        };
-        let order = OrderReplica {
-            id: event.id,
-            ticket_id: current.as_ref().map_or(event.ticket.id, |o| o.ticket_id),
-            status: OrderStatus::Complete,
-            version: event.version,
-        };
-        record(&*self.orders, &order).await?;
+pub async fn order_completed(
+    state: TicketsState,
+    event: OrderCompleted,
+) -> Result<(), HandlerError> {
+    let orders = &*state.order_replicas;
+    if let Some(order) = version_checked(
+        orders,
+        (event.id, event.version, &event.ticket),
+        OrderStatus::Complete,
+    )
+    .await?
+    {
+        record(orders, &order).await?;
         tracing::info!(order = %event.id, version = event.version, "order recorded as complete");
-        Ok(())
     }
+    Ok(())
 }
