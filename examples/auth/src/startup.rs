@@ -18,7 +18,7 @@ use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
 /// What the handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AuthState {
     /// Users.
     pub users: Arc<dyn UserStore>,
@@ -42,26 +42,6 @@ impl AuthState {
     }
 }
 
-impl FromRef<AuthState> for SessionKeys {
-    fn from_ref(state: &AuthState) -> SessionKeys {
-        state.keys.clone()
-    }
-}
-
-/// The routes of `/api/users`.
-pub fn router(state: AuthState) -> Router {
-    Router::new()
-        .route("/api/users/signup", post(routes::signup))
-        .route("/api/users/signin", post(routes::signin))
-        .route("/api/users/signout", post(routes::signout))
-        .route("/api/users/currentuser", get(routes::current_user))
-        .with_state(state)
-        .merge(ticketing_common::openapi::document_route(
-            "/api/users/openapi.json",
-            openapi(),
-        ))
-}
-
 /// The auth service's part of the API.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -75,11 +55,6 @@ pub fn router(state: AuthState) -> Router {
     modifiers(&SessionSecurity)
 )]
 struct AuthApi;
-
-/// The OpenAPI document of the auth service.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <AuthApi as utoipa::OpenApi>::openapi()
-}
 
 /// The auth service: users and sessions, no bus.
 pub struct Auth;
@@ -102,8 +77,19 @@ impl Service for Auth {
         ))
     }
 
-    fn router(state: AuthState) -> Router {
-        router(state)
+    const DOCUMENT: Option<&'static str> = Some("/api/users/openapi.json");
+
+    fn routes(state: AuthState) -> Router {
+        Router::new()
+            .route("/api/users/signup", post(routes::signup))
+            .route("/api/users/signin", post(routes::signin))
+            .route("/api/users/signout", post(routes::signout))
+            .route("/api/users/currentuser", get(routes::current_user))
+            .with_state(state)
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        <AuthApi as utoipa::OpenApi>::openapi()
     }
 
     fn parts(state: &AuthState) -> Parts {

@@ -70,6 +70,20 @@ impl Parts {
         self
     }
 
+    /// The parts of a service with one database of `role`, the outbox its stores commit to
+    /// and the bus its relay publishes on.
+    pub fn of(
+        role: &'static str,
+        database: &Database,
+        bus: &Arc<dyn Bus>,
+        outbox: &Arc<dyn Outbox>,
+    ) -> Self {
+        Parts::default()
+            .database(role, database)
+            .bus(bus)
+            .outbox(outbox)
+    }
+
     /// Sets the bus.
     pub fn bus(mut self, bus: &Arc<dyn Bus>) -> Self {
         self.bus = Some(bus.clone());
@@ -126,8 +140,30 @@ pub trait Service: Send + Sync + 'static {
         Self::state_on(settings, &shared).await
     }
 
-    /// Its routes.
-    fn router(state: Self::State) -> Router;
+    /// Where its [`router`](Self::router) serves its part of the OpenAPI document
+    /// (`/api/tickets/openapi.json`); nowhere by default.
+    const DOCUMENT: Option<&'static str> = None;
+
+    /// Its part of the OpenAPI document (the all-in-one app merges them); empty by default.
+    fn openapi() -> utoipa::openapi::OpenApi {
+        utoipa::openapi::OpenApi::default()
+    }
+
+    /// Its API's routes; none by default (a service of listeners only still serves the
+    /// operations endpoints).
+    fn routes(_state: Self::State) -> Router {
+        Router::new()
+    }
+
+    /// What it serves: its [`routes`](Self::routes), and its document at
+    /// [`DOCUMENT`](Self::DOCUMENT).
+    fn router(state: Self::State) -> Router {
+        let routes = Self::routes(state);
+        match Self::DOCUMENT {
+            Some(path) => routes.merge(crate::openapi::document_route(path, Self::openapi())),
+            None => routes,
+        }
+    }
 
     /// Its bus, outbox and databases; none by default.
     fn parts(_state: &Self::State) -> Parts {
@@ -260,6 +296,11 @@ pub async fn main<S: Service>(settings: impl FnOnce() -> S::Settings) -> std::pr
     let result = run.await;
     crate::telemetry::shutdown_tracing();
     crate::server::exit_code(result)
+}
+
+/// A router of listeners for the queue group `group`, with [`listener_options`].
+pub fn listener_router(group: &'static str) -> listener::Router {
+    listener::Router::new(group).options(listener_options())
 }
 
 /// Delivery settings of the services' listeners: eight messages at a time (the versioned

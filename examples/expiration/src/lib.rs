@@ -17,7 +17,6 @@ use ticketing_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use axum::Router;
 use ticketing_common::Service;
 use ticketing_common::service::{Parts, Shared};
 
@@ -105,10 +104,6 @@ impl Service for Expiration {
             bus: shared.bus()?.as_dyn(),
             clock: shared.clock.clone(),
         })
-    }
-
-    fn router(_state: ExpirationState) -> Router {
-        Router::new()
     }
 
     fn parts(state: &ExpirationState) -> Parts {

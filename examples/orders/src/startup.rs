@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use ticketing_common::service::listener_options;
+use ticketing_common::service::listener_router;
 use ticketing_common::service::{Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::listener;
@@ -23,7 +23,7 @@ use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
 /// What the handlers and listeners share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct OrdersState {
     /// Orders.
     pub orders: Arc<dyn OrderStore>,
@@ -65,24 +65,6 @@ impl OrdersState {
     }
 }
 
-impl FromRef<OrdersState> for SessionKeys {
-    fn from_ref(state: &OrdersState) -> SessionKeys {
-        state.keys.clone()
-    }
-}
-
-/// The routes of `/api/orders`.
-pub fn router(state: OrdersState) -> Router {
-    Router::new()
-        .route("/api/orders", get(routes::index).post(routes::create))
-        .route("/api/orders/{id}", get(routes::show).delete(routes::cancel))
-        .with_state(state)
-        .merge(ticketing_common::openapi::document_route(
-            "/api/orders/openapi.json",
-            openapi(),
-        ))
-}
-
 /// The orders service's part of the API.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -96,21 +78,6 @@ pub fn router(state: OrdersState) -> Router {
     modifiers(&SessionSecurity)
 )]
 struct OrdersApi;
-
-/// The OpenAPI document of the orders service.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <OrdersApi as utoipa::OpenApi>::openapi()
-}
-
-/// The listeners, on the service's queue group.
-pub fn listeners(state: &OrdersState) -> listener::Router {
-    listener::Router::new(crate::listeners::QUEUE_GROUP)
-        .options(listener_options())
-        .on(state.clone(), ticket_created)
-        .on(state.clone(), ticket_updated)
-        .on(state.clone(), expiration_complete)
-        .on(state.clone(), payment_created)
-}
 
 /// The orders service.
 pub struct Orders;
@@ -137,19 +104,31 @@ impl Service for Orders {
         ))
     }
 
-    fn router(state: OrdersState) -> Router {
-        router(state)
+    const DOCUMENT: Option<&'static str> = Some("/api/orders/openapi.json");
+
+    fn routes(state: OrdersState) -> Router {
+        Router::new()
+            .route("/api/orders", get(routes::index).post(routes::create))
+            .route("/api/orders/{id}", get(routes::show).delete(routes::cancel))
+            .with_state(state)
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        <OrdersApi as utoipa::OpenApi>::openapi()
     }
 
     fn parts(state: &OrdersState) -> Parts {
-        Parts::default()
-            .database("orders", &state.database)
-            .bus(&state.bus)
-            .outbox(&state.outbox)
+        Parts::of(Self::NAME, &state.database, &state.bus, &state.outbox)
     }
 
     fn listeners(state: &OrdersState) -> Option<listener::Router> {
-        Some(listeners(state))
+        Some(
+            listener_router(crate::listeners::QUEUE_GROUP)
+                .on(state.clone(), ticket_created)
+                .on(state.clone(), ticket_updated)
+                .on(state.clone(), expiration_complete)
+                .on(state.clone(), payment_created),
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
-use ticketing_common::service::listener_options;
+use ticketing_common::service::listener_router;
 use ticketing_common::service::{Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::Bus;
@@ -25,7 +25,7 @@ use crate::routes;
 use crate::settle::{Repair, RepairOptions};
 
 /// What the handlers and listeners share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct PaymentsState {
     /// Payments.
     pub payments: Arc<dyn PaymentStore>,
@@ -77,24 +77,6 @@ impl PaymentsState {
     }
 }
 
-impl FromRef<PaymentsState> for SessionKeys {
-    fn from_ref(state: &PaymentsState) -> SessionKeys {
-        state.keys.clone()
-    }
-}
-
-/// The routes of `/api/payments`.
-pub fn router(state: PaymentsState) -> Router {
-    Router::new()
-        .route("/api/payments", post(routes::create))
-        .route("/api/payments/provider", get(routes::provider))
-        .with_state(state)
-        .merge(ticketing_common::openapi::document_route(
-            "/api/payments/openapi.json",
-            openapi(),
-        ))
-}
-
 /// The payments service's part of the API.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -103,20 +85,6 @@ pub fn router(state: PaymentsState) -> Router {
     modifiers(&SessionSecurity)
 )]
 struct PaymentsApi;
-
-/// The OpenAPI document of the payments service.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <PaymentsApi as utoipa::OpenApi>::openapi()
-}
-
-/// The listeners: the replica of orders, and refunds of cancelled orders' charges.
-pub fn listeners(state: &PaymentsState) -> listener::Router {
-    listener::Router::new(crate::listeners::QUEUE_GROUP)
-        .options(listener_options())
-        .on(state.clone(), order_created)
-        .on(state.clone(), order_cancelled)
-        .on(state.clone(), order_completed)
-}
 
 /// The payments service.
 pub struct Payments;
@@ -138,19 +106,30 @@ impl Service for Payments {
             .with_repair_every(settings.provider.repair_every()))
     }
 
-    fn router(state: PaymentsState) -> Router {
-        router(state)
+    const DOCUMENT: Option<&'static str> = Some("/api/payments/openapi.json");
+
+    fn routes(state: PaymentsState) -> Router {
+        Router::new()
+            .route("/api/payments", post(routes::create))
+            .route("/api/payments/provider", get(routes::provider))
+            .with_state(state)
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        <PaymentsApi as utoipa::OpenApi>::openapi()
     }
 
     fn parts(state: &PaymentsState) -> Parts {
-        Parts::default()
-            .database("payments", &state.database)
-            .bus(&state.bus)
-            .outbox(&state.outbox)
+        Parts::of(Self::NAME, &state.database, &state.bus, &state.outbox)
     }
 
     fn listeners(state: &PaymentsState) -> Option<listener::Router> {
-        Some(listeners(state))
+        Some(
+            listener_router(crate::listeners::QUEUE_GROUP)
+                .on(state.clone(), order_created)
+                .on(state.clone(), order_cancelled)
+                .on(state.clone(), order_completed),
+        )
     }
 
     /// The repair of attempts left pending (a crash, a provider down).

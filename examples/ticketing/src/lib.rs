@@ -172,7 +172,7 @@ impl ticketing_common::Service for Web {
         Ok(())
     }
 
-    fn router(_state: ()) -> Router {
+    fn routes(_state: ()) -> Router {
         web_router()
     }
 }
@@ -180,10 +180,10 @@ impl ticketing_common::Service for Web {
 /// The ingress: the services' routes on one router, and the web client at `/`.
 pub fn router(states: &States) -> Router {
     Router::new()
-        .merge(ticketing_auth::startup::router(states.auth.clone()))
-        .merge(ticketing_tickets::startup::router(states.tickets.clone()))
-        .merge(ticketing_orders::startup::router(states.orders.clone()))
-        .merge(ticketing_payments::startup::router(states.payments.clone()))
+        .merge(Auth::router(states.auth.clone()))
+        .merge(Tickets::router(states.tickets.clone()))
+        .merge(Orders::router(states.orders.clone()))
+        .merge(Payments::router(states.payments.clone()))
         .merge(web_router())
         .merge(ticketing_common::openapi::document_route(
             "/api/openapi.json",
@@ -193,10 +193,10 @@ pub fn router(states: &States) -> Router {
 
 /// The OpenAPI 3.1 document of the whole API: the three services' parts, merged.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut document = ticketing_auth::startup::openapi();
-    document.merge(ticketing_tickets::startup::openapi());
-    document.merge(ticketing_orders::startup::openapi());
-    document.merge(ticketing_payments::startup::openapi());
+    let mut document = Auth::openapi();
+    document.merge(Tickets::openapi());
+    document.merge(Orders::openapi());
+    document.merge(Payments::openapi());
     document.info.title = "Ticketing".into();
     document.info.description =
         Some("The ticketing system's HTTP API: users, tickets and orders.".into());

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use ticketing_common::service::listener_options;
+use ticketing_common::service::listener_router;
 use ticketing_common::service::{Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::Bus;
@@ -80,18 +80,6 @@ impl FromRef<TicketsState> for SessionKeys {
     }
 }
 
-/// The routes of `/api/tickets`.
-pub fn router(state: TicketsState) -> Router {
-    Router::new()
-        .route("/api/tickets", get(routes::index).post(routes::create))
-        .route("/api/tickets/{id}", get(routes::show).put(routes::update))
-        .with_state(state)
-        .merge(ticketing_common::openapi::document_route(
-            "/api/tickets/openapi.json",
-            openapi(),
-        ))
-}
-
 /// The tickets service's part of the API.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -100,20 +88,6 @@ pub fn router(state: TicketsState) -> Router {
     modifiers(&SessionSecurity)
 )]
 struct TicketsApi;
-
-/// The OpenAPI document of the tickets service.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <TicketsApi as utoipa::OpenApi>::openapi()
-}
-
-/// The listeners, on the service's queue group.
-pub fn listeners(state: &TicketsState) -> listener::Router {
-    listener::Router::new(crate::listeners::QUEUE_GROUP)
-        .options(listener_options())
-        .on(state.clone(), order_created)
-        .on(state.clone(), order_cancelled)
-        .on(state.clone(), order_completed)
-}
 
 /// The tickets service.
 pub struct Tickets;
@@ -131,19 +105,30 @@ impl Service for Tickets {
         Ok(TicketsState::new(&database, keys, &bus))
     }
 
-    fn router(state: TicketsState) -> Router {
-        router(state)
+    const DOCUMENT: Option<&'static str> = Some("/api/tickets/openapi.json");
+
+    fn routes(state: TicketsState) -> Router {
+        Router::new()
+            .route("/api/tickets", get(routes::index).post(routes::create))
+            .route("/api/tickets/{id}", get(routes::show).put(routes::update))
+            .with_state(state)
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        <TicketsApi as utoipa::OpenApi>::openapi()
     }
 
     fn parts(state: &TicketsState) -> Parts {
-        Parts::default()
-            .database("tickets", &state.database)
-            .bus(&state.bus)
-            .outbox(&state.outbox)
+        Parts::of(Self::NAME, &state.database, &state.bus, &state.outbox)
     }
 
     fn listeners(state: &TicketsState) -> Option<listener::Router> {
-        Some(listeners(state))
+        Some(
+            listener_router(crate::listeners::QUEUE_GROUP)
+                .on(state.clone(), order_created)
+                .on(state.clone(), order_cancelled)
+                .on(state.clone(), order_completed),
+        )
     }
 }
 

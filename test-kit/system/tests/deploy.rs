@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use ticketing_common::Service;
 
 const OVERLAYS: [&str; 2] = ["dev", "prod"];
 /// The port every service listens on (`PORT`), the Dockerfile exposes and the manifests use.
@@ -237,10 +238,10 @@ fn services(rendered: &Rendered) -> Vec<(String, Value, String)> {
 /// The paths each binary serves under the ingress: its part of the OpenAPI document.
 fn served_paths(binary: &str) -> Vec<String> {
     let document = match binary {
-        "auth" => ticketing_auth::startup::openapi(),
-        "tickets" => ticketing_tickets::startup::openapi(),
-        "orders" => ticketing_orders::startup::openapi(),
-        "payments" => ticketing_payments::startup::openapi(),
+        "auth" => <ticketing_auth::startup::Auth as Service>::openapi(),
+        "tickets" => <ticketing_tickets::startup::Tickets as Service>::openapi(),
+        "orders" => <ticketing_orders::startup::Orders as Service>::openapi(),
+        "payments" => <ticketing_payments::startup::Payments as Service>::openapi(),
         "web" => return ticketing::WEB_PATHS.map(str::to_owned).to_vec(),
         other => panic!("the ingress routes to {other}, which serves no API"),
     };

@@ -15,6 +15,8 @@ use ticketing_core::ticketing::store::{
 };
 use ticketing_core::{HandlerError, Id, StoreError, Version, store};
 
+use crate::models::announce_updated;
+
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;
 
@@ -47,6 +49,23 @@ async fn version_checked(
         status,
         version,
     }))
+}
+
+/// Writes `ticket` held by `holder` (none: released) at version + 1 in one unit with the
+/// order's record, committing `ticket:updated`.
+async fn hold(
+    tickets: &dyn TicketStore,
+    ticket: Ticket,
+    holder: Option<Id>,
+    order: &OrderReplica,
+) -> Result<Ticket, HandlerError> {
+    let held = Ticket {
+        order_id: holder,
+        ..ticket
+    };
+    Ok(tickets
+        .update_for_order(&held, order, &announce_updated)
+        .await?)
 }
 
 /// Records an applied order event in the replica. A conflict means another member applied the

@@ -1,10 +1,8 @@
 use ticketing_core::HandlerError;
 use ticketing_core::ticketing::events::OrderCancelled;
 use ticketing_core::ticketing::reservation::{OrderStatus, releases_ticket};
-use ticketing_core::ticketing::store::Ticket;
 
-use super::{record, ticket_of, version_checked};
-use crate::models::announce_updated;
+use super::{hold, record, ticket_of, version_checked};
 use crate::startup::TicketsState;
 
 /// `order:cancelled`: version-checked against the order replica (a cancellation that overtakes
@@ -29,17 +27,7 @@ pub async fn order_cancelled(
     if !releases_ticket(ticket.order_id, event.id) {
         return record(orders, &order).await;
     }
-    let released = state
-        .tickets
-        .update_for_order(
-            &Ticket {
-                order_id: None,
-                ..ticket
-            },
-            &order,
-            &announce_updated,
-        )
-        .await?;
+    let released = hold(&*state.tickets, ticket, None, &order).await?;
     tracing::info!(ticket = %released.id, order = %event.id, version = released.version, "ticket released");
     Ok(())
 }

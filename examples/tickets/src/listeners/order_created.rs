@@ -1,10 +1,9 @@
 use ticketing_core::HandlerError;
 use ticketing_core::ticketing::events::OrderCreated;
 use ticketing_core::ticketing::reservation::OrderStatus;
-use ticketing_core::ticketing::store::{OrderReplica, Ticket};
+use ticketing_core::ticketing::store::OrderReplica;
 
-use super::{record, ticket_of};
-use crate::models::announce_updated;
+use super::{hold, record, ticket_of};
 use crate::startup::TicketsState;
 
 /// `order:created`: version-checked against the order replica; in one unit, marks the ticket
@@ -47,17 +46,7 @@ pub async fn order_created(state: TicketsState, event: OrderCreated) -> Result<(
         }
         None => ticket,
     };
-    let reserved = state
-        .tickets
-        .update_for_order(
-            &Ticket {
-                order_id: Some(event.id),
-                ..reserved
-            },
-            &order,
-            &announce_updated,
-        )
-        .await?;
+    let reserved = hold(&*state.tickets, reserved, Some(event.id), &order).await?;
     tracing::info!(ticket = %reserved.id, order = %event.id, version = reserved.version, "ticket reserved");
     Ok(())
 }
