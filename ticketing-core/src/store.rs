@@ -103,6 +103,36 @@ pub trait Replica: Clone + Send + Sync + 'static {
     fn version(&self) -> Version;
 }
 
+/// Implements [`Replica`] for a struct whose fields `id` and `version` are its id and the
+/// version of the last event applied — what most replica records are.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use ticketing_core::store::Replica;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct Listing { id: u32, sku: String, version: u64 }
+/// ticketing_core::replica!(Listing, id: u32, entity: "listing");
+///
+/// let listing = Listing { id: 7, sku: "A-1".into(), version: 2 };
+/// assert_eq!((*listing.id(), listing.version(), Listing::ENTITY), (7, 2, "listing"));
+/// ```
+#[macro_export]
+macro_rules! replica {
+    ($record:ty, id: $id:ty, entity: $entity:expr $(,)?) => {
+        impl $crate::store::Replica for $record {
+            type Id = $id;
+            const ENTITY: &'static str = $entity;
+            fn id(&self) -> &$id {
+                &self.id
+            }
+            fn version(&self) -> $crate::Version {
+                self.version
+            }
+        }
+    };
+}
+
 /// What `find_by_event` found: the disposition of the event (Apply, Duplicate or Gap), the
 /// record the replica holds (if any) and the event's version.
 ///
@@ -469,16 +499,7 @@ mod tests {
         version: Version,
     }
 
-    impl Replica for Doc {
-        type Id = String;
-        const ENTITY: &'static str = "doc";
-        fn id(&self) -> &String {
-            &self.id
-        }
-        fn version(&self) -> Version {
-            self.version
-        }
-    }
+    crate::replica!(Doc, id: String, entity: "doc");
 
     #[test]
     fn a_first_seen_replica_applies_a_later_version_of_an_unknown_record() {

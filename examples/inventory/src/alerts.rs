@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use ticketing_core::store::{Replica, ReplicaStore, replicate};
+use ticketing_core::store::{ReplicaStore, replicate};
 use ticketing_core::{HandlerError, Listener, MessageContext, Version};
 use uuid::Uuid;
 
@@ -36,16 +36,7 @@ pub struct Watched {
     pub version: Version,
 }
 
-impl Replica for Watched {
-    type Id = Uuid;
-    const ENTITY: &'static str = "watched item";
-    fn id(&self) -> &Uuid {
-        &self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
+ticketing_core::replica!(Watched, id: Uuid, entity: "watched item");
 
 /// `stock:adjusted`: records the quantity, and logs when an item goes low.
 pub struct WatchAdjusted(pub Arc<dyn ReplicaStore<Watched>>);

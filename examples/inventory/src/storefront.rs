@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use ticketing_core::store::{Replica, ReplicaStore, replicate};
+use ticketing_core::store::{ReplicaStore, replicate};
 use ticketing_core::{HandlerError, Version};
 use uuid::Uuid;
 
@@ -29,16 +29,7 @@ pub struct Listing {
     pub version: Version,
 }
 
-impl Replica for Listing {
-    type Id = Uuid;
-    const ENTITY: &'static str = "listing";
-    fn id(&self) -> &Uuid {
-        &self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
+ticketing_core::replica!(Listing, id: Uuid, entity: "listing");
 
 /// `stock:received`: a new listing.
 pub async fn received(

@@ -1276,8 +1276,8 @@ pub async fn two_groups_of_listeners_each_handle_every_event(factory: &dyn BusFa
 #[macro_export]
 macro_rules! bus_conformance_tests {
     (#[$attr:meta] factory = $factory:expr $(,)?) => {
-        $crate::__bus_conformance_cases!(
-            #[$attr] [$factory]
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] bus:
             published_messages_arrive_in_order_with_payload_and_headers_intact
             publish_confirms_with_increasing_sequences
             an_empty_payload_is_delivered_as_published
@@ -1323,19 +1323,5 @@ macro_rules! bus_conformance_tests {
             a_listener_of_one_in_flight_handles_messages_in_publish_order
             two_groups_of_listeners_each_handle_every_event
         );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __bus_conformance_cases {
-    (#[$attr:meta] [$factory:expr] $($case:ident)*) => {
-        $(
-            #[$attr]
-            async fn $case() {
-                let factory = $factory;
-                $crate::conformance::bus::$case(&factory).await;
-            }
-        )*
     };
 }

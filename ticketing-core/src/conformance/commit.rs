@@ -359,8 +359,8 @@ pub async fn a_commit_wakes_the_relay(factory: &dyn CommitFactory) {
 #[macro_export]
 macro_rules! commit_conformance_tests {
     (#[$attr:meta] factory = $factory:expr $(,)?) => {
-        $crate::__commit_conformance_cases!(
-            #[$attr] [$factory]
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] commit:
             a_change_and_its_events_commit_together
             a_refused_change_commits_no_event
             events_of_one_record_are_pending_in_commit_order
@@ -369,19 +369,5 @@ macro_rules! commit_conformance_tests {
             two_relays_at_once_keep_per_record_order
             a_commit_wakes_the_relay
         );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __commit_conformance_cases {
-    (#[$attr:meta] [$factory:expr] $($case:ident)*) => {
-        $(
-            #[$attr]
-            async fn $case() {
-                let factory = $factory;
-                $crate::conformance::commit::$case(&factory).await;
-            }
-        )*
     };
 }

@@ -52,3 +52,19 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Expands one test per case of the suite in module `$suite`: each evaluates the factory and
+/// runs the case on it (the suites' `*_conformance_tests!` macros list their cases here).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    (#[$attr:meta] [$factory:expr] $suite:ident: $($case:ident)*) => {
+        $(
+            #[$attr]
+            async fn $case() {
+                let factory = $factory;
+                $crate::conformance::$suite::$case(&factory).await;
+            }
+        )*
+    };
+}

@@ -411,8 +411,8 @@ pub async fn the_order_replica_follows_the_versioned_contract(factory: &dyn Paym
 #[macro_export]
 macro_rules! payment_store_conformance_tests {
     (#[$attr:meta] factory = $factory:expr $(,)?) => {
-        $crate::__payment_store_conformance_cases!(
-            #[$attr] [$factory]
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] payments:
             a_payment_round_trips_with_exact_cents
             an_order_has_at_most_one_open_attempt
             of_concurrent_attempts_for_one_order_exactly_one_is_recorded
@@ -423,19 +423,5 @@ macro_rules! payment_store_conformance_tests {
             pending_attempts_are_listed_oldest_first
             the_order_replica_follows_the_versioned_contract
         );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __payment_store_conformance_cases {
-    (#[$attr:meta] [$factory:expr] $($case:ident)*) => {
-        $(
-            #[$attr]
-            async fn $case() {
-                let factory = $factory;
-                $crate::conformance::payments::$case(&factory).await;
-            }
-        )*
     };
 }

@@ -78,16 +78,7 @@ impl Shipment {
     }
 }
 
-impl Replica for Shipment {
-    type Id = String;
-    const ENTITY: &'static str = "shipment";
-    fn id(&self) -> &String {
-        &self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
+crate::replica!(Shipment, id: String, entity: "shipment");
 
 /// Hands out fresh replica stores for the suite, and the records to put in them.
 #[async_trait]
@@ -335,8 +326,8 @@ pub async fn a_missing_record_is_not_found<F: ReplicaFactory>(factory: &F) {
 #[macro_export]
 macro_rules! replica_conformance_tests {
     (#[$attr:meta] factory = $factory:expr $(,)?) => {
-        $crate::__replica_conformance_cases!(
-            #[$attr] [$factory]
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] replica:
             find_by_event_answers_apply_duplicate_and_gap
             applying_an_event_stores_the_record_at_the_events_version
             applying_out_of_turn_is_a_version_conflict_and_writes_nothing
@@ -347,19 +338,5 @@ macro_rules! replica_conformance_tests {
             records_are_kept_apart_by_id
             a_missing_record_is_not_found
         );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __replica_conformance_cases {
-    (#[$attr:meta] [$factory:expr] $($case:ident)*) => {
-        $(
-            #[$attr]
-            async fn $case() {
-                let factory = $factory;
-                $crate::conformance::replica::$case(&factory).await;
-            }
-        )*
     };
 }

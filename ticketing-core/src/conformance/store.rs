@@ -960,8 +960,8 @@ pub async fn reserved_state_round_trips_on_the_ticket(factory: &dyn StoreFactory
 #[macro_export]
 macro_rules! store_conformance_tests {
     (#[$attr:meta] factory = $factory:expr $(,)?) => {
-        $crate::__store_conformance_cases!(
-            #[$attr] [$factory]
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] store:
             a_created_ticket_has_version_0
             unreserved_tickets_page_newest_first_after_a_cursor
             each_update_increments_the_version_by_exactly_one
@@ -996,19 +996,5 @@ macro_rules! store_conformance_tests {
             a_commit_wakes_the_relay
             a_listener_change_records_its_order_in_the_same_unit
         );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __store_conformance_cases {
-    (#[$attr:meta] [$factory:expr] $($case:ident)*) => {
-        $(
-            #[$attr]
-            async fn $case() {
-                let factory = $factory;
-                $crate::conformance::store::$case(&factory).await;
-            }
-        )*
     };
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::Price;
 use super::reservation::OrderStatus;
-use crate::store::{Announce, Replica, ReplicaStore, StoreError};
+use crate::store::{Announce, ReplicaStore, StoreError};
 use crate::{Id, OutgoingMessage, Version};
 
 /// Where a payment attempt stands.
@@ -223,16 +223,7 @@ pub struct PayableOrder {
     pub version: Version,
 }
 
-impl Replica for PayableOrder {
-    type Id = Id;
-    const ENTITY: &'static str = "order";
-    fn id(&self) -> &Id {
-        &self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
+crate::replica!(PayableOrder, id: Id, entity: "order");
 
 /// The payments service's replica of orders: the generic [`ReplicaStore`] over
 /// [`PayableOrder`] (implemented for every such store).

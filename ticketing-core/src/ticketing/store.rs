@@ -134,27 +134,9 @@ pub struct NewOrder {
     pub expires_at: DateTime<Utc>,
 }
 
-impl Replica for TicketReplica {
-    type Id = Id;
-    const ENTITY: &'static str = "ticket";
-    fn id(&self) -> &Id {
-        &self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
+crate::replica!(TicketReplica, id: Id, entity: "ticket");
 
-impl Replica for OrderReplica {
-    type Id = Id;
-    const ENTITY: &'static str = "order";
-    fn id(&self) -> &Id {
-        &self.id
-    }
-    fn version(&self) -> Version {
-        self.version
-    }
-}
+crate::replica!(OrderReplica, id: Id, entity: "order");
 
 /// Users of the auth service.
 #[async_trait]
