@@ -68,7 +68,8 @@ mod ticketing;
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub use ticketing::{
     MongoOrderReplicaStore, MongoOrderStore, MongoPayableOrderStore, MongoPaymentStore,
-    MongoTicketReplicaStore, MongoTicketStore, MongoUserStore,
+    MongoTicketReplicaStore, MongoTicketStore, MongoTypedReplicaStore, MongoUserStore,
+    TypedDocument,
 };
 
 mod outbox;

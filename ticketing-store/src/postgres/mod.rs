@@ -61,7 +61,7 @@ mod ticketing;
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub use ticketing::{
     PgOrderReplicaStore, PgOrderStore, PgPayableOrderStore, PgPaymentStore, PgTicketReplicaStore,
-    PgTicketStore, PgUserStore, TICKETING_MIGRATOR,
+    PgTicketStore, PgTypedReplicaStore, PgUserStore, TICKETING_MIGRATOR, TypedReplica,
 };
 
 mod outbox;

@@ -43,7 +43,11 @@ mod tickets;
 mod users;
 pub use orders::MongoOrderStore;
 pub use payments::MongoPaymentStore;
-pub use replicas::{MongoOrderReplicaStore, MongoPayableOrderStore, MongoTicketReplicaStore};
+use replicas::versioned;
+pub use replicas::{
+    MongoOrderReplicaStore, MongoPayableOrderStore, MongoTicketReplicaStore,
+    MongoTypedReplicaStore, TypedDocument,
+};
 pub use tickets::MongoTicketStore;
 pub use users::MongoUserStore;
 
@@ -240,23 +244,17 @@ impl MongoDatabase {
 
     /// The replica of orders (payments service).
     pub fn payable_orders(&self) -> MongoPayableOrderStore {
-        MongoPayableOrderStore {
-            replicas: self.db.collection("payable_orders"),
-        }
+        MongoPayableOrderStore::new(self.db.collection("payable_orders"))
     }
 
     /// The replica of orders (tickets service).
     pub fn order_replicas(&self) -> MongoOrderReplicaStore {
-        MongoOrderReplicaStore {
-            replicas: self.db.collection("order_replicas"),
-        }
+        MongoOrderReplicaStore::new(self.db.collection("order_replicas"))
     }
 
     /// The replica of tickets (orders service).
     pub fn ticket_replicas(&self) -> MongoTicketReplicaStore {
-        MongoTicketReplicaStore {
-            replicas: self.db.collection("ticket_replicas"),
-        }
+        MongoTicketReplicaStore::new(self.db.collection("ticket_replicas"))
     }
 
     /// Orders (orders service).

@@ -1,104 +1,138 @@
-//! The ticketing system's typed replica collections, on the backend's one versioned-write helper.
+//! The ticketing system's typed replica collections: one store generic over the record, on the
+//! backend's one versioned-write helper.
+
+use std::marker::PhantomData;
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// The replica of orders in MongoDB.
-#[derive(Debug, Clone)]
-pub struct MongoOrderReplicaStore {
-    pub(super) replicas: Collection<Document>,
+/// A replica record of the ticketing system kept as a typed document (`_id` an ObjectId, its
+/// fields, `version`): how a document decodes and which fields a write sets.
+pub trait TypedDocument: ticketing_core::Replica<Id = Id> {
+    /// What the record is called in errors.
+    const NAME: &'static str;
+    /// The record of a document.
+    fn decode(doc: &Document) -> Result<Self, StoreError>;
+    /// The fields a write sets, besides `_id` and `version`.
+    fn fields(&self) -> Document;
 }
 
-fn order_replica_of(doc: &Document) -> Result<OrderReplica, StoreError> {
-    let f = fields(doc, "order replica");
-    Ok(OrderReplica {
-        id: f.id("_id")?,
-        ticket_id: f.id("ticket_id")?,
-        status: f.status("status")?,
-        version: f.number("version")?,
-    })
+/// Replicas of `R` in its collection.
+#[derive(Debug)]
+pub struct MongoTypedReplicaStore<R> {
+    pub(super) replicas: Collection<Document>,
+    record: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for MongoTypedReplicaStore<R> {
+    fn clone(&self) -> Self {
+        MongoTypedReplicaStore::new(self.replicas.clone())
+    }
+}
+
+impl<R> MongoTypedReplicaStore<R> {
+    pub(super) fn new(replicas: Collection<Document>) -> Self {
+        MongoTypedReplicaStore {
+            replicas,
+            record: PhantomData,
+        }
+    }
 }
 
 #[async_trait]
-impl ReplicaStore<OrderReplica> for MongoOrderReplicaStore {
-    async fn find(&self, id: &Id) -> Result<Option<OrderReplica>, StoreError> {
-        let id = *id;
-        find_by_id(&self.replicas, id, order_replica_of).await
+impl<R: TypedDocument> ReplicaStore<R> for MongoTypedReplicaStore<R> {
+    async fn find(&self, id: &Id) -> Result<Option<R>, StoreError> {
+        find_by_id(&self.replicas, *id, R::decode).await
     }
 
-    async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
-        let set = doc! {"ticket_id": oid(order.ticket_id), "status": order.status.as_str()};
+    async fn apply(&self, record: &R) -> Result<(), StoreError> {
         apply_versioned(
             &self.replicas,
-            "order replica",
-            Bson::ObjectId(oid(order.id)),
-            order.version,
+            R::NAME,
+            Bson::ObjectId(oid(*record.id())),
+            record.version(),
             ReplicaStart::FromFirst,
-            set,
+            record.fields(),
         )
         .await
+    }
+}
+
+/// `fields` with `version` set: a whole replica record's `$set`.
+pub(super) fn versioned(mut fields: Document, version: Version) -> Result<Document, StoreError> {
+    fields.insert("version", db_version(version)?);
+    Ok(fields)
+}
+
+/// The replica of orders in MongoDB.
+pub type MongoOrderReplicaStore = MongoTypedReplicaStore<OrderReplica>;
+
+impl TypedDocument for OrderReplica {
+    const NAME: &'static str = "order replica";
+
+    fn decode(doc: &Document) -> Result<Self, StoreError> {
+        let f = fields(doc, Self::NAME);
+        Ok(OrderReplica {
+            id: f.id("_id")?,
+            ticket_id: f.id("ticket_id")?,
+            status: f.status("status")?,
+            version: f.number("version")?,
+        })
+    }
+
+    fn fields(&self) -> Document {
+        doc! {"ticket_id": oid(self.ticket_id), "status": self.status.as_str()}
     }
 }
 
 /// The payments service's replica of orders in MongoDB.
-#[derive(Debug, Clone)]
-pub struct MongoPayableOrderStore {
-    pub(super) replicas: Collection<Document>,
-}
+pub type MongoPayableOrderStore = MongoTypedReplicaStore<PayableOrder>;
 
-fn payable_order_of(doc: &Document) -> Result<PayableOrder, StoreError> {
-    let f = fields(doc, "order");
-    Ok(PayableOrder {
-        id: f.id("_id")?,
-        user_id: f.id("user_id")?,
-        price: f.price("price_cents")?,
-        status: f.status("status")?,
-        version: f.number("version")?,
-    })
-}
+impl TypedDocument for PayableOrder {
+    const NAME: &'static str = "order";
 
-#[async_trait]
-impl ReplicaStore<PayableOrder> for MongoPayableOrderStore {
-    async fn find(&self, id: &Id) -> Result<Option<PayableOrder>, StoreError> {
-        let id = *id;
-        find_by_id(&self.replicas, id, payable_order_of).await
+    fn decode(doc: &Document) -> Result<Self, StoreError> {
+        let f = fields(doc, Self::NAME);
+        Ok(PayableOrder {
+            id: f.id("_id")?,
+            user_id: f.id("user_id")?,
+            price: f.price("price_cents")?,
+            status: f.status("status")?,
+            version: f.number("version")?,
+        })
     }
 
-    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
-        let set = doc! {
-            "user_id": oid(order.user_id),
-            "price_cents": cents(order.price),
-            "status": order.status.as_str(),
-        };
-        apply_versioned(
-            &self.replicas,
-            "order",
-            Bson::ObjectId(oid(order.id)),
-            order.version,
-            ReplicaStart::FromFirst,
-            set,
-        )
-        .await
+    fn fields(&self) -> Document {
+        doc! {
+            "user_id": oid(self.user_id),
+            "price_cents": cents(self.price),
+            "status": self.status.as_str(),
+        }
     }
 }
 
 /// The replica of tickets in MongoDB.
-#[derive(Debug, Clone)]
-pub struct MongoTicketReplicaStore {
-    pub(super) replicas: Collection<Document>,
+pub type MongoTicketReplicaStore = MongoTypedReplicaStore<TicketReplica>;
+
+impl TypedDocument for TicketReplica {
+    const NAME: &'static str = "ticket replica";
+
+    fn decode(doc: &Document) -> Result<Self, StoreError> {
+        let f = fields(doc, Self::NAME);
+        Ok(TicketReplica {
+            id: f.id("_id")?,
+            title: f.text("title")?,
+            price: f.price("price_cents")?,
+            version: f.number("version")?,
+        })
+    }
+
+    fn fields(&self) -> Document {
+        doc! {"title": &self.title, "price_cents": cents(self.price)}
+    }
 }
 
-fn ticket_replica_of(doc: &Document) -> Result<TicketReplica, StoreError> {
-    let f = fields(doc, "ticket replica");
-    Ok(TicketReplica {
-        id: f.id("_id")?,
-        title: f.text("title")?,
-        price: f.price("price_cents")?,
-        version: f.number("version")?,
-    })
-}
-
-impl MongoTicketReplicaStore {
+impl MongoTypedReplicaStore<TicketReplica> {
     pub(super) async fn find_many(
         &self,
         ids: Vec<ObjectId>,
@@ -112,28 +146,7 @@ impl MongoTicketReplicaStore {
             .await
             .map_err(backend)?;
         docs.iter()
-            .map(|d| ticket_replica_of(d).map(|t| (t.id, t)))
+            .map(|d| TicketReplica::decode(d).map(|t| (t.id, t)))
             .collect()
-    }
-}
-
-#[async_trait]
-impl ReplicaStore<TicketReplica> for MongoTicketReplicaStore {
-    async fn find(&self, id: &Id) -> Result<Option<TicketReplica>, StoreError> {
-        let id = *id;
-        find_by_id(&self.replicas, id, ticket_replica_of).await
-    }
-
-    async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
-        let set = doc! {"title": &ticket.title, "price_cents": cents(ticket.price)};
-        apply_versioned(
-            &self.replicas,
-            "ticket replica",
-            Bson::ObjectId(oid(ticket.id)),
-            ticket.version,
-            ReplicaStart::FromFirst,
-            set,
-        )
-        .await
     }
 }

@@ -201,11 +201,7 @@ impl MongoTicketStore {
             .replicas
             .update_one(
                 doc! {"_id": oid(order.id), "version": {"$lt": db_version(order.version)?}},
-                doc! {"$set": {
-                    "ticket_id": oid(order.ticket_id),
-                    "status": order.status.as_str(),
-                    "version": db_version(order.version)?,
-                }},
+                doc! {"$set": versioned(order.fields(), order.version)?},
             )
             .upsert(true)
             .await;

@@ -36,11 +36,12 @@ mod tickets;
 mod users;
 pub use orders::PgOrderStore;
 pub use payments::PgPaymentStore;
-pub use replicas::{PgOrderReplicaStore, PgPayableOrderStore, PgTicketReplicaStore};
+pub use replicas::{
+    PgOrderReplicaStore, PgPayableOrderStore, PgTicketReplicaStore, PgTypedReplicaStore,
+    TypedReplica,
+};
 pub use tickets::PgTicketStore;
 pub use users::PgUserStore;
-
-use replicas::ticket_replica_of;
 
 /// The ticketing system's migrations (`ticketing-store/migrations/ticketing/`), recorded in
 /// `_sqlx_migrations` as they always were, so databases created before the SDK's migrations had

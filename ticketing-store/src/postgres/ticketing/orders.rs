@@ -27,7 +27,7 @@ fn order_of(row: &PgRow) -> Result<Order, StoreError> {
             .try_get::<DateTime<Utc>, _>("expires_at")
             .map_err(backend)?,
         version: version_of(row, "version", "order")?,
-        ticket: ticket_replica_of(row, "t_")?,
+        ticket: TicketReplica::decode(row, "t_")?,
     })
 }
 

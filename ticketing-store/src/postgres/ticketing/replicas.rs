@@ -1,179 +1,163 @@
-//! The ticketing system's typed replica tables, on the backend's one versioned-write helper.
+//! The ticketing system's typed replica tables: one store generic over the record, on the
+//! backend's one versioned-write helper.
+
+use std::marker::PhantomData;
+
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// The typed replica tables of the ticketing system: each writes through the one
-/// [`VersionedSql`] helper of this backend, so the rule is written once.
-fn replica_sql(table: &str, columns: &[(&str, &str)]) -> Arc<VersionedSql> {
-    Arc::new(VersionedSql::new(table, columns))
+/// A replica record of the ticketing system kept in a typed table (`id`, its columns,
+/// `version`): how a row decodes and how its columns bind.
+pub trait TypedReplica: ticketing_core::Replica<Id = Id> {
+    /// The table.
+    const TABLE: &'static str;
+    /// The columns besides `id` and `version`, in binding order.
+    const COLUMNS: &'static [&'static str];
+    /// What the record is called in errors.
+    const NAME: &'static str;
+    /// The record of a row holding `id`, the columns and `version`, each named with `prefix`.
+    fn decode(row: &PgRow, prefix: &str) -> Result<Self, StoreError>;
+    /// Binds the columns, in [`COLUMNS`](Self::COLUMNS) order.
+    fn bind<'q>(&self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>;
 }
 
-/// The payments service's replica of orders in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PgPayableOrderStore {
-    pub(super) pool: PgPool,
-    pub(super) sql: Arc<VersionedSql>,
+/// Replicas of `R` in its typed table.
+#[derive(Debug)]
+pub struct PgTypedReplicaStore<R> {
+    pool: PgPool,
+    sql: Arc<VersionedSql>,
+    find: Arc<str>,
+    record: PhantomData<fn() -> R>,
 }
 
-impl PgPayableOrderStore {
+impl<R> Clone for PgTypedReplicaStore<R> {
+    fn clone(&self) -> Self {
+        PgTypedReplicaStore {
+            pool: self.pool.clone(),
+            sql: self.sql.clone(),
+            find: self.find.clone(),
+            record: PhantomData,
+        }
+    }
+}
+
+impl<R: TypedReplica> PgTypedReplicaStore<R> {
     pub(super) fn new(pool: PgPool) -> Self {
-        let columns = [("user_id", ""), ("price_cents", ""), ("status", "")];
-        PgPayableOrderStore {
+        let columns: Vec<(&str, &str)> = R::COLUMNS.iter().map(|c| (*c, "")).collect();
+        PgTypedReplicaStore {
             pool,
-            sql: replica_sql("payable_orders", &columns),
+            sql: Arc::new(VersionedSql::new(R::TABLE, &columns)),
+            find: Arc::from(format!(
+                "SELECT id, {}, version FROM {} WHERE id = $1",
+                R::COLUMNS.join(", "),
+                R::TABLE
+            )),
+            record: PhantomData,
         }
     }
 }
 
 #[async_trait]
-impl ReplicaStore<PayableOrder> for PgPayableOrderStore {
-    async fn find(&self, id: &Id) -> Result<Option<PayableOrder>, StoreError> {
-        sqlx::query(
-            "SELECT id, user_id, price_cents, status, version FROM payable_orders WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(|row| {
-            Ok(PayableOrder {
-                id: id_of(row, "id", "order")?,
-                user_id: id_of(row, "user_id", "order")?,
-                price: price_of(row, "price_cents", "order")?,
-                status: status_of(row, "status", "order")?,
-                version: version_of(row, "version", "order")?,
-            })
-        })
-        .transpose()
+impl<R: TypedReplica> ReplicaStore<R> for PgTypedReplicaStore<R> {
+    async fn find(&self, id: &Id) -> Result<Option<R>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(self.find.clone()))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(|row| R::decode(row, ""))
+            .transpose()
     }
 
-    async fn apply(&self, order: &PayableOrder) -> Result<(), StoreError> {
-        let id = order.id.to_string();
+    async fn apply(&self, record: &R) -> Result<(), StoreError> {
+        let id = record.id().to_string();
+        let version = record.version();
         self.sql
             .apply(
                 &self.pool,
                 ReplicaStart::FromFirst,
-                "order",
+                R::NAME,
                 &id,
-                order.version,
-                |q| {
-                    q.bind(order.user_id.to_string())
-                        .bind(cents(order.price))
-                        .bind(order.status.as_str())
-                },
+                version,
+                |q| record.bind(q),
             )
             .await
+    }
+}
+
+/// The payments service's replica of orders in PostgreSQL.
+pub type PgPayableOrderStore = PgTypedReplicaStore<PayableOrder>;
+
+impl TypedReplica for PayableOrder {
+    const TABLE: &'static str = "payable_orders";
+    const COLUMNS: &'static [&'static str] = &["user_id", "price_cents", "status"];
+    const NAME: &'static str = "order";
+
+    fn decode(row: &PgRow, p: &str) -> Result<Self, StoreError> {
+        let c = |name: &str| format!("{p}{name}");
+        Ok(PayableOrder {
+            id: id_of(row, &c("id"), Self::NAME)?,
+            user_id: id_of(row, &c("user_id"), Self::NAME)?,
+            price: price_of(row, &c("price_cents"), Self::NAME)?,
+            status: status_of(row, &c("status"), Self::NAME)?,
+            version: version_of(row, &c("version"), Self::NAME)?,
+        })
+    }
+
+    fn bind<'q>(&self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        q.bind(self.user_id.to_string())
+            .bind(cents(self.price))
+            .bind(self.status.as_str())
     }
 }
 
 /// The replica of orders in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PgOrderReplicaStore {
-    pub(super) pool: PgPool,
-    pub(super) sql: Arc<VersionedSql>,
-}
+pub type PgOrderReplicaStore = PgTypedReplicaStore<OrderReplica>;
 
-impl PgOrderReplicaStore {
-    pub(super) fn new(pool: PgPool) -> Self {
-        PgOrderReplicaStore {
-            pool,
-            sql: replica_sql("order_replicas", &[("ticket_id", ""), ("status", "")]),
-        }
-    }
-}
+impl TypedReplica for OrderReplica {
+    const TABLE: &'static str = "order_replicas";
+    const COLUMNS: &'static [&'static str] = &["ticket_id", "status"];
+    const NAME: &'static str = "order replica";
 
-fn order_replica_of(row: &PgRow) -> Result<OrderReplica, StoreError> {
-    Ok(OrderReplica {
-        id: id_of(row, "id", "order replica")?,
-        ticket_id: id_of(row, "ticket_id", "order replica")?,
-        status: status_of(row, "status", "order replica")?,
-        version: version_of(row, "version", "order replica")?,
-    })
-}
-
-#[async_trait]
-impl ReplicaStore<OrderReplica> for PgOrderReplicaStore {
-    async fn find(&self, id: &Id) -> Result<Option<OrderReplica>, StoreError> {
-        sqlx::query("SELECT id, ticket_id, status, version FROM order_replicas WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(order_replica_of)
-            .transpose()
+    fn decode(row: &PgRow, p: &str) -> Result<Self, StoreError> {
+        let c = |name: &str| format!("{p}{name}");
+        Ok(OrderReplica {
+            id: id_of(row, &c("id"), Self::NAME)?,
+            ticket_id: id_of(row, &c("ticket_id"), Self::NAME)?,
+            status: status_of(row, &c("status"), Self::NAME)?,
+            version: version_of(row, &c("version"), Self::NAME)?,
+        })
     }
 
-    async fn apply(&self, order: &OrderReplica) -> Result<(), StoreError> {
-        let id = order.id.to_string();
-        self.sql
-            .apply(
-                &self.pool,
-                ReplicaStart::FromFirst,
-                "order replica",
-                &id,
-                order.version,
-                |q| {
-                    q.bind(order.ticket_id.to_string())
-                        .bind(order.status.as_str())
-                },
-            )
-            .await
+    fn bind<'q>(&self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        q.bind(self.ticket_id.to_string())
+            .bind(self.status.as_str())
     }
 }
 
 /// The replica of tickets in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PgTicketReplicaStore {
-    pub(super) pool: PgPool,
-    pub(super) sql: Arc<VersionedSql>,
-}
+pub type PgTicketReplicaStore = PgTypedReplicaStore<TicketReplica>;
 
-impl PgTicketReplicaStore {
-    pub(super) fn new(pool: PgPool) -> Self {
-        PgTicketReplicaStore {
-            pool,
-            sql: replica_sql("ticket_replicas", &[("title", ""), ("price_cents", "")]),
-        }
-    }
-}
+impl TypedReplica for TicketReplica {
+    const TABLE: &'static str = "ticket_replicas";
+    const COLUMNS: &'static [&'static str] = &["title", "price_cents"];
+    const NAME: &'static str = "ticket replica";
 
-pub(super) fn ticket_replica_of(row: &PgRow, prefix: &str) -> Result<TicketReplica, StoreError> {
-    let column = |name: &str| format!("{prefix}{name}");
-    Ok(TicketReplica {
-        id: id_of(row, &column("id"), "ticket replica")?,
-        title: row.try_get(column("title").as_str()).map_err(backend)?,
-        price: price_of(row, &column("price_cents"), "ticket replica")?,
-        version: version_of(row, &column("version"), "ticket replica")?,
-    })
-}
-
-#[async_trait]
-impl ReplicaStore<TicketReplica> for PgTicketReplicaStore {
-    async fn find(&self, id: &Id) -> Result<Option<TicketReplica>, StoreError> {
-        sqlx::query("SELECT id, title, price_cents, version FROM ticket_replicas WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(|row| ticket_replica_of(row, ""))
-            .transpose()
+    fn decode(row: &PgRow, p: &str) -> Result<Self, StoreError> {
+        let c = |name: &str| format!("{p}{name}");
+        Ok(TicketReplica {
+            id: id_of(row, &c("id"), Self::NAME)?,
+            title: row.try_get(c("title").as_str()).map_err(backend)?,
+            price: price_of(row, &c("price_cents"), Self::NAME)?,
+            version: version_of(row, &c("version"), Self::NAME)?,
+        })
     }
 
-    async fn apply(&self, ticket: &TicketReplica) -> Result<(), StoreError> {
-        let id = ticket.id.to_string();
-        self.sql
-            .apply(
-                &self.pool,
-                ReplicaStart::FromFirst,
-                "ticket replica",
-                &id,
-                ticket.version,
-                |q| q.bind(ticket.title.clone()).bind(cents(ticket.price)),
-            )
-            .await
+    fn bind<'q>(&self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        q.bind(self.title.clone()).bind(cents(self.price))
     }
 }
