@@ -5,30 +5,10 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use ticketing_core::Bus;
-use ticketing_core::conformance::bus::{BusCapabilities, BusFactory};
-
-struct Nats;
-
-#[async_trait]
-impl BusFactory for Nats {
-    async fn bus(&self) -> Arc<dyn Bus> {
-        support::isolated_bus("CONF").await.as_dyn()
-    }
-
-    fn capabilities(&self) -> BusCapabilities {
-        BusCapabilities {
-            timing_slack: Duration::from_millis(1500),
-            short_ack_wait: Duration::from_secs(1),
-        }
-    }
-}
-
 ticketing_core::bus_conformance_tests!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    factory = Nats
+    factory = support::NatsAt {
+        url: support::nats_url(),
+        kind: "CONF",
+    }
 );

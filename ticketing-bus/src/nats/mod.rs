@@ -68,6 +68,9 @@ const DEAD_ATTEMPTS: &str = "Ticketing-Dead-Attempts";
 const DEAD_SEQUENCE: &str = "Ticketing-Dead-Sequence";
 const DEAD_AT: &str = "Ticketing-Dead-At";
 
+/// A stream's limits: messages, bytes, age (none: unlimited).
+type StreamLimits = (Option<i64>, Option<i64>, Option<Duration>);
+
 /// A bus on NATS JetStream. Cloning shares the connection.
 #[derive(Clone)]
 pub struct NatsBus {
@@ -135,42 +138,40 @@ impl NatsBus {
             NatsStorage::File => StorageType::File,
             NatsStorage::Memory => StorageType::Memory,
         };
-        let events = ensure_stream(
-            &js,
+        let stream = |name: &str, subjects: String, limits: StreamLimits, description: &str| {
             stream::Config {
-                name: config.stream.clone(),
-                subjects: vec![format!("{}.>", config.subject_prefix)],
+                name: name.to_owned(),
+                subjects: vec![subjects],
                 retention: RetentionPolicy::Limits,
                 discard: DiscardPolicy::Old,
                 storage,
                 num_replicas: config.replicas.max(1),
                 duplicate_window: config.duplicate_window,
-                max_messages: config.max_messages.unwrap_or(-1),
-                max_bytes: config.max_bytes.unwrap_or(-1),
-                max_age: config.max_age.unwrap_or_default(),
-                description: Some("ticketing events".into()),
+                max_messages: limits.0.unwrap_or(-1),
+                max_bytes: limits.1.unwrap_or(-1),
+                max_age: limits.2.unwrap_or_default(),
+                description: Some(description.into()),
                 ..Default::default()
-            },
-        )
-        .await?;
-        let dead = ensure_stream(
-            &js,
-            stream::Config {
-                name: config.dead_letter_stream.clone(),
-                subjects: vec![format!("{}-dlq.>", config.subject_prefix)],
-                retention: RetentionPolicy::Limits,
-                discard: DiscardPolicy::Old,
-                storage,
-                num_replicas: config.replicas.max(1),
-                duplicate_window: config.duplicate_window,
-                max_messages: config.dead_letter_max_messages.unwrap_or(-1),
-                max_bytes: config.dead_letter_max_bytes.unwrap_or(-1),
-                max_age: config.dead_letter_max_age.unwrap_or_default(),
-                description: Some("ticketing dead letters".into()),
-                ..Default::default()
-            },
-        )
-        .await?;
+            }
+        };
+        let events = stream(
+            &config.stream,
+            format!("{}.>", config.subject_prefix),
+            (config.max_messages, config.max_bytes, config.max_age),
+            "ticketing events",
+        );
+        let events = ensure_stream(&js, events).await?;
+        let dead = stream(
+            &config.dead_letter_stream,
+            format!("{}-dlq.>", config.subject_prefix),
+            (
+                config.dead_letter_max_messages,
+                config.dead_letter_max_bytes,
+                config.dead_letter_max_age,
+            ),
+            "ticketing dead letters",
+        );
+        let dead = ensure_stream(&js, dead).await?;
         let mut events = events;
         let events_max_age = events.info().await.map_err(backend)?.config.max_age;
         Ok(NatsBus {

@@ -22,3 +22,26 @@ pub async fn isolated_bus_at(url: &str, kind: &str) -> NatsBus {
         panic!("NATS with JetStream must be running at {url} (scripts/test starts it): {e}")
     })
 }
+
+/// The conformance suite's factory on the server at `url`: isolated streams named after `kind`
+/// per case, and the slack a real server over loopback needs.
+pub struct NatsAt {
+    /// The server.
+    pub url: String,
+    /// The streams' name prefix.
+    pub kind: &'static str,
+}
+
+#[async_trait::async_trait]
+impl ticketing_core::conformance::bus::BusFactory for NatsAt {
+    async fn bus(&self) -> std::sync::Arc<dyn ticketing_core::Bus> {
+        isolated_bus_at(&self.url, self.kind).await.as_dyn()
+    }
+
+    fn capabilities(&self) -> ticketing_core::conformance::bus::BusCapabilities {
+        ticketing_core::conformance::bus::BusCapabilities {
+            timing_slack: std::time::Duration::from_millis(1500),
+            short_ack_wait: std::time::Duration::from_secs(1),
+        }
+    }
+}
