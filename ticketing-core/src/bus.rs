@@ -276,6 +276,87 @@ pub trait Subscription: Send {
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }
 
+/// The reply to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    /// Its payload.
+    pub payload: Bytes,
+    /// Its headers.
+    pub headers: Headers,
+}
+
+/// Sends the reply to one request; implemented by each backend. [`IncomingRequest`] wraps it.
+#[async_trait]
+pub trait Replier: Send + Sync {
+    /// Sends `reply` to the requester (who may have stopped waiting: then it is lost).
+    async fn reply(self: Box<Self>, reply: Reply) -> Result<(), BusError>;
+}
+
+/// One request received by one member of a responder group. Answer it once with
+/// [`reply`](Self::reply); a request dropped unanswered times out at its requester.
+pub struct IncomingRequest {
+    subject: String,
+    payload: Bytes,
+    headers: Headers,
+    replier: Box<dyn Replier>,
+}
+
+impl IncomingRequest {
+    /// Builds a request; for backend implementations.
+    pub fn new(
+        subject: impl Into<String>,
+        payload: Bytes,
+        headers: Headers,
+        replier: Box<dyn Replier>,
+    ) -> Self {
+        IncomingRequest {
+            subject: subject.into(),
+            payload,
+            headers,
+            replier,
+        }
+    }
+
+    /// The subject it was sent on.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Its payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Its headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// Answers it.
+    pub async fn reply(self, reply: Reply) -> Result<(), BusError> {
+        self.replier.reply(reply).await
+    }
+}
+
+impl fmt::Debug for IncomingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingRequest")
+            .field("subject", &self.subject)
+            .field("payload_len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One member of a responder group.
+#[async_trait]
+pub trait Responder: Send {
+    /// The next request for this member. `None` once the bus is closed. Cancel-safe.
+    async fn next(&mut self) -> Option<IncomingRequest>;
+
+    /// Leaves the group: requests sent after it go to the other members, or find no responder.
+    async fn close(self: Box<Self>) -> Result<(), BusError>;
+}
+
 /// A message the bus gave up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -315,6 +396,27 @@ pub trait Bus: Send + Sync + 'static {
     /// Delivers a dead letter again to its own queue group (attempts start over) and removes it
     /// from the dead letters.
     async fn redrive(&self, id: u64) -> Result<(), BusError>;
+
+    /// Sends `request` on its subject to one member of each responder group of that subject and
+    /// returns the first reply. Core messaging, not the stream: nothing is stored, a request is
+    /// delivered at most once, and a responder that is not there when it is sent never sees it.
+    /// [`BusError::NoResponders`] at once when no group answers the subject,
+    /// [`BusError::Timeout`] when none replied within `timeout`. Default: unsupported.
+    async fn request(
+        &self,
+        request: OutgoingMessage,
+        timeout: Duration,
+    ) -> Result<Reply, BusError> {
+        let _ = (request, timeout);
+        Err(BusError::Unsupported("request/reply"))
+    }
+
+    /// Joins the responder group `group` on `subject` as a new member: each request goes to
+    /// one member of each group. Default: unsupported.
+    async fn respond(&self, subject: &str, group: &str) -> Result<Box<dyn Responder>, BusError> {
+        let _ = (subject, group);
+        Err(BusError::Unsupported("request/reply"))
+    }
 
     /// Whether the broker can be used now, for readiness probes: `Ok` when it answers. Default:
     /// always (a bus in the process).
@@ -358,6 +460,12 @@ pub enum BusError {
     /// The bus was closed.
     #[error("bus is closed")]
     Closed,
+    /// A request found no responder for its subject.
+    #[error("no responder for {0}")]
+    NoResponders(String),
+    /// The backend does not offer this.
+    #[error("this bus does not support {0}")]
+    Unsupported(&'static str),
     /// A failure injected by a test harness.
     #[error("injected failure: {0}")]
     Injected(String),

@@ -65,6 +65,7 @@ pub mod listener;
 pub mod metrics;
 pub mod outbox;
 mod publisher;
+pub mod request;
 pub mod store;
 pub mod trace;
 pub mod version;
@@ -78,8 +79,8 @@ pub mod ticketing;
 pub mod conformance;
 
 pub use bus::{
-    Acknowledger, Bus, BusError, DeadLetter, Delivery, Headers, Message, OutgoingMessage,
-    PublishAck, SubscribeOptions, Subscription,
+    Acknowledger, Bus, BusError, DeadLetter, Delivery, Headers, IncomingRequest, Message,
+    OutgoingMessage, PublishAck, Replier, Reply, Responder, SubscribeOptions, Subscription,
 };
 pub use clock::Clock;
 pub use event::Event;
@@ -89,5 +90,6 @@ pub use listener::{
     spawn_listener, spawn_listener_with_token,
 };
 pub use publisher::{PublishError, Publisher};
+pub use request::{Request, RequestError, Requester, ResponderHandle, spawn_responder};
 pub use store::{Replica, ReplicaStore, StoreError};
 pub use version::{EventDisposition, ReplicaStart, Version};

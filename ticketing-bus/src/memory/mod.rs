@@ -52,6 +52,7 @@
 //! | `consumer.rs` | queue groups: delivery, ack wait, nak, term, dead letters, members |
 //! | `faults.rs` | fault injection ([`Faults`]); a single flag keeps it off the hot path |
 //! | `harness.rs` | what tests look at: published events, group stats, `settled` |
+//! | `rpc.rs` | request/reply: responder groups, one member of each per request |
 //!
 #![doc = include_str!("../../docs/memory.md")]
 
@@ -77,6 +78,7 @@ mod consumer;
 mod faults;
 mod harness;
 mod log;
+mod rpc;
 
 pub use faults::Faults;
 
@@ -154,6 +156,7 @@ pub struct InMemoryBus {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    rpc: Arc<rpc::Rpc>,
     settle_waiters: AtomicUsize,
     changed: Notify,
 }
@@ -327,6 +330,22 @@ impl fmt::Debug for InMemoryBus {
 
 #[async_trait]
 impl Bus for InMemoryBus {
+    async fn request(
+        &self,
+        request: OutgoingMessage,
+        timeout: Duration,
+    ) -> Result<ticketing_core::Reply, BusError> {
+        self.shared.rpc.request(request, timeout).await
+    }
+
+    async fn respond(
+        &self,
+        subject: &str,
+        group: &str,
+    ) -> Result<Box<dyn ticketing_core::Responder>, BusError> {
+        self.shared.rpc.respond(subject, group)
+    }
+
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
         let ack = self.shared.lock().publish(message)?;
         self.shared.changed();

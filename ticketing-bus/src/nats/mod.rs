@@ -51,6 +51,7 @@ use ticketing_core::{
 
 mod config;
 mod headers;
+mod rpc;
 mod streams;
 mod subscription;
 use config::*;
@@ -278,6 +279,22 @@ impl Inner {
 
 #[async_trait]
 impl Bus for NatsBus {
+    async fn request(
+        &self,
+        request: OutgoingMessage,
+        timeout: Duration,
+    ) -> Result<ticketing_core::Reply, BusError> {
+        self.send_request(request, timeout).await
+    }
+
+    async fn respond(
+        &self,
+        subject: &str,
+        group: &str,
+    ) -> Result<Box<dyn ticketing_core::Responder>, BusError> {
+        self.join_responders(subject, group).await
+    }
+
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
         validate_subject(&message.subject)?;
         let mut publish = Publish::build().payload(message.payload);

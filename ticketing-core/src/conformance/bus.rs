@@ -1323,5 +1323,15 @@ macro_rules! bus_conformance_tests {
             a_listener_of_one_in_flight_handles_messages_in_publish_order
             two_groups_of_listeners_each_handle_every_event
         );
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] request:
+            a_request_gets_its_reply_with_payload_and_headers
+            each_request_goes_to_one_member_of_each_responder_group
+            a_request_without_responders_fails_at_once_as_no_responders
+            a_responder_that_does_not_reply_makes_the_request_time_out
+            a_closed_responder_gets_no_more_requests
+            requests_are_not_events_nothing_is_stored
+            typed_requests_get_decoded_replies_and_refusals_with_their_reason
+        );
     };
 }

@@ -28,6 +28,7 @@ pub mod outbox;
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod payments;
 pub mod replica;
+pub mod request;
 #[cfg(feature = "ticketing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod store;
