@@ -235,3 +235,37 @@ async fn a_commit_wakes_the_relay_without_waiting_for_its_poll() {
     }
     relay.stop().await;
 }
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Shipped {
+    parcel: u32,
+}
+
+impl ticketing_core::Event for Shipped {
+    const SUBJECT: &'static str = "parcel:shipped";
+    fn message_id(&self) -> String {
+        format!("{}:{}", Self::SUBJECT, self.parcel)
+    }
+}
+
+#[tokio::test]
+async fn the_envelope_is_made_with_the_change_and_the_relay_publishes_it_unchanged() {
+    let outbox = InMemoryOutbox::new();
+    let bus = InMemoryBus::new();
+    let committed = ticketing_core::outbox::announce(&Shipped { parcel: 7 }).unwrap();
+    let stamped = committed[0].headers.clone();
+    outbox.append("parcel:7", committed);
+    // The relay runs a while after the commit (real time: `ce-time` is wall-clock time).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let relayed_at = chrono::Utc::now();
+    round(&outbox, &bus, 256, 256).await;
+    let published = bus.messages("parcel:shipped");
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].headers, stamped, "the relay adds or changes nothing");
+    let time = chrono::DateTime::parse_from_rfc3339(&stamped[ticketing_core::envelope::TIME])
+        .expect("ce-time");
+    assert!(
+        time < relayed_at - chrono::Duration::seconds(1),
+        "ce-time {time} is the change's, before the relay's {relayed_at}"
+    );
+}

@@ -58,6 +58,7 @@
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod envelope;
 pub mod event;
 pub mod guide;
 mod id;

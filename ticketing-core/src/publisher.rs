@@ -67,8 +67,8 @@ impl<E: Event> Publisher<E> {
         let id = event.message_id();
         let message = OutgoingMessage::new(E::SUBJECT, payload)
             .with_header(header::CONTENT_TYPE, "application/json")
-            .with_header(header::MESSAGE_ID, id.clone())
-            .with_message_id(id);
+            .with_header(header::MESSAGE_ID, id.clone());
+        let message = crate::envelope::stamp(message, &id, E::VERSION).with_message_id(id);
         // Encoded in a request or a handler: the event continues its trace.
         Ok(match crate::trace::TraceContext::for_outgoing() {
             Some(parent) => message.with_header(crate::trace::TRACEPARENT, parent.header()),

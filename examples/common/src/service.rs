@@ -158,7 +158,8 @@ pub trait Service: Send + Sync + 'static {
     /// What it serves: its [`routes`](Self::routes), and its document at
     /// [`DOCUMENT`](Self::DOCUMENT).
     fn router(state: Self::State) -> Router {
-        let routes = Self::routes(state);
+        // The events its handlers make name it as their `ce-source`.
+        let routes = Self::routes(state).layer(SourceLayer(Self::NAME));
         match Self::DOCUMENT {
             Some(path) => routes.merge(crate::openapi::document_route(path, Self::openapi())),
             None => routes,
@@ -188,7 +189,7 @@ pub trait Service: Send + Sync + 'static {
     ) -> Result<Vec<ListenerHandle>, BusError> {
         Self::background(state, token);
         match (Self::listeners(state), Self::parts(state).bus) {
-            (Some(router), Some(bus)) => router.spawn(&bus, token).await,
+            (Some(router), Some(bus)) => router.source(Self::NAME).spawn(&bus, token).await,
             (Some(router), None) => Err(BusError::backend(
                 "none",
                 format!(
@@ -217,6 +218,8 @@ impl<S: Service> Application<S> {
 
     /// Starts the listeners and binds the port for this state (tests pass in-memory state).
     pub async fn build_with(common: &CommonArgs, state: S::State) -> anyhow::Result<Self> {
+        // Events made outside its routes and listeners (background work) name it too.
+        ticketing_core::envelope::set_default_source(S::NAME);
         let token = CancellationToken::new();
         let listeners = S::spawn_listeners(&state, &token).await?;
         let addr = SocketAddr::new(common.host, common.port);
@@ -313,5 +316,45 @@ pub fn listener_options() -> ticketing_core::ListenerOptions {
         prefetch: 32,
         max_ack_pending: 20_000,
         ..ticketing_core::ListenerOptions::default()
+    }
+}
+
+/// Runs each request's handler with the service's name as the `ce-source` of the events it
+/// makes ([`ticketing_core::envelope::with_source`]).
+#[derive(Debug, Clone, Copy)]
+struct SourceLayer(&'static str);
+
+impl<S> tower::Layer<S> for SourceLayer {
+    type Service = Sourced<S>;
+
+    fn layer(&self, inner: S) -> Sourced<S> {
+        Sourced {
+            inner,
+            source: self.0,
+        }
+    }
+}
+
+/// A service whose calls run with a `ce-source`.
+#[derive(Debug, Clone)]
+struct Sourced<S> {
+    inner: S,
+    source: &'static str,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Sourced<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ticketing_core::envelope::WithSource<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        ticketing_core::envelope::with_source(self.source, self.inner.call(request))
     }
 }

@@ -1324,6 +1324,11 @@ macro_rules! bus_conformance_tests {
             two_groups_of_listeners_each_handle_every_event
         );
         $crate::__conformance_cases!(
+            #[$attr] [$factory] envelope:
+            published_events_carry_the_cloudevents_envelope
+            an_older_schema_version_is_upcast_and_a_message_without_the_envelope_is_version_1
+        );
+        $crate::__conformance_cases!(
             #[$attr] [$factory] request:
             a_request_gets_its_reply_with_payload_and_headers
             each_request_goes_to_one_member_of_each_responder_group

@@ -21,6 +21,7 @@
 
 pub mod bus;
 pub mod commit;
+pub mod envelope;
 #[cfg(feature = "ticketing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod outbox;

@@ -72,6 +72,7 @@ pub trait Handler: Send + Sync + 'static {
 #[must_use = "a router does nothing until it is spawned"]
 pub struct Router {
     group: Arc<str>,
+    source: Option<&'static str>,
     options: ListenerOptions,
     routes: Vec<Box<dyn Route>>,
 }
@@ -90,9 +91,18 @@ impl Router {
     pub fn new(group: impl Into<Arc<str>>) -> Self {
         Router {
             group: group.into(),
+            source: None,
             options: ListenerOptions::default(),
             routes: Vec::new(),
         }
+    }
+
+    /// Names the service the handlers belong to (all of them, whenever registered): the
+    /// `ce-source` of the events they publish (see [`envelope`](crate::envelope)); by default
+    /// the process's.
+    pub fn source(mut self, source: &'static str) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The options of every handler registered after this call without options of its own.
@@ -112,6 +122,7 @@ impl Router {
         self.routes.push(Box::new(Routed {
             handler,
             group: self.group.clone(),
+            source: None,
             options,
         }));
         self
@@ -187,7 +198,7 @@ impl Router {
         }
         let mut handles = Vec::with_capacity(self.routes.len());
         for route in self.routes {
-            match route.spawn(bus, token.child_token()).await {
+            match route.spawn(bus, token.child_token(), self.source).await {
                 Ok(handle) => handles.push(handle),
                 Err(error) => {
                     for handle in handles {
@@ -227,6 +238,7 @@ where
 struct Routed<H> {
     handler: H,
     group: Arc<str>,
+    source: Option<&'static str>,
     options: ListenerOptions,
 }
 
@@ -247,7 +259,12 @@ impl<H: Handler> Listener for Routed<H> {
         event: H::Event,
         ctx: &MessageContext<'_>,
     ) -> Result<(), HandlerError> {
-        self.handler.handle(event, ctx).await
+        match self.source {
+            Some(source) => {
+                crate::envelope::with_source(source, self.handler.handle(event, ctx)).await
+            }
+            None => self.handler.handle(event, ctx).await,
+        }
     }
 }
 
@@ -258,6 +275,7 @@ trait Route: Send {
         self: Box<Self>,
         bus: &Arc<dyn Bus>,
         token: CancellationToken,
+        source: Option<&'static str>,
     ) -> Result<ListenerHandle, BusError>;
 }
 
@@ -268,10 +286,12 @@ impl<H: Handler> Route for Routed<H> {
     }
 
     async fn spawn(
-        self: Box<Self>,
+        mut self: Box<Self>,
         bus: &Arc<dyn Bus>,
         token: CancellationToken,
+        source: Option<&'static str>,
     ) -> Result<ListenerHandle, BusError> {
+        self.source = source;
         spawn_listener_with_token(bus, *self, token).await
     }
 }

@@ -214,7 +214,7 @@ async fn handle<L: Listener>(
         crate::metrics::delivery(L::Event::SUBJECT, group, outcome, started.elapsed());
     };
     let handled = async move {
-        let event = match serde_json::from_slice::<L::Event>(delivery.payload()) {
+        let event = match crate::event::decode::<L::Event>(delivery.payload(), delivery.headers()) {
             Ok(event) => event,
             Err(error) => {
                 let reason = format!("undecodable payload: {error}");
