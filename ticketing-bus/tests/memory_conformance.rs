@@ -20,6 +20,7 @@ impl BusFactory for Memory {
         BusCapabilities {
             timing_slack: Duration::from_millis(5),
             short_ack_wait: Duration::from_secs(1),
+            several_subjects: true,
         }
     }
 }

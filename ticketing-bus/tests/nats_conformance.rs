@@ -7,8 +7,5 @@ mod support;
 
 ticketing_core::bus_conformance_tests!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    factory = support::NatsAt {
-        url: support::nats_url(),
-        kind: "CONF",
-    }
+    factory = support::NatsAt::new(support::nats_url(), "CONF").await
 );

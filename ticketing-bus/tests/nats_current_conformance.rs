@@ -7,8 +7,5 @@ mod support;
 
 ticketing_core::bus_conformance_tests!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    factory = support::NatsAt {
-        url: ticketing_test_live::current_nats_url(),
-        kind: "CURR",
-    }
+    factory = support::NatsAt::new(ticketing_test_live::current_nats_url(), "CURR").await
 );

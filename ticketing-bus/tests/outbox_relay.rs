@@ -261,7 +261,10 @@ async fn the_envelope_is_made_with_the_change_and_the_relay_publishes_it_unchang
     round(&outbox, &bus, 256, 256).await;
     let published = bus.messages("parcel:shipped");
     assert_eq!(published.len(), 1);
-    assert_eq!(published[0].headers, stamped, "the relay adds or changes nothing");
+    assert_eq!(
+        published[0].headers, stamped,
+        "the relay adds or changes nothing"
+    );
     let time = chrono::DateTime::parse_from_rfc3339(&stamped[ticketing_core::envelope::TIME])
         .expect("ce-time");
     assert!(

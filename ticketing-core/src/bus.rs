@@ -357,6 +357,64 @@ pub trait Responder: Send {
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }
 
+/// The group's consumer on each of `subjects`, as [`Bus::subscribe`] makes them, merged into
+/// one member: [`Bus::subscribe_many`] where a backend has no consumer of several subjects (the
+/// in-memory bus; the listener runtime on a nats-server older than 2.10).
+pub async fn subscribe_each<B: Bus + ?Sized>(
+    bus: &B,
+    subjects: &[&str],
+    group: &str,
+    options: SubscribeOptions,
+) -> Result<Box<dyn Subscription>, BusError> {
+    let mut members: Vec<Box<dyn Subscription>> = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        match bus.subscribe(subject, group, options).await {
+            Ok(member) => members.push(member),
+            Err(error) => {
+                for member in members {
+                    let _ = member.close().await;
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(Box::new(Merged { members, first: 0 }))
+}
+
+/// Members of several consumers as one: each `next` takes the first delivery any of them has,
+/// starting the race with another member each time so that a busy subject does not starve
+/// the others.
+struct Merged {
+    members: Vec<Box<dyn Subscription>>,
+    first: usize,
+}
+
+#[async_trait]
+impl Subscription for Merged {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let first = self.first % self.members.len();
+        self.first = first + 1;
+        let (before, after) = self.members.split_at_mut(first);
+        let racing = after.iter_mut().chain(before).map(|member| member.next());
+        // Each member's `next` is cancel-safe: the losers lose nothing.
+        let (delivery, _, _) = futures::future::select_all(racing).await;
+        delivery
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        let mut outcome = Ok(());
+        for member in self.members {
+            if let Err(error) = member.close().await {
+                outcome = Err(error);
+            }
+        }
+        outcome
+    }
+}
+
 /// A message the bus gave up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -390,6 +448,23 @@ pub trait Bus: Send + Sync + 'static {
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError>;
 
+    /// Joins the durable queue group `group` on all of `subjects` as one consumer (one member
+    /// of it): each message of any of the subjects goes to one member of the group, under the
+    /// same settlement rules as [`subscribe`](Self::subscribe). A backend with consumers of
+    /// several subjects (NATS JetStream from nats-server 2.10) keeps one durable for the group,
+    /// named after it alone, with one `max_ack_pending` for all the subjects; an older server is
+    /// a clear [`BusError::Unsupported`]. Default (the in-memory bus): the group's consumer on
+    /// each subject, as [`subscribe`](Self::subscribe) makes them, merged into one member, so a
+    /// group that consumed the subjects one by one resumes where it was.
+    async fn subscribe_many(
+        &self,
+        subjects: &[&str],
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        subscribe_each(self, subjects, group, options).await
+    }
+
     /// The dead letters currently held, oldest first.
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError>;
 
@@ -408,14 +483,14 @@ pub trait Bus: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Reply, BusError> {
         let _ = (request, timeout);
-        Err(BusError::Unsupported("request/reply"))
+        Err(BusError::Unsupported("request/reply on this bus".into()))
     }
 
     /// Joins the responder group `group` on `subject` as a new member: each request goes to
     /// one member of each group. Default: unsupported.
     async fn respond(&self, subject: &str, group: &str) -> Result<Box<dyn Responder>, BusError> {
         let _ = (subject, group);
-        Err(BusError::Unsupported("request/reply"))
+        Err(BusError::Unsupported("request/reply on this bus".into()))
     }
 
     /// Whether the broker can be used now, for readiness probes: `Ok` when it answers. Default:
@@ -463,9 +538,9 @@ pub enum BusError {
     /// A request found no responder for its subject.
     #[error("no responder for {0}")]
     NoResponders(String),
-    /// The backend does not offer this.
-    #[error("this bus does not support {0}")]
-    Unsupported(&'static str),
+    /// The backend (or its server) does not offer this; the message says what and why.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A failure injected by a test harness.
     #[error("injected failure: {0}")]
     Injected(String),

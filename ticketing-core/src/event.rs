@@ -80,6 +80,95 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// What a listener consumes: one [`Event`] type (every event is one), or several events on one
+/// durable consumer, an enum declared with [`events!`](crate::events) that dispatches by subject.
+pub trait Events: Send + Sized + 'static {
+    /// The subjects consumed, in declaration order.
+    const SUBJECTS: &'static [&'static str];
+
+    /// Decodes the message of `subject` (one of [`SUBJECTS`](Self::SUBJECTS)).
+    fn decode(subject: &str, payload: &[u8], headers: &crate::Headers) -> Result<Self, String>;
+}
+
+impl<E: Event> Events for E {
+    const SUBJECTS: &'static [&'static str] = &[E::SUBJECT];
+
+    fn decode(_subject: &str, payload: &[u8], headers: &crate::Headers) -> Result<Self, String> {
+        decode::<E>(payload, headers)
+    }
+}
+
+/// Declares an enum of events, one variant per event type, that a listener consumes on one
+/// durable consumer of all their subjects (see [`Bus::subscribe_many`](crate::Bus::subscribe_many)):
+/// each message is decoded as the variant of its subject, upcast as [`decode`] does.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use ticketing_core::Event;
+/// use ticketing_core::event::Events;
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Opened { id: u32 }
+/// impl Event for Opened {
+///     const SUBJECT: &'static str = "account:opened";
+///     fn message_id(&self) -> String { format!("{}:{}", Self::SUBJECT, self.id) }
+/// }
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Closed { id: u32 }
+/// impl Event for Closed {
+///     const SUBJECT: &'static str = "account:closed";
+///     fn message_id(&self) -> String { format!("{}:{}", Self::SUBJECT, self.id) }
+/// }
+///
+/// ticketing_core::events! {
+///     /// What happens to an account.
+///     #[derive(Debug)]
+///     pub enum AccountEvent {
+///         Opened(Opened),
+///         Closed(Closed),
+///     }
+/// }
+///
+/// assert_eq!(AccountEvent::SUBJECTS, ["account:opened", "account:closed"]);
+/// let closed = AccountEvent::decode("account:closed", br#"{"id":7}"#, &Default::default());
+/// assert!(matches!(closed, Ok(AccountEvent::Closed(Closed { id: 7 }))));
+/// ```
+#[macro_export]
+macro_rules! events {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident($event:ty)),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant($event)),+
+        }
+
+        impl $crate::event::Events for $name {
+            const SUBJECTS: &'static [&'static str] =
+                &[$(<$event as $crate::Event>::SUBJECT),+];
+
+            fn decode(
+                subject: &str,
+                payload: &[u8],
+                headers: &$crate::Headers,
+            ) -> ::std::result::Result<Self, ::std::string::String> {
+                $(
+                    if subject == <$event as $crate::Event>::SUBJECT {
+                        return $crate::event::decode::<$event>(payload, headers).map($name::$variant);
+                    }
+                )+
+                ::std::result::Result::Err(::std::format!(
+                    "{} has no event of subject {subject}",
+                    ::std::stringify!($name)
+                ))
+            }
+        }
+    };
+}
+
 /// Decodes an event from a message's payload, upcasting a payload of an older schema version
 /// (its `ce-schemaversion`; none is version 1) with [`Event::upcast`]. A payload of a newer
 /// version is read as the current one (unknown fields are ignored).

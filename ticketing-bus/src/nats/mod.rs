@@ -51,12 +51,14 @@ use ticketing_core::{
 
 mod config;
 mod headers;
+mod many;
 mod rpc;
 mod streams;
 mod subscription;
 use config::*;
 pub use config::{NatsBusConfig, NatsStorage};
 use headers::*;
+pub use many::SEVERAL_SUBJECTS_SINCE;
 use streams::*;
 use subscription::*;
 
@@ -354,7 +356,17 @@ impl Bus for NatsBus {
             group: Arc::from(group),
             options,
             messages: None,
+            acked_before: Vec::new(),
         }))
+    }
+
+    async fn subscribe_many(
+        &self,
+        subjects: &[&str],
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.subscribe_several(subjects, group, options).await
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {

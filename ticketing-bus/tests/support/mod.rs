@@ -30,6 +30,26 @@ pub struct NatsAt {
     pub url: String,
     /// The streams' name prefix.
     pub kind: &'static str,
+    /// Whether the server has consumers of several subjects (2.10 or later).
+    pub several_subjects: bool,
+}
+
+impl NatsAt {
+    /// The factory on the server at `url`, asking it its version.
+    pub async fn new(url: String, kind: &'static str) -> Self {
+        let client = async_nats::connect(&url).await.unwrap_or_else(|e| {
+            panic!("NATS must be running at {url} (scripts/test starts it): {e}")
+        });
+        let version = client.server_info().version;
+        let mut parts = version.trim_start_matches('v').split('.');
+        let mut next = || parts.next().and_then(|p| p.parse::<u64>().ok());
+        let release = (next(), next());
+        NatsAt {
+            url,
+            kind,
+            several_subjects: release >= (Some(2), Some(10)),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -42,6 +62,7 @@ impl ticketing_core::conformance::bus::BusFactory for NatsAt {
         ticketing_core::conformance::bus::BusCapabilities {
             timing_slack: std::time::Duration::from_millis(1500),
             short_ack_wait: std::time::Duration::from_secs(1),
+            several_subjects: self.several_subjects,
         }
     }
 }

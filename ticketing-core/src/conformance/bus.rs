@@ -63,6 +63,10 @@ pub struct BusCapabilities {
     pub timing_slack: Duration,
     /// The shortest ack wait the backend honours; timing cases use it.
     pub short_ack_wait: Duration,
+    /// Whether [`Bus::subscribe_many`] makes one consumer of several subjects; without (a
+    /// nats-server older than 2.10) it must refuse with [`BusError::Unsupported`](crate::BusError::Unsupported)
+    /// naming the version it needs, and listeners of several events still work.
+    pub several_subjects: bool,
 }
 
 impl Default for BusCapabilities {
@@ -70,6 +74,7 @@ impl Default for BusCapabilities {
         BusCapabilities {
             timing_slack: Duration::from_millis(50),
             short_ack_wait: Duration::from_secs(1),
+            several_subjects: true,
         }
     }
 }
@@ -1322,6 +1327,12 @@ macro_rules! bus_conformance_tests {
             listener_with_concurrency_handles_messages_in_parallel
             a_listener_of_one_in_flight_handles_messages_in_publish_order
             two_groups_of_listeners_each_handle_every_event
+        );
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] several:
+            a_group_on_several_subjects_gets_every_message_of_each_once
+            a_listener_of_an_enum_of_events_dispatches_by_subject_and_settles_each
+            a_group_moving_to_one_consumer_of_several_subjects_resumes_where_it_was
         );
         $crate::__conformance_cases!(
             #[$attr] [$factory] envelope:

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod payments;
 pub mod replica;
 pub mod request;
+pub mod several;
 #[cfg(feature = "ticketing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod store;

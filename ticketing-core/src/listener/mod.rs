@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::bus::{BoxError, Bus, BusError, Delivery, Headers, SubscribeOptions, header};
-use crate::event::Event;
+use crate::event::Events;
 use crate::metrics::DeliveryOutcome;
 
 mod router;
@@ -72,8 +72,10 @@ pub use runtime::{ListenerHandle, spawn_listener, spawn_listener_with_token};
 /// ```
 #[async_trait]
 pub trait Listener: Send + Sync + 'static {
-    /// The event this listener consumes; its subject is `Self::Event::SUBJECT`.
-    type Event: Event;
+    /// What this listener consumes: an [`Event`](crate::Event) (on its subject), or an enum of
+    /// events declared with [`events!`](crate::events) (one durable consumer of all their
+    /// subjects).
+    type Event: Events;
 
     /// The queue group, also the durable consumer name. Keep it stable: a renamed group is a
     /// new group and replays the whole history.

@@ -49,14 +49,15 @@ use tokio_util::sync::CancellationToken;
 use super::runtime::{ListenerHandle, spawn_listener_with_token};
 use super::{HandlerError, Listener, ListenerOptions, MessageContext};
 use crate::bus::{Bus, BusError};
-use crate::event::Event;
+use crate::event::Events;
 
 /// What a service does with one event type: a [`Listener`] without its queue group and
 /// options, which the [`Router`] it is registered on gives.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
-    /// The event handled.
-    type Event: Event;
+    /// The event handled: an [`Event`](crate::Event), or an enum of events
+    /// ([`events!`](crate::events)).
+    type Event: Events;
 
     /// Handles one event; the runtime settles the message by the result, as for
     /// [`Listener::on_message`].
@@ -156,7 +157,7 @@ impl Router {
     pub fn on<S, E, F, Fut>(self, state: S, handler: F) -> Self
     where
         S: Clone + Send + Sync + 'static,
-        E: Event,
+        E: Events,
         F: Fn(S, E) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
@@ -172,9 +173,13 @@ impl Router {
         &self.group
     }
 
-    /// The subjects handled, in registration order.
+    /// The subjects handled, in registration order (an enum of events: each of its subjects).
     pub fn subjects(&self) -> Vec<&'static str> {
-        self.routes.iter().map(|r| r.subject()).collect()
+        self.routes
+            .iter()
+            .flat_map(|r| r.subjects())
+            .copied()
+            .collect()
     }
 
     /// Subscribes every handler and runs each as a listener until `token` is cancelled (each on
@@ -223,7 +228,7 @@ struct HandlerFn<S, F, E> {
 impl<S, E, F, Fut> Handler for HandlerFn<S, F, E>
 where
     S: Clone + Send + Sync + 'static,
-    E: Event,
+    E: Events,
     F: Fn(S, E) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
@@ -270,7 +275,7 @@ impl<H: Handler> Listener for Routed<H> {
 
 #[async_trait]
 trait Route: Send {
-    fn subject(&self) -> &'static str;
+    fn subjects(&self) -> &'static [&'static str];
     async fn spawn(
         self: Box<Self>,
         bus: &Arc<dyn Bus>,
@@ -281,8 +286,8 @@ trait Route: Send {
 
 #[async_trait]
 impl<H: Handler> Route for Routed<H> {
-    fn subject(&self) -> &'static str {
-        H::Event::SUBJECT
+    fn subjects(&self) -> &'static [&'static str] {
+        H::Event::SUBJECTS
     }
 
     async fn spawn(

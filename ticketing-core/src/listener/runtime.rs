@@ -7,16 +7,21 @@ use super::*;
 /// leaves it running until its cancellation token is cancelled.
 #[derive(Debug)]
 pub struct ListenerHandle {
-    subject: &'static str,
+    subjects: &'static [&'static str],
     group: String,
     token: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl ListenerHandle {
-    /// The subject listened to.
+    /// The subject listened to (the first, for an enum of events).
     pub fn subject(&self) -> &'static str {
-        self.subject
+        self.subjects[0]
+    }
+
+    /// The subjects listened to.
+    pub fn subjects(&self) -> &'static [&'static str] {
+        self.subjects
     }
 
     /// The queue group.
@@ -66,12 +71,27 @@ pub async fn spawn_listener_with_token<L: Listener>(
     let listener: Arc<L> = listener.into();
     let options = listener.options();
     let group = listener.queue_group().to_owned();
-    let subscription = bus
-        .subscribe(L::Event::SUBJECT, &group, options.subscribe_options())
-        .await?;
+    let subscription = match L::Event::SUBJECTS {
+        [subject] => {
+            bus.subscribe(subject, &group, options.subscribe_options())
+                .await?
+        }
+        subjects => match bus
+            .subscribe_many(subjects, &group, options.subscribe_options())
+            .await
+        {
+            Err(BusError::Unsupported(why)) => {
+                // An older broker: one consumer per subject, the group's durables of before.
+                tracing::info!(group, %why, "consuming each subject on its own consumer");
+                crate::bus::subscribe_each(&**bus, subjects, &group, options.subscribe_options())
+                    .await?
+            }
+            subscribed => subscribed?,
+        },
+    };
     let task = tokio::spawn(run(listener, subscription, options, token.clone()));
     Ok(ListenerHandle {
-        subject: L::Event::SUBJECT,
+        subjects: L::Event::SUBJECTS,
         group,
         token,
         task,
@@ -116,7 +136,7 @@ async fn run<L: Listener>(
                     resume_at = Some(tokio::time::Instant::now() + pause);
                 }
                 None => {
-                    tracing::info!(group = listener.queue_group(), subject = L::Event::SUBJECT, "subscription closed");
+                    tracing::info!(group = listener.queue_group(), subjects = ?L::Event::SUBJECTS, "subscription closed");
                     break;
                 }
             },
@@ -137,7 +157,11 @@ const LONG_WAIT_RETRY: Duration = Duration::from_secs(60);
 /// deliveries (those include waits answered by another member or before a restart, and
 /// deliveries cut short by a crash, none of which is a failure of the message).
 #[derive(Default)]
-struct Tries(std::sync::Mutex<std::collections::HashMap<u64, TryCount>>);
+struct Tries(std::sync::Mutex<std::collections::HashMap<TryKey, TryCount>>);
+
+/// A message among those a listener consumes: its subject's index in the listener's subjects
+/// and its sequence (per subject on some backends).
+type TryKey = (usize, u64);
 
 #[derive(Default, Clone, Copy)]
 struct TryCount {
@@ -150,14 +174,14 @@ impl Tries {
     /// start again, and a failing message gets a fuller budget: both harmless).
     const LIMIT: usize = 100_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, TryCount>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<TryKey, TryCount>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one more try of `sequence`; returns the counts so far.
-    fn record(&self, sequence: u64, update: impl FnOnce(&mut TryCount)) -> TryCount {
+    fn record(&self, sequence: TryKey, update: impl FnOnce(&mut TryCount)) -> TryCount {
         let mut counts = self.lock();
         if counts.len() >= Self::LIMIT && !counts.contains_key(&sequence) {
             counts.clear();
@@ -168,18 +192,18 @@ impl Tries {
     }
 
     /// Counts one more wait of `sequence`; returns how many so far.
-    fn wait(&self, sequence: u64) -> u32 {
+    fn wait(&self, sequence: TryKey) -> u32 {
         self.record(sequence, |c| c.waits = c.waits.saturating_add(1))
             .waits
     }
 
     /// Counts one more retryable failure of `sequence`; returns how many so far.
-    fn retry(&self, sequence: u64) -> u32 {
+    fn retry(&self, sequence: TryKey) -> u32 {
         self.record(sequence, |c| c.retries = c.retries.saturating_add(1))
             .retries
     }
 
-    fn forget(&self, sequence: u64) {
+    fn forget(&self, sequence: TryKey) {
         self.lock().remove(&sequence);
     }
 }
@@ -210,20 +234,30 @@ async fn handle<L: Listener>(
     span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
     let started = tokio::time::Instant::now();
     let group = listener.queue_group();
+    // The subject as a static name, for the metrics' labels, and its index, for the tries.
+    let (index, subject) = match L::Event::SUBJECTS {
+        [subject] => (0, *subject),
+        subjects => subjects
+            .iter()
+            .enumerate()
+            .find(|(_, s)| **s == delivery.subject())
+            .map_or((0, subjects[0]), |(i, s)| (i, *s)),
+    };
     let measured = |outcome| {
-        crate::metrics::delivery(L::Event::SUBJECT, group, outcome, started.elapsed());
+        crate::metrics::delivery(subject, group, outcome, started.elapsed());
     };
     let handled = async move {
-        let event = match crate::event::decode::<L::Event>(delivery.payload(), delivery.headers()) {
-            Ok(event) => event,
-            Err(error) => {
-                let reason = format!("undecodable payload: {error}");
-                tracing::error!(%reason, "dead-lettering message");
-                settle(delivery.term(&reason).await);
-                measured(DeliveryOutcome::DeadLettered);
-                return;
-            }
-        };
+        let event =
+            match L::Event::decode(delivery.subject(), delivery.payload(), delivery.headers()) {
+                Ok(event) => event,
+                Err(error) => {
+                    let reason = format!("undecodable payload: {error}");
+                    tracing::error!(%reason, "dead-lettering message");
+                    settle(delivery.term(&reason).await);
+                    measured(DeliveryOutcome::DeadLettered);
+                    return;
+                }
+            };
         let outcome = {
             let ctx = MessageContext {
                 delivery: &delivery,
@@ -232,7 +266,7 @@ async fn handle<L: Listener>(
                 .catch_unwind()
                 .await
         };
-        let sequence = delivery.sequence();
+        let sequence = (index, delivery.sequence());
         if !matches!(
             outcome,
             Ok(Err(HandlerError::Wait { .. } | HandlerError::Retry { .. }))
