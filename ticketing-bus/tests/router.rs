@@ -135,3 +135,49 @@ async fn a_function_of_state_and_event_is_a_handler_settled_by_its_result() {
         handle.join().await;
     }
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Returned(u32);
+impl Event for Returned {
+    const SUBJECT: &'static str = "parcel:returned";
+    fn message_id(&self) -> String {
+        format!("{}:{}", Self::SUBJECT, self.0)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Lost(u32);
+impl Event for Lost {
+    const SUBJECT: &'static str = "parcel:lost";
+    fn message_id(&self) -> String {
+        format!("{}:{}", Self::SUBJECT, self.0)
+    }
+}
+
+ticketing_core::events! {
+    enum Outbound {
+        Shipped(Shipped),
+        Delivered(Delivered),
+    }
+}
+
+ticketing_core::events! {
+    enum Inbound {
+        Returned(Returned),
+        Lost(Lost),
+    }
+}
+
+#[tokio::test]
+async fn two_handlers_of_several_events_in_one_group_are_refused() {
+    let bus = InMemoryBus::new().as_dyn();
+    let refused = Router::new("parcels")
+        .on((), |(), _: Outbound| async { Ok(()) })
+        .on((), |(), _: Inbound| async { Ok(()) })
+        .spawn(&bus, &CancellationToken::new())
+        .await;
+    assert!(
+        matches!(&refused, Err(BusError::InvalidGroup { reason, .. }) if reason.contains("several events")),
+        "{refused:?}"
+    );
+}

@@ -19,7 +19,7 @@ use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
-use crate::listeners::{order_cancelled, order_completed, order_created};
+use crate::listeners::order_event;
 use crate::provider::PaymentProvider;
 use crate::routes;
 use crate::settle::{Repair, RepairOptions};
@@ -124,12 +124,7 @@ impl Service for Payments {
     }
 
     fn listeners(state: &PaymentsState) -> Option<listener::Router> {
-        Some(
-            listener_router(crate::listeners::QUEUE_GROUP)
-                .on(state.clone(), order_created)
-                .on(state.clone(), order_cancelled)
-                .on(state.clone(), order_completed),
-        )
+        Some(listener_router(crate::listeners::QUEUE_GROUP).on(state.clone(), order_event))
     }
 
     /// The repair of attempts left pending (a crash, a provider down).

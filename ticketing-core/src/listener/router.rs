@@ -201,6 +201,18 @@ impl Router {
                 reason: "two handlers of one event type in one queue group",
             });
         }
+        if self
+            .routes
+            .iter()
+            .filter(|r| r.subjects().len() > 1)
+            .count()
+            > 1
+        {
+            return Err(BusError::InvalidGroup {
+                group: self.group.to_string(),
+                reason: "two handlers of several events in one queue group (the consumer of several subjects is named after the group): make them one enum",
+            });
+        }
         let mut handles = Vec::with_capacity(self.routes.len());
         for route in self.routes {
             match route.spawn(bus, token.child_token(), self.source).await {

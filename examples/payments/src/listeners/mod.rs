@@ -1,5 +1,13 @@
-//! The listeners of the payments service (queue group `payments-service`), keeping its replica
-//! of orders and refunding charges whose order was cancelled first.
+//! The listener of the payments service (queue group `payments-service`): one consumer of the
+//! three order events, keeping its replica of orders and refunding charges whose order was
+//! cancelled first.
+//!
+//! One durable consumer of `order:created`, `order:cancelled` and `order:completed` (named
+//! `payments-service`) delivers an order's events in the order they were stored, so a
+//! cancellation rarely overtakes its creation and waits. It needs nats-server 2.10 or later;
+//! its first start on such a server begins where the service's per-subject durables of before
+//! (`payments-service--order:created`, ...) left off, without replaying the history. On an
+//! older server the service keeps those per-subject durables.
 
 use ticketing_core::store::replicate;
 use ticketing_core::ticketing::events::{
@@ -14,6 +22,28 @@ use crate::startup::PaymentsState;
 
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::PAYMENTS_SERVICE;
+
+ticketing_core::events! {
+    /// What the payments service hears of orders.
+    #[derive(Debug)]
+    pub enum OrderEvent {
+        /// `order:created`.
+        Created(OrderCreated),
+        /// `order:cancelled`.
+        Cancelled(OrderCancelled),
+        /// `order:completed`.
+        Completed(OrderCompleted),
+    }
+}
+
+/// The order events, each to its handler.
+pub async fn order_event(state: PaymentsState, event: OrderEvent) -> Result<(), HandlerError> {
+    match event {
+        OrderEvent::Created(created) => order_created(state, created).await,
+        OrderEvent::Cancelled(cancelled) => order_cancelled(state, cancelled).await,
+        OrderEvent::Completed(completed) => order_completed(state, completed).await,
+    }
+}
 
 /// Moves the replica's order to `status` at `version` on the versioned contract; waits while
 /// the order is not known yet.
