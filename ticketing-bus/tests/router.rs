@@ -181,3 +181,119 @@ async fn two_handlers_of_several_events_in_one_group_are_refused() {
         "{refused:?}"
     );
 }
+
+/// A user's pipeline step: refuses (dead-letters) a message without a `tenant` header.
+#[derive(Clone)]
+struct RequireTenant<S>(S);
+
+impl<S> tower::Service<ticketing_core::listener::pipeline::Incoming> for RequireTenant<S>
+where
+    S: tower::Service<
+            ticketing_core::listener::pipeline::Incoming,
+            Response = (),
+            Error = HandlerError,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = HandlerError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), HandlerError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, incoming: ticketing_core::listener::pipeline::Incoming) -> Self::Future {
+        if incoming.headers().contains_key("tenant") {
+            Box::pin(self.0.call(incoming))
+        } else {
+            Box::pin(async { Err(HandlerError::permanent("no tenant header")) })
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_of_the_user_runs_before_the_handler_and_its_refusal_is_dead_lettered() {
+    use ticketing_core::OutgoingMessage;
+    let memory = InMemoryBus::new();
+    let bus = memory.as_dyn();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let token = CancellationToken::new();
+    let handles = Router::new("parcels")
+        .layer(tower::layer::layer_fn(RequireTenant))
+        .on(
+            handled.clone(),
+            |handled: Arc<AtomicUsize>, _: Shipped| async move {
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+        )
+        .spawn(&bus, &token)
+        .await
+        .expect("spawn");
+    let shipped = |n: u32| OutgoingMessage::new(Shipped::SUBJECT, format!("{n}"));
+    bus.publish(shipped(1).with_header("tenant", "acme"))
+        .await
+        .expect("publish");
+    bus.publish(shipped(2)).await.expect("publish");
+    memory.settled().await;
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    let dead = bus.dead_letters().await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("no tenant header"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(&dead[0].message.payload[..], b"2");
+    token.cancel();
+    for handle in handles {
+        handle.join().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_timeout_is_retried() {
+    let memory = InMemoryBus::new();
+    let bus = memory.as_dyn();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let token = CancellationToken::new();
+    let handles = Router::new("parcels")
+        .options(ListenerOptions {
+            timeout: Some(std::time::Duration::from_millis(100)),
+            ..ListenerOptions::default()
+        })
+        .on(
+            calls.clone(),
+            |calls: Arc<AtomicUsize>, _: Shipped| async move {
+                // The first call hangs past the timeout; the retry is quick.
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                }
+                Ok(())
+            },
+        )
+        .spawn(&bus, &token)
+        .await
+        .expect("spawn");
+    Publisher::<Shipped>::new(bus.clone())
+        .publish(&Shipped(1))
+        .await
+        .expect("publish");
+    memory.settled().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let stats = memory.stats_of::<Shipped>("parcels");
+    assert_eq!(
+        (stats.acked, stats.nacked, stats.dead_lettered),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    token.cancel();
+    for handle in handles {
+        handle.join().await;
+    }
+}

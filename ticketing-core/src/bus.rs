@@ -155,7 +155,17 @@ pub struct Delivery {
     group: Arc<str>,
     attempt: u32,
     published: Option<tokio::time::Instant>,
-    acker: Box<dyn Acknowledger>,
+    acker: Arc<dyn Acknowledger>,
+}
+
+/// A delivery taken apart: the message, its group, attempt and publish time, and what settles
+/// it (for the listener pipeline).
+pub(crate) struct DeliveryParts {
+    pub(crate) message: Arc<Message>,
+    pub(crate) group: Arc<str>,
+    pub(crate) attempt: u32,
+    pub(crate) published: Option<tokio::time::Instant>,
+    pub(crate) acker: Arc<dyn Acknowledger>,
 }
 
 impl Delivery {
@@ -171,7 +181,17 @@ impl Delivery {
             group,
             attempt,
             published: None,
-            acker,
+            acker: Arc::from(acker),
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> DeliveryParts {
+        DeliveryParts {
+            message: self.message,
+            group: self.group,
+            attempt: self.attempt,
+            published: self.published,
+            acker: self.acker,
         }
     }
 

@@ -17,23 +17,20 @@
 //! Nothing is retried without a delay, so a failing message never hot-loops, and nothing a
 //! handler does can crash the process.
 
-use std::any::Any;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::bus::{BoxError, Bus, BusError, Delivery, Headers, SubscribeOptions, header};
+use crate::bus::{BoxError, Bus, BusError, Headers, SubscribeOptions, header};
 use crate::event::Events;
-use crate::metrics::DeliveryOutcome;
 
+pub mod pipeline;
 mod router;
 mod runtime;
 pub use router::{Handler, Router};
@@ -123,6 +120,9 @@ pub struct ListenerOptions {
     /// event that has waited long is retried less often: never sooner than a twentieth of its
     /// age, up to a minute (so thousands of events waiting for hours cost little).
     pub gap_backoff: RetryBackoff,
+    /// The longest a handler may take; past it the delivery is a retryable failure
+    /// ([`pipeline::TimeoutLayer`]). Default none.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for ListenerOptions {
@@ -141,6 +141,7 @@ impl Default for ListenerOptions {
                 multiplier: 2.0,
                 max: Duration::from_secs(1),
             },
+            timeout: None,
         }
     }
 }
@@ -298,38 +299,38 @@ impl From<crate::publisher::PublishError> for HandlerError {
 
 /// What a handler knows about the message it handles.
 pub struct MessageContext<'a> {
-    delivery: &'a Delivery,
+    incoming: &'a pipeline::Incoming,
 }
 
 impl MessageContext<'_> {
     /// The subject.
     pub fn subject(&self) -> &str {
-        self.delivery.subject()
+        self.incoming.subject()
     }
 
     /// The queue group.
     pub fn group(&self) -> &str {
-        self.delivery.group()
+        self.incoming.group()
     }
 
     /// 1 for the first delivery, higher for redeliveries.
     pub fn attempt(&self) -> u32 {
-        self.delivery.attempt()
+        self.incoming.attempt()
     }
 
     /// The sequence of the message in its subject's log.
     pub fn sequence(&self) -> u64 {
-        self.delivery.sequence()
+        self.incoming.sequence()
     }
 
     /// The message headers.
     pub fn headers(&self) -> &Headers {
-        self.delivery.headers()
+        self.incoming.headers()
     }
 
     /// The event's message id, when the publisher set one.
     pub fn message_id(&self) -> Option<&str> {
-        self.delivery
+        self.incoming
             .headers()
             .get(header::MESSAGE_ID)
             .map(String::as_str)
@@ -338,7 +339,7 @@ impl MessageContext<'_> {
     /// Tells the broker the handler is still working, restarting the ack-wait clock. Call it
     /// from handlers that may run longer than the ack wait.
     pub async fn progress(&self) -> Result<(), BusError> {
-        self.delivery.progress().await
+        self.incoming.progress().await
     }
 }
 

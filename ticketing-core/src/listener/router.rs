@@ -46,7 +46,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{ListenerHandle, spawn_listener_with_token};
+use super::pipeline::{Incoming, Pipe, PipeLayer};
+use super::runtime::{ListenerHandle, spawn_with_layers};
 use super::{HandlerError, Listener, ListenerOptions, MessageContext};
 use crate::bus::{Bus, BusError};
 use crate::event::Events;
@@ -74,6 +75,7 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Router {
     group: Arc<str>,
     source: Option<&'static str>,
+    layers: Vec<PipeLayer>,
     options: ListenerOptions,
     routes: Vec<Box<dyn Route>>,
 }
@@ -93,6 +95,7 @@ impl Router {
         Router {
             group: group.into(),
             source: None,
+            layers: Vec::new(),
             options: ListenerOptions::default(),
             routes: Vec::new(),
         }
@@ -103,6 +106,24 @@ impl Router {
     /// the process's.
     pub fn source(mut self, source: &'static str) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Adds `layer` to the pipeline of every handler of the router (whenever registered):
+    /// inside the settle step, around the timeout, panic catching, decoding and the handler;
+    /// layers added first are outermost. See [`pipeline`](super::pipeline), which shows one.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<Pipe> + Send + Sync + 'static,
+        L::Service: tower::Service<Incoming, Response = (), Error = HandlerError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<Incoming>>::Future: Send + 'static,
+    {
+        self.layers
+            .push(Arc::new(move |pipe: Pipe| Pipe::new(layer.layer(pipe))));
         self
     }
 
@@ -215,7 +236,10 @@ impl Router {
         }
         let mut handles = Vec::with_capacity(self.routes.len());
         for route in self.routes {
-            match route.spawn(bus, token.child_token(), self.source).await {
+            match route
+                .spawn(bus, token.child_token(), self.source, &self.layers)
+                .await
+            {
                 Ok(handle) => handles.push(handle),
                 Err(error) => {
                     for handle in handles {
@@ -293,6 +317,7 @@ trait Route: Send {
         bus: &Arc<dyn Bus>,
         token: CancellationToken,
         source: Option<&'static str>,
+        layers: &[PipeLayer],
     ) -> Result<ListenerHandle, BusError>;
 }
 
@@ -307,8 +332,9 @@ impl<H: Handler> Route for Routed<H> {
         bus: &Arc<dyn Bus>,
         token: CancellationToken,
         source: Option<&'static str>,
+        layers: &[PipeLayer],
     ) -> Result<ListenerHandle, BusError> {
         self.source = source;
-        spawn_listener_with_token(bus, *self, token).await
+        spawn_with_layers(bus, Arc::new(*self), token, layers).await
     }
 }
