@@ -3,7 +3,9 @@
 //!
 //! - publish: 100,000 messages, at most 256 PubAcks outstanding;
 //! - consume: 100,000 stored messages pulled (batches of 128) and acked one by one, through a
-//!   listener (decode, handle, ack) or a raw pull consumer (decode, ack).
+//!   listener (decode, handle, ack) or a raw pull consumer (decode, ack);
+//! - the envelope: 100,000 events encoded and published through the bus, each with its message
+//!   id, with the CloudEvents headers (`Publisher::encode`) and without them.
 //!
 //! `cargo bench -p ticketing-benches --bench nats`
 
@@ -14,7 +16,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ticketing_benches::{BenchEvent, Countdown, CountingListener, encoded_events};
 use ticketing_bus::nats::{NatsBus, NatsBusConfig};
-use ticketing_core::{Bus, Event, Id, ListenerOptions, OutgoingMessage, spawn_listener};
+use ticketing_core::bus::header;
+use ticketing_core::{Bus, Event, Id, ListenerOptions, OutgoingMessage, Publisher, spawn_listener};
 
 const MESSAGES: u64 = 100_000;
 const WINDOW: usize = 256;
@@ -40,6 +43,33 @@ async fn publish_bus(bus: &NatsBus, events: &[bytes::Bytes]) {
             ack.expect("publish");
         }
         in_flight.push(bus.publish(OutgoingMessage::new(BenchEvent::SUBJECT, payload.clone())));
+    }
+    while let Some(ack) = in_flight.next().await {
+        ack.expect("publish");
+    }
+}
+
+/// Encodes each event (with the envelope or without) and publishes it, 256 at most outstanding.
+async fn publish_events(bus: &NatsBus, events: &[BenchEvent], envelope: bool) {
+    let mut in_flight: FuturesUnordered<_> = FuturesUnordered::new();
+    for event in events {
+        if in_flight.len() >= WINDOW {
+            let ack: Result<ticketing_core::PublishAck, _> =
+                in_flight.next().await.expect("pending");
+            ack.expect("publish");
+        }
+        let message = if envelope {
+            Publisher::<BenchEvent>::encode(event).expect("encode")
+        } else {
+            OutgoingMessage::new(
+                BenchEvent::SUBJECT,
+                serde_json::to_vec(event).expect("encode"),
+            )
+            .with_header(header::CONTENT_TYPE, "application/json")
+            .with_header(header::MESSAGE_ID, event.message_id())
+            .with_message_id(event.message_id())
+        };
+        in_flight.push(bus.publish(message));
     }
     while let Some(ack) = in_flight.next().await {
         ack.expect("publish");
@@ -164,6 +194,32 @@ fn throughput(c: &mut Criterion) {
                             "raw_async_nats" => consume_raw(&bus).await,
                             _ => consume_bus(&bus).await,
                         }
+                        total += started.elapsed();
+                        bus.delete_streams().await.expect("cleanup");
+                    }
+                    total
+                }
+            });
+        });
+    }
+    let structs: Vec<BenchEvent> = (0..MESSAGES)
+        .map(|n| BenchEvent {
+            n,
+            title: "A concert in the park".to_owned(),
+            price: 2_000,
+            user_id: "5f1a2b3c4d5e6f7a8b9c0d1e".to_owned(),
+        })
+        .collect();
+    for (which, envelope) in [("without_envelope", false), ("with_envelope", true)] {
+        group.bench_function(BenchmarkId::new("encode_publish", which), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let structs = &structs;
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let bus = fresh_bus().await;
+                        let started = Instant::now();
+                        publish_events(&bus, structs, envelope).await;
                         total += started.elapsed();
                         bus.delete_streams().await.expect("cleanup");
                     }

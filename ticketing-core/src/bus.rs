@@ -41,9 +41,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Header names the SDK sets.
 pub mod header {
-    /// The de-duplication id (the event's message id).
+    /// The de-duplication id (the event's message id) on events published before the
+    /// envelope, which carries it as `ce-id` ([`crate::envelope::ID`]); still read.
     pub const MESSAGE_ID: &str = "ticketing-msg-id";
-    /// `application/json` for every event.
+    /// `application/json`: on requests and replies; on events published before the envelope,
+    /// which carries it as `ce-datacontenttype`.
     pub const CONTENT_TYPE: &str = "content-type";
 }
 

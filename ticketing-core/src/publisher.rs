@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::bus::{Bus, BusError, OutgoingMessage, PublishAck, header};
+use crate::bus::{Bus, BusError, OutgoingMessage, PublishAck};
 use crate::event::Event;
 
 /// Publishes events of one type through any [`Bus`].
@@ -65,10 +65,11 @@ impl<E: Event> Publisher<E> {
             source,
         })?;
         let id = event.message_id();
-        let message = OutgoingMessage::new(E::SUBJECT, payload)
-            .with_header(header::CONTENT_TYPE, "application/json")
-            .with_header(header::MESSAGE_ID, id.clone());
-        let message = crate::envelope::stamp(message, &id, E::VERSION).with_message_id(id);
+        // The envelope says what `content-type` and `ticketing-msg-id` said before it
+        // (`ce-datacontenttype`, `ce-id`): they are no longer sent.
+        let message =
+            crate::envelope::stamp(OutgoingMessage::new(E::SUBJECT, payload), &id, E::VERSION)
+                .with_message_id(id);
         // Encoded in a request or a handler: the event continues its trace.
         Ok(match crate::trace::TraceContext::for_outgoing() {
             Some(parent) => message.with_header(crate::trace::TRACEPARENT, parent.header()),

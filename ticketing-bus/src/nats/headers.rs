@@ -16,6 +16,9 @@ pub(super) fn to_nats_headers(headers: &Headers) -> Result<HeaderMap, BusError> 
 
 /// Header values cannot hold line breaks or other control characters.
 pub(super) fn header_value(value: &str) -> HeaderValue {
+    if !value.chars().any(char::is_control) {
+        return HeaderValue::from(value);
+    }
     let clean: String = value
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

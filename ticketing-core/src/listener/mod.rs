@@ -330,9 +330,10 @@ impl MessageContext<'_> {
 
     /// The event's message id, when the publisher set one.
     pub fn message_id(&self) -> Option<&str> {
-        self.incoming
-            .headers()
-            .get(header::MESSAGE_ID)
+        let headers = self.incoming.headers();
+        headers
+            .get(crate::envelope::ID)
+            .or_else(|| headers.get(header::MESSAGE_ID))
             .map(String::as_str)
     }
 
