@@ -88,14 +88,13 @@ impl NatsBus {
             }
             Err(e) => return Err(backend(e)),
         };
-        Ok(Box::new(NatsSubscription {
-            inner: self.inner.clone(),
+        Ok(Box::new(NatsSubscription::new(
+            self.inner.clone(),
             consumer,
-            group: Arc::from(group),
+            group,
             options,
-            messages: None,
             acked_before,
-        }))
+        )))
     }
 
     /// What the group's per-subject durables (the consumers of the subjects one by one, which

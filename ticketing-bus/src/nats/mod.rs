@@ -350,14 +350,13 @@ impl Bus for NatsBus {
                         "cannot create consumer for {group} on {subject}: {e}"
                     ))
                 })?;
-        Ok(Box::new(NatsSubscription {
-            inner: self.inner.clone(),
+        Ok(Box::new(NatsSubscription::new(
+            self.inner.clone(),
             consumer,
-            group: Arc::from(group),
+            group,
             options,
-            messages: None,
-            acked_before: Vec::new(),
-        }))
+            Vec::new(),
+        )))
     }
 
     async fn subscribe_many(

@@ -16,6 +16,23 @@ pub(super) struct NatsSubscription {
 }
 
 impl NatsSubscription {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        consumer: PullConsumer,
+        group: &str,
+        options: SubscribeOptions,
+        acked_before: Vec<(String, u64)>,
+    ) -> Self {
+        NatsSubscription {
+            inner,
+            consumer,
+            group: Arc::from(group),
+            options,
+            messages: None,
+            acked_before,
+        }
+    }
+
     /// Turns a pulled message into a delivery, or handles it here: a redrive meant for another
     /// group is acked unseen; a delivery past `max_deliver` is dead-lettered.
     pub(super) async fn accept(

@@ -154,14 +154,7 @@ pub async fn an_older_schema_version_is_upcast_and_a_message_without_the_envelop
             (3, "Alan", "Turing")
         ]
     );
-    let dead = eventually(WAIT, "the unreadable one dead-lettered", || {
-        let bus = bus.clone();
-        async move {
-            let dead = bus.dead_letters().await.expect("dead letters");
-            (!dead.is_empty()).then_some(dead)
-        }
-    })
-    .await;
+    let dead = super::dead_letters_eventually(&bus, WAIT).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
         dead[0]

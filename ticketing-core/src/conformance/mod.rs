@@ -56,6 +56,21 @@ where
     }
 }
 
+/// The dead letters of `bus` once there is at least one (panics after `limit`).
+pub async fn dead_letters_eventually(
+    bus: &std::sync::Arc<dyn crate::Bus>,
+    limit: Duration,
+) -> Vec<crate::bus::DeadLetter> {
+    eventually(limit, "a dead letter", || {
+        let bus = bus.clone();
+        async move {
+            let dead = bus.dead_letters().await.expect("dead letters");
+            (!dead.is_empty()).then_some(dead)
+        }
+    })
+    .await
+}
+
 /// Expands one test per case of the suite in module `$suite`: each evaluates the factory and
 /// runs the case on it (the suites' `*_conformance_tests!` macros list their cases here).
 #[doc(hidden)]

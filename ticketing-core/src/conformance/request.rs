@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::bus::BusFactory;
 use super::eventually;
-use crate::bus::{Bus, BusError, OutgoingMessage, Reply, Responder, SubscribeOptions};
+use crate::bus::{Bus, BusError, OutgoingMessage, Reply, SubscribeOptions};
 use crate::request::{Request, RequestError, Requester, spawn_responder};
 
 const ASK: &str = "conformance:ask";
@@ -38,11 +38,13 @@ impl Request for Double {
 
 /// Answers every request of `responder` with its payload and headers back, plus
 /// `answered-by: name`; counts what each name answered.
-fn echo(
-    mut responder: Box<dyn Responder>,
+async fn echo(
+    bus: &Arc<dyn Bus>,
+    group: &str,
     name: &'static str,
     counts: Arc<Mutex<BTreeMap<&'static str, usize>>>,
 ) {
+    let mut responder = bus.respond(ASK, group).await.expect("respond");
     tokio::spawn(async move {
         while let Some(request) = responder.next().await {
             *counts.lock().expect("counts").entry(name).or_default() += 1;
@@ -64,11 +66,7 @@ fn ask(n: u64) -> OutgoingMessage {
 pub async fn a_request_gets_its_reply_with_payload_and_headers(factory: &dyn BusFactory) {
     let bus = factory.bus().await;
     let counts = Arc::default();
-    echo(
-        bus.respond(ASK, "answerers").await.expect("respond"),
-        "only",
-        counts,
-    );
+    echo(&bus, "answerers", "only", counts).await;
     let reply = bus.request(ask(7), WAIT).await.expect("a reply");
     assert_eq!(&reply.payload[..], b"7");
     assert_eq!(reply.headers.get("asked").map(String::as_str), Some("7"));
@@ -86,11 +84,7 @@ pub async fn each_request_goes_to_one_member_of_each_responder_group(factory: &d
         ("pricing", "pricing-b"),
         ("audit", "audit"),
     ] {
-        echo(
-            bus.respond(ASK, group).await.expect("respond"),
-            name,
-            counts.clone(),
-        );
+        echo(&bus, group, name, counts.clone()).await;
     }
     const REQUESTS: usize = 24;
     for n in 0..REQUESTS as u64 {
@@ -147,11 +141,7 @@ pub async fn a_responder_that_does_not_reply_makes_the_request_time_out(factory:
 pub async fn a_closed_responder_gets_no_more_requests(factory: &dyn BusFactory) {
     let bus = factory.bus().await;
     let counts = Arc::default();
-    echo(
-        bus.respond(ASK, "staying").await.expect("respond"),
-        "staying",
-        counts,
-    );
+    echo(&bus, "staying", "staying", counts).await;
     let leaving = bus.respond(ASK, "leaving").await.expect("respond");
     leaving.close().await.expect("close");
     for n in 0..5 {
@@ -174,11 +164,7 @@ pub async fn a_closed_responder_gets_no_more_requests(factory: &dyn BusFactory) 
 pub async fn requests_are_not_events_nothing_is_stored(factory: &dyn BusFactory) {
     let bus = factory.bus().await;
     let counts = Arc::default();
-    echo(
-        bus.respond(ASK, "answerers").await.expect("respond"),
-        "only",
-        counts,
-    );
+    echo(&bus, "answerers", "only", counts).await;
     bus.request(ask(1), WAIT).await.expect("a reply");
     // A queue group on the same subject name sees no message: requests never reach a stream.
     let mut events = bus

@@ -159,33 +159,19 @@ pub async fn a_listener_of_an_enum_of_events_dispatches_by_subject_and_settles_e
         async move { (handled.len() >= 7).then_some(handled) }
     })
     .await;
-    let numbered: Vec<u64> = handled
-        .iter()
-        .filter_map(|e| match e {
-            Either::Numbered(Numbered { n }) => Some(*n),
-            Either::Lettered(_) => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let lettered: Vec<u64> = handled
-        .iter()
-        .filter_map(|e| match e {
-            Either::Lettered(Lettered { n }) => Some(*n),
-            Either::Numbered(_) => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (mut numbered, mut lettered) = (BTreeSet::new(), BTreeSet::new());
+    for event in &handled {
+        match event {
+            Either::Numbered(Numbered { n }) => numbered.insert(*n),
+            Either::Lettered(Lettered { n }) => lettered.insert(*n),
+        };
+    }
+    let (numbered, lettered): (Vec<u64>, Vec<u64>) = (
+        numbered.into_iter().collect(),
+        lettered.into_iter().collect(),
+    );
     assert_eq!((numbered, lettered), (vec![0, 1, 2, 4], vec![0, 1, 2]));
-    let dead = eventually(WAIT, "the refused one dead-lettered", || {
-        let bus = bus.clone();
-        async move {
-            let dead = bus.dead_letters().await.expect("dead letters");
-            (!dead.is_empty()).then_some(dead)
-        }
-    })
-    .await;
+    let dead = super::dead_letters_eventually(&bus, WAIT).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].message.subject, Numbered::SUBJECT);
     assert!(
