@@ -178,8 +178,16 @@ impl fmt::Debug for TraceContext {
 
 /// Runs `future` with `context` as the current trace context.
 pub async fn scope<F: Future>(context: TraceContext, future: F) -> F::Output {
-    CURRENT.scope(context, future).await
+    scoped(context, future).await
 }
+
+/// `future` with `context` as its trace context, as a nameable future (for a tower service).
+pub fn scoped<F: Future>(context: TraceContext, future: F) -> Scoped<F> {
+    CURRENT.scope(context, future)
+}
+
+/// A future run in a trace context ([`scoped`]).
+pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<TraceContext, F>;
 
 fn nonzero_u128() -> u128 {
     loop {

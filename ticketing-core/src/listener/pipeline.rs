@@ -288,26 +288,29 @@ pub struct CatchPanic<S>(S);
 impl<S> tower::Service<Incoming> for CatchPanic<S>
 where
     S: tower::Service<Incoming, Response = (), Error = HandlerError>,
-    S::Future: Send + 'static,
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<Result<(), HandlerError>>;
+    type Future = futures::future::Map<
+        futures::future::CatchUnwind<AssertUnwindSafe<S::Future>>,
+        fn(Result<Result<(), HandlerError>, Box<dyn Any + Send>>) -> Result<(), HandlerError>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandlerError>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, incoming: Incoming) -> Self::Future {
-        let handled = AssertUnwindSafe(self.0.call(incoming)).catch_unwind();
-        Box::pin(async move {
-            handled.await.unwrap_or_else(|panic| {
-                Err(HandlerError::permanent(format!(
-                    "handler panicked: {}",
-                    panic_message(&*panic)
-                )))
+        AssertUnwindSafe(self.0.call(incoming))
+            .catch_unwind()
+            .map(|handled| {
+                handled.unwrap_or_else(|panic| {
+                    Err(HandlerError::permanent(format!(
+                        "handler panicked: {}",
+                        panic_message(&*panic)
+                    )))
+                })
             })
-        })
     }
 }
 
@@ -348,11 +351,18 @@ pub struct Timeout<S> {
 impl<S> tower::Service<Incoming> for Timeout<S>
 where
     S: tower::Service<Incoming, Response = (), Error = HandlerError>,
-    S::Future: Send + 'static,
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = BoxFuture<Result<(), HandlerError>>;
+    type Future = futures::future::Either<
+        S::Future,
+        futures::future::Map<
+            tokio::time::Timeout<S::Future>,
+            fn(
+                Result<Result<(), HandlerError>, tokio::time::error::Elapsed>,
+            ) -> Result<(), HandlerError>,
+        >,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandlerError>> {
         self.inner.poll_ready(cx)
@@ -361,16 +371,12 @@ where
     fn call(&mut self, incoming: Incoming) -> Self::Future {
         let handled = self.inner.call(incoming);
         match self.limit {
-            None => Box::pin(handled),
-            Some(limit) => Box::pin(async move {
-                tokio::time::timeout(limit, handled)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(HandlerError::retry(format!(
-                            "handler timed out after {limit:?}"
-                        )))
-                    })
-            }),
+            None => futures::future::Either::Left(handled),
+            Some(limit) => futures::future::Either::Right(
+                tokio::time::timeout(limit, handled).map(|outcome| {
+                    outcome.unwrap_or_else(|_| Err(HandlerError::retry("the handler timed out")))
+                }),
+            ),
         }
     }
 }
@@ -423,11 +429,10 @@ const LONG_WAIT_RETRY: Duration = Duration::from_secs(60);
 impl<S> tower::Service<Incoming> for Settle<S>
 where
     S: tower::Service<Incoming, Response = (), Error = HandlerError>,
-    S::Future: Send + 'static,
 {
     type Response = Settlement;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Settlement, Infallible>>;
+    type Future = Settling<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // A step that cannot take the message now is waited for; one that failed is the
@@ -439,14 +444,42 @@ where
     }
 
     fn call(&mut self, incoming: Incoming) -> Self::Future {
-        let key = incoming.key();
-        let age = incoming.age();
-        let handled = self.inner.call(incoming);
-        let (options, tries) = (self.options, self.tries.clone());
-        Box::pin(async move {
-            let outcome = handled.await;
-            Ok(decide(outcome, key, age, &options, &tries))
-        })
+        let (key, age) = (incoming.key(), incoming.age());
+        Settling {
+            handled: self.inner.call(incoming),
+            key,
+            age,
+            options: self.options,
+            tries: self.tries.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Settle`]: the handling, then the decision.
+    pub struct Settling<F> {
+        #[pin]
+        handled: F,
+        key: (usize, u64),
+        age: Option<Duration>,
+        options: ListenerOptions,
+        tries: Arc<Tries>,
+    }
+}
+
+impl<F: Future<Output = Result<(), HandlerError>>> Future for Settling<F> {
+    type Output = Result<Settlement, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let outcome = std::task::ready!(this.handled.poll(cx));
+        Poll::Ready(Ok(decide(
+            outcome,
+            *this.key,
+            *this.age,
+            this.options,
+            this.tries,
+        )))
     }
 }
 
@@ -586,11 +619,10 @@ pub struct Metrics<S>(S);
 impl<S> tower::Service<Incoming> for Metrics<S>
 where
     S: tower::Service<Incoming, Response = Settlement, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Settlement;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Settlement, Infallible>>;
+    type Future = Measured<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.0.poll_ready(cx)
@@ -598,13 +630,41 @@ where
 
     fn call(&mut self, incoming: Incoming) -> Self::Future {
         let (subject, group) = (incoming.subject, incoming.group.clone());
-        let started = Instant::now();
-        let settled = self.0.call(incoming);
-        Box::pin(async move {
-            let settlement = settled.await?;
-            crate::metrics::delivery(subject, &group, settlement.outcome(), started.elapsed());
-            Ok(settlement)
-        })
+        Measured {
+            settled: self.0.call(incoming),
+            subject,
+            group,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Metrics`]: the settlement, counted with its handling time.
+    pub struct Measured<F> {
+        #[pin]
+        settled: F,
+        subject: &'static str,
+        group: Arc<str>,
+        started: Instant,
+    }
+}
+
+impl<F: Future<Output = Result<Settlement, Infallible>>> Future for Measured<F> {
+    type Output = Result<Settlement, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let settled = std::task::ready!(this.settled.poll(cx));
+        if let Ok(settlement) = &settled {
+            crate::metrics::delivery(
+                this.subject,
+                this.group,
+                settlement.outcome(),
+                this.started.elapsed(),
+            );
+        }
+        Poll::Ready(settled)
     }
 }
 
@@ -630,11 +690,10 @@ pub struct Trace<S>(S);
 impl<S> tower::Service<Incoming> for Trace<S>
 where
     S: tower::Service<Incoming, Response = Settlement, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Settlement;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Settlement, Infallible>>;
+    type Future = crate::trace::Scoped<tracing::instrument::Instrumented<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.0.poll_ready(cx)
@@ -660,7 +719,7 @@ where
         span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
         // The handler's events continue this trace.
         let settled = span.in_scope(|| self.0.call(incoming));
-        Box::pin(crate::trace::scope(trace, settled.instrument(span)))
+        crate::trace::scoped(trace, settled.instrument(span))
     }
 }
 
@@ -696,20 +755,18 @@ pub(super) fn stack<L: Listener>(
 /// A user's layer, boxed.
 pub(super) type PipeLayer = Arc<dyn Fn(Pipe) -> Pipe + Send + Sync>;
 
-/// Runs one delivery through `stack` and settles it.
-pub(super) async fn handle(
-    mut stack: Stack,
+/// Starts one delivery through `stack`, which must be ready ([`tower::Service::poll_ready`]),
+/// and settles it when the handling is done; the future borrows nothing.
+pub(super) fn handle(
+    stack: &mut Stack,
     delivery: Delivery,
     subjects: &'static [&'static str],
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     use tower::Service;
     let (incoming, acker) = Incoming::of(delivery, subjects);
-    if std::future::poll_fn(|cx| stack.poll_ready(cx))
-        .await
-        .is_err()
-    {
-        unreachable!("the stack's errors are infallible");
+    let settled = stack.call(incoming);
+    async move {
+        let Ok(settlement) = settled.await;
+        settlement.apply(&*acker).await;
     }
-    let Ok(settlement) = stack.call(incoming).await;
-    settlement.apply(&*acker).await;
 }

@@ -110,7 +110,7 @@ pub(super) async fn spawn_with_layers<L: Listener>(
 
 async fn run<L: Listener>(
     listener: Arc<L>,
-    stack: pipeline::Stack,
+    mut stack: pipeline::Stack,
     mut subscription: Box<dyn crate::bus::Subscription>,
     options: ListenerOptions,
     token: CancellationToken,
@@ -131,14 +131,24 @@ async fn run<L: Listener>(
                 resume_at = None;
             }
             next = subscription.next(), if resume_at.is_none() && in_flight.len() < concurrency => match next {
-                // One at a time: handle it here, without the bookkeeping of a set of futures.
-                Some(Ok(delivery)) if concurrency == 1 => {
-                    failures = 0;
-                    pipeline::handle(stack.clone(), delivery, subjects).await;
-                }
                 Some(Ok(delivery)) => {
                     failures = 0;
-                    in_flight.push(pipeline::handle(stack.clone(), delivery, subjects));
+                    // A step may ask to wait (a concurrency limit of the user's): the
+                    // handlers in flight go on meanwhile.
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = std::future::poll_fn(|cx| tower::Service::poll_ready(&mut stack, cx)) => break,
+                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                        }
+                    }
+                    let handled = pipeline::handle(&mut stack, delivery, subjects);
+                    if concurrency == 1 {
+                        // One at a time: handle it here, without the bookkeeping of a set.
+                        handled.await;
+                    } else {
+                        in_flight.push(handled);
+                    }
                 }
                 Some(Err(error)) => {
                     failures = failures.saturating_add(1);
