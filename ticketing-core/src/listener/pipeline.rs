@@ -444,11 +444,11 @@ where
     }
 
     fn call(&mut self, incoming: Incoming) -> Self::Future {
-        let (key, age) = (incoming.key(), incoming.age());
+        let (key, published) = (incoming.key(), incoming.published);
         Settling {
             handled: self.inner.call(incoming),
             key,
-            age,
+            published,
             options: self.options,
             tries: self.tries.clone(),
         }
@@ -461,7 +461,7 @@ pin_project_lite::pin_project! {
         #[pin]
         handled: F,
         key: (usize, u64),
-        age: Option<Duration>,
+        published: Option<Instant>,
         options: ListenerOptions,
         tries: Arc<Tries>,
     }
@@ -476,7 +476,7 @@ impl<F: Future<Output = Result<(), HandlerError>>> Future for Settling<F> {
         Poll::Ready(Ok(decide(
             outcome,
             *this.key,
-            *this.age,
+            *this.published,
             this.options,
             this.tries,
         )))
@@ -486,7 +486,7 @@ impl<F: Future<Output = Result<(), HandlerError>>> Future for Settling<F> {
 fn decide(
     outcome: Result<(), HandlerError>,
     key: (usize, u64),
-    age: Option<Duration>,
+    published: Option<Instant>,
     options: &ListenerOptions,
     tries: &Tries,
 ) -> Settlement {
@@ -502,30 +502,33 @@ fn decide(
     };
     match outcome {
         Ok(()) => Settlement::Ack,
-        Err(HandlerError::Wait { source }) => match age {
-            Some(age) if age >= options.gap_horizon => {
-                tries.forget(key);
-                dead(format!(
-                    "waited {}s, past the gap horizon of {}s: {source}",
-                    age.as_secs(),
-                    options.gap_horizon.as_secs()
-                ))
-            }
-            age => {
-                let waited = tries.wait(key);
-                let delay = options
-                    .gap_backoff
-                    .delay(waited)
-                    .max(age.map_or(Duration::ZERO, |age| (age / 20).min(LONG_WAIT_RETRY)));
-                // Waiting is routine; say so now and then, not on every retry.
-                if waited.is_power_of_two() && waited >= 64 {
-                    tracing::info!(reason = %source, waited, ?age, ?delay, "still waiting");
-                } else {
-                    tracing::debug!(reason = %source, waited, ?delay, "waiting");
+        // How long ago the broker stored it: read the clock only for a wait.
+        Err(HandlerError::Wait { source }) => {
+            match published.map(|at| Instant::now().saturating_duration_since(at)) {
+                Some(age) if age >= options.gap_horizon => {
+                    tries.forget(key);
+                    dead(format!(
+                        "waited {}s, past the gap horizon of {}s: {source}",
+                        age.as_secs(),
+                        options.gap_horizon.as_secs()
+                    ))
                 }
-                Settlement::Wait(delay)
+                age => {
+                    let waited = tries.wait(key);
+                    let delay = options
+                        .gap_backoff
+                        .delay(waited)
+                        .max(age.map_or(Duration::ZERO, |age| (age / 20).min(LONG_WAIT_RETRY)));
+                    // Waiting is routine; say so now and then, not on every retry.
+                    if waited.is_power_of_two() && waited >= 64 {
+                        tracing::info!(reason = %source, waited, ?age, ?delay, "still waiting");
+                    } else {
+                        tracing::debug!(reason = %source, waited, ?delay, "waiting");
+                    }
+                    Settlement::Wait(delay)
+                }
             }
-        },
+        }
         Err(HandlerError::Retry { source, after }) => {
             // The failures this member saw: waits, and deliveries lost to a crash or handled
             // elsewhere, do not count against the budget.
@@ -716,7 +719,9 @@ where
         if let Some(parent) = &parent {
             crate::trace::adopt(&span, parent);
         }
-        span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
+        if !span.is_disabled() {
+            span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
+        }
         // The handler's events continue this trace.
         let settled = span.in_scope(|| self.0.call(incoming));
         crate::trace::scoped(trace, settled.instrument(span))
