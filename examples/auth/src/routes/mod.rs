@@ -75,45 +75,34 @@ pub struct CurrentUserResponse {
     pub current_user: Option<ticketing_common::Claims>,
 }
 
-/// A valid sign-up request.
-#[derive(Debug)]
-pub struct NewUser {
-    /// The email, trimmed.
-    pub email: String,
-    /// The password, 8 to 128 characters.
-    pub password: String,
-}
-
-impl TryFrom<&JsonBody> for NewUser {
-    type Error = ApiError;
-
-    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
-        let password = new_password(body.get("password"));
-        let (email, password) =
-            Validation::both(("email", email_of(body)), ("password", password))?;
-        Ok(NewUser { email, password })
-    }
-}
-
-/// A valid sign-in request.
+/// The email (trimmed) and password of a sign-up or sign-in request.
 #[derive(Debug)]
 pub struct Credentials {
     /// The email, trimmed.
     pub email: String,
-    /// The password, not blank.
+    /// The password.
     pub password: String,
 }
 
-impl TryFrom<&JsonBody> for Credentials {
-    type Error = ApiError;
+impl Credentials {
+    /// A sign-up's: a valid email, a password of 8 to 128 characters. Every failed rule is
+    /// reported at once.
+    pub fn for_sign_up(body: &JsonBody) -> Result<Self, ApiError> {
+        Self::checked(body, new_password(body.get("password")))
+    }
 
-    fn try_from(body: &JsonBody) -> Result<Self, ApiError> {
-        // At most 128 characters, as any password that can be set: nothing longer is hashed.
+    /// A sign-in's: a valid email, a password that is not blank and at most 128 characters,
+    /// as any password that can be set (nothing longer is hashed).
+    pub fn for_sign_in(body: &JsonBody) -> Result<Self, ApiError> {
         let password = body
             .str("password")
             .filter(|p| !p.trim().is_empty() && p.chars().count() <= 128)
             .map(str::to_owned)
             .ok_or_else(|| "You must supply a password".to_owned());
+        Self::checked(body, password)
+    }
+
+    fn checked(body: &JsonBody, password: Result<String, String>) -> Result<Self, ApiError> {
         let (email, password) =
             Validation::both(("email", email_of(body)), ("password", password))?;
         Ok(Credentials { email, password })

@@ -29,7 +29,7 @@ pub async fn signin(
     ClientAddress(address): ClientAddress,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let Credentials { email, password } = Credentials::try_from(&body)?;
+    let Credentials { email, password } = Credentials::for_sign_in(&body)?;
     state.guards.signin.check(&email, address)?;
     let user = state.users.find_by_email(&email).await?;
     let matches = password::verify(

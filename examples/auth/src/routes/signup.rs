@@ -5,7 +5,7 @@ use ticketing_common::{ApiError, JsonBody};
 use ticketing_core::ticketing::store::User;
 use ticketing_core::{Id, StoreError};
 
-use super::{NewUser, UserJson, with_cookie};
+use super::{Credentials, UserJson, with_cookie};
 use crate::password;
 use crate::startup::AuthState;
 
@@ -22,7 +22,7 @@ use crate::startup::AuthState;
 )]
 #[tracing::instrument(name = "signup", skip_all)]
 pub async fn signup(State(state): State<AuthState>, body: JsonBody) -> Result<Response, ApiError> {
-    let NewUser { email, password } = NewUser::try_from(&body)?;
+    let Credentials { email, password } = Credentials::for_sign_up(&body)?;
     if state.users.find_by_email(&email).await?.is_some() {
         return Err(ApiError::bad_request("Email in use"));
     }
