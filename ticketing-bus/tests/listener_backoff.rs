@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use ticketing_bus::memory::InMemoryBus;
 use ticketing_core::{
-    Bus, BusError, DeadLetter, Delivery, Event, HandlerError, Listener, ListenerOptions,
-    MessageContext, OutgoingMessage, PublishAck, SubscribeOptions, Subscription, spawn_listener,
+    Event, HandlerError, Listener, ListenerOptions, MessageContext, OutgoingMessage, spawn_listener,
 };
 use tokio::time::Instant;
 
@@ -22,57 +21,6 @@ impl Event for Ping {
     const SUBJECT: &'static str = "ping";
     fn message_id(&self) -> String {
         format!("ping:{}", self.n)
-    }
-}
-
-/// The in-memory bus, whose subscriptions fail once right after their first delivery.
-struct FlakySubscriptions(InMemoryBus);
-
-struct FailsOnce {
-    inner: Box<dyn Subscription>,
-    delivered: usize,
-    failed: bool,
-}
-
-#[async_trait]
-impl Subscription for FailsOnce {
-    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
-        if self.delivered == 1 && !self.failed {
-            self.failed = true;
-            return Some(Err(BusError::backend("test", "the pull request failed")));
-        }
-        let next = self.inner.next().await;
-        self.delivered += 1;
-        next
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), BusError> {
-        self.inner.close().await
-    }
-}
-
-#[async_trait]
-impl Bus for FlakySubscriptions {
-    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        self.0.publish(message).await
-    }
-    async fn subscribe(
-        &self,
-        subject: &str,
-        group: &str,
-        options: SubscribeOptions,
-    ) -> Result<Box<dyn Subscription>, BusError> {
-        Ok(Box::new(FailsOnce {
-            inner: self.0.subscribe(subject, group, options).await?,
-            delivered: 0,
-            failed: false,
-        }))
-    }
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
-        self.0.dead_letters().await
-    }
-    async fn redrive(&self, id: u64) -> Result<(), BusError> {
-        self.0.redrive(id).await
     }
 }
 
@@ -109,7 +57,7 @@ impl Listener for Slow {
 #[tokio::test(start_paused = true)]
 async fn a_handler_in_flight_finishes_while_the_runtime_backs_off() {
     let memory = InMemoryBus::new();
-    let bus: Arc<dyn Bus> = Arc::new(FlakySubscriptions(memory.clone()));
+    let bus = memory.as_dyn();
     let finished = Arc::new(Mutex::new(Vec::new()));
     let handle = spawn_listener(
         &bus,
@@ -123,6 +71,9 @@ async fn a_handler_in_flight_finishes_while_the_runtime_backs_off() {
     bus.publish(OutgoingMessage::new("ping", r#"{"n":1}"#))
         .await
         .unwrap();
+    // The first message's handler is under way; then the member's next pull fails.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    memory.faults().fail_next_pull("ping");
     bus.publish(OutgoingMessage::new("ping", r#"{"n":2}"#))
         .await
         .unwrap();

@@ -8,10 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ticketing_bus::memory::InMemoryBus;
 use ticketing_core::outbox::{Outbox, OutboxEvent, OutboxId, RelayOptions, round, spawn_relay};
-use ticketing_core::{
-    Bus, BusError, DeadLetter, OutgoingMessage, PublishAck, StoreError, SubscribeOptions,
-    Subscription,
-};
+use ticketing_core::{OutgoingMessage, StoreError};
 use ticketing_store::memory::InMemoryOutbox;
 use tokio_util::sync::CancellationToken;
 
@@ -126,31 +123,6 @@ fn plain(subject: &str, key: &str, n: u64) -> OutgoingMessage {
     OutgoingMessage::new(subject, format!("{{\"key\":\"{key}\",\"n\":{n}}}"))
 }
 
-/// A broker that takes a millisecond to confirm each publish, so relays interleave.
-struct SlowBus(InMemoryBus);
-
-#[async_trait]
-impl Bus for SlowBus {
-    async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        self.0.publish(message).await
-    }
-    async fn subscribe(
-        &self,
-        subject: &str,
-        group: &str,
-        options: SubscribeOptions,
-    ) -> Result<Box<dyn Subscription>, BusError> {
-        self.0.subscribe(subject, group, options).await
-    }
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
-        self.0.dead_letters().await
-    }
-    async fn redrive(&self, id: u64) -> Result<(), BusError> {
-        self.0.redrive(id).await
-    }
-}
-
 async fn drained(outbox: &InMemoryOutbox) {
     tokio::time::timeout(Duration::from_secs(60), async {
         while !outbox.is_empty() {
@@ -169,7 +141,9 @@ async fn of_two_relays_one_publishes_at_a_time_in_record_order_and_the_other_tak
         batch: 7,
         ..RelayOptions::default()
     };
-    let slow: Arc<dyn Bus> = Arc::new(SlowBus(bus.clone()));
+    // A broker that takes a millisecond to confirm each publish, so relays interleave.
+    bus.faults().slow_publishes("*", Duration::from_millis(1));
+    let slow = bus.as_dyn();
     let relay = |name: &str| {
         spawn_relay(
             Arc::new(outbox.clone()),

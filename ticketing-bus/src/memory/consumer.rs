@@ -363,16 +363,25 @@ pub(super) struct InMemorySubscription {
 }
 
 impl InMemorySubscription {
-    pub(super) fn try_take(&mut self) -> Option<Delivery> {
+    pub(super) fn try_take(&mut self) -> Option<Result<Delivery, BusError>> {
         let mut state = self.shared.lock();
         if self.sleeping {
             state.consumers[self.id].sleepers -= 1;
             self.sleeping = false;
         }
+        if state.faults.active {
+            let subject = state.logs[state.consumers[self.id].log].subject.clone();
+            if FaultState::take(&mut state.faults.failed_pulls, &subject) {
+                state.faults.refresh();
+                return Some(Err(BusError::Injected(format!(
+                    "a pull on {subject} failed"
+                ))));
+            }
+        }
         match state.take(self.id, Instant::now()) {
             Taken::Delivery(message, attempt) => {
                 let published = state.published(self.id, message.sequence);
-                Some(self.delivery(message, attempt, published))
+                Some(Ok(self.delivery(message, attempt, published)))
             }
             Taken::Wait(_) => None,
         }
@@ -418,8 +427,8 @@ impl Subscription for InMemorySubscription {
     async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         loop {
             // Fast path: something is ready, no wake-up registration needed.
-            if let Some(delivery) = self.try_take() {
-                return Some(Ok(delivery));
+            if let Some(taken) = self.try_take() {
+                return Some(taken);
             }
             // The member may have parked held messages or expired deliveries.
             self.shared.changed();

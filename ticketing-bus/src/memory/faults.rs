@@ -1,5 +1,5 @@
-//! Fault injection: duplicate deliveries, lost acks, failed publishes, held, delayed and
-//! reordered messages. When no fault is set, one boolean (`FaultState::active`) is all the hot
+//! Fault injection: duplicate deliveries, lost acks, failed and slow publishes, failed pulls,
+//! held, delayed and reordered messages. When no fault is set, one boolean (`FaultState::active`) is all the hot
 //! path reads.
 
 #[allow(clippy::wildcard_imports)]
@@ -50,6 +50,20 @@ impl Faults<'_> {
     /// The next publish to `subject` fails with [`BusError::Injected`].
     pub fn fail_next_publish(&self, subject: &str) {
         self.with(|f| *f.failed_publishes.entry(subject.to_owned()).or_default() += 1);
+    }
+
+    /// The next pull by a member of a group on `subject` fails with [`BusError::Injected`] (a
+    /// pull request lost on the way to a broker); the member's later pulls go on as before.
+    pub fn fail_next_pull(&self, subject: &str) {
+        self.with(|f| *f.failed_pulls.entry(subject.to_owned()).or_default() += 1);
+    }
+
+    /// Every publish to `subject` from now on is confirmed only `delay` later (a slow broker),
+    /// until [`clear`](Self::clear).
+    pub fn slow_publishes(&self, subject: &str, delay: Duration) {
+        self.with(|f| {
+            f.slow_publishes.insert(subject.to_owned(), delay);
+        });
     }
 
     /// Messages published to `subject` from now on are stored but delivered to no group until
@@ -131,6 +145,8 @@ impl Faults<'_> {
             f.duplicate_deliveries.clear();
             f.dropped_acks.clear();
             f.failed_publishes.clear();
+            f.failed_pulls.clear();
+            f.slow_publishes.clear();
             f.holds.clear();
         });
     }

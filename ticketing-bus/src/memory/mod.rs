@@ -260,6 +260,8 @@ struct FaultState {
     duplicate_deliveries: HashMap<String, u32>,
     dropped_acks: HashMap<String, u32>,
     failed_publishes: HashMap<String, u32>,
+    failed_pulls: HashMap<String, u32>,
+    slow_publishes: HashMap<String, Duration>,
     holds: HashMap<String, Option<(u32, Duration)>>,
 }
 
@@ -268,7 +270,19 @@ impl FaultState {
         self.active = !(self.duplicate_deliveries.is_empty()
             && self.dropped_acks.is_empty()
             && self.failed_publishes.is_empty()
+            && self.failed_pulls.is_empty()
+            && self.slow_publishes.is_empty()
             && self.holds.is_empty());
+    }
+
+    /// How long a publish to `subject` takes to be confirmed, if it is slowed.
+    fn publish_delay(&self, subject: &str) -> Option<Duration> {
+        if !self.active {
+            return None;
+        }
+        [subject, "*"]
+            .iter()
+            .find_map(|key| self.slow_publishes.get(*key).copied())
     }
 
     /// Uses up one injected fault of `kind` for `subject` (or for any subject, `"*"`).
@@ -347,6 +361,10 @@ impl Bus for InMemoryBus {
     }
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
+        let delay = self.shared.lock().faults.publish_delay(&message.subject);
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let ack = self.shared.lock().publish(message)?;
         self.shared.changed();
         Ok(ack)
