@@ -3,15 +3,34 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+use ticketing_core::envelope;
+
 pub(super) fn to_nats_headers(headers: &Headers) -> Result<HeaderMap, BusError> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        let name: HeaderName = name
-            .parse()
-            .map_err(|_| backend(format!("invalid header name {name:?}")))?;
-        map.insert(name, header_value(value));
+        map.insert(header_name(name)?, header_value(value));
     }
     Ok(map)
+}
+
+/// The names every event carries, made once rather than parsed and copied per message.
+const KNOWN_NAMES: [&str; 8] = [
+    envelope::SPECVERSION,
+    envelope::ID,
+    envelope::SOURCE,
+    envelope::TYPE,
+    envelope::TIME,
+    envelope::DATACONTENTTYPE,
+    envelope::SCHEMAVERSION,
+    ticketing_core::trace::TRACEPARENT,
+];
+
+fn header_name(name: &str) -> Result<HeaderName, BusError> {
+    if let Some(known) = KNOWN_NAMES.iter().find(|known| **known == name) {
+        return Ok(HeaderName::from_static(known));
+    }
+    name.parse()
+        .map_err(|_| backend(format!("invalid header name {name:?}")))
 }
 
 /// Header values cannot hold line breaks or other control characters.
