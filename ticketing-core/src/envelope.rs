@@ -68,11 +68,7 @@ pub fn with_source<F: Future>(source: &'static str, future: F) -> WithSource<F> 
 
 /// The `ce-source` of an event made now: the task's [`with_source`], else the process's
 /// [`set_default_source`], else `ticketing`.
-pub fn source() -> Arc<str> {
-    Arc::from(source_string())
-}
-
-fn source_string() -> String {
+pub fn source() -> String {
     if let Ok(source) = SOURCE_OF_TASK.try_with(|s| *s) {
         return source.to_owned();
     }
@@ -95,7 +91,7 @@ pub(crate) fn stamp(message: OutgoingMessage, id: &str, version: u32) -> Outgoin
     message
         .with_header(SPECVERSION, "1.0")
         .with_header(ID, id)
-        .with_header(SOURCE, source_string())
+        .with_header(SOURCE, source())
         .with_header(TYPE, subject)
         .with_header(
             TIME,

@@ -361,11 +361,21 @@ impl Bus for InMemoryBus {
     }
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        let delay = self.shared.lock().faults.publish_delay(&message.subject);
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
-        }
-        let ack = self.shared.lock().publish(message)?;
+        // One lock per publish unless a fault slows it (a slow broker confirms later).
+        let slowed = {
+            let mut state = self.shared.lock();
+            match state.faults.publish_delay(&message.subject) {
+                None => Ok(state.publish(message)?),
+                Some(delay) => Err((delay, message)),
+            }
+        };
+        let ack = match slowed {
+            Ok(ack) => ack,
+            Err((delay, message)) => {
+                tokio::time::sleep(delay).await;
+                self.shared.lock().publish(message)?
+            }
+        };
         self.shared.changed();
         Ok(ack)
     }

@@ -557,7 +557,7 @@ fn decide(
 /// (those include waits answered by another member or before a restart, and deliveries cut
 /// short by a crash, none of which is a failure of the message).
 #[derive(Default)]
-pub struct Tries(std::sync::Mutex<std::collections::HashMap<(usize, u64), TryCount>>);
+struct Tries(std::sync::Mutex<std::collections::HashMap<(usize, u64), TryCount>>);
 
 #[derive(Default, Clone, Copy)]
 struct TryCount {

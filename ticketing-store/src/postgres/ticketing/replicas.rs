@@ -24,6 +24,15 @@ pub trait TypedReplica: ticketing_core::Replica<Id = Id> {
     fn bind<'q>(&self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>;
 }
 
+/// The column `name` of a row whose columns carry `prefix` (a join's `t_`); no copy without one.
+fn column<'a>(prefix: &str, name: &'a str) -> std::borrow::Cow<'a, str> {
+    if prefix.is_empty() {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("{prefix}{name}"))
+    }
+}
+
 /// Replicas of `R` in its typed table.
 #[derive(Debug)]
 pub struct PgTypedReplicaStore<R> {
@@ -98,7 +107,7 @@ impl TypedReplica for PayableOrder {
     const NAME: &'static str = "order";
 
     fn decode(row: &PgRow, p: &str) -> Result<Self, StoreError> {
-        let c = |name: &str| format!("{p}{name}");
+        let c = |name| column(p, name);
         Ok(PayableOrder {
             id: id_of(row, &c("id"), Self::NAME)?,
             user_id: id_of(row, &c("user_id"), Self::NAME)?,
@@ -124,7 +133,7 @@ impl TypedReplica for OrderReplica {
     const NAME: &'static str = "order replica";
 
     fn decode(row: &PgRow, p: &str) -> Result<Self, StoreError> {
-        let c = |name: &str| format!("{p}{name}");
+        let c = |name| column(p, name);
         Ok(OrderReplica {
             id: id_of(row, &c("id"), Self::NAME)?,
             ticket_id: id_of(row, &c("ticket_id"), Self::NAME)?,
@@ -148,10 +157,10 @@ impl TypedReplica for TicketReplica {
     const NAME: &'static str = "ticket replica";
 
     fn decode(row: &PgRow, p: &str) -> Result<Self, StoreError> {
-        let c = |name: &str| format!("{p}{name}");
+        let c = |name| column(p, name);
         Ok(TicketReplica {
             id: id_of(row, &c("id"), Self::NAME)?,
-            title: row.try_get(c("title").as_str()).map_err(backend)?,
+            title: row.try_get(&*c("title")).map_err(backend)?,
             price: price_of(row, &c("price_cents"), Self::NAME)?,
             version: version_of(row, &c("version"), Self::NAME)?,
         })
