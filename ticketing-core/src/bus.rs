@@ -187,6 +187,23 @@ impl Delivery {
         }
     }
 
+    /// As [`new`](Self::new), with the acknowledger by value: one allocation fewer per
+    /// delivery than boxing it.
+    pub fn with_acker(
+        message: Arc<Message>,
+        group: Arc<str>,
+        attempt: u32,
+        acker: impl Acknowledger + 'static,
+    ) -> Self {
+        Delivery {
+            message,
+            group,
+            attempt,
+            published: None,
+            acker: Arc::new(acker),
+        }
+    }
+
     pub(crate) fn into_parts(self) -> DeliveryParts {
         DeliveryParts {
             message: self.message,
@@ -291,6 +308,14 @@ pub trait Subscription: Send {
     /// The next delivery for this member; waits until one is due. `None` once the bus is
     /// closed. Cancel-safe: dropping the future loses nothing.
     async fn next(&mut self) -> Option<Result<Delivery, BusError>>;
+
+    /// A delivery that is ready now, without waiting (`None` when none is, or the backend
+    /// cannot tell without waiting). The listener runtime asks this first and awaits
+    /// [`next`](Self::next) only when it returns `None`; a backend that holds deliveries in
+    /// memory (the in-memory bus, a prefetched batch) answers it without the cost of a future.
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        None
+    }
 
     /// Leaves the group. Deliveries already handed out stay valid and must still be settled;
     /// messages a pulling backend fetched ahead but never handed out go back to the group
@@ -424,6 +449,16 @@ impl Subscription for Merged {
         // Each member's `next` is cancel-safe: the losers lose nothing.
         let (delivery, _, _) = futures::future::select_all(racing).await;
         delivery
+    }
+
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        let count = self.members.len();
+        (0..count).find_map(|k| {
+            let i = (self.first + k) % count;
+            let delivery = self.members[i].try_next()?;
+            self.first = i + 1;
+            Some(delivery)
+        })
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {

@@ -47,15 +47,53 @@ impl DeliveryOutcome {
 
 /// Records a settled delivery.
 pub fn delivery(subject: &'static str, group: &str, outcome: DeliveryOutcome, took: Duration) {
-    metrics::counter!(
-        DELIVERIES,
-        "subject" => subject,
-        "group" => group.to_owned(),
-        "outcome" => outcome.as_str()
-    )
-    .increment(1);
-    metrics::histogram!(HANDLING, "subject" => subject, "group" => group.to_owned())
-        .record(took.as_secs_f64());
+    DeliveryMetrics::register(subject, group).record(outcome, took);
+}
+
+/// The delivery metrics of one subject in one group, registered once: recording a delivery
+/// through them builds no label and allocates nothing. The listener pipeline registers them at
+/// a listener's first delivery of each subject, from the recorder installed then — install the
+/// recorder before starting listeners.
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// By [`DeliveryOutcome`], in its order.
+    outcomes: [metrics::Counter; 4],
+    handling: metrics::Histogram,
+}
+
+impl DeliveryMetrics {
+    /// Registers the counters and the histogram of `subject` in `group`.
+    pub fn register(subject: &'static str, group: &str) -> Self {
+        let counter = |outcome: DeliveryOutcome| {
+            metrics::counter!(
+                DELIVERIES,
+                "subject" => subject,
+                "group" => group.to_owned(),
+                "outcome" => outcome.as_str()
+            )
+        };
+        DeliveryMetrics {
+            outcomes: [
+                counter(DeliveryOutcome::Acked),
+                counter(DeliveryOutcome::Retried),
+                counter(DeliveryOutcome::Waited),
+                counter(DeliveryOutcome::DeadLettered),
+            ],
+            handling: metrics::histogram!(HANDLING, "subject" => subject, "group" => group.to_owned()),
+        }
+    }
+
+    /// Records a delivery settled with `outcome` after `took`.
+    pub fn record(&self, outcome: DeliveryOutcome, took: Duration) {
+        self.outcomes[outcome as usize].increment(1);
+        self.handling.record(took.as_secs_f64());
+    }
+}
+
+impl std::fmt::Debug for DeliveryMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryMetrics").finish_non_exhaustive()
+    }
 }
 
 /// Records a publish and how long the broker took to confirm it.

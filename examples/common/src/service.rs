@@ -187,6 +187,8 @@ pub trait Service: Send + Sync + 'static {
         state: &Self::State,
         token: &CancellationToken,
     ) -> Result<Vec<ListenerHandle>, BusError> {
+        // Listeners register their metrics when they start: the recorder comes first.
+        crate::telemetry::prometheus();
         Self::background(state, token);
         match (Self::listeners(state), Self::parts(state).bus) {
             (Some(router), Some(bus)) => router.source(Self::NAME).spawn(&bus, token).await,

@@ -37,7 +37,7 @@ impl State {
                     sleepers: 0,
                     members: 0,
                     cursor: log.first_seq,
-                    pending: HashMap::new(),
+                    pending: FastMap::default(),
                     deadlines: BTreeSet::new(),
                     due: BTreeMap::new(),
                     parked: Vec::new(),
@@ -364,6 +364,8 @@ pub(super) struct InMemorySubscription {
 
 impl InMemorySubscription {
     pub(super) fn try_take(&mut self) -> Option<Result<Delivery, BusError>> {
+        // The clock is read before the lock is taken, not while holding it.
+        let now = Instant::now();
         let mut state = self.shared.lock();
         if self.sleeping {
             state.consumers[self.id].sleepers -= 1;
@@ -378,9 +380,10 @@ impl InMemorySubscription {
                 ))));
             }
         }
-        match state.take(self.id, Instant::now()) {
+        match state.take(self.id, now) {
             Taken::Delivery(message, attempt) => {
                 let published = state.published(self.id, message.sequence);
+                drop(state);
                 Some(Ok(self.delivery(message, attempt, published)))
             }
             Taken::Wait(_) => None,
@@ -388,10 +391,12 @@ impl InMemorySubscription {
     }
 
     pub(super) fn take_or_sleep(&mut self) -> Result<Delivery, Option<Instant>> {
+        let now = Instant::now();
         let mut state = self.shared.lock();
-        match state.take(self.id, Instant::now()) {
+        match state.take(self.id, now) {
             Taken::Delivery(message, attempt) => {
                 let published = state.published(self.id, message.sequence);
+                drop(state);
                 Ok(self.delivery(message, attempt, published))
             }
             Taken::Wait(wake) => {
@@ -414,7 +419,7 @@ impl InMemorySubscription {
             sequence: message.sequence,
             attempt,
         };
-        let delivery = Delivery::new(message, self.group.clone(), attempt, Box::new(acker));
+        let delivery = Delivery::with_acker(message, self.group.clone(), attempt, acker);
         match published {
             Some(at) => delivery.with_published(at),
             None => delivery,
@@ -449,6 +454,10 @@ impl Subscription for InMemorySubscription {
                 None => notified.await,
             }
         }
+    }
+
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        self.try_take()
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {

@@ -17,7 +17,7 @@ impl State {
             published: VecDeque::new(),
             bytes: 0,
             consumers: Vec::new(),
-            held: HashMap::new(),
+            held: FastMap::default(),
         });
         self.log_ids.insert(subject, id);
         id
@@ -28,22 +28,25 @@ impl State {
         self.next_order
     }
 
-    pub(super) fn publish(&mut self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
-        // Every message carries its publish time (listeners measure waits from it).
-        let now = Instant::now();
-        if self.faults.active
-            && FaultState::take(&mut self.faults.failed_publishes, &message.subject)
+    pub(super) fn publish(&mut self, message: Prepared) -> Result<PublishAck, BusError> {
+        let Prepared {
+            mut stored,
+            message_id,
+            size,
+            now,
+        } = message;
+        if self.faults.active && FaultState::take(&mut self.faults.failed_publishes, &stored.subject)
         {
             self.faults.refresh();
             return Err(BusError::Injected(format!(
                 "publish to {} failed",
-                message.subject
+                stored.subject
             )));
         }
         if !self.dedup_order.is_empty() {
             self.expire_dedup(now);
         }
-        if let Some(id) = &message.message_id {
+        if let Some(id) = &message_id {
             if let Some(&sequence) = self.dedup.get(id.as_str()) {
                 return Ok(PublishAck {
                     sequence,
@@ -51,24 +54,20 @@ impl State {
                 });
             }
         }
-        let log_id = match self.log_ids.get(message.subject.as_str()) {
+        let log_id = match self.log_ids.get(stored.subject.as_str()) {
             Some(&id) => id,
             None => {
-                validate_subject(&message.subject)?;
-                self.log_id(&message.subject)
+                validate_subject(&stored.subject)?;
+                self.log_id(&stored.subject)
             }
         };
         let config = self.config;
         let log = &mut self.logs[log_id];
         let sequence = log.next_seq();
-        let stored = Message {
-            subject: message.subject,
-            payload: message.payload,
-            headers: message.headers,
-            sequence,
-        };
-        let size = stored_size(&stored);
-        log.messages.push_back(Arc::new(stored));
+        if let Some(unshared) = Arc::get_mut(&mut stored) {
+            unshared.sequence = sequence;
+        }
+        log.messages.push_back(stored);
         log.published.push_back(now);
         log.bytes += size;
         while log.messages.len() > config.max_messages_per_subject
@@ -99,7 +98,7 @@ impl State {
                 }
             }
         }
-        if let Some(id) = message.message_id {
+        if let Some(id) = message_id {
             let id: Arc<str> = Arc::from(id);
             self.dedup.insert(id.clone(), sequence);
             self.dedup_order.push_back((now, id));
@@ -127,6 +126,45 @@ impl State {
             if let Some((_, id)) = self.dedup_order.pop_front() {
                 self.dedup.remove(&id);
             }
+        }
+    }
+}
+
+/// A message made ready for the log before its lock is taken: the allocation and the clock
+/// read stay out of the time the lock is held.
+pub(super) struct Prepared {
+    /// The stored message; its sequence is set when it is appended.
+    stored: Arc<Message>,
+    message_id: Option<String>,
+    size: usize,
+    now: Instant,
+}
+
+impl Prepared {
+    pub(super) fn new(message: OutgoingMessage) -> Self {
+        let stored = Message {
+            subject: message.subject,
+            payload: message.payload,
+            headers: message.headers,
+            sequence: 0,
+        };
+        Prepared {
+            size: stored_size(&stored),
+            stored: Arc::new(stored),
+            message_id: message.message_id,
+            now: Instant::now(),
+        }
+    }
+
+    pub(super) fn subject(&self) -> &str {
+        &self.stored.subject
+    }
+
+    /// The same message, stored now rather than when it was made ready (after a delay).
+    pub(super) fn stored_now(self) -> Self {
+        Prepared {
+            now: Instant::now(),
+            ..self
         }
     }
 }

@@ -57,6 +57,10 @@
 #![doc = include_str!("../../docs/memory.md")]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// The maps on the hot path (sequences, subjects, message ids) hash with foldhash: keys come
+/// from the application, not from an attacker, and SipHash showed in the profile.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -167,11 +171,11 @@ type LogId = usize;
 #[derive(Default)]
 struct State {
     config: InMemoryBusConfig,
-    log_ids: HashMap<Arc<str>, LogId>,
+    log_ids: FastMap<Arc<str>, LogId>,
     logs: Vec<Log>,
-    consumer_ids: HashMap<(LogId, Arc<str>), ConsumerId>,
+    consumer_ids: FastMap<(LogId, Arc<str>), ConsumerId>,
     consumers: Vec<Consumer>,
-    dedup: HashMap<Arc<str>, u64>,
+    dedup: FastMap<Arc<str>, u64>,
     dedup_order: VecDeque<(Instant, Arc<str>)>,
     dead_letters: BTreeMap<u64, DeadEntry>,
     next_dead_letter: u64,
@@ -187,7 +191,7 @@ struct Log {
     published: VecDeque<Instant>,
     bytes: usize,
     consumers: Vec<ConsumerId>,
-    held: HashMap<u64, Hold>,
+    held: FastMap<u64, Hold>,
 }
 
 #[derive(Clone, Copy)]
@@ -221,7 +225,7 @@ struct Consumer {
     sleepers: usize,
     members: usize,
     cursor: u64,
-    pending: HashMap<u64, Pending>,
+    pending: FastMap<u64, Pending>,
     deadlines: BTreeSet<(Instant, u64)>,
     due: BTreeMap<(Instant, u64), Waiting>,
     parked: Vec<Arc<Message>>,
@@ -362,9 +366,10 @@ impl Bus for InMemoryBus {
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
         // One lock per publish unless a fault slows it (a slow broker confirms later).
+        let message = log::Prepared::new(message);
         let slowed = {
             let mut state = self.shared.lock();
-            match state.faults.publish_delay(&message.subject) {
+            match state.faults.publish_delay(message.subject()) {
                 None => Ok(state.publish(message)?),
                 Some(delay) => Err((delay, message)),
             }
@@ -373,7 +378,7 @@ impl Bus for InMemoryBus {
             Ok(ack) => ack,
             Err((delay, message)) => {
                 tokio::time::sleep(delay).await;
-                self.shared.lock().publish(message)?
+                self.shared.lock().publish(message.stored_now())?
             }
         };
         self.shared.changed();

@@ -96,7 +96,7 @@ impl NatsSubscription {
             return Ok(None);
         }
         Ok(Some(
-            Delivery::new(ours, self.group.clone(), attempt, Box::new(acker))
+            Delivery::with_acker(ours, self.group.clone(), attempt, acker)
                 .with_published(published),
         ))
     }

@@ -354,29 +354,46 @@ where
 {
     type Response = ();
     type Error = HandlerError;
-    type Future = futures::future::Either<
-        S::Future,
-        futures::future::Map<
-            tokio::time::Timeout<S::Future>,
-            fn(
-                Result<Result<(), HandlerError>, tokio::time::error::Elapsed>,
-            ) -> Result<(), HandlerError>,
-        >,
-    >;
+    type Future = TimedOut<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandlerError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, incoming: Incoming) -> Self::Future {
-        let handled = self.inner.call(incoming);
-        match self.limit {
-            None => futures::future::Either::Left(handled),
-            Some(limit) => futures::future::Either::Right(
-                tokio::time::timeout(limit, handled).map(|outcome| {
-                    outcome.unwrap_or_else(|_| Err(HandlerError::retry("the handler timed out")))
-                }),
-            ),
+        TimedOut {
+            handled: self.inner.call(incoming),
+            // Boxed: without a limit the future carries no timer, only a pointer.
+            limit: self.limit.map(|limit| Box::pin(tokio::time::sleep(limit))),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Timeout`]: the handling, or a retry once the limit passed.
+    pub struct TimedOut<F> {
+        #[pin]
+        handled: F,
+        limit: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future<Output = Result<(), HandlerError>>> Future for TimedOut<F> {
+    type Output = Result<(), HandlerError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(handled) = this.handled.poll(cx) {
+            return Poll::Ready(handled);
+        }
+        let timed_out = this
+            .limit
+            .as_mut()
+            .is_some_and(|limit| limit.as_mut().poll(cx).is_ready());
+        if timed_out {
+            Poll::Ready(Err(HandlerError::retry("the handler timed out")))
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -390,16 +407,24 @@ where
 /// dead-letters, each with its reason logged.
 #[derive(Clone)]
 pub struct SettleLayer {
+    policy: Arc<Policy>,
+}
+
+/// The options a [`Settle`] decides by and the tries it counted, shared by its futures (a
+/// pointer in each, not a copy of the options).
+struct Policy {
     options: ListenerOptions,
-    tries: Arc<Tries>,
+    tries: Tries,
 }
 
 impl SettleLayer {
     /// The decision under `options`, counting the tries of this listener's messages.
     pub fn new(options: ListenerOptions) -> Self {
         SettleLayer {
-            options,
-            tries: Arc::default(),
+            policy: Arc::new(Policy {
+                options,
+                tries: Tries::default(),
+            }),
         }
     }
 }
@@ -409,8 +434,7 @@ impl<S> tower::Layer<S> for SettleLayer {
     fn layer(&self, inner: S) -> Settle<S> {
         Settle {
             inner,
-            options: self.options,
-            tries: self.tries.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
@@ -419,8 +443,7 @@ impl<S> tower::Layer<S> for SettleLayer {
 #[derive(Clone)]
 pub struct Settle<S> {
     inner: S,
-    options: ListenerOptions,
-    tries: Arc<Tries>,
+    policy: Arc<Policy>,
 }
 
 /// The longest pause between two tries of an event that has waited for long.
@@ -449,8 +472,7 @@ where
             handled: self.inner.call(incoming),
             key,
             published,
-            options: self.options,
-            tries: self.tries.clone(),
+            policy: self.policy.clone(),
         }
     }
 }
@@ -462,8 +484,7 @@ pin_project_lite::pin_project! {
         handled: F,
         key: (usize, u64),
         published: Option<Instant>,
-        options: ListenerOptions,
-        tries: Arc<Tries>,
+        policy: Arc<Policy>,
     }
 }
 
@@ -477,8 +498,8 @@ impl<F: Future<Output = Result<(), HandlerError>>> Future for Settling<F> {
             outcome,
             *this.key,
             *this.published,
-            this.options,
-            this.tries,
+            &this.policy.options,
+            &this.policy.tries,
         )))
     }
 }
@@ -557,7 +578,12 @@ fn decide(
 /// (those include waits answered by another member or before a restart, and deliveries cut
 /// short by a crash, none of which is a failure of the message).
 #[derive(Default)]
-struct Tries(std::sync::Mutex<std::collections::HashMap<(usize, u64), TryCount>>);
+struct Tries {
+    counts: std::sync::Mutex<std::collections::HashMap<(usize, u64), TryCount>>,
+    /// Whether `counts` may hold anything: most deliveries succeed at once, and forgetting
+    /// then takes no lock.
+    any: std::sync::atomic::AtomicBool,
+}
 
 #[derive(Default, Clone, Copy)]
 struct TryCount {
@@ -571,7 +597,7 @@ impl Tries {
     const LIMIT: usize = 100_000;
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(usize, u64), TryCount>> {
-        self.0
+        self.counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -583,6 +609,7 @@ impl Tries {
         }
         let count = counts.entry(key).or_default();
         update(count);
+        self.any.store(true, std::sync::atomic::Ordering::Release);
         *count
     }
 
@@ -597,7 +624,14 @@ impl Tries {
     }
 
     fn forget(&self, key: (usize, u64)) {
-        self.lock().remove(&key);
+        if !self.any.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut counts = self.lock();
+        counts.remove(&key);
+        if counts.is_empty() {
+            self.any.store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
@@ -611,13 +645,20 @@ pub struct MetricsLayer;
 impl<S> tower::Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
     fn layer(&self, inner: S) -> Metrics<S> {
-        Metrics(inner)
+        Metrics {
+            inner,
+            registered: Vec::new(),
+        }
     }
 }
 
 /// See [`MetricsLayer`].
 #[derive(Debug, Clone)]
-pub struct Metrics<S>(S);
+pub struct Metrics<S> {
+    inner: S,
+    /// The metrics of each subject seen, registered at its first delivery.
+    registered: Vec<(&'static str, Arc<crate::metrics::DeliveryMetrics>)>,
+}
 
 impl<S> tower::Service<Incoming> for Metrics<S>
 where
@@ -628,15 +669,28 @@ where
     type Future = Measured<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, incoming: Incoming) -> Self::Future {
-        let (subject, group) = (incoming.subject, incoming.group.clone());
+        let metrics = match self
+            .registered
+            .iter()
+            .find(|(subject, _)| *subject == incoming.subject)
+        {
+            Some((_, metrics)) => metrics.clone(),
+            None => {
+                let metrics = Arc::new(crate::metrics::DeliveryMetrics::register(
+                    incoming.subject,
+                    &incoming.group,
+                ));
+                self.registered.push((incoming.subject, metrics.clone()));
+                metrics
+            }
+        };
         Measured {
-            settled: self.0.call(incoming),
-            subject,
-            group,
+            settled: self.inner.call(incoming),
+            metrics,
             started: Instant::now(),
         }
     }
@@ -647,8 +701,7 @@ pin_project_lite::pin_project! {
     pub struct Measured<F> {
         #[pin]
         settled: F,
-        subject: &'static str,
-        group: Arc<str>,
+        metrics: Arc<crate::metrics::DeliveryMetrics>,
         started: Instant,
     }
 }
@@ -660,12 +713,8 @@ impl<F: Future<Output = Result<Settlement, Infallible>>> Future for Measured<F> 
         let this = self.project();
         let settled = std::task::ready!(this.settled.poll(cx));
         if let Ok(settlement) = &settled {
-            crate::metrics::delivery(
-                this.subject,
-                this.group,
-                settlement.outcome(),
-                this.started.elapsed(),
-            );
+            this.metrics
+                .record(settlement.outcome(), this.started.elapsed());
         }
         Poll::Ready(settled)
     }

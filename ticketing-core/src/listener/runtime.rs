@@ -119,48 +119,77 @@ async fn run<L: Listener>(
     let subjects = L::Event::SUBJECTS;
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
-    // After a subscription error: no new messages until then, while the handlers already in
-    // flight keep running (they hold connections and ack deadlines).
-    let mut resume_at: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            () = tokio::time::sleep_until(resume_at.unwrap_or_else(tokio::time::Instant::now)), if resume_at.is_some() => {
-                resume_at = None;
+    // Made once: a loop turn creates no timer, clock read or cancellation waiter.
+    let mut cancelled = std::pin::pin!(token.cancelled());
+    'taking: loop {
+        // What the subscription has ready is taken without a future; otherwise wait for a
+        // delivery, a handler to finish, or the stop.
+        if token.is_cancelled() {
+            break;
+        }
+        let ready = if in_flight.len() < concurrency {
+            subscription.try_next()
+        } else {
+            None
+        };
+        let next = match ready {
+            Some(next) => {
+                // A backlog taken without awaiting still yields now and then to the other
+                // tasks of this thread.
+                tokio::task::consume_budget().await;
+                Some(next)
             }
-            next = subscription.next(), if resume_at.is_none() && in_flight.len() < concurrency => match next {
-                Some(Ok(delivery)) => {
-                    failures = 0;
-                    // A step may ask to wait (a concurrency limit of the user's): the
-                    // handlers in flight go on meanwhile.
-                    loop {
-                        tokio::select! {
-                            biased;
-                            _ = std::future::poll_fn(|cx| tower::Service::poll_ready(&mut stack, cx)) => break,
-                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                        }
+            None => tokio::select! {
+                biased;
+                () = &mut cancelled => break 'taking,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => None,
+                next = subscription.next(), if in_flight.len() < concurrency => match next {
+                    Some(next) => Some(next),
+                    None => {
+                        tracing::info!(group = listener.queue_group(), subjects = ?L::Event::SUBJECTS, "subscription closed");
+                        break 'taking;
                     }
-                    let handled = pipeline::handle(&mut stack, delivery, subjects);
-                    if concurrency == 1 {
-                        // One at a time: handle it here, without the bookkeeping of a set.
-                        handled.await;
-                    } else {
-                        in_flight.push(handled);
-                    }
-                }
-                Some(Err(error)) => {
-                    failures = failures.saturating_add(1);
-                    let pause = options.backoff.delay(failures);
-                    tracing::warn!(%error, group = listener.queue_group(), ?pause, "subscription failed; retrying");
-                    resume_at = Some(tokio::time::Instant::now() + pause);
-                }
-                None => {
-                    tracing::info!(group = listener.queue_group(), subjects = ?L::Event::SUBJECTS, "subscription closed");
-                    break;
-                }
+                },
             },
+        };
+        match next {
+            None => {}
+            Some(Ok(delivery)) => {
+                failures = 0;
+                // A step may ask to wait (a concurrency limit of the user's): the handlers in
+                // flight go on meanwhile.
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = std::future::poll_fn(|cx| tower::Service::poll_ready(&mut stack, cx)) => break,
+                        Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                    }
+                }
+                let handled = pipeline::handle(&mut stack, delivery, subjects);
+                if concurrency == 1 {
+                    // One at a time: handle it here, without the bookkeeping of a set.
+                    handled.await;
+                } else {
+                    in_flight.push(handled);
+                }
+            }
+            Some(Err(error)) => {
+                failures = failures.saturating_add(1);
+                let pause = options.backoff.delay(failures);
+                tracing::warn!(%error, group = listener.queue_group(), ?pause, "subscription failed; retrying");
+                // No new messages until then, while the handlers already in flight keep
+                // running (they hold connections and ack deadlines).
+                let resume = tokio::time::sleep(pause);
+                let mut resume = std::pin::pin!(resume);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut cancelled => break 'taking,
+                        Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                        () = &mut resume => break,
+                    }
+                }
+            }
         }
     }
     if let Err(error) = subscription.close().await {
