@@ -38,7 +38,7 @@ impl State {
                     members: 0,
                     cursor: log.first_seq,
                     pending: FastMap::default(),
-                    deadlines: BTreeSet::new(),
+                    deadlines: Deadlines::default(),
                     due: BTreeMap::new(),
                     parked: Vec::new(),
                     skip: std::collections::HashSet::new(),
@@ -83,7 +83,12 @@ impl State {
                     if !consumer.skip.is_empty() && consumer.skip.remove(&message.sequence) {
                         continue;
                     }
-                    match log.held.get(&message.sequence) {
+                    let held = if log.held.is_empty() {
+                        None
+                    } else {
+                        log.held.get(&message.sequence)
+                    };
+                    match held {
                         None => return self.deliver(id, message, 1, now),
                         Some(Hold::Until(at)) if *at <= now => {
                             return self.deliver(id, message, 1, now);
@@ -266,7 +271,7 @@ impl State {
             Settle::Ack => {
                 consumer.stats.acked += 1;
                 if was_full {
-                    consumer.wake();
+                    consumer.wake(&mut self.wakes);
                 }
             }
             Settle::Nak(_) if pending.attempt >= consumer.options.max_deliver => {
@@ -277,7 +282,7 @@ impl State {
                 );
                 self.dead_letter(id, pending.message, pending.attempt, reason);
                 if was_full {
-                    self.consumers[id].wake();
+                    self.consumers[id].wake(&mut self.wakes);
                 }
             }
             Settle::Nak(delay) => {
@@ -291,12 +296,12 @@ impl State {
                         attempts: pending.attempt,
                     },
                 );
-                consumer.wake();
+                consumer.wake(&mut self.wakes);
             }
             Settle::Term(reason) => {
                 self.dead_letter(id, pending.message, pending.attempt, reason.to_owned());
                 if was_full {
-                    self.consumers[id].wake();
+                    self.consumers[id].wake(&mut self.wakes);
                 }
             }
             Settle::Progress => {}
@@ -524,5 +529,40 @@ impl Acknowledger for InMemoryAcker {
     async fn progress(&self) -> Result<(), BusError> {
         self.settle(Settle::Progress);
         Ok(())
+    }
+}
+
+/// The ack deadlines of a consumer's pending deliveries, in order: a sorted `VecDeque`, not a
+/// `BTreeSet`, which allocates a node whenever it goes from empty to one entry (every delivery
+/// of a listener that keeps up). Deadlines are the take time plus the ack wait, so a new one
+/// almost always goes at the back and the oldest is settled first: both ends are O(1).
+#[derive(Default)]
+pub(super) struct Deadlines(VecDeque<(Instant, u64)>);
+
+impl Deadlines {
+    pub(super) fn insert(&mut self, entry: (Instant, u64)) {
+        match self.0.back() {
+            Some(last) if *last > entry => {
+                let at = self.0.partition_point(|e| *e < entry);
+                self.0.insert(at, entry);
+            }
+            _ => self.0.push_back(entry),
+        }
+    }
+
+    pub(super) fn remove(&mut self, entry: &(Instant, u64)) {
+        if self.0.front() == Some(entry) {
+            self.0.pop_front();
+        } else if let Ok(at) = self.0.binary_search(entry) {
+            self.0.remove(at);
+        }
+    }
+
+    pub(super) fn first(&self) -> Option<&(Instant, u64)> {
+        self.0.front()
+    }
+
+    pub(super) fn pop_first(&mut self) -> Option<(Instant, u64)> {
+        self.0.pop_front()
     }
 }

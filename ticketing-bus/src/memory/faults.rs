@@ -134,7 +134,8 @@ impl Faults<'_> {
                     },
                 );
             }
-            state.consumers[id].wake();
+            let state = &mut *state;
+            state.consumers[id].wake(&mut state.wakes);
         }
     }
 

@@ -35,7 +35,8 @@ impl State {
             size,
             now,
         } = message;
-        if self.faults.active && FaultState::take(&mut self.faults.failed_publishes, &stored.subject)
+        if self.faults.active
+            && FaultState::take(&mut self.faults.failed_publishes, &stored.subject)
         {
             self.faults.refresh();
             return Err(BusError::Injected(format!(
@@ -109,7 +110,7 @@ impl State {
             }
         }
         for &id in &self.logs[log_id].consumers {
-            self.consumers[id].wake();
+            self.consumers[id].wake(&mut self.wakes);
         }
         Ok(PublishAck {
             sequence,

@@ -56,7 +56,7 @@
 //!
 #![doc = include_str!("../../docs/memory.md")]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// The maps on the hot path (sequences, subjects, message ids) hash with foldhash: keys come
 /// from the application, not from an attacker, and SipHash showed in the profile.
@@ -171,6 +171,8 @@ type LogId = usize;
 #[derive(Default)]
 struct State {
     config: InMemoryBusConfig,
+    /// Members to wake once the lock is released ([`Locked`]'s drop).
+    wakes: Vec<Arc<Notify>>,
     log_ids: FastMap<Arc<str>, LogId>,
     logs: Vec<Log>,
     consumer_ids: FastMap<(LogId, Arc<str>), ConsumerId>,
@@ -226,7 +228,7 @@ struct Consumer {
     members: usize,
     cursor: u64,
     pending: FastMap<u64, Pending>,
-    deadlines: BTreeSet<(Instant, u64)>,
+    deadlines: consumer::Deadlines,
     due: BTreeMap<(Instant, u64), Waiting>,
     parked: Vec<Arc<Message>>,
     /// Held messages a release queued before the cursor reached them: skipped at the cursor.
@@ -235,9 +237,11 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn wake(&self) {
-        if self.sleepers > 0 {
-            self.notify.notify_waiters();
+    /// Queues a wake-up of the members asleep, sent once the lock is released (a wake-up can
+    /// schedule a task on another thread: not while holding the bus).
+    fn wake(&self, wakes: &mut Vec<Arc<Notify>>) {
+        if self.sleepers > 0 && !wakes.iter().any(|n| Arc::ptr_eq(n, &self.notify)) {
+            wakes.push(self.notify.clone());
         }
     }
 }
@@ -304,9 +308,43 @@ impl FaultState {
     }
 }
 
+/// The bus's state, locked; on release it wakes the members that changes under it woke.
+struct Locked<'a>(Option<MutexGuard<'a, State>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.0.as_deref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.0.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut state) = self.0.take() else {
+            return;
+        };
+        if state.wakes.is_empty() {
+            return;
+        }
+        let wakes = std::mem::take(&mut state.wakes);
+        drop(state);
+        for notify in wakes {
+            notify.notify_waiters();
+        }
+    }
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Locked<'_> {
+        Locked(Some(
+            self.state.lock().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 
     fn changed(&self) {
@@ -426,7 +464,8 @@ impl Bus for InMemoryBus {
             .remove(&id)
             .ok_or(BusError::DeadLetterNotFound(id))?;
         let order = state.next_order();
-        let consumer = &mut state.consumers[entry.consumer];
+        let inner = &mut *state;
+        let consumer = &mut inner.consumers[entry.consumer];
         consumer.due.insert(
             (Instant::now(), order),
             Waiting {
@@ -434,7 +473,7 @@ impl Bus for InMemoryBus {
                 attempts: 0,
             },
         );
-        consumer.wake();
+        consumer.wake(&mut inner.wakes);
         drop(state);
         self.shared.changed();
         Ok(())

@@ -108,6 +108,11 @@ pub(super) async fn spawn_with_layers<L: Listener>(
     })
 }
 
+/// How many deliveries taken without waiting a listener handles between two yields to the
+/// scheduler. Measured (`cargo bench --bench bus`): yielding through tokio's budget (every 128)
+/// cost the in-memory bus 10 % of its throughput against every 512.
+const YIELD_EVERY: u32 = 512;
+
 async fn run<L: Listener>(
     listener: Arc<L>,
     mut stack: pipeline::Stack,
@@ -119,6 +124,7 @@ async fn run<L: Listener>(
     let subjects = L::Event::SUBJECTS;
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
+    let mut taken = 0u32;
     // Made once: a loop turn creates no timer, clock read or cancellation waiter.
     let mut cancelled = std::pin::pin!(token.cancelled());
     'taking: loop {
@@ -134,9 +140,14 @@ async fn run<L: Listener>(
         };
         let next = match ready {
             Some(next) => {
-                // A backlog taken without awaiting still yields now and then to the other
-                // tasks of this thread.
-                tokio::task::consume_budget().await;
+                // A backlog taken without awaiting still lets the other tasks of this thread
+                // run, every YIELD_EVERY deliveries: often enough to be fair (well under a
+                // millisecond of a fast handler), seldom enough that the yield's cost (the
+                // scheduler polls its driver and may wake a worker) stays off each message.
+                taken = taken.wrapping_add(1);
+                if taken % YIELD_EVERY == 0 {
+                    tokio::task::yield_now().await;
+                }
                 Some(next)
             }
             None => tokio::select! {
