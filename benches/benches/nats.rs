@@ -5,7 +5,10 @@
 //! - consume: 100,000 stored messages pulled (batches of 128) and acked one by one, through a
 //!   listener (decode, handle, ack) or a raw pull consumer (decode, ack);
 //! - the envelope: 100,000 events encoded and published through the bus, each with its message
-//!   id, with the CloudEvents headers (`Publisher::encode`) and without them.
+//!   id, with the CloudEvents headers (`Publisher::encode`) and without them;
+//! - the envelope's floor: the same payloads published by raw async-nats with the same headers,
+//!   made before the clock starts (`raw_headers_publish`): what the header bytes cost on the
+//!   wire and in the server, whoever sends them.
 //!
 //! `cargo bench -p ticketing-benches --bench nats`
 
@@ -91,6 +94,59 @@ async fn publish_raw(bus: &NatsBus, events: &[bytes::Bytes]) {
         }
         let ack = js
             .publish(subject.clone(), payload.clone())
+            .await
+            .expect("publish");
+        in_flight.push(std::future::IntoFuture::into_future(ack));
+    }
+    while let Some(ack) = in_flight.next().await {
+        ack.expect("publish");
+    }
+}
+
+/// The headers of each event as the bus would send them, made before the clock starts: the
+/// old two (`content-type`, `ticketing-msg-id`) or the envelope's seven, with `Nats-Msg-Id`.
+fn raw_headers(events: &[BenchEvent], envelope: bool) -> Vec<async_nats::HeaderMap> {
+    events
+        .iter()
+        .map(|event| {
+            let id = event.message_id();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            if envelope {
+                let message = Publisher::<BenchEvent>::encode(event).expect("encode");
+                for (name, value) in &message.headers {
+                    headers.insert(name.as_str(), value.as_str());
+                }
+            } else {
+                headers.insert(header::CONTENT_TYPE, "application/json");
+                headers.insert(header::MESSAGE_ID, id.as_str());
+            }
+            headers
+        })
+        .collect()
+}
+
+/// Raw async-nats publishing the same payloads with headers made beforehand: what the headers
+/// cost on the wire and in the server, without the SDK's encoding.
+async fn publish_raw_with(
+    bus: &NatsBus,
+    events: &[bytes::Bytes],
+    headers: Vec<async_nats::HeaderMap>,
+) {
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .max_ack_inflight(4096)
+        .backpressure_on_inflight(true)
+        .build(bus.client().clone());
+    let subject = format!("{}.{}", bus.config().subject_prefix, BenchEvent::SUBJECT);
+    let mut in_flight = FuturesUnordered::new();
+    for (payload, headers) in events.iter().zip(headers) {
+        if in_flight.len() >= WINDOW {
+            let ack: Result<_, async_nats::jetstream::context::PublishError> =
+                in_flight.next().await.expect("pending");
+            ack.expect("publish");
+        }
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, payload.clone())
             .await
             .expect("publish");
         in_flight.push(std::future::IntoFuture::into_future(ack));
@@ -220,6 +276,25 @@ fn throughput(c: &mut Criterion) {
                         let bus = fresh_bus().await;
                         let started = Instant::now();
                         publish_events(&bus, structs, envelope).await;
+                        total += started.elapsed();
+                        bus.delete_streams().await.expect("cleanup");
+                    }
+                    total
+                }
+            });
+        });
+    }
+    for (which, envelope) in [("without_envelope", false), ("with_envelope", true)] {
+        group.bench_function(BenchmarkId::new("raw_headers_publish", which), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let (structs, events) = (&structs, &events);
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let bus = fresh_bus().await;
+                        let headers = raw_headers(structs, envelope);
+                        let started = Instant::now();
+                        publish_raw_with(&bus, events, headers).await;
                         total += started.elapsed();
                         bus.delete_streams().await.expect("cleanup");
                     }
