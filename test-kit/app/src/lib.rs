@@ -27,6 +27,7 @@ use ticketing_common::{Application, CommonArgs, Service, SessionKeys};
 use ticketing_core::outbox::Outbox;
 use ticketing_core::{Bus, Clock, Id};
 use ticketing_store::{Database, StoreSettings};
+pub use ticketing_test_client::{Answer, Client, Endpoints};
 use tokio_util::sync::CancellationToken;
 
 /// The key test sessions are signed with.
@@ -73,13 +74,14 @@ impl Memory {
     }
 }
 
-/// A service running on a random loopback port, and an HTTP client for it.
+/// A service running on a random loopback port, and the system's client
+/// ([`ticketing_test_client::Client`]) pointed at it.
 #[derive(Debug, Clone)]
 pub struct TestApp {
     /// `http://127.0.0.1:{port}`.
     pub address: String,
     /// The client.
-    pub client: reqwest::Client,
+    pub client: Client,
     /// Stops the service when cancelled.
     pub shutdown: CancellationToken,
 }
@@ -104,8 +106,8 @@ pub async fn spawn_with<S: Service>(options: &CommonArgs, state: S::State) -> Te
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        client: Client::new(Endpoints::single(&address)),
         address,
-        client: reqwest::Client::new(),
         shutdown,
     }
 }
@@ -116,6 +118,17 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The HTTP client underneath, for a request the helpers below do not make (a raw body,
+    /// odd headers): send it with [`send`](Self::send).
+    pub fn http(&self) -> &reqwest::Client {
+        self.client.http()
+    }
+
+    /// Sends a request built on [`http`](Self::http) and reads its answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        self.client.call("request", request).await
+    }
+
     /// Sends `method path` with the session `cookie` and a JSON `body`, if given.
     pub async fn request(
         &self,
@@ -123,36 +136,43 @@ impl TestApp {
         path: &str,
         cookie: Option<&str>,
         body: Option<&Value>,
-    ) -> reqwest::Response {
-        let mut request = self.client.request(method, self.url(path));
+    ) -> Answer {
+        let route = match method.as_str() {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            _ => "request",
+        };
+        let mut request = self.http().request(method, self.url(path));
         if let Some(cookie) = cookie {
             request = request.header(COOKIE, cookie);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.expect("the request is sent")
+        self.client.call(route, request).await
     }
 
     /// `GET path`.
-    pub async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
         self.request(reqwest::Method::GET, path, cookie, None).await
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post(&self, path: &str, cookie: Option<&str>, body: &Value) -> reqwest::Response {
+    pub async fn post(&self, path: &str, cookie: Option<&str>, body: &Value) -> Answer {
         self.request(reqwest::Method::POST, path, cookie, Some(body))
             .await
     }
 
     /// `PUT path` with a JSON body.
-    pub async fn put(&self, path: &str, cookie: Option<&str>, body: &Value) -> reqwest::Response {
+    pub async fn put(&self, path: &str, cookie: Option<&str>, body: &Value) -> Answer {
         self.request(reqwest::Method::PUT, path, cookie, Some(body))
             .await
     }
 
     /// `DELETE path`.
-    pub async fn delete(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    pub async fn delete(&self, path: &str, cookie: Option<&str>) -> Answer {
         self.request(reqwest::Method::DELETE, path, cookie, None)
             .await
     }
@@ -166,11 +186,11 @@ pub fn signed_in(keys: &SessionKeys) -> (String, Id) {
 }
 
 /// The `(message, field)` pairs of an error body in the API's format.
-pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<String>)> {
-    let body: Value = response.json().await.expect("a JSON body");
-    body["errors"]
+#[track_caller]
+pub fn error_messages(answer: &Answer) -> Vec<(String, Option<String>)> {
+    answer.body["errors"]
         .as_array()
-        .expect("an errors array")
+        .unwrap_or_else(|| panic!("{answer}: no errors array"))
         .iter()
         .map(|e| {
             (
@@ -181,16 +201,15 @@ pub async fn error_messages(response: reqwest::Response) -> Vec<(String, Option<
         .collect()
 }
 
-/// Asserts that `response` is an error with `status` and the one `message` (no field), in the
+/// Asserts that `answer` is an error with `status` and the one `message` (no field), in the
 /// API's format.
-pub async fn assert_error(response: reqwest::Response, status: u16, message: &str) {
-    let actual = response.status().as_u16();
-    let url = response.url().path().to_owned();
-    assert_eq!(actual, status, "{url}");
+#[track_caller]
+pub fn assert_error(answer: &Answer, status: u16, message: &str) {
+    assert_eq!(answer.code(), status, "{answer}");
     assert_eq!(
-        error_messages(response).await,
+        error_messages(answer),
         vec![(message.to_owned(), None)],
-        "{url}"
+        "{answer}"
     );
 }
 

@@ -30,7 +30,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::{COOKIE, HeaderMap, SET_COOKIE};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -91,6 +91,8 @@ pub struct Answer {
     pub body: Value,
     /// Why no answer came, or the body's text when it was not JSON (empty otherwise).
     pub text: String,
+    /// The answer's headers (none when no answer came).
+    pub headers: HeaderMap,
     session: Option<String>,
 }
 
@@ -113,6 +115,20 @@ impl Answer {
     /// The `session=…` cookie the answer set.
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
+    }
+
+    /// The body as a `T`; panics, naming the answer, when it is not one.
+    #[track_caller]
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        match T::deserialize(&self.body) {
+            Ok(value) => value,
+            Err(error) => panic!("{self}: not the body expected ({error})"),
+        }
+    }
+
+    /// The header `name`, when the answer has it as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The body; panics, naming the route, the status and the body, unless the answer came
@@ -198,9 +214,11 @@ impl Client {
     pub async fn call(&self, route: &'static str, request: RequestBuilder) -> Answer {
         let started = Instant::now();
         let answer = match request.send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status();
                 let session = session_cookie(&response);
+                // Taken, not copied: the body is read without them.
+                let headers = std::mem::take(response.headers_mut());
                 match response.bytes().await {
                     Ok(bytes) => {
                         // The text only when the body is not JSON: the body holds it otherwise.
@@ -213,6 +231,7 @@ impl Client {
                             status: Some(status),
                             body,
                             text,
+                            headers,
                             session,
                         }
                     }
@@ -289,6 +308,7 @@ fn no_answer(route: &'static str, error: &reqwest::Error) -> Answer {
         status: None,
         body: Value::Null,
         text: error.to_string(),
+        headers: HeaderMap::new(),
         session: None,
     }
 }

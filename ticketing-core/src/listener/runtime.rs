@@ -133,6 +133,14 @@ async fn run<L: Listener>(
         if token.is_cancelled() {
             break;
         }
+        // Handlers in flight that can finish now do so (and settle) before another message is
+        // taken, as when each took its turn in the select below.
+        while !in_flight.is_empty() {
+            match futures::poll!(in_flight.next()) {
+                std::task::Poll::Ready(Some(())) => {}
+                _ => break,
+            }
+        }
         let ready = if in_flight.len() < concurrency {
             subscription.try_next()
         } else {

@@ -7,8 +7,8 @@ async fn current_user_shows_the_signed_in_user() {
     let app = spawn_app().await;
     let cookie = app.signup("test@test.com", "password").await;
     let response = app.get_current_user(Some(&cookie)).await;
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(response.code(), 200);
+    let body: serde_json::Value = response.json();
     let user = &body["currentUser"];
     assert_eq!(user["email"], "test@test.com");
     assert_eq!(user["id"].as_str().unwrap().len(), 24);
@@ -19,7 +19,7 @@ async fn current_user_shows_the_signed_in_user() {
 #[tokio::test]
 async fn current_user_is_null_when_not_signed_in() {
     let app = spawn_app().await;
-    let body: serde_json::Value = app.get_current_user(None).await.json().await.unwrap();
+    let body: serde_json::Value = app.get_current_user(None).await.json();
     assert_eq!(body, serde_json::json!({"currentUser": null}));
 }
 
@@ -32,15 +32,13 @@ async fn a_bearer_token_works_like_the_cookie() {
         .issue(ticketing_core::Id::new(), "bearer@test.com")
         .unwrap();
     let body: serde_json::Value = app
-        .client
-        .get(format!("{}/api/users/currentuser", app.address))
-        .bearer_auth(token)
-        .send()
+        .send(
+            app.http()
+                .get(format!("{}/api/users/currentuser", app.address))
+                .bearer_auth(token),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(body["currentUser"]["email"], "bearer@test.com");
 }
 
@@ -68,12 +66,7 @@ async fn expired_garbage_and_foreign_sessions_mean_not_signed_in() {
         "session=garbage".to_owned(),
         "session=".to_owned(),
     ] {
-        let body: serde_json::Value = app
-            .get_current_user(Some(&cookie))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body: serde_json::Value = app.get_current_user(Some(&cookie)).await.json();
         assert_eq!(body, serde_json::json!({"currentUser": null}), "{cookie}");
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use ticketing_auth::startup::{Auth, AuthState};
 use ticketing_test_app as kit;
 
-pub use kit::{JWT_KEY, assert_error, error_messages};
+pub use kit::{Answer, JWT_KEY, assert_error, error_messages};
 
 pub struct TestApp {
     pub http: kit::TestApp,
@@ -32,9 +32,9 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The `session=...` pair of a response's Set-Cookie, if any.
-pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+pub fn session_cookie(response: &Answer) -> Option<String> {
     response
-        .headers()
+        .headers
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -48,29 +48,24 @@ pub fn cookie_pair(set_cookie: &str) -> String {
 }
 
 impl TestApp {
-    pub async fn post_json(
-        &self,
-        path: &str,
-        body: &Value,
-        cookie: Option<&str>,
-    ) -> reqwest::Response {
+    pub async fn post_json(&self, path: &str, body: &Value, cookie: Option<&str>) -> Answer {
         self.http.post(path, cookie, body).await
     }
 
-    pub async fn post_signup(&self, body: &Value) -> reqwest::Response {
+    pub async fn post_signup(&self, body: &Value) -> Answer {
         self.post_json("/api/users/signup", body, None).await
     }
 
-    pub async fn post_signin(&self, body: &Value) -> reqwest::Response {
+    pub async fn post_signin(&self, body: &Value) -> Answer {
         self.post_json("/api/users/signin", body, None).await
     }
 
-    pub async fn post_signout(&self, cookie: Option<&str>) -> reqwest::Response {
+    pub async fn post_signout(&self, cookie: Option<&str>) -> Answer {
         self.post_json("/api/users/signout", &json!({}), cookie)
             .await
     }
 
-    pub async fn get_current_user(&self, cookie: Option<&str>) -> reqwest::Response {
+    pub async fn get_current_user(&self, cookie: Option<&str>) -> Answer {
         self.http.get("/api/users/currentuser", cookie).await
     }
 
@@ -79,7 +74,7 @@ impl TestApp {
         let response = self
             .post_signup(&json!({"email": email, "password": password}))
             .await;
-        assert_eq!(response.status(), 201);
+        assert_eq!(response.code(), 201);
         cookie_pair(&session_cookie(&response).expect("cookie"))
     }
 }

@@ -8,8 +8,8 @@ async fn signup_returns_201_with_the_user() {
     let response = app
         .post_signup(&json!({"email": "test@test.com", "password": "password"}))
         .await;
-    assert_eq!(response.status(), 201);
-    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(response.code(), 201);
+    let body: serde_json::Value = response.json();
     assert_eq!(body["email"], "test@test.com");
     assert_eq!(body["id"].as_str().unwrap().len(), 24);
     assert!(body.get("password").is_none());
@@ -44,9 +44,9 @@ async fn signup_with_an_invalid_email_is_a_400_on_the_email_field() {
         let response = app
             .post_signup(&json!({"email": email, "password": "password"}))
             .await;
-        assert_eq!(response.status(), 400, "{email}");
+        assert_eq!(response.code(), 400, "{email}");
         assert_eq!(
-            error_messages(response).await,
+            error_messages(&response),
             vec![("Email must be valid".into(), Some("email".into()))]
         );
     }
@@ -65,9 +65,9 @@ async fn signup_with_a_password_outside_8_to_128_characters_is_a_400() {
         let response = app
             .post_signup(&json!({"email": "test@test.com", "password": password}))
             .await;
-        assert_eq!(response.status(), 400, "{password}");
+        assert_eq!(response.code(), 400, "{password}");
         assert_eq!(
-            error_messages(response).await,
+            error_messages(&response),
             vec![(
                 "Password must be between 8 and 128 characters".into(),
                 Some("password".into())
@@ -79,7 +79,7 @@ async fn signup_with_a_password_outside_8_to_128_characters_is_a_400() {
         let response = app
             .post_signup(&json!({"email": email, "password": password}))
             .await;
-        assert_eq!(response.status(), 201, "length {}", password.len());
+        assert_eq!(response.code(), 201, "length {}", password.len());
     }
 }
 
@@ -87,9 +87,8 @@ async fn signup_with_a_password_outside_8_to_128_characters_is_a_400() {
 async fn signup_without_email_and_password_reports_both_fields() {
     let app = spawn_app().await;
     let response = app.post_signup(&json!({})).await;
-    assert_eq!(response.status(), 400);
-    let fields: Vec<Option<String>> = error_messages(response)
-        .await
+    assert_eq!(response.code(), 400);
+    let fields: Vec<Option<String>> = error_messages(&response)
         .into_iter()
         .map(|(_, f)| f)
         .collect();
@@ -104,9 +103,9 @@ async fn signup_with_an_email_in_use_is_a_400_ignoring_case_and_spaces() {
         let response = app
             .post_signup(&json!({"email": email, "password": "password"}))
             .await;
-        assert_eq!(response.status(), 400, "{email}");
+        assert_eq!(response.code(), 400, "{email}");
         assert_eq!(
-            error_messages(response).await,
+            error_messages(&response),
             vec![("Email in use".into(), None)]
         );
     }
@@ -129,7 +128,7 @@ async fn concurrent_signups_with_one_email_create_one_user() {
     let statuses: Vec<u16> = futures::future::join_all(attempts)
         .await
         .iter()
-        .map(|r| r.status().as_u16())
+        .map(|r| r.code())
         .collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
@@ -148,8 +147,8 @@ async fn signup_trims_the_email() {
     let response = app
         .post_signup(&json!({"email": "  spaced@test.com  ", "password": "password"}))
         .await;
-    assert_eq!(response.status(), 201);
-    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(response.code(), 201);
+    let body: serde_json::Value = response.json();
     assert_eq!(body["email"], "spaced@test.com");
 }
 
@@ -158,15 +157,15 @@ async fn a_body_that_is_not_json_is_a_400_in_the_error_format() {
     let app = spawn_app().await;
     for body in ["{not json", "[1,2,3]", "\"text\""] {
         let response = app
-            .client
-            .post(format!("{}/api/users/signup", app.address))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400, "{body}");
-        let messages = error_messages(response).await;
+            .send(
+                app.http()
+                    .post(format!("{}/api/users/signup", app.address))
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(response.code(), 400, "{body}");
+        let messages = error_messages(&response);
         assert_eq!(messages.len(), 1);
     }
 }

@@ -11,7 +11,7 @@ use ticketing_core::{Clock, Id};
 use ticketing_orders::startup::{Orders, OrdersState};
 use ticketing_test_app as kit;
 
-pub use kit::{assert_error, error_messages};
+pub use kit::{Answer, assert_error, error_messages};
 
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -93,8 +93,8 @@ impl TestApp {
         let ticket = self.seed_ticket("concert").await;
         let (cookie, user) = signin(&self.keys);
         let response = self.order_ticket(&cookie, ticket.id).await;
-        assert_eq!(response.status(), 201, "the order of a free ticket");
-        let order = response.json().await.unwrap();
+        assert_eq!(response.code(), 201, "the order of a free ticket");
+        let order = response.json();
         Placed {
             ticket,
             cookie,
@@ -103,20 +103,20 @@ impl TestApp {
         }
     }
 
-    pub async fn post_order(&self, cookie: Option<&str>, body: &Value) -> reqwest::Response {
+    pub async fn post_order(&self, cookie: Option<&str>, body: &Value) -> Answer {
         self.http.post("/api/orders", cookie, body).await
     }
 
-    pub async fn order_ticket(&self, cookie: &str, ticket: Id) -> reqwest::Response {
+    pub async fn order_ticket(&self, cookie: &str, ticket: Id) -> Answer {
         self.post_order(Some(cookie), &json!({"ticketId": ticket.to_string()}))
             .await
     }
 
-    pub async fn get(&self, cookie: Option<&str>, path: &str) -> reqwest::Response {
+    pub async fn get(&self, cookie: Option<&str>, path: &str) -> Answer {
         self.http.get(path, cookie).await
     }
 
-    pub async fn delete(&self, cookie: Option<&str>, path: &str) -> reqwest::Response {
+    pub async fn delete(&self, cookie: Option<&str>, path: &str) -> Answer {
         self.http.delete(path, cookie).await
     }
 

@@ -12,6 +12,7 @@ use ticketing_core::{Bus, Event, Id, Publisher};
 use ticketing_payments::provider::FakeProvider;
 use ticketing_payments::startup::{Payments, PaymentsState};
 use ticketing_test_app as kit;
+use ticketing_test_app::Answer;
 
 struct App {
     http: kit::TestApp,
@@ -93,7 +94,7 @@ impl App {
         id
     }
 
-    async fn pay(&self, cookie: &str, body: Value) -> reqwest::Response {
+    async fn pay(&self, cookie: &str, body: Value) -> Answer {
         self.http.post("/api/payments", Some(cookie), &body).await
     }
 }
@@ -109,8 +110,8 @@ async fn paying_charges_the_exact_price_once_and_announces_it() {
             json!({"orderId": order.to_string(), "token": "tok_visa"}),
         )
         .await;
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
+    assert_eq!(response.code(), 201);
+    let body: Value = response.json();
     let id = Id::parse(body["id"].as_str().unwrap()).unwrap();
     app.settled().await;
     let charges = app.provider.charges();
@@ -140,11 +141,11 @@ async fn bad_requests_get_the_api_answers() {
     let (cookie, buyer) = kit::signed_in(&app.keys);
     let order = app.order_of(buyer).await;
     let response = app.http.post("/api/payments", None, &json!({})).await;
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.code(), 401);
     let response = app.pay(&cookie, json!({"token": " ", "orderId": ""})).await;
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.code(), 400);
     assert_eq!(
-        kit::error_messages(response).await,
+        kit::error_messages(&response),
         vec![
             ("Invalid value".into(), Some("token".into())),
             ("Invalid value".into(), Some("orderId".into()))
@@ -154,7 +155,7 @@ async fn bad_requests_get_the_api_answers() {
         let response = app
             .pay(&cookie, json!({"orderId": unknown, "token": "tok_visa"}))
             .await;
-        assert_eq!(response.status(), 404, "{unknown}");
+        assert_eq!(response.code(), 404, "{unknown}");
     }
     let (other, _) = kit::signed_in(&app.keys);
     let response = app
@@ -163,14 +164,14 @@ async fn bad_requests_get_the_api_answers() {
             json!({"orderId": order.to_string(), "token": "tok_visa"}),
         )
         .await;
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.code(), 401);
     let response = app
         .pay(
             &cookie,
             json!({"orderId": order.to_string(), "token": "tok_nonsense"}),
         )
         .await;
-    kit::assert_error(response, 400, "No such token: 'tok_nonsense'").await;
+    kit::assert_error(&response, 400, "No such token: 'tok_nonsense'");
     assert!(app.provider.charges().is_empty(), "nothing charged");
 }
 
@@ -186,8 +187,8 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
             json!({"orderId": order.to_string(), "token": "tok_visa"}),
         )
         .await;
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
+    assert_eq!(response.code(), 201);
+    let body: Value = response.json();
     let id = Id::parse(body["id"].as_str().unwrap()).unwrap();
     app.publish(&OrderCancelled {
         id: order,
@@ -207,7 +208,7 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
             json!({"orderId": order.to_string(), "token": "tok_visa"}),
         )
         .await;
-    kit::assert_error(response, 400, "Cannot pay for an cancelled order").await;
+    kit::assert_error(&response, 400, "Cannot pay for an cancelled order");
     assert!(app.bus.dead_letters().await.unwrap().is_empty());
 }
 
@@ -215,8 +216,8 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
 async fn the_provider_on_is_told_with_its_test_tokens() {
     let app = spawn_app().await;
     let response = app.http.get("/api/payments/provider", None).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    assert_eq!(response.code(), 200);
+    let body: Value = response.json();
     assert_eq!(
         body,
         json!({"provider": "fake", "testTokens": ["tok_visa", "tok_chargeDeclined"]})

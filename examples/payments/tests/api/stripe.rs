@@ -138,7 +138,7 @@ async fn the_service_pays_an_order_through_stripe() {
             &json!({"orderId": declined.to_string(), "token": "pm_card_chargeCustomerFail"}),
         )
         .await;
-    kit::assert_error(response, 400, "Your card was declined.").await;
+    kit::assert_error(&response, 400, "Your card was declined.");
 
     let order = seed_order(&memory, buyer).await;
     let response = app
@@ -148,7 +148,7 @@ async fn the_service_pays_an_order_through_stripe() {
             &json!({"orderId": order.to_string(), "token": "pm_card_visa"}),
         )
         .await;
-    assert_eq!(response.status(), 201);
+    assert_eq!(response.code(), 201);
     let attempt = &payments.for_order(order).await.unwrap()[0];
     assert_eq!(attempt.status, PaymentStatus::Succeeded);
     let charge = charge_at_stripe(attempt.charge_id.as_deref().unwrap()).await;

@@ -19,7 +19,7 @@ async fn titles_are_one_to_two_hundred_printable_characters() {
     let response = app
         .post_ticket(Some(&cookie), &json!({"title": at_limit, "price": 10}))
         .await;
-    assert_eq!(response.status(), 201);
+    assert_eq!(response.code(), 201);
     for (title, message) in [
         ("x".repeat(201), "Title must be at most 200 characters"),
         (
@@ -38,9 +38,9 @@ async fn titles_are_one_to_two_hundred_printable_characters() {
         let response = app
             .post_ticket(Some(&cookie), &json!({"title": title, "price": 10}))
             .await;
-        assert_eq!(response.status(), 400, "{message}");
+        assert_eq!(response.code(), 400, "{message}");
         assert_eq!(
-            error_messages(response).await,
+            error_messages(&response),
             vec![(message.to_owned(), Some("title".to_owned()))]
         );
     }
@@ -60,16 +60,16 @@ async fn an_id_that_is_not_utf8_is_a_404_in_the_error_format() {
         "/api/tickets/%00",
     ] {
         let response = app.get(path).await;
-        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(response.code(), 404, "{path}");
         assert_eq!(
-            error_messages(response).await,
+            error_messages(&response),
             vec![("Not Found".into(), None)],
             "{path}"
         );
         let response = app
             .put(path, Some(&cookie), &json!({"title": "t", "price": 1}))
             .await;
-        assert_eq!(response.status(), 404, "PUT {path}");
+        assert_eq!(response.code(), 404, "PUT {path}");
     }
 }
 
@@ -84,17 +84,17 @@ async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
         None,
     ] {
         let mut request = app
-            .client
+            .http()
             .post(app.url("/api/tickets"))
             .header("cookie", &cookie)
             .body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 415, "{content_type:?}");
+        let response = app.send(request).await;
+        assert_eq!(response.code(), 415, "{content_type:?}");
         assert_eq!(
-            error_messages(response).await,
+            error_messages(&response),
             vec![(
                 "Content-Type must be application/json (or another JSON type)".into(),
                 None
@@ -103,15 +103,15 @@ async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
     }
     for content_type in ["application/json; charset=utf-8", "application/ticket+json"] {
         let response = app
-            .client
-            .post(app.url("/api/tickets"))
-            .header("cookie", &cookie)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{content_type}");
+            .send(
+                app.http()
+                    .post(app.url("/api/tickets"))
+                    .header("cookie", &cookie)
+                    .header("content-type", content_type)
+                    .body(body),
+            )
+            .await;
+        assert_eq!(response.code(), 201, "{content_type}");
     }
     assert!(app.tickets.list_unreserved().await.unwrap().len() == 2);
 }
@@ -123,7 +123,7 @@ async fn every_response_carries_the_security_headers() {
         let response = app.get(path).await;
         let header = |name: &str| {
             response
-                .headers()
+                .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()

@@ -10,7 +10,7 @@ use ticketing_core::ticketing::store::{OrderReplicaStore, Ticket, TicketStore};
 use ticketing_test_app as kit;
 use ticketing_tickets::startup::{Tickets, TicketsState};
 
-pub use kit::{assert_error, error_messages};
+pub use kit::{Answer, assert_error, error_messages};
 
 pub struct TestApp {
     pub http: kit::TestApp,
@@ -56,22 +56,17 @@ pub fn signin(keys: &SessionKeys) -> (String, Id) {
 }
 
 impl TestApp {
-    pub async fn post_ticket(&self, cookie: Option<&str>, body: &Value) -> reqwest::Response {
+    pub async fn post_ticket(&self, cookie: Option<&str>, body: &Value) -> Answer {
         self.http.post("/api/tickets", cookie, body).await
     }
 
-    pub async fn put_ticket(
-        &self,
-        cookie: Option<&str>,
-        id: &str,
-        body: &Value,
-    ) -> reqwest::Response {
+    pub async fn put_ticket(&self, cookie: Option<&str>, id: &str, body: &Value) -> Answer {
         self.http
             .put(&format!("/api/tickets/{id}"), cookie, body)
             .await
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
+    pub async fn get(&self, path: &str) -> Answer {
         self.http.get(path, None).await
     }
 
@@ -80,8 +75,8 @@ impl TestApp {
         let response = self
             .post_ticket(Some(cookie), &json!({"title": title, "price": price}))
             .await;
-        assert_eq!(response.status(), 201);
-        response.json().await.unwrap()
+        assert_eq!(response.code(), 201);
+        response.json()
     }
 
     /// Stores a ticket of `user_id` directly, bypassing the API, reserved by `order_id`.
