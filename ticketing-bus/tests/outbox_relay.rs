@@ -246,3 +246,90 @@ async fn the_envelope_is_made_with_the_change_and_the_relay_publishes_it_unchang
         "ce-time {time} is the change's, before the relay's {relayed_at}"
     );
 }
+
+/// One process's view of an outbox that another process shares: the events and the lease are
+/// common, but a write wakes only the relay of the process that made it (as with MongoDB).
+struct ProcessView {
+    shared: InMemoryOutbox,
+    wake: tokio::sync::Notify,
+}
+
+impl ProcessView {
+    fn of(shared: &InMemoryOutbox) -> Arc<Self> {
+        Arc::new(ProcessView {
+            shared: shared.clone(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn append(&self, key: &str, messages: impl IntoIterator<Item = OutgoingMessage>) {
+        self.shared.append(key, messages);
+        self.wake.notify_one();
+    }
+}
+
+#[async_trait]
+impl Outbox for ProcessView {
+    async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.shared.pending(limit).await
+    }
+
+    async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        self.shared.remove(ids).await
+    }
+
+    async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.shared.lease(holder, ttl).await
+    }
+}
+
+#[tokio::test]
+async fn a_write_in_a_process_whose_relay_stands_by_is_published_at_once_by_the_lease_holder() {
+    let shared = InMemoryOutbox::new();
+    let bus = InMemoryBus::new();
+    let (here, there) = (ProcessView::of(&shared), ProcessView::of(&shared));
+    // Polls a minute apart: only a wake-up explains an event published within seconds.
+    let options = RelayOptions {
+        poll: Duration::from_secs(60),
+        lease_ttl: Duration::from_secs(60),
+        name: "parcels",
+        ..RelayOptions::default()
+    };
+    let token = CancellationToken::new();
+    let holder = spawn_relay(here.clone(), bus.as_dyn(), "holder", options, token.clone());
+    // The holder takes the lease (its first round publishes what is there: nothing).
+    here.append("p", [event("parcel:moved", "p", 0)]);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while bus.messages("parcel:moved").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the holder publishes its own process's write");
+    let standby = spawn_relay(
+        there.clone(),
+        bus.as_dyn(),
+        "standby",
+        options,
+        token.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    there.append("p", [event("parcel:moved", "p", 1)]);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while bus.messages("parcel:moved").len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the other process's write is published within seconds, not at the next poll");
+    assert_eq!(
+        published(&bus, "parcel:moved"),
+        vec![("p".to_owned(), 0), ("p".to_owned(), 1)]
+    );
+    standby.stop().await;
+    holder.stop().await;
+}

@@ -323,6 +323,9 @@ pub trait Subscription: Send {
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }
 
+/// The signals of one subject ([`Bus::signals`]): each payload as it comes.
+pub type Signals = futures::stream::BoxStream<'static, Bytes>;
+
 /// The reply to a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reply {
@@ -548,6 +551,23 @@ pub trait Bus: Send + Sync + 'static {
     async fn respond(&self, subject: &str, group: &str) -> Result<Box<dyn Responder>, BusError> {
         let _ = (subject, group);
         Err(BusError::Unsupported("request/reply on this bus".into()))
+    }
+
+    /// Sends `payload` to whoever listens to `subject` now ([`signals`](Self::signals)): a hint
+    /// between processes — a wake-up, a cache to drop — never an event. Not stored, not
+    /// acknowledged, lost when nobody listens; every listener gets it. On NATS a core publish
+    /// (outside the streams). Default: unsupported.
+    async fn signal(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        let _ = (subject, payload);
+        Err(BusError::Unsupported("signals on this bus".into()))
+    }
+
+    /// The signals sent to `subject` from now on, each to every listener; a listener that falls
+    /// behind skips some (they are hints). The stream ends when the bus closes. Default:
+    /// unsupported.
+    async fn signals(&self, subject: &str) -> Result<Signals, BusError> {
+        let _ = subject;
+        Err(BusError::Unsupported("signals on this bus".into()))
     }
 
     /// Whether the broker can be used now, for readiness probes: `Ok` when it answers. Default:

@@ -82,6 +82,14 @@ pub trait Outbox: Send + Sync + 'static {
         std::future::pending::<()>().await;
     }
 
+    /// Whether [`changed`](Self::changed) also completes on commits of other processes (as
+    /// PostgreSQL's `LISTEN`/`NOTIFY` does). When it does not (the default), a relay that is
+    /// standing by tells the lease holder of its own process's commits through the bus
+    /// ([`Bus::signal`]), so they are published at once rather than at the holder's next poll.
+    fn wakes_other_processes(&self) -> bool {
+        false
+    }
+
     /// Takes, or renews, the relay lease for `holder` until `ttl` from now; `false` while
     /// another holder's lease runs. The default grants it always (one relay per outbox).
     async fn lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -183,6 +191,21 @@ async fn relay(
 ) {
     let mut failures = 0u32;
     let mut leased_last = false;
+    // Commits of processes whose relay stands by reach the lease holder as signals (when the
+    // outbox cannot wake other processes itself and the bus has signals).
+    let wake_subject = format!("outbox.{}", options.name);
+    let signalled = !outbox.wakes_other_processes();
+    let mut wakes = if signalled {
+        match bus.signals(&wake_subject).await {
+            Ok(wakes) => Some(wakes),
+            Err(error) => {
+                tracing::debug!(%error, "no outbox wake-ups through the bus; the relay polls");
+                None
+            }
+        }
+    } else {
+        None
+    };
     // When the lease was last granted: it is renewed once a third of it has passed, not every
     // round (a database commit each time).
     let mut granted_at: Option<tokio::time::Instant> = None;
@@ -224,24 +247,51 @@ async fn relay(
                 options.poll
             }
         };
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = outbox.changed(), if leased && failures == 0 => {}
-            _ = tokio::time::sleep(pause) => {}
+        let until = tokio::time::Instant::now() + pause;
+        loop {
+            let woken = async {
+                match wakes.as_mut() {
+                    Some(wakes) => wakes.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = token.cancelled() => return drain_if(leased_last, &*outbox, &*bus, &options).await,
+                _ = outbox.changed(), if failures == 0 => {
+                    if leased {
+                        break;
+                    }
+                    // Committed here while another process relays: tell it, and stand by on.
+                    if signalled {
+                        if let Err(error) = bus.signal(&wake_subject, bytes::Bytes::new()).await {
+                            tracing::debug!(%error, "could not wake the outbox relay holding the lease");
+                        }
+                    }
+                }
+                Some(_) = woken, if leased && failures == 0 => break,
+                _ = tokio::time::sleep_until(until) => break,
+            }
         }
     }
-    if leased_last {
-        let drain = async {
-            loop {
-                let report = round(&*outbox, &*bus, options.batch, options.in_flight).await;
-                if report.failed || !report.full {
-                    break;
-                }
+    drain_if(leased_last, &*outbox, &*bus, &options).await;
+}
+
+/// On stop: publishes what is pending for up to [`RelayOptions::drain`], when this relay held
+/// the lease.
+async fn drain_if(leased: bool, outbox: &dyn Outbox, bus: &dyn Bus, options: &RelayOptions) {
+    if !leased {
+        return;
+    }
+    let drain = async {
+        loop {
+            let report = round(outbox, bus, options.batch, options.in_flight).await;
+            if report.failed || !report.full {
+                break;
             }
-        };
-        if tokio::time::timeout(options.drain, drain).await.is_err() {
-            tracing::warn!("outbox relay stopped with events still pending");
         }
+    };
+    if tokio::time::timeout(options.drain, drain).await.is_err() {
+        tracing::warn!("outbox relay stopped with events still pending");
     }
 }
 

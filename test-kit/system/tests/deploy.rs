@@ -367,13 +367,36 @@ async fn the_manifests_name_only_what_the_code_has() {
                     "{at}: secret {secret} with key {key} comes from nowhere"
                 );
             }
-            // A disruption budget for each.
+            // An autoscaler of at least two replicas, which the Deployment leaves to it.
+            let deployment = rendered
+                .named("Deployment", name)
+                .unwrap_or_else(|| panic!("{at}: no Deployment"));
             assert!(
-                rendered.of_kind("PodDisruptionBudget").any(
-                    |p| p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
-                        == name.as_str()
-                ),
-                "{at}: no PodDisruptionBudget"
+                deployment["spec"].get("replicas").is_none(),
+                "{at}: the Deployment sets replicas, which each apply would reset"
+            );
+            let autoscaler = rendered
+                .of_kind("HorizontalPodAutoscaler")
+                .find(|h| {
+                    h["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+                        && h["spec"]["scaleTargetRef"]["name"] == name.as_str()
+                })
+                .unwrap_or_else(|| panic!("{at}: no HorizontalPodAutoscaler"));
+            assert_eq!(autoscaler["apiVersion"], "autoscaling/v2", "{at}");
+            let min = autoscaler["spec"]["minReplicas"].as_u64().unwrap();
+            let max = autoscaler["spec"]["maxReplicas"].as_u64().unwrap();
+            assert!(min >= 2 && max >= min, "{at}: replicas {min}..{max}");
+            // A disruption budget for each, which lets a drain go on and keeps one pod serving.
+            let budget = rendered
+                .of_kind("PodDisruptionBudget")
+                .find(|p| {
+                    p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name.as_str()
+                })
+                .unwrap_or_else(|| panic!("{at}: no PodDisruptionBudget"));
+            let unavailable = budget["spec"]["maxUnavailable"].as_u64();
+            assert!(
+                unavailable.is_some_and(|u| u >= 1 && u < min),
+                "{at}: the budget must let one pod go and keep one ({budget})"
             );
         }
         for path in ["/readyz", "/healthz"] {

@@ -53,6 +53,7 @@
 //! | `faults.rs` | fault injection ([`Faults`]); a single flag keeps it off the hot path |
 //! | `harness.rs` | what tests look at: published events, group stats, `settled` |
 //! | `rpc.rs` | request/reply: responder groups, one member of each per request |
+//! | `signal.rs` | signals: a broadcast channel per subject, nothing stored |
 //!
 #![doc = include_str!("../../docs/memory.md")]
 
@@ -83,6 +84,7 @@ mod faults;
 mod harness;
 mod log;
 mod rpc;
+mod signal;
 
 pub use faults::Faults;
 
@@ -161,6 +163,7 @@ pub struct InMemoryBus {
 struct Shared {
     state: Mutex<State>,
     rpc: Arc<rpc::Rpc>,
+    signals: signal::SignalChannels,
     settle_waiters: AtomicUsize,
     changed: Notify,
 }
@@ -400,6 +403,14 @@ impl Bus for InMemoryBus {
         group: &str,
     ) -> Result<Box<dyn ticketing_core::Responder>, BusError> {
         self.shared.rpc.respond(subject, group)
+    }
+
+    async fn signal(&self, subject: &str, payload: bytes::Bytes) -> Result<(), BusError> {
+        self.shared.signals.send(subject, payload)
+    }
+
+    async fn signals(&self, subject: &str) -> Result<ticketing_core::bus::Signals, BusError> {
+        self.shared.signals.listen(subject)
     }
 
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {

@@ -297,6 +297,14 @@ impl Bus for NatsBus {
         self.join_responders(subject, group).await
     }
 
+    async fn signal(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
+        self.send_signal(subject, payload).await
+    }
+
+    async fn signals(&self, subject: &str) -> Result<ticketing_core::bus::Signals, BusError> {
+        self.listen_signals(subject).await
+    }
+
     async fn publish(&self, message: OutgoingMessage) -> Result<PublishAck, BusError> {
         validate_subject(&message.subject)?;
         let mut publish = Publish::build().payload(message.payload);

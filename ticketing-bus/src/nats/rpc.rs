@@ -1,6 +1,7 @@
 //! Request/reply on core NATS: requests go to `<prefix>-rpc.<subject>`, outside both streams,
 //! so nothing is stored; responders are core queue subscriptions, one member of each group per
-//! request; the server answers "no responders" at once when nobody is subscribed.
+//! request; the server answers "no responders" at once when nobody is subscribed. Signals go to
+//! `<prefix>-signal.<subject>`, core publishes to plain subscriptions: every listener gets each.
 
 use std::time::Duration;
 
@@ -17,6 +18,41 @@ use super::{NatsBus, backend};
 impl NatsBus {
     fn rpc_subject(&self, subject: &str) -> String {
         format!("{}-rpc.{subject}", self.inner.config.subject_prefix)
+    }
+
+    fn signal_subject(&self, subject: &str) -> String {
+        format!("{}-signal.{subject}", self.inner.config.subject_prefix)
+    }
+
+    /// A core publish to `<prefix>-signal.<subject>`, outside both streams.
+    pub(super) async fn send_signal(
+        &self,
+        subject: &str,
+        payload: bytes::Bytes,
+    ) -> Result<(), BusError> {
+        validate_subject(subject)?;
+        self.inner
+            .client
+            .publish(self.signal_subject(subject), payload)
+            .await
+            .map_err(backend)
+    }
+
+    /// A core subscription to `<prefix>-signal.<subject>`, known to the server when this returns
+    /// (so a signal sent after it reaches it).
+    pub(super) async fn listen_signals(
+        &self,
+        subject: &str,
+    ) -> Result<ticketing_core::bus::Signals, BusError> {
+        validate_subject(subject)?;
+        let subscriber = self
+            .inner
+            .client
+            .subscribe(self.signal_subject(subject))
+            .await
+            .map_err(backend)?;
+        self.inner.client.flush().await.map_err(backend)?;
+        Ok(Box::pin(subscriber.map(|message| message.payload)))
     }
 
     pub(super) async fn send_request(

@@ -1349,5 +1349,11 @@ macro_rules! bus_conformance_tests {
             requests_are_not_events_nothing_is_stored
             typed_requests_get_decoded_replies_and_refusals_with_their_reason
         );
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] signal:
+            every_listener_gets_each_signal_in_order
+            a_signal_reaches_only_its_subject_and_nobody_after_it
+            signals_are_not_events_nothing_is_stored
+        );
     };
 }

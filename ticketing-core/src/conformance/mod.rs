@@ -31,6 +31,7 @@ pub mod payments;
 pub mod replica;
 pub mod request;
 pub mod several;
+pub mod signal;
 #[cfg(feature = "ticketing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod store;

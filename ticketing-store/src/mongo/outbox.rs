@@ -45,8 +45,9 @@ pub(super) fn outbox_message(entry: &Document) -> Result<(ObjectId, OutgoingMess
 /// The outbox of a MongoDB database: events wait in the `outbox` array of the document whose
 /// change they announce (one single-document write covers state and events, no replica set
 /// needed); the relay pulls them after publishing. The events of one document keep their order
-/// in the array. [`changed`](Outbox::changed) completes on a write in this process; writes of
-/// other processes are seen by the relay's poll. The lease is a document of `outbox_lease`,
+/// in the array. [`changed`](Outbox::changed) completes on a write in this process; a relay
+/// standing by in another process passes its process's writes on to the lease holder as a bus
+/// signal (the relay's poll is the fallback). The lease is a document of `outbox_lease`,
 /// timed by this process's clock.
 #[derive(Debug, Clone)]
 pub struct MongoOutbox {

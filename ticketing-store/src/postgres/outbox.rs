@@ -153,6 +153,11 @@ async fn listen_for_events(pool: PgPool, wake: Weak<Notify>) {
 
 #[async_trait]
 impl Outbox for PgOutbox {
+    /// `NOTIFY` reaches the relays of every process.
+    fn wakes_other_processes(&self) -> bool {
+        true
+    }
+
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = sqlx::query(
