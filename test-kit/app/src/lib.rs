@@ -213,6 +213,17 @@ pub fn assert_error(answer: &Answer, status: u16, message: &str) {
     );
 }
 
+/// Asserts that `answer` is a 400 with the one `message` on `field`, in the API's format.
+#[track_caller]
+pub fn assert_field_error(answer: &Answer, message: &str, field: &str) {
+    assert_eq!(answer.code(), 400, "{answer}");
+    assert_eq!(
+        error_messages(answer),
+        vec![(message.to_owned(), Some(field.to_owned()))],
+        "{answer}"
+    );
+}
+
 /// Waits until the bus has nothing in flight or due (20 s of tokio time at most).
 pub async fn settled(bus: &InMemoryBus) {
     tokio::time::timeout(Duration::from_secs(20), bus.settled())

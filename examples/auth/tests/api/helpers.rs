@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use ticketing_auth::startup::{Auth, AuthState};
 use ticketing_test_app as kit;
 
-pub use kit::{Answer, JWT_KEY, assert_error, error_messages};
+pub use kit::{Answer, JWT_KEY, assert_error, assert_field_error, error_messages};
 
 pub struct TestApp {
     pub http: kit::TestApp,

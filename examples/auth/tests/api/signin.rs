@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{assert_error, error_messages, session_cookie, spawn_app};
+use crate::helpers::{assert_error, assert_field_error, error_messages, session_cookie, spawn_app};
 
 #[tokio::test]
 async fn signin_with_an_unknown_email_is_invalid_credentials() {
@@ -49,10 +49,7 @@ async fn signin_validates_email_and_password_presence() {
     let response = app
         .post_signin(&json!({"email": "a@test.com", "password": "   "}))
         .await;
-    assert_eq!(
-        error_messages(&response),
-        vec![("You must supply a password".into(), Some("password".into()))]
-    );
+    assert_field_error(&response, "You must supply a password", "password");
 }
 
 #[tokio::test]

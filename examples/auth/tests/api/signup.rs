@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{error_messages, session_cookie, spawn_app};
+use crate::helpers::{assert_field_error, error_messages, session_cookie, spawn_app};
 
 #[tokio::test]
 async fn signup_returns_201_with_the_user() {
@@ -44,11 +44,7 @@ async fn signup_with_an_invalid_email_is_a_400_on_the_email_field() {
         let response = app
             .post_signup(&json!({"email": email, "password": "password"}))
             .await;
-        assert_eq!(response.code(), 400, "{email}");
-        assert_eq!(
-            error_messages(&response),
-            vec![("Email must be valid".into(), Some("email".into()))]
-        );
+        assert_field_error(&response, "Email must be valid", "email");
     }
 }
 
@@ -65,13 +61,10 @@ async fn signup_with_a_password_outside_8_to_128_characters_is_a_400() {
         let response = app
             .post_signup(&json!({"email": "test@test.com", "password": password}))
             .await;
-        assert_eq!(response.code(), 400, "{password}");
-        assert_eq!(
-            error_messages(&response),
-            vec![(
-                "Password must be between 8 and 128 characters".into(),
-                Some("password".into())
-            )]
+        assert_field_error(
+            &response,
+            "Password must be between 8 and 128 characters",
+            "password",
         );
     }
     for password in ["12345678".to_owned(), "x".repeat(128)] {

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use ticketing_core::ticketing::events::OrderCreated;
 use ticketing_core::ticketing::reservation::OrderStatus;
 
-use crate::helpers::{Placed, WINDOW, assert_error, error_messages, signin, spawn_app};
+use crate::helpers::{Placed, WINDOW, assert_error, assert_field_error, signin, spawn_app};
 
 #[tokio::test]
 async fn ordering_requires_a_session() {
@@ -28,11 +28,7 @@ async fn a_missing_or_malformed_ticket_id_is_a_400() {
         json!({"ticketId": 5}),
     ] {
         let response = app.post_order(Some(&cookie), &body).await;
-        assert_eq!(response.code(), 400, "{body}");
-        assert_eq!(
-            error_messages(&response),
-            vec![("TicketId must be provided".into(), Some("ticketId".into()))]
-        );
+        assert_field_error(&response, "TicketId must be provided", "ticketId");
     }
 }
 

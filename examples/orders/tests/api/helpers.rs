@@ -11,7 +11,7 @@ use ticketing_core::{Clock, Id};
 use ticketing_orders::startup::{Orders, OrdersState};
 use ticketing_test_app as kit;
 
-pub use kit::{Answer, assert_error, error_messages};
+pub use kit::{Answer, assert_error, assert_field_error};
 
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use ticketing_core::ticketing::events::TicketCreated;
 
-use crate::helpers::{assert_error, error_messages, signin, spawn_app};
+use crate::helpers::{assert_error, assert_field_error, error_messages, signin, spawn_app};
 
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
@@ -32,11 +32,7 @@ async fn an_invalid_title_is_a_400_on_the_title_field() {
         json!({"title": 5, "price": 10}),
     ] {
         let response = app.post_ticket(Some(&cookie), &body).await;
-        assert_eq!(response.code(), 400, "{body}");
-        assert_eq!(
-            error_messages(&response),
-            vec![("Title is required".into(), Some("title".into()))]
-        );
+        assert_field_error(&response, "Title is required", "title");
     }
 }
 
@@ -48,19 +44,12 @@ async fn an_invalid_price_is_a_400_on_the_price_field() {
         let response = app
             .post_ticket(Some(&cookie), &json!({"title": "concert", "price": price}))
             .await;
-        assert_eq!(response.code(), 400, "{price}");
-        assert_eq!(
-            error_messages(&response),
-            vec![("Price must be greater than 0".into(), Some("price".into()))]
-        );
+        assert_field_error(&response, "Price must be greater than 0", "price");
     }
     let response = app
         .post_ticket(Some(&cookie), &json!({"title": "concert"}))
         .await;
-    assert_eq!(
-        error_messages(&response),
-        vec![("Price must be greater than 0".into(), Some("price".into()))]
-    );
+    assert_field_error(&response, "Price must be greater than 0", "price");
     let response = app
         .post_ticket(Some(&cookie), &json!({"title": "concert", "price": 10.123}))
         .await;

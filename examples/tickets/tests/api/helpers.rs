@@ -10,7 +10,7 @@ use ticketing_core::ticketing::store::{OrderReplicaStore, Ticket, TicketStore};
 use ticketing_test_app as kit;
 use ticketing_tickets::startup::{Tickets, TicketsState};
 
-pub use kit::{Answer, assert_error, error_messages};
+pub use kit::{Answer, assert_error, assert_field_error, error_messages};
 
 pub struct TestApp {
     pub http: kit::TestApp,
