@@ -597,6 +597,103 @@ pub async fn user_emails_are_unique_ignoring_case(factory: &dyn StoreFactory) {
         .expect("another email");
 }
 
+pub async fn failed_sign_ins_are_counted_per_key_and_refuse_past_the_allowance(
+    factory: &dyn StoreFactory,
+) {
+    use crate::ticketing::store::FailureLimit;
+    let stores = factory.stores().await;
+    let limit = FailureLimit {
+        allowance: 2,
+        window: std::time::Duration::from_secs(60),
+    };
+    // Whole milliseconds, as the stores keep times.
+    let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
+    let (key, other) = (
+        "account:a@example.com".to_owned(),
+        "address:192.0.2.1".to_owned(),
+    );
+    let keys = [key.clone(), other.clone()];
+    for _ in 0..2 {
+        assert_eq!(
+            stores
+                .users
+                .sign_in_failed(&key, limit, now)
+                .await
+                .expect("fail"),
+            None
+        );
+    }
+    assert_eq!(
+        stores
+            .users
+            .sign_in_refused(&keys, now)
+            .await
+            .expect("refused"),
+        None
+    );
+    // The third: past the allowance of two, refused until one failure's share (30 s) is back.
+    let until = stores
+        .users
+        .sign_in_failed(&key, limit, now)
+        .await
+        .expect("fail")
+        .expect("refused from the third failure");
+    assert_eq!((until - now).num_seconds(), 30);
+    assert_eq!(
+        stores
+            .users
+            .sign_in_refused(&keys, now)
+            .await
+            .expect("refused"),
+        Some(until)
+    );
+    assert_eq!(
+        stores
+            .users
+            .sign_in_refused(std::slice::from_ref(&other), now)
+            .await
+            .expect("refused"),
+        None,
+        "another key is not refused"
+    );
+    let later = until + chrono::Duration::milliseconds(1);
+    assert_eq!(
+        stores
+            .users
+            .sign_in_refused(&keys, later)
+            .await
+            .expect("refused"),
+        None
+    );
+}
+
+pub async fn concurrent_failed_sign_ins_of_one_key_each_count(factory: &dyn StoreFactory) {
+    use crate::ticketing::store::FailureLimit;
+    let stores = factory.stores().await;
+    let limit = FailureLimit {
+        allowance: 16,
+        window: std::time::Duration::from_secs(60),
+    };
+    let now = Utc::now();
+    let key = "account:race@example.com";
+    let results = join_all((0..16).map(|_| {
+        let users = stores.users.clone();
+        async move { users.sign_in_failed(key, limit, now).await }
+    }))
+    .await;
+    assert!(results.iter().all(|r| matches!(r, Ok(None))), "{results:?}");
+    // Had two of them counted as one, the allowance would not be spent yet.
+    let refused = stores
+        .users
+        .sign_in_failed(key, limit, now)
+        .await
+        .expect("fail");
+    assert!(
+        refused.is_some(),
+        "the 17th failure is past an allowance of 16"
+    );
+}
+
 pub async fn concurrent_signups_with_one_email_create_one_user(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let results = join_all((0..32).map(|i| {
@@ -979,6 +1076,8 @@ macro_rules! store_conformance_tests {
             the_order_replica_follows_the_same_contract
             user_emails_are_unique_ignoring_case
             concurrent_signups_with_one_email_create_one_user
+            failed_sign_ins_are_counted_per_key_and_refuse_past_the_allowance
+            concurrent_failed_sign_ins_of_one_key_each_count
             reservation_is_atomic_among_32_concurrent_orders
             a_cancelled_order_frees_the_ticket
             a_complete_order_keeps_the_ticket

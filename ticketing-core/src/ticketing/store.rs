@@ -149,6 +149,88 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// The user with this id; `NotFound` otherwise.
     async fn get(&self, id: Id) -> Result<User, StoreError>;
+
+    /// Counts a failed sign-in against `key` (an account, a client address) under `limit`, at
+    /// `now`, where every process of the service sees it; atomic per key. Returns until when
+    /// the key is refused when this failure took it past its allowance.
+    async fn sign_in_failed(
+        &self,
+        key: &str,
+        limit: FailureLimit,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The latest time any of `keys` is refused until, if one still is at `now`.
+    async fn sign_in_refused(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// An allowance of failures (GCRA): `allowance` at once, coming back evenly over `window`. Past
+/// it, a key is refused until one more failure would be within it again (a second at least).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    /// Failures allowed in a burst.
+    pub allowance: u32,
+    /// How long the whole allowance takes to come back.
+    pub window: std::time::Duration,
+}
+
+/// The failures counted against one key, as a store keeps them: the key's theoretical arrival
+/// time (GCRA) and until when it is refused, in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureCount {
+    /// When the allowance is whole again.
+    pub tat_ms: i64,
+    /// Until when the key is refused (in the past when it is not).
+    pub refused_until_ms: i64,
+}
+
+/// The latest of the refusals in `counts` still running at `now`.
+pub fn latest_refusal(
+    counts: impl IntoIterator<Item = FailureCount>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let now_ms = now.timestamp_millis();
+    counts
+        .into_iter()
+        .map(|c| c.refused_until_ms)
+        .filter(|until| *until > now_ms)
+        .max()
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+impl FailureLimit {
+    /// `count` after one more failure at `now_ms`.
+    pub fn fail(&self, count: FailureCount, now_ms: i64) -> FailureCount {
+        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX / 4);
+        let interval = (window / i64::from(self.allowance.max(1))).max(1);
+        let tat = count.tat_ms.max(now_ms);
+        let next = tat + interval;
+        if next - now_ms <= window {
+            FailureCount {
+                tat_ms: next,
+                ..count
+            }
+        } else {
+            // Over the allowance: this failure is not counted, the key is refused.
+            let wait = (next - window - now_ms).max(1000);
+            FailureCount {
+                tat_ms: tat,
+                refused_until_ms: count.refused_until_ms.max(now_ms + wait),
+            }
+        }
+    }
+
+    /// Until when `after` refuses its key, if this failure (from `before`) started or moved a
+    /// refusal.
+    pub fn refusal(before: FailureCount, after: FailureCount) -> Option<DateTime<Utc>> {
+        (after.refused_until_ms > before.refused_until_ms)
+            .then(|| DateTime::from_timestamp_millis(after.refused_until_ms))
+            .flatten()
+    }
 }
 
 /// Tickets, kept by their owner.

@@ -1,109 +1,94 @@
-//! Failed sign-ins limited per account and per client address.
+//! Failed sign-ins limited per account and per client address, counted in the user store so
+//! that every replica of the service sees them.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// Failed sign-ins per account and per client address (GCRA from `governor`: a burst of the
-/// allowance, coming back evenly over the window). Only failures count, so nobody can lock an
-/// account by signing in to it; once an account or address is over its allowance, its sign-ins
-/// are refused with 429 before any password is checked, until the allowance comes back.
+/// Failed sign-ins per account and per client address (GCRA: a burst of the allowance, coming
+/// back evenly over the window). Only failures count, so nobody can lock an account by signing
+/// in to it; once an account or address is over its allowance, its sign-ins are refused with
+/// 429 before any password is checked, until the allowance comes back.
+///
+/// The counts live in the user store ([`UserStore::sign_in_failed`]), not in the process: with
+/// several replicas of the service behind a load balancer, an attacker gets the allowance
+/// once, not once per replica. The store is the service's database, which every replica
+/// shares already and which a sign-in reads anyway; the auth service needs no broker for it.
 #[derive(Clone)]
 pub struct SignInLimits {
-    inner: Arc<LimitsInner>,
+    per_account: FailureLimit,
+    per_address: FailureLimit,
+    clock: ticketing_core::Clock,
 }
-
-struct LimitsInner {
-    accounts: DefaultKeyedRateLimiter<String>,
-    addresses: DefaultKeyedRateLimiter<IpAddr>,
-    /// Keys over their allowance, and until when.
-    blocked: Mutex<HashMap<Key, Instant>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Account(String),
-    Address(IpAddr),
-}
-
-/// Entries kept before the expired ones are pruned.
-const PRUNE_AT: usize = 10_000;
 
 impl SignInLimits {
     /// `per_account` and `per_address` failures (at least one each) per `window`.
     pub fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
-        let quota = |allowance: u32| {
-            let allowance = NonZeroU32::new(allowance).unwrap_or(NonZeroU32::MIN);
-            Quota::with_period(window / allowance.get())
-                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-                .allow_burst(allowance)
+        let limit = |allowance: u32| FailureLimit {
+            allowance: allowance.max(1),
+            window,
         };
         SignInLimits {
-            inner: Arc::new(LimitsInner {
-                accounts: RateLimiter::keyed(quota(per_account)),
-                addresses: RateLimiter::keyed(quota(per_address)),
-                blocked: Mutex::new(HashMap::new()),
-            }),
+            per_account: limit(per_account),
+            per_address: limit(per_address),
+            clock: ticketing_core::Clock::system(),
         }
     }
 
-    fn keys(email: &str, address: Option<IpAddr>) -> Vec<Key> {
-        let mut keys = vec![Key::Account(email.to_lowercase())];
-        keys.extend(address.map(Key::Address));
+    /// The same limits, reading the time from `clock` (a test's paused clock).
+    pub fn with_clock(self, clock: ticketing_core::Clock) -> Self {
+        SignInLimits { clock, ..self }
+    }
+
+    fn keys(&self, email: &str, address: Option<IpAddr>) -> Vec<(String, FailureLimit)> {
+        let mut keys = vec![(
+            format!("account:{}", email.to_lowercase()),
+            self.per_account,
+        )];
+        keys.extend(address.map(|a| (format!("address:{a}"), self.per_address)));
         keys
     }
 
     /// 429 when the account or the address is over its allowance.
-    pub fn check(&self, email: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let blocked = self
-            .inner
-            .blocked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let until = Self::keys(email, address)
-            .iter()
-            .filter_map(|key| blocked.get(key).copied())
-            .filter(|until| *until > now)
-            .max();
-        match until {
+    pub async fn check(
+        &self,
+        users: &dyn UserStore,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let keys: Vec<String> = self
+            .keys(email, address)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        match users.sign_in_refused(&keys, now).await? {
             Some(until) => Err(ApiError::TooManyRequests {
-                retry_after: (until - now).as_secs_f64().ceil() as u64,
+                retry_after: u64::try_from((until - now).num_milliseconds())
+                    .unwrap_or(0)
+                    .div_ceil(1000)
+                    .max(1),
             }),
             None => Ok(()),
         }
     }
 
     /// Counts a failed sign-in against the account and the address.
-    pub fn failed(&self, email: &str, address: Option<IpAddr>) {
-        let clock = DefaultClock::default();
-        let now = Instant::now();
-        let mut over = Vec::new();
-        let account = email.to_lowercase();
-        if let Err(not_until) = self.inner.accounts.check_key(&account) {
-            over.push((Key::Account(account), not_until.wait_time_from(clock.now())));
+    pub async fn failed(
+        &self,
+        users: &dyn UserStore,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        for (key, limit) in self.keys(email, address) {
+            if let Some(until) = users.sign_in_failed(&key, limit, now).await? {
+                tracing::warn!(
+                    %key,
+                    %until,
+                    "too many failed sign-ins; refusing for a while"
+                );
+            }
         }
-        if let Some(address) = address
-            && let Err(not_until) = self.inner.addresses.check_key(&address)
-        {
-            over.push((Key::Address(address), not_until.wait_time_from(clock.now())));
-        }
-        let mut blocked = self
-            .inner
-            .blocked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if blocked.len() >= PRUNE_AT {
-            blocked.retain(|_, until| *until > now);
-            self.inner.accounts.retain_recent();
-            self.inner.addresses.retain_recent();
-        }
-        for (key, wait) in over {
-            tracing::warn!(
-                ?key,
-                ?wait,
-                "too many failed sign-ins; refusing for a while"
-            );
-            blocked.insert(key, now + wait.max(Duration::from_secs(1)));
-        }
+        Ok(())
     }
 }

@@ -2,19 +2,16 @@
 //! bounded to what the machine can do, and failed sign-ins limited per account and per client
 //! address.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 use ticketing_common::ApiError;
+use ticketing_core::ticketing::store::{FailureLimit, UserStore};
 use tokio::sync::Semaphore;
 
 mod client;
@@ -165,45 +162,63 @@ mod tests {
         assert!(parse_proxy("ingress").unwrap_err().contains("neither"));
     }
 
-    #[test]
-    fn only_failures_count_and_the_limit_lifts() {
-        let limits = SignInLimits::new(3, 100, Duration::from_secs(3));
+    #[tokio::test(start_paused = true)]
+    async fn only_failures_count_and_the_limit_lifts() {
+        let users = ticketing_store::memory::InMemoryUserStore::new();
+        let limits = SignInLimits::new(3, 100, Duration::from_secs(3))
+            .with_clock(ticketing_core::Clock::tokio());
         let address = Some(ip("192.0.2.1"));
         for _ in 0..100 {
             // Successful sign-ins never call `failed`: nothing accrues.
-            assert!(limits.check("a@b.com", address).is_ok());
+            assert!(limits.check(&users, "a@b.com", address).await.is_ok());
         }
         for _ in 0..3 {
-            assert!(limits.check("a@b.com", address).is_ok());
-            limits.failed("a@b.com", address);
+            assert!(limits.check(&users, "a@b.com", address).await.is_ok());
+            limits.failed(&users, "a@b.com", address).await.unwrap();
         }
-        assert!(limits.check("a@b.com", address).is_ok(), "three allowed");
-        limits.failed("A@B.com", address);
-        let Err(ApiError::TooManyRequests { retry_after }) = limits.check("a@b.com", address)
+        assert!(
+            limits.check(&users, "a@b.com", address).await.is_ok(),
+            "three allowed"
+        );
+        limits.failed(&users, "A@B.com", address).await.unwrap();
+        let Err(ApiError::TooManyRequests { retry_after }) =
+            limits.check(&users, "a@b.com", address).await
         else {
             panic!("the fourth failure blocks the account");
         };
         assert!((1..=3).contains(&retry_after), "{retry_after}");
         assert!(
-            limits.check("other@b.com", Some(ip("192.0.2.2"))).is_ok(),
+            limits
+                .check(&users, "other@b.com", Some(ip("192.0.2.2")))
+                .await
+                .is_ok(),
             "another account from another address"
         );
-        std::thread::sleep(Duration::from_millis(1100));
+        tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(
-            limits.check("a@b.com", address).is_ok(),
+            limits.check(&users, "a@b.com", address).await.is_ok(),
             "the allowance comes back"
         );
     }
 
-    #[test]
-    fn an_address_is_limited_across_accounts() {
+    #[tokio::test]
+    async fn an_address_is_limited_across_accounts() {
+        let users = ticketing_store::memory::InMemoryUserStore::new();
         let limits = SignInLimits::new(100, 4, Duration::from_secs(60));
         let address = Some(ip("192.0.2.3"));
         for n in 0..5 {
-            limits.failed(&format!("user{n}@b.com"), address);
+            limits
+                .failed(&users, &format!("user{n}@b.com"), address)
+                .await
+                .unwrap();
         }
-        assert!(limits.check("fresh@b.com", address).is_err());
-        assert!(limits.check("fresh@b.com", Some(ip("192.0.2.4"))).is_ok());
+        assert!(limits.check(&users, "fresh@b.com", address).await.is_err());
+        assert!(
+            limits
+                .check(&users, "fresh@b.com", Some(ip("192.0.2.4")))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,11 @@ pub async fn signin(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let Credentials { email, password } = Credentials::for_sign_in(&body)?;
-    state.guards.signin.check(&email, address)?;
+    state
+        .guards
+        .signin
+        .check(&*state.users, &email, address)
+        .await?;
     let user = state.users.find_by_email(&email).await?;
     let matches = password::verify(
         &state.guards.hashing,
@@ -39,7 +43,11 @@ pub async fn signin(
     )
     .await?;
     let Some(user) = user.filter(|_| matches) else {
-        state.guards.signin.failed(&email, address);
+        state
+            .guards
+            .signin
+            .failed(&*state.users, &email, address)
+            .await?;
         return Err(ApiError::bad_request("Invalid credentials"));
     };
     let (token, _) = state.keys.issue(user.id, &user.email)?;

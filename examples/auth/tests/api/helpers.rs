@@ -20,9 +20,14 @@ impl Deref for TestApp {
 
 /// The auth service on a random port, with in-memory users and its time on tokio's clock.
 pub async fn spawn_app() -> TestApp {
-    let memory = kit::Memory::new().await;
+    spawn_app_on(&kit::Memory::new().await.database).await
+}
+
+/// The auth service on a random port over `database` (one replica of several, when several
+/// are spawned on one database).
+pub async fn spawn_app_on(database: &ticketing_store::Database) -> TestApp {
     let state = AuthState::new(
-        &memory.database,
+        database,
         kit::keys(),
         ticketing_auth::guard::Guards::default(),
     );

@@ -1,6 +1,8 @@
 use serde_json::json;
 
-use crate::helpers::{assert_error, assert_field_error, error_messages, session_cookie, spawn_app};
+use crate::helpers::{
+    assert_error, assert_field_error, error_messages, session_cookie, spawn_app, spawn_app_on,
+};
 
 #[tokio::test]
 async fn signin_with_an_unknown_email_is_invalid_credentials() {
@@ -91,4 +93,38 @@ async fn repeated_failures_lock_the_account_with_429_and_a_success_never_does() 
         .post_signin(&json!({"email": "other@test.com", "password": "password"}))
         .await;
     assert_eq!(response.code(), 200);
+}
+
+/// Two replicas of the service on one PostgreSQL database: the failures made through one count
+/// at the other, so N replicas do not give an attacker N allowances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_through_one_replica_are_refused_by_another() {
+    let settings = ticketing_store::StoreSettings::Postgres {
+        url: ticketing_test_live::fresh_pg_database("auth").await,
+        schema: None,
+        max_connections: None,
+        timeout_seconds: None,
+    };
+    let replica = || async {
+        let database = settings
+            .open_ticketing("auth")
+            .await
+            .expect("PostgreSQL must be running (scripts/test starts it)");
+        spawn_app_on(&database).await
+    };
+    let (one, two) = (replica().await, replica().await);
+    one.signup("victim@test.com", "password").await;
+    // Six failures, three through each: past the allowance of five (the default) in all.
+    for (attempt, replica) in [&one, &two, &one, &two, &one, &two].into_iter().enumerate() {
+        let response = replica
+            .post_signin(&json!({"email": "victim@test.com", "password": "wrong-guess"}))
+            .await;
+        assert_eq!(response.code(), 400, "failure {}", attempt + 1);
+    }
+    for replica in [&one, &two] {
+        let response = replica
+            .post_signin(&json!({"email": "victim@test.com", "password": "password"}))
+            .await;
+        assert_eq!(response.code(), 429, "{response}");
+    }
 }

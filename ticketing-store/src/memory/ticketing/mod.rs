@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{InMemoryOutbox, InMemoryReplicaStore, lock};
 use ticketing_core::ticketing::payment::{
@@ -11,8 +12,9 @@ use ticketing_core::ticketing::payment::{
 };
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::ticketing::store::{
-    Announce, NewOrder, Order, OrderReplica, OrderStore, ReservationError, StoreError, Ticket,
-    TicketReplica, TicketStore, User, UserStore, outbox_key,
+    Announce, FailureCount, FailureLimit, NewOrder, Order, OrderReplica, OrderStore,
+    ReservationError, StoreError, Ticket, TicketReplica, TicketStore, User, UserStore,
+    latest_refusal, outbox_key,
 };
 use ticketing_core::{Id, OutgoingMessage, Version};
 

@@ -13,7 +13,12 @@ pub struct InMemoryUserStore {
 struct Users {
     by_id: HashMap<Id, User>,
     by_email: HashMap<String, Id>,
+    /// Failed sign-ins by key.
+    failures: HashMap<String, FailureCount>,
 }
+
+/// Keys kept before those whose failures have all come back are pruned.
+const PRUNE_AT: usize = 10_000;
 
 impl InMemoryUserStore {
     /// An empty store.
@@ -59,5 +64,36 @@ impl UserStore for InMemoryUserStore {
             .get(&id)
             .cloned()
             .ok_or_else(|| StoreError::not_found("user", id))
+    }
+
+    async fn sign_in_failed(
+        &self,
+        key: &str,
+        limit: FailureLimit,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut users = lock(&self.inner);
+        if users.failures.len() >= PRUNE_AT {
+            users
+                .failures
+                .retain(|_, c| c.tat_ms > now_ms || c.refused_until_ms > now_ms);
+        }
+        let before = users.failures.get(key).copied().unwrap_or_default();
+        let after = limit.fail(before, now_ms);
+        users.failures.insert(key.to_owned(), after);
+        Ok(FailureLimit::refusal(before, after))
+    }
+
+    async fn sign_in_refused(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let users = lock(&self.inner);
+        Ok(latest_refusal(
+            keys.iter().filter_map(|k| users.failures.get(k)).copied(),
+            now,
+        ))
     }
 }

@@ -30,8 +30,9 @@ use ticketing_core::ticketing::payment::{
 };
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::ticketing::store::{
-    Announce, NewOrder, Order, OrderReplica, OrderStore, ReplicaStore, ReservationError,
-    StoreError, Ticket, TicketReplica, TicketStore, User, UserStore,
+    Announce, FailureCount, FailureLimit, NewOrder, Order, OrderReplica, OrderStore, ReplicaStore,
+    ReservationError, StoreError, Ticket, TicketReplica, TicketStore, User, UserStore,
+    latest_refusal,
 };
 use ticketing_core::version::ReplicaStart;
 use ticketing_core::{Id, OutgoingMessage, Version};
@@ -222,6 +223,7 @@ impl MongoDatabase {
     pub fn users(&self) -> MongoUserStore {
         MongoUserStore {
             users: self.db.collection("users"),
+            failures: self.db.collection("sign_in_failures"),
         }
     }
 

@@ -23,8 +23,9 @@ use ticketing_core::ticketing::payment::{
 };
 use ticketing_core::ticketing::reservation::OrderStatus;
 use ticketing_core::ticketing::store::{
-    Announce, NewOrder, Order, OrderReplica, OrderStore, ReplicaStore, ReservationError,
-    StoreError, Ticket, TicketReplica, TicketStore, User, UserStore, outbox_key,
+    Announce, FailureCount, FailureLimit, NewOrder, Order, OrderReplica, OrderStore, ReplicaStore,
+    ReservationError, StoreError, Ticket, TicketReplica, TicketStore, User, UserStore,
+    latest_refusal, outbox_key,
 };
 use ticketing_core::version::ReplicaStart;
 use ticketing_core::{Id, OutgoingMessage, Version};

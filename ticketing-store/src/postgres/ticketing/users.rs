@@ -67,4 +67,78 @@ impl UserStore for PgUserStore {
             .ok_or_else(|| StoreError::not_found("user", id))?;
         user_of(&row)
     }
+
+    async fn sign_in_failed(
+        &self,
+        key: &str,
+        limit: FailureLimit,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO sign_in_failures (key, tat_ms, refused_until_ms) VALUES ($1, 0, 0) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // The row locked until the commit: concurrent failures of one key count one by one.
+        let row = sqlx::query(
+            "SELECT tat_ms, refused_until_ms FROM sign_in_failures WHERE key = $1 FOR UPDATE",
+        )
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let before = FailureCount {
+            tat_ms: row.try_get("tat_ms").map_err(backend)?,
+            refused_until_ms: row.try_get("refused_until_ms").map_err(backend)?,
+        };
+        let after = limit.fail(before, now_ms);
+        sqlx::query(
+            "UPDATE sign_in_failures SET tat_ms = $2, refused_until_ms = $3 WHERE key = $1",
+        )
+        .bind(key)
+        .bind(after.tat_ms)
+        .bind(after.refused_until_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Now and then, the keys whose failures have all come back go.
+        if now_ms % 64 == 0 {
+            sqlx::query("DELETE FROM sign_in_failures WHERE tat_ms < $1 AND refused_until_ms < $1")
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(FailureLimit::refusal(before, after))
+    }
+
+    async fn sign_in_refused(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tat_ms, refused_until_ms FROM sign_in_failures WHERE key = ANY($1)",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let counts = rows
+            .iter()
+            .map(|row| {
+                Ok(FailureCount {
+                    tat_ms: row.try_get("tat_ms").map_err(backend)?,
+                    refused_until_ms: row.try_get("refused_until_ms").map_err(backend)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(latest_refusal(counts, now))
+    }
 }
