@@ -1,7 +1,10 @@
 //! Crash tests: the services as separate OS processes (the built `auth`, `tickets`, `orders`,
 //! `payments` (fake provider) and `expiration` binaries) on a NATS server of the test's own and
 //! PostgreSQL or a MongoDB-wire server, behind a small path-routing proxy standing in for the
-//! ingress. Users sell, buy, edit, pay and cancel concurrently while service processes are
+//! ingress (round robin over a service's processes, skipping one that refuses connections). On
+//! PostgreSQL three processes of each service run, as a replicated deployment does: their
+//! listeners share the queue groups, their relays one outbox lease, their sign-in limits the
+//! database. Users sell, buy, edit, pay and cancel concurrently while service processes are
 //! SIGKILLed and restarted about once a second, and the broker is stopped once for longer than
 //! the publish timeout. Afterwards the load generator's consistency check must find nothing, the
 //! payments must agree with the orders (a complete order has exactly one charge, a cancelled one
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use ticketing_test_client::verify::{self, Record, UserRecord};
 use ticketing_test_live as live;
-use ticketing_test_live::process::{self, NatsServer, free_port, wait_for_port};
+use ticketing_test_live::process::{self, NatsServer, wait_for_port};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +36,9 @@ use users::{Created, Driver, Tally};
 
 /// How long users buy and cancel under faults.
 const CHAOS: Duration = Duration::from_secs(30);
+
+/// The services, in the order the kills name them by.
+const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
 
 /// Time between two kills.
 const KILL_EVERY: Duration = Duration::from_millis(900);
@@ -85,6 +91,38 @@ impl Store {
     }
 }
 
+/// The payment provider of a run, and the cards its users pay with.
+#[derive(Clone, Copy)]
+struct Provider {
+    name: &'static str,
+    stripe_base: Option<&'static str>,
+    cards: users::Cards,
+}
+
+impl Provider {
+    const FAKE: Provider = Provider {
+        name: "fake",
+        stripe_base: None,
+        cards: users::Cards {
+            accepted: "tok_visa",
+            declined: "tok_chargeDeclined",
+        },
+    };
+
+    fn localstripe() -> Provider {
+        let base =
+            std::env::var("LOCALSTRIPE_URL").unwrap_or_else(|_| "http://127.0.0.1:8420".to_owned());
+        Provider {
+            name: "stripe",
+            stripe_base: Some(Box::leak(base.into_boxed_str())),
+            cards: users::Cards {
+                accepted: "pm_card_visa",
+                declined: "pm_card_chargeCustomerFail",
+            },
+        }
+    }
+}
+
 /// What goes wrong during a run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Faults {
@@ -127,6 +165,12 @@ async fn crash_run(store: Store, faults: Faults) {
         (Store::Mongo, Faults::KillsAndOutage) => "mongo",
         (_, Faults::LeaderLoss) => "cluster",
     };
+    // On PostgreSQL, three processes of each service behind the proxy (a replicated deployment,
+    // each replica killed in turn); one of each otherwise.
+    let per_service = match (store, faults) {
+        (Store::Postgres, Faults::KillsAndOutage) => 3,
+        _ => 1,
+    };
     let dir = std::env::temp_dir().join(live::unique_name(&format!("crash-{label}")));
     std::fs::create_dir_all(&dir).unwrap();
     let mut broker = match faults {
@@ -158,17 +202,19 @@ async fn crash_run(store: Store, faults: Faults) {
         }
     };
     let store_env = Arc::new(store_env);
-    let ports = Ports {
-        auth: free_port(),
-        tickets: free_port(),
-        orders: free_port(),
-        payments: free_port(),
-        expiration: free_port(),
+    let ports = Ports::free(per_service);
+    // The fake provider keeps its charges in its process: with several payments processes a
+    // refund can reach one that never saw the charge. Replicated, they share a Stripe
+    // (localstripe, which `scripts/test` starts), as replicas in production share Stripe.
+    let provider = if per_service > 1 {
+        Provider::localstripe()
+    } else {
+        Provider::FAKE
     };
     let nats_url = broker.url();
-    let start = |service: &'static str, port: u16| {
+    let start = |service: &'static str, replica: usize, port: u16| {
         let bin = bins.join(service);
-        let log = dir.join(format!("{service}.log"));
+        let log = dir.join(format!("{service}-{replica}.log"));
         let store_env = store_env.clone();
         let nats_url = nats_url.clone();
         Supervised::start(service, move || {
@@ -181,7 +227,7 @@ async fn crash_run(store: Store, faults: Faults) {
                 .env("NATS_URL", &nats_url)
                 .env("NATS_STREAM_REPLICAS", replicas)
                 .env("EXPIRATION_WINDOW_SECONDS", WINDOW_SECONDS)
-                .env("PAYMENT_PROVIDER", "fake")
+                .env("PAYMENT_PROVIDER", provider.name)
                 .env("PAYMENT_REPAIR_SECONDS", "1")
                 .env("RUST_LOG", "warn")
                 .stdin(Stdio::null())
@@ -191,25 +237,27 @@ async fn crash_run(store: Store, faults: Faults) {
                 let (name, value) = store_env(service);
                 command.env(name, value);
             }
+            if let Some(base) = provider.stripe_base {
+                command
+                    .env("STRIPE_KEY", "sk_test_crash")
+                    .env("STRIPE_BASE_URL", base);
+            }
             command
         })
     };
-    let services = [
-        ("auth", start("auth", ports.auth), ports.auth),
-        ("tickets", start("tickets", ports.tickets), ports.tickets),
-        ("orders", start("orders", ports.orders), ports.orders),
-        (
-            "payments",
-            start("payments", ports.payments),
-            ports.payments,
-        ),
-        (
-            "expiration",
-            start("expiration", ports.expiration),
-            ports.expiration,
-        ),
-    ];
-    for (name, _, port) in &services[..4] {
+    // Every process of every service: (service, process, port).
+    let services: Vec<(&'static str, Supervised, u16)> = SERVICES
+        .iter()
+        .flat_map(|service| {
+            ports
+                .of(service)
+                .iter()
+                .enumerate()
+                .map(|(replica, port)| (*service, start(service, replica, *port), *port))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (name, _, port) in services.iter().filter(|(name, _, _)| *name != "expiration") {
         wait_for_port(*port, name, Duration::from_secs(30)).await;
     }
 
@@ -222,7 +270,7 @@ async fn crash_run(store: Store, faults: Faults) {
         .unwrap();
     let app = axum::Router::new()
         .fallback(proxy)
-        .with_state((upstream, ports));
+        .with_state((upstream, ports.clone()));
     tokio::spawn(async move { axum::serve(proxy_listener, app).await });
 
     let tally = Arc::new(Tally::default());
@@ -240,7 +288,7 @@ async fn crash_run(store: Store, faults: Faults) {
         .iter()
         .enumerate()
         .map(|(n, user)| {
-            let driver = Driver::new(n, user.clone(), created.clone());
+            let driver = Driver::new(n, user.clone(), created.clone(), provider.cards);
             let stop = stop_users.clone();
             tokio::spawn(driver.run(store.tickets_per_user(), store.calm_pay(), stop))
         })
@@ -251,11 +299,17 @@ async fn crash_run(store: Store, faults: Faults) {
     let mut leader_killed = None;
     match &mut broker {
         Brokers::One(broker) => {
+            // By service (tickets, orders, payments, expiration, tickets, orders, auth, payments),
+            // each time the next process of it.
             let order = [1, 2, 3, 4, 1, 2, 0, 3];
+            let victim = |kills: u64| {
+                let kind = order[kills as usize % order.len()];
+                kind * per_service + (kills as usize / order.len()) % per_service
+            };
             let mut broker_stopped = false;
             while started.elapsed() < CHAOS {
                 tokio::time::sleep(KILL_EVERY).await;
-                services[order[kills as usize % order.len()]].1.kill();
+                services[victim(kills)].1.kill();
                 kills += 1;
                 if !broker_stopped && started.elapsed() >= BROKER_STOP_AT {
                     broker_stopped = true;
@@ -263,7 +317,7 @@ async fn crash_run(store: Store, faults: Faults) {
                     let back_at = tokio::time::Instant::now() + BROKER_DOWN_FOR;
                     while tokio::time::Instant::now() < back_at {
                         tokio::time::sleep(KILL_EVERY).await;
-                        services[order[kills as usize % order.len()]].1.kill();
+                        services[victim(kills)].1.kill();
                         kills += 1;
                     }
                     broker.spawn().await;
@@ -318,7 +372,7 @@ async fn crash_run(store: Store, faults: Faults) {
         driver.await.unwrap();
     }
     // Everything up again before checking.
-    for (name, _, port) in &services[..4] {
+    for (name, _, port) in services.iter().filter(|(name, _, _)| *name != "expiration") {
         wait_for_port(*port, name, Duration::from_secs(60)).await;
     }
 
@@ -388,7 +442,8 @@ async fn crash_run(store: Store, faults: Faults) {
     broker.stop().await;
     let server_errors = tally.answered(500);
     println!(
-        "crash test on NATS + {label}: {} requests ({:?}), {kills} kills, {starts} process starts, \
+        "crash test on NATS + {label}, {per_service} process(es) per service: {} requests ({:?}), \
+         {kills} kills, {starts} process starts, \
          {}, {ticket_count} tickets and {order_count} \
          orders created, {paid_orders} paid, {events} events in the stream, {} dead letters, \
          {} disagreements, {} payment disagreements; \

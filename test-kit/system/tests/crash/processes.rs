@@ -3,6 +3,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -90,22 +92,65 @@ impl Cluster {
             "{} is missing: scripts/test installs a current nats-server (or set NATS_SERVER_CURRENT)",
             binary.display()
         );
-        let mut cluster = Cluster {
-            binary,
-            config: workspace_root().join("deploy/k8s/base/nats/nats.conf"),
-            dir: dir.to_path_buf(),
-            ports: (0..Self::SIZE)
-                .map(|_| (free_port(), free_port(), free_port()))
-                .collect(),
-            children: (0..Self::SIZE).map(|_| None).collect(),
-        };
-        for n in 0..Self::SIZE {
-            cluster.spawn(n);
+        let config = workspace_root().join("deploy/k8s/base/nats/nats.conf");
+        // A port found free can be taken by another test before a server binds it: then that
+        // server exits at once, and the cluster starts again on other ports.
+        for _ in 0..3 {
+            let mut cluster = Cluster {
+                binary: binary.clone(),
+                config: config.clone(),
+                dir: dir.to_path_buf(),
+                ports: (0..Self::SIZE)
+                    .map(|_| (free_port(), free_port(), free_port()))
+                    .collect(),
+                children: (0..Self::SIZE).map(|_| None).collect(),
+            };
+            for n in 0..Self::SIZE {
+                let _ = std::fs::remove_dir_all(dir.join(Self::name(n)));
+                cluster.spawn(n);
+            }
+            let mut started = true;
+            for n in 0..Self::SIZE {
+                started &= cluster.ready_unless_exited(n).await;
+            }
+            if started {
+                return cluster;
+            }
+            cluster.stop_all().await;
         }
-        for n in 0..Self::SIZE {
-            cluster.wait_ready(n).await;
+        panic!(
+            "the cluster did not start in three tries (logs in {})",
+            dir.display()
+        );
+    }
+
+    /// As [`wait_ready`](Self::wait_ready); `false` when server `n` exited instead (a port
+    /// taken).
+    async fn ready_unless_exited(&mut self, n: usize) -> bool {
+        let url = format!(
+            "http://127.0.0.1:{}/healthz?js-enabled-only=true",
+            self.ports[n].2
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::get(&url).await
+                && response.status().is_success()
+            {
+                return true;
+            }
+            if let Some(child) = self.children[n].as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} did not become ready (logs in {})",
+                Self::name(n),
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        cluster
     }
 
     pub(crate) fn name(n: usize) -> String {
@@ -216,62 +261,102 @@ impl Brokers {
     }
 }
 
-/// Ports of the services, by route.
-#[derive(Clone, Copy)]
+/// Ports of the services' processes, by route: several per service when it runs replicated.
+#[derive(Clone)]
 pub(crate) struct Ports {
-    pub(crate) auth: u16,
-    pub(crate) tickets: u16,
-    pub(crate) orders: u16,
-    pub(crate) payments: u16,
-    pub(crate) expiration: u16,
+    pub(crate) auth: Vec<u16>,
+    pub(crate) tickets: Vec<u16>,
+    pub(crate) orders: Vec<u16>,
+    pub(crate) payments: Vec<u16>,
+    pub(crate) expiration: Vec<u16>,
+    /// Round robin over a service's processes.
+    pub(crate) next: Arc<AtomicUsize>,
 }
 
-/// The ingress stand-in: routes by path prefix, as the original's ingress does; a service that
-/// is down is a 502.
+impl Ports {
+    /// `per_service` free ports for each service.
+    pub(crate) fn free(per_service: usize) -> Self {
+        let ports = || (0..per_service).map(|_| free_port()).collect::<Vec<_>>();
+        Ports {
+            auth: ports(),
+            tickets: ports(),
+            orders: ports(),
+            payments: ports(),
+            expiration: ports(),
+            next: Arc::default(),
+        }
+    }
+
+    /// The ports of service `name`.
+    pub(crate) fn of(&self, name: &str) -> &[u16] {
+        match name {
+            "auth" => &self.auth,
+            "tickets" => &self.tickets,
+            "orders" => &self.orders,
+            "payments" => &self.payments,
+            _ => &self.expiration,
+        }
+    }
+}
+
+/// The ingress stand-in: routes by path prefix, as the original's ingress does, round robin
+/// over a service's processes; a process that refuses the connection (killed, restarting) is
+/// skipped for the next, as a load balancer drops an endpoint that fails; when all refuse, 502.
 pub(crate) async fn proxy(
     State((http, ports)): State<(reqwest::Client, Ports)>,
     request: Request,
 ) -> Response {
     let path = request.uri().path();
-    let port = if path.starts_with("/api/users") {
-        ports.auth
+    let service = if path.starts_with("/api/users") {
+        "auth"
     } else if path.starts_with("/api/tickets") {
-        ports.tickets
+        "tickets"
     } else if path.starts_with("/api/orders") {
-        ports.orders
+        "orders"
     } else if path.starts_with("/api/payments") {
-        ports.payments
+        "payments"
     } else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let target = format!(
-        "http://127.0.0.1:{port}{}",
-        request
-            .uri()
-            .path_and_query()
-            .map_or(path, |pq| pq.as_str())
-    );
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or(path, |pq| pq.as_str())
+        .to_owned();
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let mut upstream = http.request(parts.method, target).body(body);
-    for (name, value) in &parts.headers {
-        if name != reqwest::header::HOST {
-            upstream = upstream.header(name, value);
-        }
-    }
-    match upstream.send().await {
-        Ok(answer) => {
-            let mut response = Response::builder().status(answer.status());
-            for (name, value) in answer.headers() {
-                response = response.header(name, value);
+    let replicas = ports.of(service);
+    let first = ports.next.fetch_add(1, Ordering::Relaxed);
+    for k in 0..replicas.len() {
+        let port = replicas[(first + k) % replicas.len()];
+        let mut upstream = http
+            .request(
+                parts.method.clone(),
+                format!("http://127.0.0.1:{port}{path_and_query}"),
+            )
+            .body(body.clone());
+        for (name, value) in &parts.headers {
+            if name != reqwest::header::HOST {
+                upstream = upstream.header(name, value);
             }
-            let bytes = answer.bytes().await.unwrap_or_default();
-            response.body(Body::from(bytes)).unwrap()
         }
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        match upstream.send().await {
+            Ok(answer) => {
+                let mut response = Response::builder().status(answer.status());
+                for (name, value) in answer.headers() {
+                    response = response.header(name, value);
+                }
+                let bytes = answer.bytes().await.unwrap_or_default();
+                return response.body(Body::from(bytes)).unwrap();
+            }
+            // Nothing was sent: another process may take it.
+            Err(error) if error.is_connect() => {}
+            Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+        }
     }
+    StatusCode::BAD_GATEWAY.into_response()
 }
 
 pub(crate) fn log_file(path: &Path) -> File {

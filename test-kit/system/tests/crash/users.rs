@@ -94,8 +94,16 @@ impl Created {
 }
 
 /// One user of a run.
+/// The cards a user pays with: one the provider accepts, one it declines.
+#[derive(Clone, Copy)]
+pub(crate) struct Cards {
+    pub(crate) accepted: &'static str,
+    pub(crate) declined: &'static str,
+}
+
 pub(crate) struct Driver {
     pub(crate) me: usize,
+    cards: Cards,
     pub(crate) user: User,
     pub(crate) created: Arc<Mutex<Created>>,
     rng: fastrand::Rng,
@@ -104,9 +112,10 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(me: usize, user: User, created: Arc<Mutex<Created>>) -> Self {
+    pub(crate) fn new(me: usize, user: User, created: Arc<Mutex<Created>>, cards: Cards) -> Self {
         Driver {
             me,
+            cards,
             user,
             created,
             rng: fastrand::Rng::with_seed(me as u64 + 1),
@@ -159,9 +168,9 @@ impl Driver {
                     let order = self.my_orders.swap_remove(at);
                     // One in five with a card that is declined: the order stays payable.
                     let token = if self.rng.u8(..5) == 0 {
-                        "tok_chargeDeclined"
+                        self.cards.declined
                     } else {
-                        "tok_visa"
+                        self.cards.accepted
                     };
                     let status = self.pay(&order, token).await;
                     // Not known to payments yet, declined, or not answered: pay or cancel it
@@ -189,7 +198,7 @@ impl Driver {
                 continue;
             }
             let order = self.my_orders.remove(0);
-            match self.pay(&order, "tok_visa").await {
+            match self.pay(&order, self.cards.accepted).await {
                 201 => break,
                 400 | 401 => {}
                 _ => {
