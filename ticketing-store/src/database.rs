@@ -191,6 +191,19 @@ impl StoreSettings {
         self
     }
 
+    /// The same settings with at most `connections` pooled PostgreSQL connections (at least
+    /// one); no effect on the other backends. With replicas, the database must accept
+    /// replicas × services × this.
+    pub fn with_max_connections(mut self, connections: u32) -> Self {
+        if let StoreSettings::Postgres {
+            max_connections, ..
+        } = &mut self
+        {
+            *max_connections = Some(connections.max(1));
+        }
+        self
+    }
+
     /// The backend these settings open.
     pub fn backend(&self) -> StoreBackend {
         match self {

@@ -59,6 +59,10 @@ pub struct BackendArgs {
     /// server) before it is answered 503 with Retry-After.
     #[arg(long, env = "DATABASE_TIMEOUT_SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub database_timeout_seconds: u64,
+    /// PostgreSQL connections each process pools at most. With replicas the server must accept
+    /// processes × this (PostgreSQL's default `max_connections` is 100).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
 }
 
 impl BackendArgs {
@@ -113,7 +117,8 @@ impl BackendArgs {
             self.database_url.as_ref().map(Secret::expose),
             self.mongo_uri.as_ref().map(Secret::expose),
         )?
-        .with_timeout(Duration::from_secs(self.database_timeout_seconds)))
+        .with_timeout(Duration::from_secs(self.database_timeout_seconds))
+        .with_max_connections(self.database_max_connections))
     }
 
     /// Connects the configured bus; refuses one whose stream drops events before the
