@@ -1,5 +1,5 @@
 //! Crash tests: the services as separate OS processes (the built `auth`, `tickets`, `orders`,
-//! `payments` (fake provider) and `expiration` binaries) on a NATS server of the test's own and
+//! `payments` (on localstripe) and `expiration` binaries) on a NATS server of the test's own and
 //! PostgreSQL or a MongoDB-wire server, behind a small path-routing proxy standing in for the
 //! ingress (round robin over a service's processes, skipping one that refuses connections). On
 //! PostgreSQL three processes of each service run, as a replicated deployment does: their
@@ -70,8 +70,7 @@ impl Store {
     /// After the faults, how long a user keeps trying to pay for an order it still has open:
     /// on the MongoDB-wire test server the payments replica can lag through the whole fault
     /// window, and a run could end with no payment to check. None on PostgreSQL, where users
-    /// pay during the faults (more payments there would only add refunds of charges the fake
-    /// provider of a killed process forgot: docs/system.md, "Limits").
+    /// pay during the faults.
     fn calm_pay(self) -> Duration {
         match self {
             Store::Postgres => Duration::ZERO,
@@ -91,28 +90,11 @@ impl Store {
     }
 }
 
-/// The payment provider of a run, and the cards its users pay with.
-#[derive(Clone, Copy)]
-struct Provider {
-    name: &'static str,
-    stripe_base: Option<&'static str>,
-    cards: users::Cards,
-}
-
-impl Provider {
-    fn localstripe() -> Provider {
-        let base =
-            std::env::var("LOCALSTRIPE_URL").unwrap_or_else(|_| "http://127.0.0.1:8420".to_owned());
-        Provider {
-            name: "stripe",
-            stripe_base: Some(Box::leak(base.into_boxed_str())),
-            cards: users::Cards {
-                accepted: "pm_card_visa",
-                declined: "pm_card_chargeCustomerFail",
-            },
-        }
-    }
-}
+/// The cards the users pay with: localstripe charges the first and declines the second.
+const CARDS: users::Cards = users::Cards {
+    accepted: "pm_card_visa",
+    declined: "pm_card_chargeCustomerFail",
+};
 
 /// What goes wrong during a run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -197,13 +179,15 @@ async fn crash_run(store: Store, faults: Faults) {
     // The fake provider keeps its charges in its process: a refund after a restart, or on
     // another process, would not find the charge. The processes share a Stripe (localstripe,
     // which `scripts/test` starts) that outlives them, as Stripe does in production.
-    let provider = Provider::localstripe();
+    let stripe =
+        std::env::var("LOCALSTRIPE_URL").unwrap_or_else(|_| "http://127.0.0.1:8420".to_owned());
     let nats_url = broker.url();
     let start = |service: &'static str, replica: usize, port: u16| {
         let bin = bins.join(service);
         let log = dir.join(format!("{service}-{replica}.log"));
         let store_env = store_env.clone();
         let nats_url = nats_url.clone();
+        let stripe = stripe.clone();
         Supervised::start(service, move || {
             let mut command = Command::new(&bin);
             command
@@ -214,7 +198,7 @@ async fn crash_run(store: Store, faults: Faults) {
                 .env("NATS_URL", &nats_url)
                 .env("NATS_STREAM_REPLICAS", replicas)
                 .env("EXPIRATION_WINDOW_SECONDS", WINDOW_SECONDS)
-                .env("PAYMENT_PROVIDER", provider.name)
+                .env("PAYMENT_PROVIDER", "stripe")
                 .env("PAYMENT_REPAIR_SECONDS", "1")
                 // Fifteen processes on a server of 100 connections, beside the other tests.
                 .env("DATABASE_MAX_CONNECTIONS", "3")
@@ -226,10 +210,10 @@ async fn crash_run(store: Store, faults: Faults) {
                 let (name, value) = store_env(service);
                 command.env(name, value);
             }
-            if let (Some(base), "payments") = (provider.stripe_base, service) {
+            if service == "payments" {
                 command
                     .env("STRIPE_KEY", "sk_test_crash")
-                    .env("STRIPE_BASE_URL", base);
+                    .env("STRIPE_BASE_URL", &stripe);
             }
             command
         })
@@ -277,7 +261,7 @@ async fn crash_run(store: Store, faults: Faults) {
         .iter()
         .enumerate()
         .map(|(n, user)| {
-            let driver = Driver::new(n, user.clone(), created.clone(), provider.cards);
+            let driver = Driver::new(n, user.clone(), created.clone(), CARDS);
             let stop = stop_users.clone();
             tokio::spawn(driver.run(store.tickets_per_user(), store.calm_pay(), stop))
         })
