@@ -39,31 +39,40 @@ impl SignInLimits {
         SignInLimits { clock, ..self }
     }
 
-    fn keys(&self, email: &str, address: Option<IpAddr>) -> Vec<(String, FailureLimit)> {
+    /// A sign-in of `email` from `address`, checked and counted in `users`.
+    pub fn attempt<'a>(
+        &'a self,
+        users: &'a dyn UserStore,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> Attempt<'a> {
         let mut keys = vec![(
             format!("account:{}", email.to_lowercase()),
             self.per_account,
         )];
         keys.extend(address.map(|a| (format!("address:{a}"), self.per_address)));
-        keys
+        Attempt {
+            users,
+            keys,
+            now: self.clock.now(),
+        }
     }
+}
 
+/// One sign-in, as the limits see it: its account and address keys, at the time it came.
+pub struct Attempt<'a> {
+    users: &'a dyn UserStore,
+    keys: Vec<(String, FailureLimit)>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Attempt<'_> {
     /// 429 when the account or the address is over its allowance.
-    pub async fn check(
-        &self,
-        users: &dyn UserStore,
-        email: &str,
-        address: Option<IpAddr>,
-    ) -> Result<(), ApiError> {
-        let now = self.clock.now();
-        let keys: Vec<String> = self
-            .keys(email, address)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        match users.sign_in_refused(&keys, now).await? {
+    pub async fn check(&self) -> Result<(), ApiError> {
+        let keys: Vec<String> = self.keys.iter().map(|(k, _)| k.clone()).collect();
+        match self.users.sign_in_refused(&keys, self.now).await? {
             Some(until) => Err(ApiError::TooManyRequests {
-                retry_after: u64::try_from((until - now).num_milliseconds())
+                retry_after: u64::try_from((until - self.now).num_milliseconds())
                     .unwrap_or(0)
                     .div_ceil(1000)
                     .max(1),
@@ -72,16 +81,10 @@ impl SignInLimits {
         }
     }
 
-    /// Counts a failed sign-in against the account and the address.
-    pub async fn failed(
-        &self,
-        users: &dyn UserStore,
-        email: &str,
-        address: Option<IpAddr>,
-    ) -> Result<(), ApiError> {
-        let now = self.clock.now();
-        for (key, limit) in self.keys(email, address) {
-            if let Some(until) = users.sign_in_failed(&key, limit, now).await? {
+    /// Counts the sign-in as failed against the account and the address.
+    pub async fn failed(&self) -> Result<(), ApiError> {
+        for (key, limit) in &self.keys {
+            if let Some(until) = self.users.sign_in_failed(key, *limit, self.now).await? {
                 tracing::warn!(
                     %key,
                     %until,

@@ -19,7 +19,7 @@ mod hashing;
 mod limits;
 pub use client::{ClientAddress, client_address};
 pub use hashing::Hashing;
-pub use limits::SignInLimits;
+pub use limits::{Attempt, SignInLimits};
 
 /// Options of the guards, from the environment and flags.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -170,33 +170,62 @@ mod tests {
         let address = Some(ip("192.0.2.1"));
         for _ in 0..100 {
             // Successful sign-ins never call `failed`: nothing accrues.
-            assert!(limits.check(&users, "a@b.com", address).await.is_ok());
+            assert!(
+                limits
+                    .attempt(&users, "a@b.com", address)
+                    .check()
+                    .await
+                    .is_ok()
+            );
         }
         for _ in 0..3 {
-            assert!(limits.check(&users, "a@b.com", address).await.is_ok());
-            limits.failed(&users, "a@b.com", address).await.unwrap();
+            assert!(
+                limits
+                    .attempt(&users, "a@b.com", address)
+                    .check()
+                    .await
+                    .is_ok()
+            );
+            limits
+                .attempt(&users, "a@b.com", address)
+                .failed()
+                .await
+                .unwrap();
         }
         assert!(
-            limits.check(&users, "a@b.com", address).await.is_ok(),
+            limits
+                .attempt(&users, "a@b.com", address)
+                .check()
+                .await
+                .is_ok(),
             "three allowed"
         );
-        limits.failed(&users, "A@B.com", address).await.unwrap();
+        limits
+            .attempt(&users, "A@B.com", address)
+            .failed()
+            .await
+            .unwrap();
         let Err(ApiError::TooManyRequests { retry_after }) =
-            limits.check(&users, "a@b.com", address).await
+            limits.attempt(&users, "a@b.com", address).check().await
         else {
             panic!("the fourth failure blocks the account");
         };
         assert!((1..=3).contains(&retry_after), "{retry_after}");
         assert!(
             limits
-                .check(&users, "other@b.com", Some(ip("192.0.2.2")))
+                .attempt(&users, "other@b.com", Some(ip("192.0.2.2")))
+                .check()
                 .await
                 .is_ok(),
             "another account from another address"
         );
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(
-            limits.check(&users, "a@b.com", address).await.is_ok(),
+            limits
+                .attempt(&users, "a@b.com", address)
+                .check()
+                .await
+                .is_ok(),
             "the allowance comes back"
         );
     }
@@ -208,14 +237,22 @@ mod tests {
         let address = Some(ip("192.0.2.3"));
         for n in 0..5 {
             limits
-                .failed(&users, &format!("user{n}@b.com"), address)
+                .attempt(&users, &format!("user{n}@b.com"), address)
+                .failed()
                 .await
                 .unwrap();
         }
-        assert!(limits.check(&users, "fresh@b.com", address).await.is_err());
         assert!(
             limits
-                .check(&users, "fresh@b.com", Some(ip("192.0.2.4")))
+                .attempt(&users, "fresh@b.com", address)
+                .check()
+                .await
+                .is_err()
+        );
+        assert!(
+            limits
+                .attempt(&users, "fresh@b.com", Some(ip("192.0.2.4")))
+                .check()
                 .await
                 .is_ok()
         );

@@ -30,11 +30,8 @@ pub async fn signin(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let Credentials { email, password } = Credentials::for_sign_in(&body)?;
-    state
-        .guards
-        .signin
-        .check(&*state.users, &email, address)
-        .await?;
+    let attempt = state.guards.signin.attempt(&*state.users, &email, address);
+    attempt.check().await?;
     let user = state.users.find_by_email(&email).await?;
     let matches = password::verify(
         &state.guards.hashing,
@@ -43,11 +40,7 @@ pub async fn signin(
     )
     .await?;
     let Some(user) = user.filter(|_| matches) else {
-        state
-            .guards
-            .signin
-            .failed(&*state.users, &email, address)
-            .await?;
+        attempt.failed().await?;
         return Err(ApiError::bad_request("Invalid credentials"));
     };
     let (token, _) = state.keys.issue(user.id, &user.email)?;

@@ -124,8 +124,8 @@ impl Cluster {
         );
     }
 
-    /// As [`wait_ready`](Self::wait_ready); `false` when server `n` exited instead (a port
-    /// taken).
+    /// Waits until server `n` says JetStream is up (`/healthz?js-enabled-only=true`); `false`
+    /// when it exited instead (a port taken).
     async fn ready_unless_exited(&mut self, n: usize) -> bool {
         let url = format!(
             "http://127.0.0.1:{}/healthz?js-enabled-only=true",
@@ -184,26 +184,13 @@ impl Cluster {
     }
 
     /// Waits until server `n` says JetStream is up (`/healthz?js-enabled-only=true`).
-    pub(crate) async fn wait_ready(&self, n: usize) {
-        let url = format!(
-            "http://127.0.0.1:{}/healthz?js-enabled-only=true",
-            self.ports[n].2
+    pub(crate) async fn wait_ready(&mut self, n: usize) {
+        assert!(
+            self.ready_unless_exited(n).await,
+            "{} exited (logs in {})",
+            Self::name(n),
+            self.dir.display()
         );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = reqwest::get(&url).await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} did not become ready (logs in {})",
-                Self::name(n),
-                self.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Every server's client address, as a client lists them.
