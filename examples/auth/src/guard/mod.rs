@@ -162,6 +162,30 @@ mod tests {
         assert!(parse_proxy("ingress").unwrap_err().contains("neither"));
     }
 
+    /// Whether a sign-in of `email` from `address` is let through now.
+    async fn allowed(
+        limits: &SignInLimits,
+        users: &dyn UserStore,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> bool {
+        limits.attempt(users, email, address).check().await.is_ok()
+    }
+
+    /// Counts a failed sign-in of `email` from `address`.
+    async fn fail(
+        limits: &SignInLimits,
+        users: &dyn UserStore,
+        email: &str,
+        address: Option<IpAddr>,
+    ) {
+        limits
+            .attempt(users, email, address)
+            .failed()
+            .await
+            .expect("counted");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn only_failures_count_and_the_limit_lifts() {
         let users = ticketing_store::memory::InMemoryUserStore::new();
@@ -169,42 +193,18 @@ mod tests {
             .with_clock(ticketing_core::Clock::tokio());
         let address = Some(ip("192.0.2.1"));
         for _ in 0..100 {
-            // Successful sign-ins never call `failed`: nothing accrues.
-            assert!(
-                limits
-                    .attempt(&users, "a@b.com", address)
-                    .check()
-                    .await
-                    .is_ok()
-            );
+            // Successful sign-ins never count a failure: nothing accrues.
+            assert!(allowed(&limits, &users, "a@b.com", address).await);
         }
         for _ in 0..3 {
-            assert!(
-                limits
-                    .attempt(&users, "a@b.com", address)
-                    .check()
-                    .await
-                    .is_ok()
-            );
-            limits
-                .attempt(&users, "a@b.com", address)
-                .failed()
-                .await
-                .unwrap();
+            assert!(allowed(&limits, &users, "a@b.com", address).await);
+            fail(&limits, &users, "a@b.com", address).await;
         }
         assert!(
-            limits
-                .attempt(&users, "a@b.com", address)
-                .check()
-                .await
-                .is_ok(),
+            allowed(&limits, &users, "a@b.com", address).await,
             "three allowed"
         );
-        limits
-            .attempt(&users, "A@B.com", address)
-            .failed()
-            .await
-            .unwrap();
+        fail(&limits, &users, "A@B.com", address).await;
         let Err(ApiError::TooManyRequests { retry_after }) =
             limits.attempt(&users, "a@b.com", address).check().await
         else {
@@ -212,20 +212,12 @@ mod tests {
         };
         assert!((1..=3).contains(&retry_after), "{retry_after}");
         assert!(
-            limits
-                .attempt(&users, "other@b.com", Some(ip("192.0.2.2")))
-                .check()
-                .await
-                .is_ok(),
+            allowed(&limits, &users, "other@b.com", Some(ip("192.0.2.2"))).await,
             "another account from another address"
         );
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(
-            limits
-                .attempt(&users, "a@b.com", address)
-                .check()
-                .await
-                .is_ok(),
+            allowed(&limits, &users, "a@b.com", address).await,
             "the allowance comes back"
         );
     }
@@ -236,26 +228,10 @@ mod tests {
         let limits = SignInLimits::new(100, 4, Duration::from_secs(60));
         let address = Some(ip("192.0.2.3"));
         for n in 0..5 {
-            limits
-                .attempt(&users, &format!("user{n}@b.com"), address)
-                .failed()
-                .await
-                .unwrap();
+            fail(&limits, &users, &format!("user{n}@b.com"), address).await;
         }
-        assert!(
-            limits
-                .attempt(&users, "fresh@b.com", address)
-                .check()
-                .await
-                .is_err()
-        );
-        assert!(
-            limits
-                .attempt(&users, "fresh@b.com", Some(ip("192.0.2.4")))
-                .check()
-                .await
-                .is_ok()
-        );
+        assert!(!allowed(&limits, &users, "fresh@b.com", address).await);
+        assert!(allowed(&limits, &users, "fresh@b.com", Some(ip("192.0.2.4"))).await);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
