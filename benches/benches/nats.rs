@@ -206,6 +206,25 @@ async fn consume_raw(bus: &NatsBus) {
     }
 }
 
+/// `iterations` runs, each on a fresh bus whose streams are deleted afterwards: `prepare`
+/// (not timed), then `measured` on what it made (timed); the total of the timed parts.
+async fn timed<T>(
+    iterations: u64,
+    prepare: impl AsyncFn(&NatsBus) -> T,
+    measured: impl AsyncFn(&NatsBus, T),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        let bus = fresh_bus().await;
+        let input = prepare(&bus).await;
+        let started = Instant::now();
+        measured(&bus, input).await;
+        total += started.elapsed();
+        bus.delete_streams().await.expect("cleanup");
+    }
+    total
+}
+
 fn throughput(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -220,41 +239,26 @@ fn throughput(c: &mut Criterion) {
     for which in ["raw_async_nats", "nats_bus"] {
         group.bench_function(BenchmarkId::new("publish", which), |b| {
             b.to_async(&runtime).iter_custom(|iterations| {
-                let events = &events;
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iterations {
-                        let bus = fresh_bus().await;
-                        let started = Instant::now();
-                        match which {
-                            "raw_async_nats" => publish_raw(&bus, events).await,
-                            _ => publish_bus(&bus, events).await,
-                        }
-                        total += started.elapsed();
-                        bus.delete_streams().await.expect("cleanup");
-                    }
-                    total
-                }
+                timed(
+                    iterations,
+                    async |_| (),
+                    async |bus, ()| match which {
+                        "raw_async_nats" => publish_raw(bus, &events).await,
+                        _ => publish_bus(bus, &events).await,
+                    },
+                )
             });
         });
         group.bench_function(BenchmarkId::new("consume_ack", which), |b| {
             b.to_async(&runtime).iter_custom(|iterations| {
-                let events = &events;
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iterations {
-                        let bus = fresh_bus().await;
-                        publish_raw(&bus, events).await;
-                        let started = Instant::now();
-                        match which {
-                            "raw_async_nats" => consume_raw(&bus).await,
-                            _ => consume_bus(&bus).await,
-                        }
-                        total += started.elapsed();
-                        bus.delete_streams().await.expect("cleanup");
-                    }
-                    total
-                }
+                timed(
+                    iterations,
+                    async |bus| publish_raw(bus, &events).await,
+                    async |bus, ()| match which {
+                        "raw_async_nats" => consume_raw(bus).await,
+                        _ => consume_bus(bus).await,
+                    },
+                )
             });
         });
     }
@@ -269,37 +273,22 @@ fn throughput(c: &mut Criterion) {
     for (which, envelope) in [("without_envelope", false), ("with_envelope", true)] {
         group.bench_function(BenchmarkId::new("encode_publish", which), |b| {
             b.to_async(&runtime).iter_custom(|iterations| {
-                let structs = &structs;
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iterations {
-                        let bus = fresh_bus().await;
-                        let started = Instant::now();
-                        publish_events(&bus, structs, envelope).await;
-                        total += started.elapsed();
-                        bus.delete_streams().await.expect("cleanup");
-                    }
-                    total
-                }
+                timed(
+                    iterations,
+                    async |_| (),
+                    async |bus, ()| {
+                        publish_events(bus, &structs, envelope).await;
+                    },
+                )
             });
         });
-    }
-    for (which, envelope) in [("without_envelope", false), ("with_envelope", true)] {
         group.bench_function(BenchmarkId::new("raw_headers_publish", which), |b| {
             b.to_async(&runtime).iter_custom(|iterations| {
-                let (structs, events) = (&structs, &events);
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iterations {
-                        let bus = fresh_bus().await;
-                        let headers = raw_headers(structs, envelope);
-                        let started = Instant::now();
-                        publish_raw_with(&bus, events, headers).await;
-                        total += started.elapsed();
-                        bus.delete_streams().await.expect("cleanup");
-                    }
-                    total
-                }
+                timed(
+                    iterations,
+                    async |_| raw_headers(&structs, envelope),
+                    async |bus, headers| publish_raw_with(bus, &events, headers).await,
+                )
             });
         });
     }

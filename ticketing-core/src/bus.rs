@@ -178,13 +178,7 @@ impl Delivery {
         attempt: u32,
         acker: Box<dyn Acknowledger>,
     ) -> Self {
-        Delivery {
-            message,
-            group,
-            attempt,
-            published: None,
-            acker: Arc::from(acker),
-        }
+        Self::of(message, group, attempt, Arc::from(acker))
     }
 
     /// As [`new`](Self::new), with the acknowledger by value: one allocation fewer per
@@ -195,12 +189,21 @@ impl Delivery {
         attempt: u32,
         acker: impl Acknowledger + 'static,
     ) -> Self {
+        Self::of(message, group, attempt, Arc::new(acker))
+    }
+
+    fn of(
+        message: Arc<Message>,
+        group: Arc<str>,
+        attempt: u32,
+        acker: Arc<dyn Acknowledger>,
+    ) -> Self {
         Delivery {
             message,
             group,
             attempt,
             published: None,
-            acker: Arc::new(acker),
+            acker,
         }
     }
 

@@ -45,9 +45,24 @@ impl DeliveryOutcome {
     }
 }
 
-/// Records a settled delivery.
+/// Records a settled delivery (registering its metrics: a listener keeps them instead, in
+/// [`DeliveryMetrics`]).
 pub fn delivery(subject: &'static str, group: &str, outcome: DeliveryOutcome, took: Duration) {
-    DeliveryMetrics::register(subject, group).record(outcome, took);
+    deliveries(subject, group, outcome).increment(1);
+    handling(subject, group).record(took.as_secs_f64());
+}
+
+fn deliveries(subject: &'static str, group: &str, outcome: DeliveryOutcome) -> metrics::Counter {
+    metrics::counter!(
+        DELIVERIES,
+        "subject" => subject,
+        "group" => group.to_owned(),
+        "outcome" => outcome.as_str()
+    )
+}
+
+fn handling(subject: &'static str, group: &str) -> metrics::Histogram {
+    metrics::histogram!(HANDLING, "subject" => subject, "group" => group.to_owned())
 }
 
 /// The delivery metrics of one subject in one group, registered once: recording a delivery
@@ -64,22 +79,15 @@ pub struct DeliveryMetrics {
 impl DeliveryMetrics {
     /// Registers the counters and the histogram of `subject` in `group`.
     pub fn register(subject: &'static str, group: &str) -> Self {
-        let counter = |outcome: DeliveryOutcome| {
-            metrics::counter!(
-                DELIVERIES,
-                "subject" => subject,
-                "group" => group.to_owned(),
-                "outcome" => outcome.as_str()
-            )
-        };
         DeliveryMetrics {
             outcomes: [
-                counter(DeliveryOutcome::Acked),
-                counter(DeliveryOutcome::Retried),
-                counter(DeliveryOutcome::Waited),
-                counter(DeliveryOutcome::DeadLettered),
-            ],
-            handling: metrics::histogram!(HANDLING, "subject" => subject, "group" => group.to_owned()),
+                DeliveryOutcome::Acked,
+                DeliveryOutcome::Retried,
+                DeliveryOutcome::Waited,
+                DeliveryOutcome::DeadLettered,
+            ]
+            .map(|outcome| deliveries(subject, group, outcome)),
+            handling: handling(subject, group),
         }
     }
 

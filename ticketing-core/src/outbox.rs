@@ -194,8 +194,9 @@ async fn relay(
     // Commits of processes whose relay stands by reach the lease holder as signals (when the
     // outbox cannot wake other processes itself and the bus has signals).
     let wake_subject = format!("outbox.{}", options.name);
-    let signalled = !outbox.wakes_other_processes();
-    let mut wakes = if signalled {
+    let mut wakes = if outbox.wakes_other_processes() {
+        None
+    } else {
         match bus.signals(&wake_subject).await {
             Ok(wakes) => Some(wakes),
             Err(error) => {
@@ -203,13 +204,11 @@ async fn relay(
                 None
             }
         }
-    } else {
-        None
     };
     // When the lease was last granted: it is renewed once a third of it has passed, not every
     // round (a database commit each time).
     let mut granted_at: Option<tokio::time::Instant> = None;
-    while !token.is_cancelled() {
+    'relaying: while !token.is_cancelled() {
         let fresh = granted_at.is_some_and(|at| at.elapsed() < options.lease_ttl / 3);
         let leased = fresh || {
             let asked_at = tokio::time::Instant::now();
@@ -256,13 +255,13 @@ async fn relay(
                 }
             };
             tokio::select! {
-                _ = token.cancelled() => return drain_if(leased_last, &*outbox, &*bus, &options).await,
+                _ = token.cancelled() => break 'relaying,
                 _ = outbox.changed(), if failures == 0 => {
                     if leased {
                         break;
                     }
                     // Committed here while another process relays: tell it, and stand by on.
-                    if signalled {
+                    if wakes.is_some() {
                         if let Err(error) = bus.signal(&wake_subject, bytes::Bytes::new()).await {
                             tracing::debug!(%error, "could not wake the outbox relay holding the lease");
                         }
@@ -273,25 +272,18 @@ async fn relay(
             }
         }
     }
-    drain_if(leased_last, &*outbox, &*bus, &options).await;
-}
-
-/// On stop: publishes what is pending for up to [`RelayOptions::drain`], when this relay held
-/// the lease.
-async fn drain_if(leased: bool, outbox: &dyn Outbox, bus: &dyn Bus, options: &RelayOptions) {
-    if !leased {
-        return;
-    }
-    let drain = async {
-        loop {
-            let report = round(outbox, bus, options.batch, options.in_flight).await;
-            if report.failed || !report.full {
-                break;
+    if leased_last {
+        let drain = async {
+            loop {
+                let report = round(&*outbox, &*bus, options.batch, options.in_flight).await;
+                if report.failed || !report.full {
+                    break;
+                }
             }
+        };
+        if tokio::time::timeout(options.drain, drain).await.is_err() {
+            tracing::warn!("outbox relay stopped with events still pending");
         }
-    };
-    if tokio::time::timeout(options.drain, drain).await.is_err() {
-        tracing::warn!("outbox relay stopped with events still pending");
     }
 }
 

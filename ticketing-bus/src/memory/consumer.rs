@@ -271,7 +271,7 @@ impl State {
             Settle::Ack => {
                 consumer.stats.acked += 1;
                 if was_full {
-                    consumer.wake(&mut self.wakes);
+                    consumer.wake();
                 }
             }
             Settle::Nak(_) if pending.attempt >= consumer.options.max_deliver => {
@@ -282,7 +282,7 @@ impl State {
                 );
                 self.dead_letter(id, pending.message, pending.attempt, reason);
                 if was_full {
-                    self.consumers[id].wake(&mut self.wakes);
+                    self.consumers[id].wake();
                 }
             }
             Settle::Nak(delay) => {
@@ -296,12 +296,12 @@ impl State {
                         attempts: pending.attempt,
                     },
                 );
-                consumer.wake(&mut self.wakes);
+                consumer.wake();
             }
             Settle::Term(reason) => {
                 self.dead_letter(id, pending.message, pending.attempt, reason.to_owned());
                 if was_full {
-                    self.consumers[id].wake(&mut self.wakes);
+                    self.consumers[id].wake();
                 }
             }
             Settle::Progress => {}

@@ -134,8 +134,7 @@ impl Faults<'_> {
                     },
                 );
             }
-            let state = &mut *state;
-            state.consumers[id].wake(&mut state.wakes);
+            state.consumers[id].wake();
         }
     }
 

@@ -110,7 +110,7 @@ impl State {
             }
         }
         for &id in &self.logs[log_id].consumers {
-            self.consumers[id].wake(&mut self.wakes);
+            self.consumers[id].wake();
         }
         Ok(PublishAck {
             sequence,

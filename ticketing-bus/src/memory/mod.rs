@@ -174,8 +174,6 @@ type LogId = usize;
 #[derive(Default)]
 struct State {
     config: InMemoryBusConfig,
-    /// Members to wake once the lock is released ([`Locked`]'s drop).
-    wakes: Vec<Arc<Notify>>,
     log_ids: FastMap<Arc<str>, LogId>,
     logs: Vec<Log>,
     consumer_ids: FastMap<(LogId, Arc<str>), ConsumerId>,
@@ -240,11 +238,9 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Queues a wake-up of the members asleep, sent once the lock is released (a wake-up can
-    /// schedule a task on another thread: not while holding the bus).
-    fn wake(&self, wakes: &mut Vec<Arc<Notify>>) {
-        if self.sleepers > 0 && !wakes.iter().any(|n| Arc::ptr_eq(n, &self.notify)) {
-            wakes.push(self.notify.clone());
+    fn wake(&self) {
+        if self.sleepers > 0 {
+            self.notify.notify_waiters();
         }
     }
 }
@@ -311,43 +307,9 @@ impl FaultState {
     }
 }
 
-/// The bus's state, locked; on release it wakes the members that changes under it woke.
-struct Locked<'a>(Option<MutexGuard<'a, State>>);
-
-impl std::ops::Deref for Locked<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        self.0.as_deref().expect("held until dropped")
-    }
-}
-
-impl std::ops::DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        self.0.as_deref_mut().expect("held until dropped")
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        let Some(mut state) = self.0.take() else {
-            return;
-        };
-        if state.wakes.is_empty() {
-            return;
-        }
-        let wakes = std::mem::take(&mut state.wakes);
-        drop(state);
-        for notify in wakes {
-            notify.notify_waiters();
-        }
-    }
-}
-
 impl Shared {
-    fn lock(&self) -> Locked<'_> {
-        Locked(Some(
-            self.state.lock().unwrap_or_else(PoisonError::into_inner),
-        ))
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn changed(&self) {
@@ -475,8 +437,7 @@ impl Bus for InMemoryBus {
             .remove(&id)
             .ok_or(BusError::DeadLetterNotFound(id))?;
         let order = state.next_order();
-        let inner = &mut *state;
-        let consumer = &mut inner.consumers[entry.consumer];
+        let consumer = &mut state.consumers[entry.consumer];
         consumer.due.insert(
             (Instant::now(), order),
             Waiting {
@@ -484,7 +445,7 @@ impl Bus for InMemoryBus {
                 attempts: 0,
             },
         );
-        consumer.wake(&mut inner.wakes);
+        consumer.wake();
         drop(state);
         self.shared.changed();
         Ok(())

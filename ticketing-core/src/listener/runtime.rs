@@ -128,19 +128,14 @@ async fn run<L: Listener>(
     // Made once: a loop turn creates no timer, clock read or cancellation waiter.
     let mut cancelled = std::pin::pin!(token.cancelled());
     'taking: loop {
-        // What the subscription has ready is taken without a future; otherwise wait for a
-        // delivery, a handler to finish, or the stop.
         if token.is_cancelled() {
             break;
         }
         // Handlers in flight that can finish now do so (and settle) before another message is
         // taken, as when each took its turn in the select below.
-        while !in_flight.is_empty() {
-            match futures::poll!(in_flight.next()) {
-                std::task::Poll::Ready(Some(())) => {}
-                _ => break,
-            }
-        }
+        while let std::task::Poll::Ready(Some(())) = futures::poll!(in_flight.next()) {}
+        // What the subscription has ready is taken without a future; otherwise wait for a
+        // delivery, a handler to finish, or the stop.
         let ready = if in_flight.len() < concurrency {
             subscription.try_next()
         } else {
@@ -198,8 +193,7 @@ async fn run<L: Listener>(
                 tracing::warn!(%error, group = listener.queue_group(), ?pause, "subscription failed; retrying");
                 // No new messages until then, while the handlers already in flight keep
                 // running (they hold connections and ack deadlines).
-                let resume = tokio::time::sleep(pause);
-                let mut resume = std::pin::pin!(resume);
+                let mut resume = std::pin::pin!(tokio::time::sleep(pause));
                 loop {
                     tokio::select! {
                         biased;

@@ -17,6 +17,13 @@ fn user_of(row: &PgRow) -> Result<User, StoreError> {
     })
 }
 
+fn failure_count(row: &PgRow) -> Result<FailureCount, StoreError> {
+    Ok(FailureCount {
+        tat_ms: row.try_get("tat_ms").map_err(backend)?,
+        refused_until_ms: row.try_get("refused_until_ms").map_err(backend)?,
+    })
+}
+
 #[async_trait]
 impl UserStore for PgUserStore {
     async fn create(&self, user: User) -> Result<User, StoreError> {
@@ -92,10 +99,7 @@ impl UserStore for PgUserStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        let before = FailureCount {
-            tat_ms: row.try_get("tat_ms").map_err(backend)?,
-            refused_until_ms: row.try_get("refused_until_ms").map_err(backend)?,
-        };
+        let before = failure_count(&row)?;
         let after = limit.fail(before, now_ms);
         sqlx::query(
             "UPDATE sign_in_failures SET tat_ms = $2, refused_until_ms = $3 WHERE key = $1",
@@ -132,12 +136,7 @@ impl UserStore for PgUserStore {
         .map_err(backend)?;
         let counts = rows
             .iter()
-            .map(|row| {
-                Ok(FailureCount {
-                    tat_ms: row.try_get("tat_ms").map_err(backend)?,
-                    refused_until_ms: row.try_get("refused_until_ms").map_err(backend)?,
-                })
-            })
+            .map(failure_count)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(latest_refusal(counts, now))
     }
