@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod openapi;

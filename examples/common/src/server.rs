@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -22,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tower::{Layer, ServiceExt};
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::error::{ApiError, not_found};
+use crate::edge::EdgeLayer;
+use crate::error::not_found;
 use crate::health::Health;
 use ticketing_store::Database;
 
@@ -53,49 +53,17 @@ impl Default for HttpLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyTimeout(pub Duration);
 
-/// The request timeout (408 in the error format) and the body timeout for the extractors.
-async fn timeouts(limits: HttpLimits, mut request: Request, next: Next) -> Response {
-    request
-        .extensions_mut()
-        .insert(BodyTimeout(limits.body_timeout));
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout.into_response(),
-    }
-}
-
-/// Gives a router the API's answers for unknown routes and methods (404 in the error format),
-/// the security headers and the request span.
+/// Gives a router the API's answers for unknown routes and methods (404 in the error format)
+/// and the HTTP metrics of its routes; the server puts the [edge](crate::edge) (request span
+/// and id, trace context, timeouts, security headers) in front of it and the operations
+/// endpoints.
 pub fn finish_router(router: Router) -> Router {
-    crate::telemetry::traced(security_headers(
-        crate::telemetry::measure(router)
-            .fallback(not_found)
-            .method_not_allowed_fallback(not_found),
-    ))
+    crate::telemetry::measure(router)
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
 }
 
-/// The policy of every response that does not set its own: JSON loads nothing and is framed
-/// by no one.
-pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
-
-/// Security headers on every response, unless a route set them itself (the web client sets
-/// its own content security policy): `X-Content-Type-Options: nosniff`, no framing
-/// (`X-Frame-Options: DENY` and `frame-ancestors 'none'`), `Referrer-Policy: no-referrer`.
-pub fn security_headers(router: Router) -> Router {
-    use axum::http::{HeaderName, HeaderValue, header};
-    use tower_http::set_header::SetResponseHeaderLayer;
-    let set = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-    };
-    router
-        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(set(header::REFERRER_POLICY, "no-referrer"))
-        .layer(set(
-            header::CONTENT_SECURITY_POLICY,
-            API_CONTENT_SECURITY_POLICY,
-        ))
-}
+pub use crate::edge::API_CONTENT_SECURITY_POLICY;
 
 /// A bound service: HTTP routes plus its running listeners, and the operations endpoints
 /// ([`health`](crate::health)): `/healthz`, `/readyz` and `/metrics`.
@@ -210,11 +178,9 @@ impl Server {
                 }
             }
         });
-        let router = router.layer(axum::middleware::from_fn(move |request, next| {
-            timeouts(limits, request, next)
-        }));
         // `/api/tickets/` is `/api/tickets`, as in the original (Express) services.
-        let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+        let app =
+            NormalizePathLayer::trim_trailing_slash().layer(EdgeLayer::new(limits).layer(router));
         let served = serve(name, listener, app, limits, token.clone()).await;
         token.cancel();
         let listeners =

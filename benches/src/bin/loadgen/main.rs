@@ -53,6 +53,10 @@ struct Args {
     /// Seconds of the read phase, per target.
     #[arg(long, default_value_t = 10)]
     read_seconds: u64,
+    /// Rounds of the read phase: the targets take turns, each reading `read_seconds / rounds`
+    /// per round.
+    #[arg(long, default_value_t = 10)]
+    read_rounds: u32,
     /// Tickets sold one at a time, after the concurrent phase, to measure propagation on an
     /// otherwise idle system.
     #[arg(long, default_value_t = 100)]
@@ -196,15 +200,36 @@ impl Load {
     }
 }
 
-/// Hammers `url` from `concurrency` workers for `seconds`; returns (requests, histogram).
+/// The reads of one target of the read phase.
+struct Reads {
+    url: String,
+    reads: u64,
+    histogram: Histogram<u64>,
+}
+
+impl Reads {
+    fn new(url: String) -> Self {
+        Reads {
+            url,
+            reads: 0,
+            histogram: Histogram::new(3).expect("histogram"),
+        }
+    }
+
+    fn into_parts(self) -> (u64, Histogram<u64>) {
+        (self.reads, self.histogram)
+    }
+}
+
+/// Hammers `url` from `concurrency` workers for `time`; returns (requests, histogram).
 async fn hammer(
     http: &reqwest::Client,
     url: String,
     concurrency: usize,
-    seconds: u64,
+    time: Duration,
     bar: &ProgressBar,
 ) -> (u64, Histogram<u64>) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + time;
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let (http, url, bar) = (http.clone(), url.clone(), bar.clone());
@@ -472,42 +497,43 @@ async fn run(args: Args) {
         Err(error) => eprintln!("could not write {}: {error}", args.state.display()),
     }
 
-    // Reads: the system's GET /api/tickets/:id against a bare axum JSON handler.
+    // Reads: the system's GET /api/tickets/:id against a bare axum JSON handler (and the bare
+    // axum + sqlx one), taking turns in rounds so that a drift of the machine's speed falls on
+    // all of them alike.
     let (mut bare, bare_port) = spawn_bare(&args);
-    let progress = bar(0, "GET /api/tickets/:id");
+    let mut targets = vec![
+        Reads::new(format!("{base}/api/tickets/{}", ticket_ids[0])),
+        Reads::new(format!("http://127.0.0.1:{bare_port}/ticket")),
+    ];
+    if args.database_url.is_some() {
+        targets.push(Reads::new(format!(
+            "http://127.0.0.1:{bare_port}/pg/tickets/{}",
+            ticket_ids[0]
+        )));
+    }
+    let rounds = args.read_rounds.max(1);
+    let slice = Duration::from_secs_f64(args.read_seconds as f64 / rounds as f64);
+    let progress = bar(0, "reads, taking turns");
     progress.set_length(u64::MAX);
-    let url = format!("{base}/api/tickets/{}", ticket_ids[0]);
-    let (ticket_reads, ticket_hist) =
-        hammer(&http, url, args.concurrency, args.read_seconds, &progress).await;
-    progress.finish_and_clear();
-    let progress = bar(0, "bare axum handler");
-    progress.set_length(u64::MAX);
-    let (bare_reads, bare_hist) = hammer(
-        &http,
-        format!("http://127.0.0.1:{bare_port}/ticket"),
-        args.concurrency,
-        args.read_seconds,
-        &progress,
-    )
-    .await;
-    progress.finish_and_clear();
-    let bare_pg = match &args.database_url {
-        Some(_) => {
-            let progress = bar(0, "bare axum + sqlx handler");
-            progress.set_length(u64::MAX);
-            let measured = hammer(
+    for _ in 0..rounds {
+        for target in &mut targets {
+            let (reads, histogram) = hammer(
                 &http,
-                format!("http://127.0.0.1:{bare_port}/pg/tickets/{}", ticket_ids[0]),
+                target.url.clone(),
                 args.concurrency,
-                args.read_seconds,
+                slice,
                 &progress,
             )
             .await;
-            progress.finish_and_clear();
-            Some(measured)
+            target.reads += reads;
+            target.histogram.add(histogram).expect("merge");
         }
-        None => None,
-    };
+    }
+    progress.finish_and_clear();
+    let mut targets = targets.into_iter();
+    let (ticket_reads, ticket_hist) = targets.next().expect("ours").into_parts();
+    let (bare_reads, bare_hist) = targets.next().expect("bare").into_parts();
+    let bare_pg = targets.next().map(Reads::into_parts);
     let _ = bare.kill();
     let _ = bare.wait();
 
