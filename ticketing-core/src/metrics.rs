@@ -6,6 +6,8 @@
 //! |---|---|---|---|
 //! | `ticketing_deliveries_total` | counter | `subject`, `group`, `outcome` | deliveries handled by a listener: `acked`, `retried` (a transient failure, redelivered after a backoff), `waited` (a version gap, redelivered later), `dead_lettered` |
 //! | `ticketing_handling_seconds` | histogram | `subject`, `group` | time from delivery to settlement |
+//! | `ticketing_delivery_lag_seconds` | histogram | `subject`, `group` | time from the event's `ce-time` (when it was made: for an event of the outbox, inside the transaction of its change) to its first delivery to the listener |
+//! | `ticketing_relay_lag_seconds` | histogram | `subject` | time from an outbox event's `ce-time` to the broker's confirmation of the relay's publish |
 //! | `ticketing_publish_seconds` | histogram | `subject`, `outcome` (`ok`, `error`) | time for the broker to confirm a publish |
 //! | `ticketing_outbox_pending` | gauge | `outbox` | events the relay found pending at its last round (at most a batch) |
 
@@ -17,6 +19,10 @@ pub const DELIVERIES: &str = "ticketing_deliveries_total";
 pub const HANDLING: &str = "ticketing_handling_seconds";
 /// Publish confirmation time.
 pub const PUBLISH: &str = "ticketing_publish_seconds";
+/// From an event's making to its first delivery.
+pub const DELIVERY_LAG: &str = "ticketing_delivery_lag_seconds";
+/// From an outbox event's making to its confirmed publish by the relay.
+pub const RELAY_LAG: &str = "ticketing_relay_lag_seconds";
 /// Events pending in an outbox.
 pub const OUTBOX_PENDING: &str = "ticketing_outbox_pending";
 
@@ -74,6 +80,7 @@ pub struct DeliveryMetrics {
     /// By [`DeliveryOutcome`], in its order.
     outcomes: [metrics::Counter; 4],
     handling: metrics::Histogram,
+    lag: metrics::Histogram,
 }
 
 impl DeliveryMetrics {
@@ -88,7 +95,13 @@ impl DeliveryMetrics {
             ]
             .map(|outcome| deliveries(subject, group, outcome)),
             handling: handling(subject, group),
+            lag: metrics::histogram!(DELIVERY_LAG, "subject" => subject, "group" => group.to_owned()),
         }
+    }
+
+    /// Records a first delivery `lag` after the event was made.
+    pub fn record_lag(&self, lag: Duration) {
+        self.lag.record(lag.as_secs_f64());
     }
 
     /// Records a delivery settled with `outcome` after `took`.
@@ -112,6 +125,20 @@ pub fn published(subject: &str, ok: bool, took: Duration) {
         "outcome" => if ok { "ok" } else { "error" }
     )
     .record(took.as_secs_f64());
+}
+
+/// Records an outbox event published by the relay `lag` after it was made.
+pub fn relayed(subject: &str, lag: Duration) {
+    metrics::histogram!(RELAY_LAG, "subject" => subject.to_owned()).record(lag.as_secs_f64());
+}
+
+/// How long ago an event was made, by its `ce-time` header (`None` without one, or for a time
+/// ahead of this clock).
+pub fn age(headers: &crate::bus::Headers) -> Option<Duration> {
+    let made = chrono::DateTime::parse_from_rfc3339(headers.get(crate::envelope::TIME)?).ok()?;
+    (chrono::Utc::now() - made.with_timezone(&chrono::Utc))
+        .to_std()
+        .ok()
 }
 
 /// Records what an outbox holds.

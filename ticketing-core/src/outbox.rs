@@ -328,10 +328,16 @@ pub async fn round(
                 };
                 let started = tokio::time::Instant::now();
                 let subject = event.message.subject.clone();
+                let age = crate::metrics::age(&event.message.headers);
                 let published = bus.publish(event.message).await;
                 crate::metrics::published(&subject, published.is_ok(), started.elapsed());
                 match published {
-                    Ok(_) => confirmed.push(event.id),
+                    Ok(_) => {
+                        if let Some(age) = age {
+                            crate::metrics::relayed(&subject, age + started.elapsed());
+                        }
+                        confirmed.push(event.id)
+                    }
                     Err(error) => {
                         tracing::warn!(%error, key = %event.key, "publishing from the outbox failed; will retry");
                         return (confirmed, true);

@@ -66,6 +66,13 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Buckets of the lag histograms (an event's way from its making to its publish and to its
+/// first delivery), in seconds: finer, to tell the stages of a loaded system apart.
+const LAG_BUCKETS: [f64; 24] = [
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.125,
+    0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
 /// The process's Prometheus recorder, installed as the global `metrics` recorder on first use
 /// (if another recorder was installed first, this one still renders, empty).
 pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
@@ -74,6 +81,12 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_lag_seconds".into()),
+                    &LAG_BUCKETS,
+                )
+            })
             .expect("the buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();

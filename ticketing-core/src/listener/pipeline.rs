@@ -638,7 +638,8 @@ impl Tries {
 // -------------------------------------------------------------------------------------------
 // Metrics.
 
-/// Counts each delivery by subject, group and outcome, with its handling time.
+/// Counts each delivery by subject, group and outcome, with its handling time, and records the
+/// first delivery's lag behind the event's making.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsLayer;
 
@@ -688,6 +689,11 @@ where
                 metrics
             }
         };
+        if incoming.attempt == 1 {
+            if let Some(lag) = crate::metrics::age(&incoming.message.headers) {
+                metrics.record_lag(lag);
+            }
+        }
         Measured {
             settled: self.inner.call(incoming),
             metrics,

@@ -23,6 +23,8 @@
 //! its public HTTP API and reports every disagreement between the services (see `verify.rs`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod stages;
+
 use ticketing_test_client::{Client, Endpoints, User, verify};
 
 use std::collections::BTreeMap;
@@ -82,6 +84,10 @@ struct Args {
     /// repeat until they pass or this passes).
     #[arg(long, default_value_t = 30)]
     settle_seconds: u64,
+    /// A process's `/metrics` (repeat for several; default: the target's): read before and
+    /// after the concurrent phase to break propagation into its stages.
+    #[arg(long = "metrics")]
+    metrics: Vec<String>,
     /// Internal: serve the bare handlers on this port (the limits of the read phase).
     #[arg(long, hide = true)]
     serve_bare: Option<u16>,
@@ -431,6 +437,12 @@ async fn run(args: Args) {
     let signup_seconds = signup_started.elapsed().as_secs_f64();
 
     // Sell, buy as soon as orderable, cancel every other order.
+    let metrics = if args.metrics.is_empty() {
+        vec![format!("{}/metrics", args.target.trim_end_matches('/'))]
+    } else {
+        args.metrics.clone()
+    };
+    let before = stages::snapshot(&http, &metrics).await;
     let total = (args.users * args.tickets_per_user) as u64;
     let progress = bar(total, "sell, buy, cancel, pay");
     let started = Instant::now();
@@ -462,6 +474,7 @@ async fn run(args: Args) {
     }
     progress.finish();
     let flow_seconds = started.elapsed().as_secs_f64();
+    let stages = stages::between(&before, &stages::snapshot(&http, &metrics).await);
 
     // Propagation on a quiet system: one ticket at a time.
     stats.lock().expect("stats").quiet = true;
@@ -620,6 +633,16 @@ async fn run(args: Args) {
                 p.len()
             );
         }
+    }
+    println!();
+    println!("stages of a ticket's way to the orders service, under the concurrent load (from the services' /metrics):");
+    for (label, events, p50, p99) in stages {
+        let seconds = |q: Option<f64>| q.map_or_else(|| "-".to_owned(), |s| ms((s * 1e6) as u64));
+        println!(
+            "  {label:<40} {events:>6} events  p50 {:>10}  p99 {:>10}",
+            seconds(p50),
+            seconds(p99)
+        );
     }
     if let Some(p) = &stats.payment_propagation {
         println!(
