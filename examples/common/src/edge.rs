@@ -191,3 +191,116 @@ fn request_span(
     );
     span
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use std::time::Duration;
+    use tower::{Layer, ServiceExt};
+
+    /// A router behind the edge: `/echo` answers with the request id and trace context it
+    /// saw, `/framed` sets its own policy, `/slow` sleeps a minute.
+    fn app() -> Edge<Router> {
+        let router = Router::new()
+            .route(
+                "/echo",
+                get(|request: Request| async move {
+                    let id = request.headers()[&REQUEST_ID].to_str().unwrap().to_owned();
+                    let context = request.extensions().get::<TraceContext>().copied();
+                    let current = TraceContext::current();
+                    assert_eq!(context, current, "the handler runs in the request's trace");
+                    format!("{id} {}", context.expect("a trace context").header())
+                }),
+            )
+            .route(
+                "/framed",
+                get(|| async {
+                    (
+                        [(header::CONTENT_SECURITY_POLICY, "default-src 'self'")],
+                        "page",
+                    )
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            );
+        EdgeLayer::new(HttpLimits {
+            request_timeout: Duration::from_secs(10),
+            ..HttpLimits::default()
+        })
+        .layer(router)
+    }
+
+    async fn call(request: axum::http::request::Builder) -> (Response, String) {
+        let response = app()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 16).await.unwrap();
+        (
+            Response::from_parts(parts, Body::empty()),
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_id_is_made_when_missing_and_echoed_either_way() {
+        let (response, body) = call(Request::get("/echo")).await;
+        let made = response.headers()[&REQUEST_ID].to_str().unwrap().to_owned();
+        assert!(ticketing_core::Id::parse(&made).is_ok(), "{made}");
+        assert!(body.starts_with(&made), "the handler saw {body}");
+
+        let (response, body) = call(Request::get("/echo").header(&REQUEST_ID, "client-7")).await;
+        assert_eq!(response.headers()[&REQUEST_ID], "client-7");
+        assert!(body.starts_with("client-7 "), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_caller_s_trace_goes_on_and_a_malformed_one_starts_a_new_trace() {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let (_, body) = call(Request::get("/echo").header(TRACEPARENT, parent)).await;
+        let seen = body.split(' ').nth(1).unwrap();
+        let seen = TraceContext::parse(seen).unwrap();
+        let parent = TraceContext::parse(parent).unwrap();
+        assert_eq!(seen.trace_id(), parent.trace_id());
+        assert_ne!(seen.span_id(), parent.span_id(), "a child span");
+
+        let (_, body) = call(Request::get("/echo").header(TRACEPARENT, "00-zz")).await;
+        let seen = TraceContext::parse(body.split(' ').nth(1).unwrap()).unwrap();
+        assert_ne!(seen.trace_id(), parent.trace_id());
+    }
+
+    #[tokio::test]
+    async fn security_headers_are_set_unless_the_route_set_its_own() {
+        let (response, _) = call(Request::get("/echo")).await;
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(response.headers()[&name], value, "{name}");
+        }
+        let (response, _) = call(Request::get("/framed")).await;
+        assert_eq!(
+            response.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'self'"
+        );
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_its_time_is_a_408_with_the_edge_s_headers() {
+        let (response, body) = call(Request::get("/slow").header(&REQUEST_ID, "slow-1")).await;
+        assert_eq!(response.status(), 408);
+        assert!(body.contains("Request timed out"), "{body}");
+        assert_eq!(response.headers()[&REQUEST_ID], "slow-1");
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
+    }
+}

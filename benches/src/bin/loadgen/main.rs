@@ -635,7 +635,9 @@ async fn run(args: Args) {
         }
     }
     println!();
-    println!("stages of a ticket's way to the orders service, under the concurrent load (from the services' /metrics):");
+    println!(
+        "stages of a ticket's way to the orders service, under the concurrent load (from the services' /metrics):"
+    );
     for (label, events, p50, p99) in stages {
         let seconds = |q: Option<f64>| q.map_or_else(|| "-".to_owned(), |s| ms((s * 1e6) as u64));
         println!(

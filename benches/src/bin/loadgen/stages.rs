@@ -12,8 +12,11 @@ use prometheus_parse::{Sample, Scrape, Value};
 /// A histogram's cumulative bucket counts by upper bound.
 type Buckets = Vec<(f64, f64)>;
 
-/// The stages read, in the order an event goes through them: (label, metric, labels).
-const STAGES: [(&str, &str, &[(&str, &str)]); 4] = [
+/// A stage: its label, its histogram and the labels that pick the series.
+type StageMetric = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// The stages read, in the order an event goes through them.
+const STAGES: [StageMetric; 4] = [
     (
         "POST /api/tickets (request to commit)",
         "http_request_duration_seconds",
@@ -148,7 +151,12 @@ mod tests {
 
     #[test]
     fn quantiles_are_interpolated_within_their_bucket() {
-        let buckets = vec![(0.01, 50.0), (0.02, 90.0), (0.1, 100.0), (f64::INFINITY, 100.0)];
+        let buckets = vec![
+            (0.01, 50.0),
+            (0.02, 90.0),
+            (0.1, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
         assert_eq!(quantile(&buckets, 0.5), Some(0.01));
         let p99 = quantile(&buckets, 0.99).expect("a p99");
         assert!((p99 - 0.092).abs() < 1e-9, "{p99}");
@@ -161,11 +169,18 @@ mod tests {
             let mut s = Snapshot::default();
             s.0.insert(
                 STAGES[1].0,
-                vec![(0.01, counts[0]), (0.1, counts[1]), (f64::INFINITY, counts[2])],
+                vec![
+                    (0.01, counts[0]),
+                    (0.1, counts[1]),
+                    (f64::INFINITY, counts[2]),
+                ],
             );
             s
         };
-        let stages = between(&snapshot([100.0, 100.0, 100.0]), &snapshot([100.0, 110.0, 110.0]));
+        let stages = between(
+            &snapshot([100.0, 100.0, 100.0]),
+            &snapshot([100.0, 110.0, 110.0]),
+        );
         let (_, events, p50, _) = stages[1];
         assert_eq!(events, 10);
         // All ten fell between 10 and 100 ms.

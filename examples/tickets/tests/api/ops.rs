@@ -81,9 +81,7 @@ async fn metrics_count_requests_by_route_and_deliveries_by_subject() {
         r#"ticketing_deliveries_total{subject="order:created",group="tickets-service",outcome="acked"}"#,
     );
     has("ticketing_handling_seconds_bucket");
-    has(
-        r#"ticketing_delivery_lag_seconds_bucket{subject="order:created",group="tickets-service""#,
-    );
+    has(r#"ticketing_delivery_lag_seconds_bucket{subject="order:created",group="tickets-service""#);
     has(r#"ticketing_relay_lag_seconds_bucket{subject="ticket:created""#);
     has(r#"ticketing_publish_seconds_bucket{subject="ticket:created""#);
     assert!(!text.contains(&id), "an id became a label");
