@@ -84,6 +84,9 @@ struct Args {
     /// repeat until they pass or this passes).
     #[arg(long, default_value_t = 30)]
     settle_seconds: u64,
+    /// Milliseconds between two polls of a ticket (or order) not yet orderable (payable).
+    #[arg(long, default_value_t = 1)]
+    poll_ms: u64,
     /// A process's `/metrics` (repeat for several; default: the target's): read before and
     /// after the concurrent phase to break propagation into its stages.
     #[arg(long = "metrics")]
@@ -135,6 +138,8 @@ type Shared = Arc<Mutex<Stats>>;
 struct Load {
     client: Client,
     stats: Shared,
+    /// The pause between two polls of a replica not there yet.
+    poll: Duration,
 }
 
 impl Load {
@@ -168,7 +173,7 @@ impl Load {
                         .record_propagation(created.elapsed());
                     return answer.id().expect("an order id").to_owned();
                 }
-                404 => tokio::time::sleep(Duration::from_millis(1)).await,
+                404 => tokio::time::sleep(self.poll).await,
                 _ => panic!("{answer}"),
             }
         }
@@ -181,7 +186,7 @@ impl Load {
             let answer = buyer.pay(order, "tok_visa").await;
             match answer.code() {
                 201 => break,
-                404 => tokio::time::sleep(Duration::from_millis(1)).await,
+                404 => tokio::time::sleep(self.poll).await,
                 _ => panic!("{answer}"),
             }
         }
@@ -412,6 +417,7 @@ async fn run(args: Args) {
             },
         ),
         stats: stats.clone(),
+        poll: Duration::from_millis(args.poll_ms),
     });
     let limit = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
 

@@ -13,7 +13,11 @@ use prometheus_parse::{Sample, Scrape, Value};
 type Buckets = Vec<(f64, f64)>;
 
 /// A stage: its label, its histogram and the labels that pick the series.
-type StageMetric = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type StageMetric = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// The stages read, in the order an event goes through them.
 const STAGES: [StageMetric; 4] = [
