@@ -60,6 +60,9 @@ pub fn set_security_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// The future of a layer in front of a route: the response, boxed.
+pub(crate) type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 /// The edge of a service: see the [module](self).
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeLayer {
@@ -98,7 +101,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
