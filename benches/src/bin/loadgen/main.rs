@@ -480,7 +480,9 @@ async fn run(args: Args) {
     }
     progress.finish();
     let flow_seconds = started.elapsed().as_secs_f64();
-    let stages = stages::between(&before, &stages::snapshot(&http, &metrics).await);
+    let after = stages::snapshot(&http, &metrics).await;
+    let stages = stages::between(&before, &after);
+    let waits = stages::waits(&before, &after);
 
     // Propagation on a quiet system: one ticket at a time.
     stats.lock().expect("stats").quiet = true;
@@ -652,6 +654,10 @@ async fn run(args: Args) {
             seconds(p99)
         );
     }
+    let (deliveries, waited, share) = waits;
+    println!(
+        "  deliveries to listeners: {deliveries}, answered \"wait\" (a version gap): {waited} ({share:.1} %)"
+    );
     if let Some(p) = &stats.payment_propagation {
         println!(
             "propagation, payment 201 -> order complete, under the concurrent load: p50 {}, p99 {}, max {} ({} orders)",

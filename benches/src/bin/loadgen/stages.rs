@@ -43,9 +43,10 @@ const STAGES: [StageMetric; 4] = [
     ),
 ];
 
-/// The histograms of every process scraped, summed by stage.
+/// The histograms of every process scraped, summed by stage, and the deliveries of every
+/// listener by outcome (`ticketing_deliveries_total`).
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Snapshot(BTreeMap<&'static str, Buckets>);
+pub(crate) struct Snapshot(BTreeMap<&'static str, Buckets>, BTreeMap<String, f64>);
 
 /// Reads `urls` (each a process's `/metrics`); a process that does not answer is left out.
 pub(crate) async fn snapshot(http: &reqwest::Client, urls: &[String]) -> Snapshot {
@@ -60,6 +61,17 @@ pub(crate) async fn snapshot(http: &reqwest::Client, urls: &[String]) -> Snapsho
         let Ok(scrape) = Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))) else {
             continue;
         };
+        for sample in scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "ticketing_deliveries_total")
+        {
+            if let (Some(outcome), Value::Counter(count) | Value::Untyped(count)) =
+                (sample.labels.get("outcome"), &sample.value)
+            {
+                *snapshot.1.entry(outcome.to_owned()).or_default() += count;
+            }
+        }
         for (label, metric, labels) in STAGES {
             for sample in scrape.samples.iter().filter(|s| matches(s, metric, labels)) {
                 if let Value::Histogram(counts) = &sample.value {
@@ -88,6 +100,23 @@ fn add(into: &mut Buckets, counts: impl Iterator<Item = (f64, f64)>) {
         }
     }
     into.sort_by(|a, b| a.0.total_cmp(&b.0));
+}
+
+/// The deliveries of every listener between `before` and `after`, and the share of them
+/// answered "wait" (a version gap: redelivered later), in percent.
+pub(crate) fn waits(before: &Snapshot, after: &Snapshot) -> (u64, u64, f64) {
+    let delta = |outcome: &str| {
+        after.1.get(outcome).copied().unwrap_or_default()
+            - before.1.get(outcome).copied().unwrap_or_default()
+    };
+    let total: f64 = after.1.keys().map(|outcome| delta(outcome)).sum();
+    let waited = delta("waited");
+    let share = if total > 0.0 {
+        100.0 * waited / total
+    } else {
+        0.0
+    };
+    (total as u64, waited as u64, share)
 }
 
 /// One stage over the phase: (label, events, p50, p99) in seconds.
@@ -154,6 +183,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_share_of_waits_counts_every_outcome_between_the_snapshots() {
+        let counts = |acked: f64, waited: f64| {
+            let mut s = Snapshot::default();
+            s.1.insert("acked".into(), acked);
+            s.1.insert("waited".into(), waited);
+            s.1.insert("retried".into(), 0.0);
+            s
+        };
+        assert_eq!(
+            waits(&counts(10.0, 1.0), &counts(105.0, 6.0)),
+            (100, 5, 5.0)
+        );
+    }
+
+    #[test]
     fn quantiles_are_interpolated_within_their_bucket() {
         let buckets = vec![
             (0.01, 50.0),
@@ -186,6 +230,7 @@ mod tests {
             &snapshot([100.0, 110.0, 110.0]),
         );
         let (_, events, p50, _) = stages[1];
+        assert_eq!(waits(&snapshot([0.0; 3]), &snapshot([0.0; 3])), (0, 0, 0.0));
         assert_eq!(events, 10);
         // All ten fell between 10 and 100 ms.
         assert!(p50.is_some_and(|p| (0.01..=0.1).contains(&p)), "{p50:?}");
