@@ -8,7 +8,12 @@
 //! in a process of its own, as the limit. With `--database-url` (the system's `DATABASE_URL`),
 //! the same process also serves a bare axum + sqlx handler running the tickets store's
 //! `SELECT` on the tickets service's schema with the same pool size: our overhead over the
-//! database itself.
+//! database itself. The read targets take turns in rounds (`--read-rounds`).
+//!
+//! Before and after the concurrent phase it reads the services' `/metrics` (`--metrics`, by
+//! default the target's) and reports the stages of a ticket's way to the orders service
+//! (request, relay, delivery, handling; see `stages.rs`) and the share of deliveries answered
+//! "wait".
 //!
 //! ```text
 //! JWT_KEY=dev-only-secret-key-of-32-bytes-or-more cargo run --release -p ticketing &
