@@ -8,7 +8,12 @@
 //!
 //! This crate knows no ticketing backend type: it hands out names and URLs, and the caller
 //! opens its bus or store on them, so the bus and store crates' own tests can use it.
+//!
+//! [`process`] starts what tests run as processes (nats-server, free ports, the built
+//! binaries' directory); [`ingress`] routes HTTP to the services' processes, round robin, for
+//! the crash tests and the scaled-out load run.
 
+pub mod ingress;
 pub mod process;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -31,14 +31,12 @@ use ticketing_test_live::process::{self, NatsServer, wait_for_port};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use processes::{Brokers, Cluster, Ports, Supervised, log_file, proxy, servers};
+use processes::{Brokers, Cluster, Supervised, log_file, servers};
+use ticketing_test_live::ingress::{Ports, SERVICES};
 use users::{Created, Driver, Tally};
 
 /// How long users buy and cancel under faults.
 const CHAOS: Duration = Duration::from_secs(30);
-
-/// The services, in the order the kills name them by.
-const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
 
 /// Time between two kills.
 const KILL_EVERY: Duration = Duration::from_millis(900);
@@ -236,15 +234,11 @@ async fn crash_run(store: Store, faults: Faults) {
 
     let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", proxy_listener.local_addr().unwrap());
-    let upstream = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let app = axum::Router::new()
-        .fallback(proxy)
-        .with_state((upstream, ports.clone()));
-    tokio::spawn(async move { axum::serve(proxy_listener, app).await });
+    tokio::spawn(ticketing_test_live::ingress::serve(
+        proxy_listener,
+        ports.clone(),
+        Duration::from_secs(20),
+    ));
 
     let tally = Arc::new(Tally::default());
     let client = users::tallied_client(&base, &tally);

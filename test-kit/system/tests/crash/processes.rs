@@ -1,16 +1,10 @@
 //! The processes of a run: supervised service binaries, the broker (one server or a
-//! three-server JetStream cluster) and the ingress stand-in.
+//! three-server JetStream cluster).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use ticketing_test_live::process::{NatsServer, free_port};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -246,104 +240,6 @@ impl Brokers {
             Brokers::Three(cluster) => cluster.stop_all().await,
         }
     }
-}
-
-/// Ports of the services' processes, by route: several per service when it runs replicated.
-#[derive(Clone)]
-pub(crate) struct Ports {
-    pub(crate) auth: Vec<u16>,
-    pub(crate) tickets: Vec<u16>,
-    pub(crate) orders: Vec<u16>,
-    pub(crate) payments: Vec<u16>,
-    pub(crate) expiration: Vec<u16>,
-    /// Round robin over a service's processes.
-    pub(crate) next: Arc<AtomicUsize>,
-}
-
-impl Ports {
-    /// `per_service` free ports for each service.
-    pub(crate) fn free(per_service: usize) -> Self {
-        let ports = || (0..per_service).map(|_| free_port()).collect::<Vec<_>>();
-        Ports {
-            auth: ports(),
-            tickets: ports(),
-            orders: ports(),
-            payments: ports(),
-            expiration: ports(),
-            next: Arc::default(),
-        }
-    }
-
-    /// The ports of service `name`.
-    pub(crate) fn of(&self, name: &str) -> &[u16] {
-        match name {
-            "auth" => &self.auth,
-            "tickets" => &self.tickets,
-            "orders" => &self.orders,
-            "payments" => &self.payments,
-            _ => &self.expiration,
-        }
-    }
-}
-
-/// The ingress stand-in: routes by path prefix, as the original's ingress does, round robin
-/// over a service's processes; a process that refuses the connection (killed, restarting) is
-/// skipped for the next, as a load balancer drops an endpoint that fails; when all refuse, 502.
-pub(crate) async fn proxy(
-    State((http, ports)): State<(reqwest::Client, Ports)>,
-    request: Request,
-) -> Response {
-    let path = request.uri().path();
-    let service = if path.starts_with("/api/users") {
-        "auth"
-    } else if path.starts_with("/api/tickets") {
-        "tickets"
-    } else if path.starts_with("/api/orders") {
-        "orders"
-    } else if path.starts_with("/api/payments") {
-        "payments"
-    } else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or(path, |pq| pq.as_str())
-        .to_owned();
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let replicas = ports.of(service);
-    let first = ports.next.fetch_add(1, Ordering::Relaxed);
-    for k in 0..replicas.len() {
-        let port = replicas[(first + k) % replicas.len()];
-        let mut upstream = http
-            .request(
-                parts.method.clone(),
-                format!("http://127.0.0.1:{port}{path_and_query}"),
-            )
-            .body(body.clone());
-        for (name, value) in &parts.headers {
-            if name != reqwest::header::HOST {
-                upstream = upstream.header(name, value);
-            }
-        }
-        match upstream.send().await {
-            Ok(answer) => {
-                let mut response = Response::builder().status(answer.status());
-                for (name, value) in answer.headers() {
-                    response = response.header(name, value);
-                }
-                let bytes = answer.bytes().await.unwrap_or_default();
-                return response.body(Body::from(bytes)).unwrap();
-            }
-            // Nothing was sent: another process may take it.
-            Err(error) if error.is_connect() => {}
-            Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
-        }
-    }
-    StatusCode::BAD_GATEWAY.into_response()
 }
 
 pub(crate) fn log_file(path: &Path) -> File {

@@ -1,0 +1,135 @@
+//! The system scaled out, under the load generator: every service as processes of its own (the
+//! built binaries beside this one), the tickets and orders services `--processes` times each,
+//! behind the round-robin ingress stand-in, on NATS and a fresh PostgreSQL database. It runs
+//! the load generator against the ingress with every process's `/metrics`, so its report (the
+//! share of deliveries answered "wait", the stages of propagation) counts all of them.
+//!
+//! ```text
+//! cargo build --release -p ticketing-benches -p ticketing-auth -p ticketing-tickets \
+//!   -p ticketing-orders -p ticketing-payments -p ticketing-expiration --bins
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres target/release/scaled --processes 3
+//! ```
+//!
+//! Arguments after `--` go to the load generator.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Parser;
+use ticketing_test_live::ingress::{self, Ports};
+use ticketing_test_live::process::{free_port, wait_for_port};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Run every service as processes of its own behind a round-robin ingress and load it"
+)]
+struct Args {
+    /// Processes of the tickets and of the orders service.
+    #[arg(long, default_value_t = 3)]
+    processes: usize,
+    /// Connections of each process's PostgreSQL pool.
+    #[arg(long, default_value_t = 5)]
+    max_connections: u32,
+    /// Where the service binaries and `loadgen` are (default: beside this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// `RUST_LOG` of the services.
+    #[arg(long, default_value = "warn")]
+    log: String,
+    /// Arguments of the load generator.
+    #[arg(last = true)]
+    loadgen: Vec<String>,
+}
+
+const JWT_KEY: &str = "scaled-run-secret-key-of-32-bytes-or-more";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let bins = args.bin_dir.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .unwrap_or_default()
+    });
+    for bin in ingress::SERVICES.iter().chain(&["loadgen"]) {
+        if !bins.join(bin).is_file() {
+            eprintln!(
+                "{} is missing: build the service binaries and the load generator first (see --help)",
+                bins.join(bin).display()
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let database = ticketing_test_live::fresh_pg_database("scaled").await;
+    let stream = ticketing_test_live::unique_name("scaled");
+    let logs = std::env::temp_dir().join(&stream);
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    let replicated = args.processes.max(1);
+    let ports = Ports::free_each(|service| match service {
+        "tickets" | "orders" => replicated,
+        _ => 1,
+    });
+    let mut children: Vec<Child> = Vec::new();
+    for (service, index, port) in ports.all() {
+        let log =
+            std::fs::File::create(logs.join(format!("{service}-{index}.log"))).expect("a log file");
+        let mut command = Command::new(bins.join(service));
+        command
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("JWT_KEY", JWT_KEY)
+            .env("NATS_URL", ticketing_test_live::nats_url())
+            .env("NATS_STREAM", stream.to_uppercase())
+            .env("NATS_SUBJECT_PREFIX", &stream)
+            .env("DATABASE_URL", &database)
+            .env("DATABASE_MAX_CONNECTIONS", args.max_connections.to_string())
+            .env("PAYMENT_PROVIDER", "fake")
+            .env("RUST_LOG", &args.log)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a log file"))
+            .stderr(log)
+            .kill_on_drop(true);
+        children.push(command.spawn().expect("a service process"));
+    }
+    for (service, _, port) in ports.all() {
+        wait_for_port(port, service, Duration::from_secs(60)).await;
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
+        .await
+        .expect("the ingress's port");
+    let target = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(ingress::serve(
+        listener,
+        ports.clone(),
+        Duration::from_secs(30),
+    ));
+    println!(
+        "{} processes ({replicated} of tickets and of orders) behind {target}; logs in {}",
+        children.len(),
+        logs.display()
+    );
+    let mut loadgen = Command::new(bins.join("loadgen"));
+    loadgen.arg("--target").arg(&target);
+    for (_, _, port) in ports.all() {
+        loadgen
+            .arg("--metrics")
+            .arg(format!("http://127.0.0.1:{port}/metrics"));
+    }
+    let status = loadgen
+        .args(&args.loadgen)
+        .status()
+        .await
+        .expect("the load generator");
+    for child in &mut children {
+        let _ = child.kill().await;
+    }
+    if status.success() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
