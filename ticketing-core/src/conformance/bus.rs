@@ -979,20 +979,31 @@ pub async fn listener_retries_a_retryable_failure_with_backoff_then_succeeds(
     handle.stop().await;
 }
 
-pub async fn listener_dead_letters_a_permanent_failure_at_once(factory: &dyn BusFactory) {
-    let bus = factory.bus().await;
-    let (handle, seen) = TestListener::new("g", |n, _| {
-        if n == 1 {
-            Behaviour::Permanent
+/// Events 0 to 2 to a listener that answers `bad` with `behaviour` and accepts the others;
+/// returns once the two others are accepted and one message is dead-lettered.
+async fn one_bad_of_three(
+    bus: &Arc<dyn Bus>,
+    bad: u64,
+    behaviour: Behaviour,
+) -> (ListenerHandle, Observed, Vec<DeadLetter>) {
+    let (handle, seen) = TestListener::new("g", move |n, _| {
+        if n == bad {
+            behaviour
         } else {
             Behaviour::Accept
         }
     })
-    .spawn(&bus)
+    .spawn(bus)
     .await;
-    publish_range(&bus, 0..3).await;
+    publish_range(bus, 0..3).await;
     seen.accepted_eventually(2).await;
-    let letters = dead_letters_eventually(&bus, 1).await;
+    let letters = dead_letters_eventually(bus, 1).await;
+    (handle, seen, letters)
+}
+
+pub async fn listener_dead_letters_a_permanent_failure_at_once(factory: &dyn BusFactory) {
+    let bus = factory.bus().await;
+    let (handle, seen, letters) = one_bad_of_three(&bus, 1, Behaviour::Permanent).await;
     assert!(
         letters[0].reason.contains("#1 is bad"),
         "reason: {}",
@@ -1160,18 +1171,8 @@ pub async fn a_panicking_handler_dead_letters_the_message_and_the_listener_goes_
     factory: &dyn BusFactory,
 ) {
     let bus = factory.bus().await;
-    let (handle, seen) = TestListener::new("g", |n, _| {
-        if n == 0 {
-            Behaviour::Panic
-        } else {
-            Behaviour::Accept
-        }
-    })
-    .spawn(&bus)
-    .await;
-    publish_range(&bus, 0..3).await;
-    assert_eq!(seen.accepted_eventually(2).await, vec![1, 2]);
-    let letters = dead_letters_eventually(&bus, 1).await;
+    let (handle, seen, letters) = one_bad_of_three(&bus, 0, Behaviour::Panic).await;
+    assert_eq!(seen.accepted(), vec![1, 2]);
     assert!(
         letters[0]
             .reason

@@ -914,28 +914,27 @@ pub async fn a_users_orders_are_listed_oldest_first_with_their_ticket(factory: &
     );
 }
 
+/// Tickets `t0` to `t{count - 1}`, created in order, those at `held` then reserved (in that
+/// order) by an order of their own.
+async fn tickets_held(stores: &Stores, count: usize, held: &[usize]) -> Vec<Ticket> {
+    let mut created = Vec::new();
+    for i in 0..count {
+        let made = stores.tickets.create(ticket(&format!("t{i}"))).await;
+        created.push(made.expect("create"));
+    }
+    for &i in held {
+        let reserve = Ticket {
+            order_id: Some(Id::new()),
+            ..created[i].clone()
+        };
+        stores.tickets.update(&reserve).await.expect("reserve");
+    }
+    created
+}
+
 pub async fn only_unreserved_tickets_are_listed_oldest_first(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let mut created = Vec::new();
-    for i in 0..6 {
-        created.push(
-            stores
-                .tickets
-                .create(ticket(&format!("t{i}")))
-                .await
-                .expect("create"),
-        );
-    }
-    for t in [&created[1], &created[4]] {
-        stores
-            .tickets
-            .update(&Ticket {
-                order_id: Some(Id::new()),
-                ..(*t).clone()
-            })
-            .await
-            .expect("reserve");
-    }
+    let created = tickets_held(&stores, 6, &[1, 4]).await;
     let listed: Vec<String> = stores
         .tickets
         .list_unreserved()
@@ -968,27 +967,8 @@ pub async fn only_unreserved_tickets_are_listed_oldest_first(factory: &dyn Store
 
 pub async fn unreserved_tickets_page_newest_first_after_a_cursor(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let mut created = Vec::new();
-    for i in 0..7 {
-        created.push(
-            stores
-                .tickets
-                .create(ticket(&format!("t{i}")))
-                .await
-                .expect("create"),
-        );
-    }
     // t5 is held; t2 is held and will be the cursor of a page.
-    for t in [&created[5], &created[2]] {
-        stores
-            .tickets
-            .update(&Ticket {
-                order_id: Some(Id::new()),
-                ..(*t).clone()
-            })
-            .await
-            .expect("reserve");
-    }
+    let created = tickets_held(&stores, 7, &[5, 2]).await;
     let titles = |page: Vec<Ticket>| page.into_iter().map(|t| t.title).collect::<Vec<_>>();
     let first = stores
         .tickets
