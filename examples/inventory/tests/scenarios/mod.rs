@@ -33,7 +33,7 @@ use std::time::Duration;
 use inventory::Inventory;
 use inventory::alerts::{self, WatchAdjusted};
 use inventory::events::{StockAdjusted, StockReceived};
-use inventory::stock::InsufficientStock;
+use inventory::stock::{InsufficientStock, Stock};
 use inventory::storefront::{self, Listing};
 use ticketing_bus::memory::{InMemoryBus, ReleaseOrder};
 use ticketing_core::outbox::RelayHandle;
@@ -105,6 +105,22 @@ impl System {
         .expect("the system comes to rest");
     }
 
+    /// Receives `quantity` of a new item named `name` (made unique).
+    pub async fn receive(&self, name: &str, quantity: u64) -> Stock {
+        let received = self.inventory.stock.receive(&sku(name), quantity).await;
+        received.expect("receive")
+    }
+
+    /// Adjusts `item`'s stock by `delta`, from the version it holds.
+    pub async fn adjust(&self, item: &Stock, delta: i64) -> Stock {
+        let adjusted = self
+            .inventory
+            .stock
+            .adjust(item.id, item.version, delta)
+            .await;
+        adjusted.expect("adjust")
+    }
+
     pub async fn listing(&self, id: &uuid::Uuid) -> Option<Listing> {
         self.inventory.listings.find(id).await.expect("find")
     }
@@ -138,12 +154,7 @@ fn sku(name: &str) -> String {
 
 pub async fn a_received_item_is_listed(db: Database) {
     let system = System::running(db).await;
-    let item = system
-        .inventory
-        .stock
-        .receive(&sku("kettle"), 12)
-        .await
-        .expect("receive");
+    let item = system.receive("kettle", 12).await;
     system.settled().await;
     assert_eq!(
         system.listing(&item.id).await,
@@ -174,23 +185,13 @@ pub async fn a_duplicate_delivery_is_acknowledged_and_changes_nothing(db: Databa
     let mut system = System::new(db).await;
     system.start_relay();
     system.start_storefront().await;
-    let item = system
-        .inventory
-        .stock
-        .receive(&sku("teapot"), 3)
-        .await
-        .expect("receive");
+    let item = system.receive("teapot", 3).await;
     system.settled().await;
     system
         .memory
         .faults()
         .duplicate_next_delivery(StockAdjusted::SUBJECT);
-    let item = system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, 4)
-        .await
-        .expect("adjust");
+    let item = system.adjust(&item, 4).await;
     system.settled().await;
     let stats = system
         .memory
@@ -209,24 +210,9 @@ pub async fn a_duplicate_delivery_is_acknowledged_and_changes_nothing(db: Databa
 pub async fn an_adjustment_that_overtakes_its_receipt_waits_and_converges(db: Database) {
     let system = System::running(db).await;
     system.memory.faults().hold(StockReceived::SUBJECT);
-    let item = system
-        .inventory
-        .stock
-        .receive(&sku("kettle"), 10)
-        .await
-        .expect("receive");
-    let item = system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, -3)
-        .await
-        .expect("adjust");
-    let item = system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, -2)
-        .await
-        .expect("adjust");
+    let item = system.receive("kettle", 10).await;
+    let item = system.adjust(&item, -3).await;
+    let item = system.adjust(&item, -2).await;
     // The adjustments reach the storefront first: it has nothing to apply them to, and waits.
     adjustments_wait(&system.memory, storefront::QUEUE_GROUP, 2).await;
     assert_eq!(system.listing(&item.id).await, None);
@@ -278,12 +264,7 @@ pub async fn a_malformed_event_is_dead_lettered_with_its_reason(db: Database) {
 pub async fn events_leave_through_the_outbox_only_after_their_change_commits(db: Database) {
     let mut system = System::new(db).await;
     system.start_storefront().await;
-    let item = system
-        .inventory
-        .stock
-        .receive(&sku("mug"), 2)
-        .await
-        .expect("receive");
+    let item = system.receive("mug", 2).await;
     // Committed with the change, not yet published: no relay runs.
     assert_eq!(
         system
@@ -351,33 +332,13 @@ pub async fn the_alerts_replica_starts_mid_stream(db: Database) {
     system.start_storefront().await;
     // The item's history so far: received, then adjusted twice; the alerts service is not
     // running yet.
-    let item = system
-        .inventory
-        .stock
-        .receive(&sku("kettle"), 9)
-        .await
-        .expect("receive");
-    let item = system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, -2)
-        .await
-        .expect("adjust");
-    let item = system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, -3)
-        .await
-        .expect("adjust");
+    let item = system.receive("kettle", 9).await;
+    let item = system.adjust(&item, -2).await;
+    let item = system.adjust(&item, -3).await;
     system.settled().await;
     // Started now, it hears version 1 first (never version 0) and starts the record there.
     system.start_alerts().await;
-    let item = system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, -1)
-        .await
-        .expect("adjust");
+    let item = system.adjust(&item, -1).await;
     system.settled().await;
     let watched = system
         .inventory
@@ -408,18 +369,8 @@ pub async fn under_the_default_rule_the_same_replica_would_wait_for_version_0(db
     let listener = ticketing_core::spawn_listener(&system.bus, WatchAdjusted(from_first.clone()))
         .await
         .expect("listener");
-    let item = system
-        .inventory
-        .stock
-        .receive(&sku("kettle"), 9)
-        .await
-        .expect("receive");
-    system
-        .inventory
-        .stock
-        .adjust(item.id, item.version, -2)
-        .await
-        .expect("adjust");
+    let item = system.receive("kettle", 9).await;
+    system.adjust(&item, -2).await;
     adjustments_wait(&system.memory, alerts::QUEUE_GROUP, 3).await;
     assert_eq!(from_first.find(&item.id).await.expect("find"), None);
     listener.stop().await;
