@@ -113,6 +113,10 @@ pub enum StoreSettings {
         /// Pool size; default 10.
         #[serde(default)]
         max_connections: Option<u32>,
+        /// Connections opened when the pool is made and kept open (at most the pool size):
+        /// a burst after a start does not wait for new connections. Default 0.
+        #[serde(default)]
+        min_connections: Option<u32>,
         /// How long a request waits for a connection before the store answers
         /// `Unavailable`, in seconds; default 3.
         #[serde(default)]
@@ -162,6 +166,7 @@ impl StoreSettings {
                     .to_owned(),
                 schema: None,
                 max_connections: None,
+                min_connections: None,
                 timeout_seconds: None,
             },
             StoreBackend::Mongo => StoreSettings::Mongo {
@@ -200,6 +205,19 @@ impl StoreSettings {
         } = &mut self
         {
             *max_connections = Some(connections.max(1));
+        }
+        self
+    }
+
+    /// The same settings with `connections` PostgreSQL connections opened when the pool is
+    /// made and kept open (at most the pool size); no effect on the other backends. A burst of
+    /// requests right after a start then does not wait for connections to be made.
+    pub fn with_min_connections(mut self, connections: u32) -> Self {
+        if let StoreSettings::Postgres {
+            min_connections, ..
+        } = &mut self
+        {
+            *min_connections = Some(connections);
         }
         self
     }
@@ -252,12 +270,18 @@ impl StoreSettings {
                 url,
                 schema,
                 max_connections,
+                min_connections,
                 timeout_seconds,
             } => crate::postgres::PgDatabase::open_schema_pool(
                 url,
                 schema.as_deref().unwrap_or(service),
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(max_connections.unwrap_or(10))
+                    .min_connections(
+                        min_connections
+                            .unwrap_or(0)
+                            .min(max_connections.unwrap_or(10)),
+                    )
                     .acquire_timeout(timeout_seconds.map_or(
                         crate::postgres::DEFAULT_ACQUIRE_TIMEOUT,
                         std::time::Duration::from_secs,
@@ -324,12 +348,14 @@ impl fmt::Debug for StoreSettings {
                 url,
                 schema,
                 max_connections,
+                min_connections,
                 timeout_seconds,
             } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
                 .field("schema", schema)
                 .field("max_connections", max_connections)
+                .field("min_connections", min_connections)
                 .field("timeout_seconds", timeout_seconds)
                 .finish(),
             StoreSettings::Mongo {
@@ -545,6 +571,7 @@ mod tests {
                 url: "postgres://u:pw@h/db".into(),
                 schema: Some("tickets".into()),
                 max_connections: None,
+                min_connections: None,
                 timeout_seconds: None,
             }
         );

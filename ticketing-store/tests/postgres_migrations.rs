@@ -99,6 +99,7 @@ async fn a_ticketing_database_created_before_the_split_upgrades_in_place() {
         url,
         schema: Some(schema),
         max_connections: Some(2),
+        min_connections: None,
         timeout_seconds: None,
     }
     .open_ticketing("tickets")

@@ -140,3 +140,32 @@ async fn an_unreachable_database_is_unavailable_within_the_acquire_timeout() {
     assert!(refused.is_unavailable(), "{refused}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// The pool opens its minimum of connections when it is made (at most its maximum), so a
+/// first burst does not wait for connections.
+#[tokio::test]
+async fn the_pool_opens_its_minimum_at_start_and_never_more_than_its_maximum() {
+    let url = ticketing_test_live::database_url();
+    for (min, max, expected) in [(3, 4, 3), (9, 2, 2)] {
+        let schema = ticketing_test_live::fresh_pg_schema("sdk").await;
+        let settings = ticketing_store::StoreSettings::Postgres {
+            url: url.clone(),
+            schema: Some(schema),
+            max_connections: None,
+            min_connections: None,
+            timeout_seconds: None,
+        }
+        .with_max_connections(max)
+        .with_min_connections(min);
+        let ticketing_store::Database::Postgres(db) = settings.open("pool").await.expect("opens")
+        else {
+            panic!("postgres")
+        };
+        ticketing_test_live::wait_until(std::time::Duration::from_secs(10), || {
+            db.pool().size() >= expected
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(db.pool().size(), expected, "min {min}, max {max}");
+    }
+}

@@ -11,6 +11,7 @@ async fn db() -> ticketing_store::Database {
         url: ticketing_test_live::database_url(),
         schema: Some(ticketing_test_live::fresh_pg_schema("inventory").await),
         max_connections: Some(8),
+        min_connections: None,
         timeout_seconds: None,
     };
     settings

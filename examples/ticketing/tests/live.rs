@@ -34,6 +34,7 @@ async fn spawn_services(store: StoreBackend) -> Endpoints {
                 url: live::database_url(),
                 schema: Some(name),
                 max_connections: None,
+                min_connections: None,
                 timeout_seconds: None,
             },
             _ => StoreSettings::Mongo {

@@ -31,6 +31,7 @@ pub async fn postgres(max_connections: u32) -> Database {
         url: ticketing_test_live::database_url(),
         schema: Some(ticketing_test_live::fresh_pg_schema("test").await),
         max_connections: Some(max_connections),
+        min_connections: None,
         timeout_seconds: None,
     })
     .await

@@ -103,6 +103,7 @@ async fn failures_through_one_replica_are_refused_by_another() {
         url: ticketing_test_live::fresh_pg_database("auth").await,
         schema: None,
         max_connections: None,
+        min_connections: None,
         timeout_seconds: None,
     };
     let replica = || async {

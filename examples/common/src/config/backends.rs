@@ -63,6 +63,11 @@ pub struct BackendArgs {
     /// processes × this (PostgreSQL's default `max_connections` is 100).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
+    /// PostgreSQL connections each process opens at start and keeps open (at most
+    /// `DATABASE_MAX_CONNECTIONS`): the first burst of requests does not wait for new
+    /// connections. They count against the server's `max_connections` even when idle.
+    #[arg(long, env = "DATABASE_MIN_CONNECTIONS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub database_min_connections: u32,
 }
 
 impl BackendArgs {
@@ -118,7 +123,8 @@ impl BackendArgs {
             self.mongo_uri.as_ref().map(Secret::expose),
         )?
         .with_timeout(Duration::from_secs(self.database_timeout_seconds))
-        .with_max_connections(self.database_max_connections))
+        .with_max_connections(self.database_max_connections)
+        .with_min_connections(self.database_min_connections))
     }
 
     /// Connects the configured bus; refuses one whose stream drops events before the

@@ -17,6 +17,7 @@ async fn forty_rapid_updates_handled_concurrently_on_postgres_end_at_version_40(
         url: live::database_url(),
         schema: Some(live::fresh_pg_schema("test").await),
         max_connections: None,
+        min_connections: None,
         timeout_seconds: None,
     };
     let database = settings
