@@ -64,9 +64,12 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
+    // A database and a stream of the run's own (what runs of more than an hour ago left is
+    // removed); both are removed at the end.
     let database = ticketing_test_live::fresh_pg_database("scaled").await;
-    let stream = ticketing_test_live::unique_name("scaled");
-    let logs = std::env::temp_dir().join(&stream);
+    let stream = ticketing_test_live::fresh_nats_stream("scaled").await;
+    let prefix = stream.to_lowercase();
+    let logs = std::env::temp_dir().join(&prefix);
     std::fs::create_dir_all(&logs).expect("a log directory");
     let replicated = args.processes.max(1);
     let ports = Ports::free_each(|service| match service {
@@ -83,8 +86,8 @@ async fn main() -> std::process::ExitCode {
             .env("HOST", "127.0.0.1")
             .env("JWT_KEY", JWT_KEY)
             .env("NATS_URL", ticketing_test_live::nats_url())
-            .env("NATS_STREAM", stream.to_uppercase())
-            .env("NATS_SUBJECT_PREFIX", &stream)
+            .env("NATS_STREAM", &stream)
+            .env("NATS_SUBJECT_PREFIX", &prefix)
             .env("DATABASE_URL", &database)
             .env("DATABASE_MAX_CONNECTIONS", args.max_connections.to_string())
             .env("PAYMENT_PROVIDER", "fake")
@@ -127,9 +130,26 @@ async fn main() -> std::process::ExitCode {
     for child in &mut children {
         let _ = child.kill().await;
     }
+    clean_up(&database, &stream).await;
     if status.success() {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
+    }
+}
+
+/// Removes the run's database and streams (its events and dead letters).
+async fn clean_up(database: &str, stream: &str) {
+    if let Ok(client) = async_nats::connect(ticketing_test_live::nats_url()).await {
+        let js = async_nats::jetstream::new(client);
+        for name in [stream.to_owned(), format!("{stream}_DLQ")] {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
+    let name = database.rsplit('/').next().unwrap_or_default();
+    let name = name.split('?').next().unwrap_or_default();
+    if let Ok(admin) = sqlx::PgPool::connect(&ticketing_test_live::database_url()).await {
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
     }
 }
