@@ -79,30 +79,6 @@ async fn publish_events(bus: &NatsBus, events: &[BenchEvent], envelope: bool) {
     }
 }
 
-async fn publish_raw(bus: &NatsBus, events: &[bytes::Bytes]) {
-    let js = async_nats::jetstream::context::ContextBuilder::new()
-        .max_ack_inflight(4096)
-        .backpressure_on_inflight(true)
-        .build(bus.client().clone());
-    let subject = format!("{}.{}", bus.config().subject_prefix, BenchEvent::SUBJECT);
-    let mut in_flight = FuturesUnordered::new();
-    for payload in events {
-        if in_flight.len() >= WINDOW {
-            let ack: Result<_, async_nats::jetstream::context::PublishError> =
-                in_flight.next().await.expect("pending");
-            ack.expect("publish");
-        }
-        let ack = js
-            .publish(subject.clone(), payload.clone())
-            .await
-            .expect("publish");
-        in_flight.push(std::future::IntoFuture::into_future(ack));
-    }
-    while let Some(ack) = in_flight.next().await {
-        ack.expect("publish");
-    }
-}
-
 /// The headers of each event as the bus would send them, made before the clock starts: the
 /// old two (`content-type`, `ticketing-msg-id`) or the envelope's seven, with `Nats-Msg-Id`.
 fn raw_headers(events: &[BenchEvent], envelope: bool) -> Vec<async_nats::HeaderMap> {
@@ -126,30 +102,35 @@ fn raw_headers(events: &[BenchEvent], envelope: bool) -> Vec<async_nats::HeaderM
         .collect()
 }
 
-/// Raw async-nats publishing the same payloads with headers made beforehand: what the headers
-/// cost on the wire and in the server, without the SDK's encoding.
-async fn publish_raw_with(
+/// Raw async-nats publishing the payloads with `WINDOW` acks awaited at once; with `headers`
+/// made beforehand, each with its own (what the headers cost on the wire and in the server,
+/// without the SDK's encoding), else as plain messages.
+async fn publish_raw(
     bus: &NatsBus,
     events: &[bytes::Bytes],
-    headers: Vec<async_nats::HeaderMap>,
+    headers: Option<Vec<async_nats::HeaderMap>>,
 ) {
     let js = async_nats::jetstream::context::ContextBuilder::new()
         .max_ack_inflight(4096)
         .backpressure_on_inflight(true)
         .build(bus.client().clone());
     let subject = format!("{}.{}", bus.config().subject_prefix, BenchEvent::SUBJECT);
+    let mut headers = headers.map(Vec::into_iter);
     let mut in_flight = FuturesUnordered::new();
-    for (payload, headers) in events.iter().zip(headers) {
+    for payload in events {
         if in_flight.len() >= WINDOW {
             let ack: Result<_, async_nats::jetstream::context::PublishError> =
                 in_flight.next().await.expect("pending");
             ack.expect("publish");
         }
-        let ack = js
-            .publish_with_headers(subject.clone(), headers, payload.clone())
-            .await
-            .expect("publish");
-        in_flight.push(std::future::IntoFuture::into_future(ack));
+        let ack = match headers.as_mut().and_then(Iterator::next) {
+            Some(headers) => {
+                js.publish_with_headers(subject.clone(), headers, payload.clone())
+                    .await
+            }
+            None => js.publish(subject.clone(), payload.clone()).await,
+        };
+        in_flight.push(std::future::IntoFuture::into_future(ack.expect("publish")));
     }
     while let Some(ack) = in_flight.next().await {
         ack.expect("publish");
@@ -243,7 +224,7 @@ fn throughput(c: &mut Criterion) {
                     iterations,
                     async |_| (),
                     async |bus, ()| match which {
-                        "raw_async_nats" => publish_raw(bus, &events).await,
+                        "raw_async_nats" => publish_raw(bus, &events, None).await,
                         _ => publish_bus(bus, &events).await,
                     },
                 )
@@ -253,7 +234,7 @@ fn throughput(c: &mut Criterion) {
             b.to_async(&runtime).iter_custom(|iterations| {
                 timed(
                     iterations,
-                    async |bus| publish_raw(bus, &events).await,
+                    async |bus| publish_raw(bus, &events, None).await,
                     async |bus, ()| match which {
                         "raw_async_nats" => consume_raw(bus).await,
                         _ => consume_bus(bus).await,
@@ -287,7 +268,7 @@ fn throughput(c: &mut Criterion) {
                 timed(
                     iterations,
                     async |_| raw_headers(&structs, envelope),
-                    async |bus, headers| publish_raw_with(bus, &events, headers).await,
+                    async |bus, headers| publish_raw(bus, &events, Some(headers)).await,
                 )
             });
         });

@@ -613,58 +613,35 @@ pub async fn failed_sign_ins_are_counted_per_key_and_refuse_past_the_allowance(
         "address:192.0.2.1".to_owned(),
     );
     let keys = [key.clone(), other.clone()];
+    let failed = async || {
+        stores
+            .users
+            .sign_in_failed(&key, limit, now)
+            .await
+            .expect("fail")
+    };
+    let refused = async |keys: &[String], at| {
+        stores
+            .users
+            .sign_in_refused(keys, at)
+            .await
+            .expect("refused")
+    };
     for _ in 0..2 {
-        assert_eq!(
-            stores
-                .users
-                .sign_in_failed(&key, limit, now)
-                .await
-                .expect("fail"),
-            None
-        );
+        assert_eq!(failed().await, None);
     }
-    assert_eq!(
-        stores
-            .users
-            .sign_in_refused(&keys, now)
-            .await
-            .expect("refused"),
-        None
-    );
+    assert_eq!(refused(&keys, now).await, None);
     // The third: past the allowance of two, refused until one failure's share (30 s) is back.
-    let until = stores
-        .users
-        .sign_in_failed(&key, limit, now)
-        .await
-        .expect("fail")
-        .expect("refused from the third failure");
+    let until = failed().await.expect("refused from the third failure");
     assert_eq!((until - now).num_seconds(), 30);
+    assert_eq!(refused(&keys, now).await, Some(until));
     assert_eq!(
-        stores
-            .users
-            .sign_in_refused(&keys, now)
-            .await
-            .expect("refused"),
-        Some(until)
-    );
-    assert_eq!(
-        stores
-            .users
-            .sign_in_refused(std::slice::from_ref(&other), now)
-            .await
-            .expect("refused"),
+        refused(std::slice::from_ref(&other), now).await,
         None,
         "another key is not refused"
     );
     let later = until + chrono::Duration::milliseconds(1);
-    assert_eq!(
-        stores
-            .users
-            .sign_in_refused(&keys, later)
-            .await
-            .expect("refused"),
-        None
-    );
+    assert_eq!(refused(&keys, later).await, None);
 }
 
 pub async fn concurrent_failed_sign_ins_of_one_key_each_count(factory: &dyn StoreFactory) {
