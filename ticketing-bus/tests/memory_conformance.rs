@@ -21,6 +21,7 @@ impl BusFactory for Memory {
             timing_slack: Duration::from_millis(5),
             short_ack_wait: Duration::from_secs(1),
             several_subjects: true,
+            ordered: true,
         }
     }
 }

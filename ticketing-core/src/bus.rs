@@ -528,6 +528,30 @@ pub trait Bus: Send + Sync + 'static {
         subscribe_each(self, subjects, group, options).await
     }
 
+    /// Joins the durable queue group `group` on all of `subjects` as a member of a consumer
+    /// that keeps per-key order (see [`partition`](crate::partition)): the messages of one
+    /// ordering key, across all the subjects, are delivered in publish order, each only once
+    /// the one before it was acked or dead-lettered, so one member at a time handles a key,
+    /// while keys in other partitions run in parallel on other members. A member that leaves
+    /// (or dies) hands its partitions over: its unsettled delivery comes again to another
+    /// member after the ack wait, then the partition flows on. A nak holds the partition (and
+    /// every key that shares it) until the redelivery is settled. `max_ack_pending` is per
+    /// partition and always 1; the other settlement rules are [`subscribe`](Self::subscribe)'s.
+    /// The group is not the group of [`subscribe`](Self::subscribe) or
+    /// [`subscribe_many`](Self::subscribe_many) of the same name: a new ordered group starts
+    /// from the first retained message. Default: unsupported.
+    async fn subscribe_ordered(
+        &self,
+        subjects: &[&str],
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let _ = (subjects, group, options);
+        Err(BusError::Unsupported(
+            "per-key ordered delivery on this bus".into(),
+        ))
+    }
+
     /// The dead letters currently held, oldest first.
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError>;
 

@@ -29,6 +29,15 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The de-duplication id of this event.
     fn message_id(&self) -> String;
 
+    /// The ordering key: the id of the record this event is about. Consumers that ask for
+    /// per-key order ([`ListenerOptions::ordered`](crate::ListenerOptions::ordered)) get the
+    /// events of one key in publish order, one at a time; it is published as
+    /// `ce-partitionkey` (see [`partition`](crate::partition)). Default none: the event is
+    /// ordered alone.
+    fn key(&self) -> Option<String> {
+        None
+    }
+
     /// The version of this event's schema, published with it as `ce-schemaversion` (see
     /// [`envelope`](crate::envelope)). Raise it when the payload changes in a way older
     /// readers cannot take, and teach [`upcast`](Self::upcast) the versions before. Default 1.

@@ -65,6 +65,7 @@ mod id;
 pub mod listener;
 pub mod metrics;
 pub mod outbox;
+pub mod partition;
 mod publisher;
 pub mod request;
 pub mod store;

@@ -70,6 +70,10 @@ impl<E: Event> Publisher<E> {
         let message =
             crate::envelope::stamp(OutgoingMessage::new(E::SUBJECT, payload), &id, E::VERSION)
                 .with_message_id(id);
+        let message = match event.key() {
+            Some(key) => message.with_header(crate::partition::KEY, key),
+            None => message,
+        };
         // Encoded in a request or a handler: the event continues its trace.
         Ok(match crate::trace::TraceContext::for_outgoing() {
             Some(parent) => message.with_header(crate::trace::TRACEPARENT, parent.header()),

@@ -209,9 +209,23 @@ impl State {
     ) {
         let consumer = &mut self.consumers[id];
         consumer.stats.dead_lettered += 1;
+        let group = consumer.group.to_string();
+        self.record_dead_letter(Target::Plain(id), group, message, attempts, reason);
+    }
+
+    /// Keeps a dead letter of `group` (whose consumer is `target`), dropping the oldest past
+    /// the limit.
+    pub(super) fn record_dead_letter(
+        &mut self,
+        target: Target,
+        group: String,
+        message: Arc<Message>,
+        attempts: u32,
+        reason: String,
+    ) {
         tracing::warn!(
             subject = %message.subject,
-            group = %consumer.group,
+            group = %group,
             sequence = message.sequence,
             attempts,
             %reason,
@@ -221,18 +235,13 @@ impl State {
         let letter = DeadLetter {
             id: self.next_dead_letter,
             message: Message::clone(&message),
-            group: consumer.group.to_string(),
+            group,
             attempts,
             reason,
             at: SystemTime::now(),
         };
-        self.dead_letters.insert(
-            letter.id,
-            DeadEntry {
-                consumer: id,
-                letter,
-            },
-        );
+        self.dead_letters
+            .insert(letter.id, DeadEntry { target, letter });
         while self.dead_letters.len() > self.config.max_dead_letters {
             self.dead_letters.pop_first();
         }
@@ -347,7 +356,11 @@ impl State {
                 }
             }
         }
-        busy.then_some(wake)
+        let (ordered_busy, ordered_wake) = self.ordered_unsettled(except);
+        if let Some(at) = ordered_wake {
+            wake = Some(wake.map_or(at, |w: Instant| w.min(at)));
+        }
+        (busy || ordered_busy).then_some(wake)
     }
 }
 
@@ -360,11 +373,47 @@ pub(super) enum Settle<'a> {
 
 pub(super) struct InMemorySubscription {
     pub(super) shared: Arc<Shared>,
-    pub(super) id: ConsumerId,
+    pub(super) target: Target,
     pub(super) group: Arc<str>,
     pub(super) notify: Arc<Notify>,
     /// Counted in the consumer's sleepers.
     pub(super) sleeping: bool,
+}
+
+/// What a take found: a delivery (message, attempt, publish time, where to settle it), or
+/// the time something is next due.
+type Took = Result<(Arc<Message>, u32, Option<Instant>, At), Option<Instant>>;
+
+impl State {
+    fn sleepers(&mut self, target: Target) -> &mut usize {
+        match target {
+            Target::Plain(id) => &mut self.consumers[id].sleepers,
+            Target::Ordered(id) => &mut self.ordered[id].sleepers,
+        }
+    }
+
+    fn take_for(&mut self, target: Target, now: Instant) -> Took {
+        match target {
+            Target::Plain(id) => match self.take(id, now) {
+                Taken::Delivery(message, attempt) => {
+                    let published = self.published(id, message.sequence);
+                    let at = At::Plain {
+                        consumer: id,
+                        sequence: message.sequence,
+                    };
+                    Ok((message, attempt, published, at))
+                }
+                Taken::Wait(wake) => Err(wake),
+            },
+            Target::Ordered(id) => {
+                self.take_ordered(id, now)
+                    .map(|(message, attempt, published, place)| {
+                        let at = At::Ordered(place, message.clone());
+                        (message, attempt, Some(published), at)
+                    })
+            }
+        }
+    }
 }
 
 impl InMemorySubscription {
@@ -373,11 +422,11 @@ impl InMemorySubscription {
         let now = Instant::now();
         let mut state = self.shared.lock();
         if self.sleeping {
-            state.consumers[self.id].sleepers -= 1;
+            *state.sleepers(self.target) -= 1;
             self.sleeping = false;
         }
-        if state.faults.active {
-            let subject = state.logs[state.consumers[self.id].log].subject.clone();
+        if let (true, Target::Plain(id)) = (state.faults.active, self.target) {
+            let subject = state.logs[state.consumers[id].log].subject.clone();
             if FaultState::take(&mut state.faults.failed_pulls, &subject) {
                 state.faults.refresh();
                 return Some(Err(BusError::Injected(format!(
@@ -385,43 +434,32 @@ impl InMemorySubscription {
                 ))));
             }
         }
-        match state.take(self.id, now) {
-            Taken::Delivery(message, attempt) => {
-                let published = state.published(self.id, message.sequence);
-                drop(state);
-                Some(Ok(self.delivery(message, attempt, published)))
-            }
-            Taken::Wait(_) => None,
-        }
+        let took = state.take_for(self.target, now).ok()?;
+        drop(state);
+        Some(Ok(self.delivery(took)))
     }
 
     pub(super) fn take_or_sleep(&mut self) -> Result<Delivery, Option<Instant>> {
         let now = Instant::now();
         let mut state = self.shared.lock();
-        match state.take(self.id, now) {
-            Taken::Delivery(message, attempt) => {
-                let published = state.published(self.id, message.sequence);
+        match state.take_for(self.target, now) {
+            Ok(took) => {
                 drop(state);
-                Ok(self.delivery(message, attempt, published))
+                Ok(self.delivery(took))
             }
-            Taken::Wait(wake) => {
-                state.consumers[self.id].sleepers += 1;
+            Err(wake) => {
+                *state.sleepers(self.target) += 1;
                 self.sleeping = true;
                 Err(wake)
             }
         }
     }
 
-    pub(super) fn delivery(
-        &self,
-        message: Arc<Message>,
-        attempt: u32,
-        published: Option<Instant>,
-    ) -> Delivery {
+    fn delivery(&self, took: (Arc<Message>, u32, Option<Instant>, At)) -> Delivery {
+        let (message, attempt, published, at) = took;
         let acker = InMemoryAcker {
             shared: self.shared.clone(),
-            consumer: self.id,
-            sequence: message.sequence,
+            at,
             attempt,
         };
         let delivery = Delivery::with_acker(message, self.group.clone(), attempt, acker);
@@ -474,20 +512,28 @@ impl Subscription for InMemorySubscription {
 impl Drop for InMemorySubscription {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        let consumer = &mut state.consumers[self.id];
-        consumer.members -= 1;
         if self.sleeping {
-            consumer.sleepers -= 1;
+            *state.sleepers(self.target) -= 1;
+        }
+        match self.target {
+            Target::Plain(id) => state.consumers[id].members -= 1,
+            Target::Ordered(id) => state.ordered[id].members -= 1,
         }
         drop(state);
         self.shared.changed();
     }
 }
 
+/// Where a delivery is settled: a plain group's pending message, or an ordered group's
+/// partition (whose one message out it must still be).
+enum At {
+    Plain { consumer: ConsumerId, sequence: u64 },
+    Ordered(super::ordered::Place, Arc<Message>),
+}
+
 struct InMemoryAcker {
     shared: Arc<Shared>,
-    consumer: ConsumerId,
-    sequence: u64,
+    at: At,
     attempt: u32,
 }
 
@@ -495,15 +541,25 @@ impl InMemoryAcker {
     pub(super) fn settle(&self, how: Settle<'_>) {
         let mut state = self.shared.lock();
         if matches!(how, Settle::Ack) && state.faults.active {
-            let subject = state.logs[state.consumers[self.consumer].log]
-                .subject
-                .clone();
+            let subject: Arc<str> = match &self.at {
+                At::Plain { consumer, .. } => {
+                    state.logs[state.consumers[*consumer].log].subject.clone()
+                }
+                At::Ordered(_, message) => Arc::from(message.subject.as_str()),
+            };
             if FaultState::take(&mut state.faults.dropped_acks, &subject) {
                 state.faults.refresh();
                 return;
             }
         }
-        state.settle(self.consumer, self.sequence, self.attempt, how);
+        match &self.at {
+            At::Plain { consumer, sequence } => {
+                state.settle(*consumer, *sequence, self.attempt, how);
+            }
+            At::Ordered(place, message) => {
+                state.settle_ordered(*place, message, self.attempt, how);
+            }
+        }
         drop(state);
         self.shared.changed();
     }

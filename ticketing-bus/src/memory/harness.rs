@@ -30,12 +30,19 @@ impl InMemoryBus {
             .collect()
     }
 
-    /// What the queue group `group` did on `subject`, if it exists.
+    /// What the queue group `group` did on `subject`, if it exists. For an ordered group
+    /// ([`Bus::subscribe_ordered`]), what it did on all its subjects.
     pub fn group_stats(&self, subject: &str, group: &str) -> Option<GroupStats> {
         let state = self.shared.lock();
         let log = *state.log_ids.get(subject)?;
-        let id = *state.consumer_ids.get(&(log, Arc::from(group)))?;
-        Some(state.stats(id))
+        if let Some(&id) = state.consumer_ids.get(&(log, Arc::from(group))) {
+            return Some(state.stats(id));
+        }
+        let id = *state.ordered_ids.get(group)?;
+        state.ordered[id]
+            .logs
+            .contains(&log)
+            .then(|| state.ordered_stats(id))
     }
 
     /// What the queue group `group` did with events of type `E`: its deliveries, acks,
@@ -56,19 +63,28 @@ impl InMemoryBus {
         self.group_stats(E::SUBJECT, group).unwrap_or_default()
     }
 
-    /// Every queue group as `(subject, group, stats)`.
+    /// Every queue group as `(subject, group, stats)`; an ordered group once, with its
+    /// subjects joined by `,`.
     pub fn groups(&self) -> Vec<(String, String, GroupStats)> {
         let state = self.shared.lock();
-        (0..state.consumers.len())
-            .map(|id| {
-                let c = &state.consumers[id];
-                (
-                    state.logs[c.log].subject.to_string(),
-                    c.group.to_string(),
-                    state.stats(id),
-                )
-            })
-            .collect()
+        let plain = (0..state.consumers.len()).map(|id| {
+            let c = &state.consumers[id];
+            (
+                state.logs[c.log].subject.to_string(),
+                c.group.to_string(),
+                state.stats(id),
+            )
+        });
+        let ordered = (0..state.ordered.len()).map(|id| {
+            let o = &state.ordered[id];
+            let subjects: Vec<&str> = o.logs.iter().map(|&l| &*state.logs[l].subject).collect();
+            (
+                subjects.join(","),
+                o.group.to_string(),
+                state.ordered_stats(id),
+            )
+        });
+        plain.chain(ordered).collect()
     }
 
     /// Waits until every group with a member has nothing in flight, nothing waiting for

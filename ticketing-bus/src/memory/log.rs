@@ -15,8 +15,10 @@ impl State {
             first_seq: 1,
             messages: VecDeque::new(),
             published: VecDeque::new(),
+            stamps: VecDeque::new(),
             bytes: 0,
             consumers: Vec::new(),
+            ordered: Vec::new(),
             held: FastMap::default(),
         });
         self.log_ids.insert(subject, id);
@@ -68,13 +70,24 @@ impl State {
         if let Some(unshared) = Arc::get_mut(&mut stored) {
             unshared.sequence = sequence;
         }
-        log.messages.push_back(stored);
+        self.stamps += 1;
+        if !log.ordered.is_empty() {
+            // Routed before the log may drop it for retention.
+            let stored = stored.clone();
+            log.messages.push_back(stored.clone());
+            self.route_ordered(log_id, &stored, now);
+        } else {
+            log.messages.push_back(stored);
+        }
+        let log = &mut self.logs[log_id];
         log.published.push_back(now);
+        log.stamps.push_back(self.stamps);
         log.bytes += size;
         while log.messages.len() > config.max_messages_per_subject
             || (log.bytes > config.max_bytes_per_subject && log.messages.len() > 1)
         {
             log.published.pop_front();
+            log.stamps.pop_front();
             if let Some(old) = log.messages.pop_front() {
                 log.bytes -= stored_size(&old);
                 log.held.remove(&old.sequence);

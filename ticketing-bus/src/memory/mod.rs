@@ -83,6 +83,7 @@ mod consumer;
 mod faults;
 mod harness;
 mod log;
+mod ordered;
 mod rpc;
 mod signal;
 
@@ -104,6 +105,9 @@ pub struct InMemoryBusConfig {
     pub max_duplicate_ids: usize,
     /// Dead letters kept; the oldest are dropped past it. Default 100,000.
     pub max_dead_letters: usize,
+    /// Partitions of an ordered group ([`Bus::subscribe_ordered`]): keys in one partition
+    /// wait on each other, as on NATS with as many partitions. Default 16.
+    pub partitions: u32,
 }
 
 impl Default for InMemoryBusConfig {
@@ -114,6 +118,7 @@ impl Default for InMemoryBusConfig {
             duplicate_window: Duration::from_secs(120),
             max_duplicate_ids: 1_000_000,
             max_dead_letters: 100_000,
+            partitions: 16,
         }
     }
 }
@@ -178,6 +183,10 @@ struct State {
     logs: Vec<Log>,
     consumer_ids: FastMap<(LogId, Arc<str>), ConsumerId>,
     consumers: Vec<Consumer>,
+    ordered: Vec<ordered::Ordered>,
+    ordered_ids: FastMap<Arc<str>, ordered::OrderedId>,
+    /// Publishes so far: each stored message's place in the order across subjects.
+    stamps: u64,
     dedup: FastMap<Arc<str>, u64>,
     dedup_order: VecDeque<(Instant, Arc<str>)>,
     dead_letters: BTreeMap<u64, DeadEntry>,
@@ -192,8 +201,12 @@ struct Log {
     messages: VecDeque<Arc<Message>>,
     /// When each retained message was stored, aligned with `messages`.
     published: VecDeque<Instant>,
+    /// The bus-wide publish order of each retained message, aligned with `messages`.
+    stamps: VecDeque<u64>,
     bytes: usize,
     consumers: Vec<ConsumerId>,
+    /// Ordered groups consuming this subject.
+    ordered: Vec<ordered::OrderedId>,
     held: FastMap<u64, Hold>,
 }
 
@@ -257,8 +270,15 @@ struct Waiting {
 }
 
 struct DeadEntry {
-    consumer: ConsumerId,
+    target: Target,
     letter: DeadLetter,
+}
+
+/// The consumer a dead letter came from, where a redrive delivers it again.
+#[derive(Clone, Copy)]
+enum Target {
+    Plain(ConsumerId),
+    Ordered(ordered::OrderedId),
 }
 
 #[derive(Default)]
@@ -409,9 +429,31 @@ impl Bus for InMemoryBus {
         let consumer = &state.consumers[id];
         Ok(Box::new(InMemorySubscription {
             shared: self.shared.clone(),
-            id,
+            target: Target::Plain(id),
             group: consumer.group.clone(),
             notify: consumer.notify.clone(),
+            sleeping: false,
+        }))
+    }
+
+    async fn subscribe_ordered(
+        &self,
+        subjects: &[&str],
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        for subject in subjects {
+            validate_subject(subject)?;
+        }
+        validate_group(group)?;
+        let mut state = self.shared.lock();
+        let id = state.join_ordered(subjects, group, options);
+        let ordered = &state.ordered[id];
+        Ok(Box::new(InMemorySubscription {
+            shared: self.shared.clone(),
+            target: Target::Ordered(id),
+            group: ordered.group.clone(),
+            notify: ordered.notify.clone(),
             sleeping: false,
         }))
     }
@@ -422,6 +464,9 @@ impl Bus for InMemoryBus {
         let now = Instant::now();
         for id in 0..state.consumers.len() {
             state.expire_pending(id, now);
+        }
+        for id in 0..state.ordered.len() {
+            state.expire_ordered(id, now);
         }
         Ok(state
             .dead_letters
@@ -436,16 +481,21 @@ impl Bus for InMemoryBus {
             .dead_letters
             .remove(&id)
             .ok_or(BusError::DeadLetterNotFound(id))?;
-        let order = state.next_order();
-        let consumer = &mut state.consumers[entry.consumer];
-        consumer.due.insert(
-            (Instant::now(), order),
-            Waiting {
-                message: Arc::new(entry.letter.message),
-                attempts: 0,
-            },
-        );
-        consumer.wake();
+        match entry.target {
+            Target::Plain(id) => {
+                let order = state.next_order();
+                let consumer = &mut state.consumers[id];
+                consumer.due.insert(
+                    (Instant::now(), order),
+                    Waiting {
+                        message: Arc::new(entry.letter.message),
+                        attempts: 0,
+                    },
+                );
+                consumer.wake();
+            }
+            Target::Ordered(id) => state.redrive_ordered(id, entry.letter.message),
+        }
         drop(state);
         self.shared.changed();
         Ok(())

@@ -63,6 +63,7 @@ impl ticketing_core::conformance::bus::BusFactory for NatsAt {
             timing_slack: std::time::Duration::from_millis(1500),
             short_ack_wait: std::time::Duration::from_secs(1),
             several_subjects: self.several_subjects,
+            ordered: self.several_subjects,
         }
     }
 }

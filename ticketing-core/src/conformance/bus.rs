@@ -67,6 +67,10 @@ pub struct BusCapabilities {
     /// nats-server older than 2.10) it must refuse with [`BusError::Unsupported`](crate::BusError::Unsupported)
     /// naming the version it needs, and listeners of several events still work.
     pub several_subjects: bool,
+    /// Whether [`Bus::subscribe_ordered`] gives per-key ordered groups (a NATS bus needs
+    /// partitions on its stream, nats-server 2.10 or later); without, it must refuse with
+    /// [`BusError::Unsupported`](crate::BusError::Unsupported) saying why.
+    pub ordered: bool,
 }
 
 impl Default for BusCapabilities {
@@ -75,6 +79,7 @@ impl Default for BusCapabilities {
             timing_slack: Duration::from_millis(50),
             short_ack_wait: Duration::from_secs(1),
             several_subjects: true,
+            ordered: true,
         }
     }
 }
@@ -1334,6 +1339,14 @@ macro_rules! bus_conformance_tests {
             a_group_on_several_subjects_gets_every_message_of_each_once
             a_listener_of_an_enum_of_events_dispatches_by_subject_and_settles_each
             a_group_moving_to_one_consumer_of_several_subjects_resumes_where_it_was
+        );
+        $crate::__conformance_cases!(
+            #[$attr] [$factory] ordered:
+            an_ordered_group_keeps_each_keys_order_across_subjects_with_parallel_members
+            a_nak_holds_its_key_until_the_redelivery_is_settled
+            a_dead_members_partition_goes_to_another_member_without_loss
+            a_dead_lettered_event_lets_its_key_flow_and_is_redriven_to_its_group
+            an_ordered_listener_handles_each_key_in_order_while_running_keys_in_parallel
         );
         $crate::__conformance_cases!(
             #[$attr] [$factory] envelope:

@@ -22,6 +22,7 @@
 pub mod bus;
 pub mod commit;
 pub mod envelope;
+pub mod ordered;
 #[cfg(feature = "ticketing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub mod outbox;

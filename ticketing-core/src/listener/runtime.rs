@@ -81,6 +81,10 @@ pub(super) async fn spawn_with_layers<L: Listener>(
     let options = listener.options();
     let group = listener.queue_group().to_owned();
     let subscription = match L::Event::SUBJECTS {
+        subjects if options.ordered => {
+            bus.subscribe_ordered(subjects, &group, options.subscribe_options())
+                .await?
+        }
         [subject] => {
             bus.subscribe(subject, &group, options.subscribe_options())
                 .await?

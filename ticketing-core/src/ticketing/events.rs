@@ -157,54 +157,36 @@ pub struct PaymentCreated {
     pub stripe_id: String,
 }
 
-impl Event for TicketCreated {
-    const SUBJECT: &'static str = subjects::TICKET_CREATED;
-    fn message_id(&self) -> String {
-        versioned_id(Self::SUBJECT, &self.id, self.version)
-    }
+/// `impl Event`: the subject, the message id (of a versioned record: subject, id, version; else
+/// subject and id) and the ordering key (the record the event is about).
+macro_rules! event {
+    ($event:ty, $subject:expr, versioned, key: $key:ident) => {
+        event!(@impl $event, $subject, |e: &$event| versioned_id(<$event>::SUBJECT, &e.id, e.version), $key);
+    };
+    ($event:ty, $subject:expr, once by $id:ident, key: $key:ident) => {
+        event!(@impl $event, $subject, |e: &$event| format!("{}:{}", <$event>::SUBJECT, e.$id), $key);
+    };
+    (@impl $event:ty, $subject:expr, $message_id:expr, $key:ident) => {
+        impl Event for $event {
+            const SUBJECT: &'static str = $subject;
+            fn message_id(&self) -> String {
+                ($message_id)(self)
+            }
+            fn key(&self) -> Option<String> {
+                Some(self.$key.to_string())
+            }
+        }
+    };
 }
 
-impl Event for TicketUpdated {
-    const SUBJECT: &'static str = subjects::TICKET_UPDATED;
-    fn message_id(&self) -> String {
-        versioned_id(Self::SUBJECT, &self.id, self.version)
-    }
-}
-
-impl Event for OrderCreated {
-    const SUBJECT: &'static str = subjects::ORDER_CREATED;
-    fn message_id(&self) -> String {
-        versioned_id(Self::SUBJECT, &self.id, self.version)
-    }
-}
-
-impl Event for OrderCancelled {
-    const SUBJECT: &'static str = subjects::ORDER_CANCELLED;
-    fn message_id(&self) -> String {
-        versioned_id(Self::SUBJECT, &self.id, self.version)
-    }
-}
-
-impl Event for OrderCompleted {
-    const SUBJECT: &'static str = subjects::ORDER_COMPLETED;
-    fn message_id(&self) -> String {
-        versioned_id(Self::SUBJECT, &self.id, self.version)
-    }
-}
-
-impl Event for ExpirationComplete {
-    const SUBJECT: &'static str = subjects::EXPIRATION_COMPLETE;
-    fn message_id(&self) -> String {
-        format!("{}:{}", Self::SUBJECT, self.order_id)
-    }
-}
-
-impl Event for PaymentCreated {
-    const SUBJECT: &'static str = subjects::PAYMENT_CREATED;
-    fn message_id(&self) -> String {
-        format!("{}:{}", Self::SUBJECT, self.id)
-    }
-}
+event!(TicketCreated, subjects::TICKET_CREATED, versioned, key: id);
+event!(TicketUpdated, subjects::TICKET_UPDATED, versioned, key: id);
+event!(OrderCreated, subjects::ORDER_CREATED, versioned, key: id);
+event!(OrderCancelled, subjects::ORDER_CANCELLED, versioned, key: id);
+event!(OrderCompleted, subjects::ORDER_COMPLETED, versioned, key: id);
+event!(ExpirationComplete, subjects::EXPIRATION_COMPLETE, once by order_id, key: order_id);
+// A payment is about its order: the orders service applies it to the order.
+event!(PaymentCreated, subjects::PAYMENT_CREATED, once by id, key: order_id);
 
 #[cfg(test)]
 mod tests {
