@@ -431,7 +431,15 @@ pub async fn subscribe_each<B: Bus + ?Sized>(
             }
         }
     }
-    Ok(Box::new(Merged { members, first: 0 }))
+    Ok(merge(members))
+}
+
+/// Members of several consumers as one member: each `next` takes the first delivery any of
+/// them has, starting with another one each time so that a busy consumer does not starve the
+/// others; `close` closes them all. For backends that build a subscription out of several
+/// consumers (one per subject, one per partition).
+pub fn merge(members: Vec<Box<dyn Subscription>>) -> Box<dyn Subscription> {
+    Box::new(Merged { members, first: 0 })
 }
 
 /// Members of several consumers as one: each `next` takes the first delivery any of them has,

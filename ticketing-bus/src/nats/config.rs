@@ -49,6 +49,12 @@ pub struct NatsBusConfig {
     pub max_publishes_in_flight: usize,
     /// Timeout of JetStream API calls and PubAcks. Default 5 s.
     pub request_timeout: Duration,
+    /// Partitions of the events stream, for per-key ordered groups
+    /// ([`Bus::subscribe_ordered`](ticketing_core::Bus::subscribe_ordered); nats-server 2.10 or
+    /// later): the stream gets a subject transform that puts each event's key in one of this
+    /// many partitions, and is updated when it exists without it. `None` (default): the stream
+    /// is left as it is, and its partitions, if it has some, are used.
+    pub partitions: Option<u32>,
 }
 
 impl Default for NatsBusConfig {
@@ -70,6 +76,7 @@ impl Default for NatsBusConfig {
             confirm_acks: false,
             max_publishes_in_flight: 4096,
             request_timeout: Duration::from_secs(5),
+            partitions: None,
         }
     }
 }

@@ -15,6 +15,11 @@ fn major_minor(version: &str) -> Option<(u64, u64)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// Whether a server's version string is `release` or later.
+pub(super) fn at_least(version: &str, release: (u64, u64)) -> bool {
+    major_minor(version).is_some_and(|v| v >= release)
+}
+
 impl NatsBus {
     pub(super) async fn subscribe_several(
         &self,
@@ -27,16 +32,16 @@ impl NatsBus {
             validate_subject(subject)?;
         }
         let version = self.inner.client.server_info().version;
-        match major_minor(&version) {
-            Some(release) if release >= SEVERAL_SUBJECTS_SINCE => {}
-            _ => {
-                return Err(BusError::Unsupported(format!(
-                    "a consumer of several subjects needs nats-server {}.{} or later; the server is {version:?}",
-                    SEVERAL_SUBJECTS_SINCE.0, SEVERAL_SUBJECTS_SINCE.1
-                )));
-            }
+        if !at_least(&version, SEVERAL_SUBJECTS_SINCE) {
+            return Err(BusError::Unsupported(format!(
+                "a consumer of several subjects needs nats-server {}.{} or later; the server is {version:?}",
+                SEVERAL_SUBJECTS_SINCE.0, SEVERAL_SUBJECTS_SINCE.1
+            )));
         }
-        let mut filters: Vec<String> = subjects.iter().map(|s| self.nats_subject(s)).collect();
+        let mut filters: Vec<String> = subjects
+            .iter()
+            .flat_map(|s| self.inner.plain_filters(s))
+            .collect();
         filters.sort();
         let config = |deliver_policy| pull::Config {
             durable_name: Some(group.to_owned()),
@@ -118,9 +123,7 @@ impl NatsBus {
                 .consumer_info(consumer_name(group, subject))
                 .await
             {
-                Ok(info) => {
-                    floors.push((self.nats_subject(subject), info.ack_floor.stream_sequence))
-                }
+                Ok(info) => floors.push(((*subject).to_owned(), info.ack_floor.stream_sequence)),
                 Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
                 Err(e) => return Err(backend(e)),
             }

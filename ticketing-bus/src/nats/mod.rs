@@ -52,6 +52,7 @@ use ticketing_core::{
 mod config;
 mod headers;
 mod many;
+mod partitions;
 mod rpc;
 mod streams;
 mod subscription;
@@ -87,6 +88,8 @@ struct Inner {
     events: stream::Stream,
     dead: stream::Stream,
     events_max_age: Option<Duration>,
+    /// The events stream's partitions, read from its transform.
+    partitions: Option<u32>,
 }
 
 fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> BusError {
@@ -163,7 +166,23 @@ impl NatsBus {
             (config.max_messages, config.max_bytes, config.max_age),
             "ticketing events",
         );
-        let events = ensure_stream(&js, events).await?;
+        let events = match config.partitions {
+            Some(count) => {
+                let version = client.server_info().version;
+                if !many::at_least(&version, many::SEVERAL_SUBJECTS_SINCE) {
+                    return Err(BusError::Unsupported(format!(
+                        "partitions need nats-server 2.10 or later; the server is {version:?}"
+                    )));
+                }
+                let transform = partitions::transform(&config.subject_prefix, count.max(1));
+                let events = stream::Config {
+                    subject_transform: Some(transform.clone()),
+                    ..events
+                };
+                ensure_transform(&js, ensure_stream(&js, events).await?, transform).await?
+            }
+            None => ensure_stream(&js, events).await?,
+        };
         let dead = stream(
             &config.dead_letter_stream,
             format!("{}-dlq.>", config.subject_prefix),
@@ -176,7 +195,9 @@ impl NatsBus {
         );
         let dead = ensure_stream(&js, dead).await?;
         let mut events = events;
-        let events_max_age = events.info().await.map_err(backend)?.config.max_age;
+        let info = events.info().await.map_err(backend)?.config.clone();
+        let events_max_age = info.max_age;
+        let partitions = partitions::partitions_of(&info, &config.subject_prefix);
         Ok(NatsBus {
             inner: Arc::new(Inner {
                 client,
@@ -185,6 +206,7 @@ impl NatsBus {
                 events,
                 dead,
                 events_max_age: (!events_max_age.is_zero()).then_some(events_max_age),
+                partitions,
             }),
         })
     }
@@ -221,17 +243,27 @@ impl NatsBus {
         Ok(())
     }
 
-    fn nats_subject(&self, subject: &str) -> String {
-        format!("{}.{subject}", self.inner.config.subject_prefix)
+    /// The events stream's partitions (for ordered groups), if it has them.
+    pub fn partitions(&self) -> Option<u32> {
+        self.inner.partitions
     }
 }
 
 impl Inner {
+    /// The bus subject of a stored NATS subject: the prefix taken off, and of the keyed form
+    /// (`_k.{subject}.{partition}.{key}`) the subject alone.
     fn user_subject<'a>(&self, nats_subject: &'a str) -> &'a str {
-        nats_subject
+        let rest = nats_subject
             .strip_prefix(self.config.subject_prefix.as_str())
             .and_then(|s| s.strip_prefix('.'))
-            .unwrap_or(nats_subject)
+            .unwrap_or(nats_subject);
+        match rest
+            .strip_prefix(partitions::KEYED)
+            .and_then(|r| r.strip_prefix('.'))
+        {
+            Some(keyed) => keyed.split('.').next().unwrap_or(keyed),
+            None => rest,
+        }
     }
 
     /// Stores a dead letter; its message id makes a retried store a no-op.
@@ -314,10 +346,15 @@ impl Bus for NatsBus {
         if let Some(id) = &message.message_id {
             publish = publish.message_id(id);
         }
+        let subject = self.inner.publish_subject(
+            &message.subject,
+            &message.headers,
+            message.message_id.as_deref(),
+        );
         let ack = self
             .inner
             .js
-            .send_publish(self.nats_subject(&message.subject), publish)
+            .send_publish(subject, publish)
             .await
             .map_err(backend)?
             .await
@@ -336,10 +373,16 @@ impl Bus for NatsBus {
     ) -> Result<Box<dyn Subscription>, BusError> {
         validate_subject(subject)?;
         validate_group(group)?;
+        let mut filters = self.inner.plain_filters(subject);
+        let (filter_subject, filter_subjects) = match filters.len() {
+            1 => (filters.remove(0), Vec::new()),
+            _ => (String::new(), filters),
+        };
         let config = pull::Config {
             durable_name: Some(consumer_name(group, subject)),
             description: Some(format!("queue group {group} on {subject}")),
-            filter_subject: self.nats_subject(subject),
+            filter_subject,
+            filter_subjects,
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: options.ack_wait,
@@ -374,6 +417,15 @@ impl Bus for NatsBus {
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
         self.subscribe_several(subjects, group, options).await
+    }
+
+    async fn subscribe_ordered(
+        &self,
+        subjects: &[&str],
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.subscribe_partitioned(subjects, group, options).await
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
@@ -413,9 +465,12 @@ impl Bus for NatsBus {
                 "redrive:{}:{id}",
                 self.inner.config.dead_letter_stream
             ));
+        let subject =
+            self.inner
+                .publish_subject(&letter.message.subject, &letter.message.headers, None);
         self.inner
             .js
-            .send_publish(self.nats_subject(&letter.message.subject), publish)
+            .send_publish(subject, publish)
             .await
             .map_err(backend)?
             .await

@@ -30,6 +30,34 @@ pub(super) async fn ensure_stream(
     }
 }
 
+/// Gives an existing events stream the partition transform (a stream made before
+/// partitions), and checks that the server kept it (a server older than 2.10 drops it).
+pub(super) async fn ensure_transform(
+    js: &async_nats::jetstream::Context,
+    mut existing: stream::Stream,
+    transform: stream::SubjectTransform,
+) -> Result<stream::Stream, BusError> {
+    let current = existing.info().await.map_err(backend)?.config.clone();
+    if current.subject_transform.as_ref() == Some(&transform) {
+        return Ok(existing);
+    }
+    let name = current.name.clone();
+    let updated = js
+        .update_stream(stream::Config {
+            subject_transform: Some(transform.clone()),
+            ..current
+        })
+        .await
+        .map_err(|e| backend(format!("cannot give stream {name} partitions: {e}")))?;
+    if updated.config.subject_transform.as_ref() != Some(&transform) {
+        return Err(BusError::Unsupported(format!(
+            "stream {name} did not keep the partition transform: partitions need nats-server 2.10 or later"
+        )));
+    }
+    tracing::info!(stream = %name, destination = %transform.destination, "the events stream has partitions now");
+    js.get_stream(&name).await.map_err(backend)
+}
+
 /// Whether the subject pattern `theirs` matches every subject `ours` matches (`*` one token,
 /// `>` the rest).
 pub(super) fn covers(theirs: &str, ours: &str) -> bool {

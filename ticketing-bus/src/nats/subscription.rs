@@ -10,7 +10,7 @@ pub(super) struct NatsSubscription {
     pub(super) options: SubscribeOptions,
     pub(super) messages: Option<pull::Stream>,
     /// A consumer of several subjects that took over from the group's per-subject durables:
-    /// each subject (its NATS name) with the stream sequence through which its old durable
+    /// each subject with the stream sequence through which its old durable
     /// had acknowledged everything. Those messages are acked unseen.
     pub(super) acked_before: Vec<(String, u64)>,
 }
@@ -62,11 +62,9 @@ impl NatsSubscription {
                 return Ok(None);
             }
         }
-        if self
-            .acked_before
-            .iter()
-            .any(|(subject, floor)| sequence <= *floor && message.subject.as_str() == subject)
-        {
+        if self.acked_before.iter().any(|(subject, floor)| {
+            sequence <= *floor && self.inner.user_subject(message.subject.as_str()) == subject
+        }) {
             // Handled on the group's per-subject durable before the move.
             message.ack().await.map_err(backend)?;
             return Ok(None);

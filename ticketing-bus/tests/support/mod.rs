@@ -13,9 +13,15 @@ pub async fn isolated_bus(kind: &str) -> NatsBus {
 
 /// As [`isolated_bus`], on the server at `url`.
 pub async fn isolated_bus_at(url: &str, kind: &str) -> NatsBus {
+    isolated_bus_with(url, kind, None).await
+}
+
+/// As [`isolated_bus_at`], its events stream in `partitions` (nats-server 2.10 or later).
+pub async fn isolated_bus_with(url: &str, kind: &str, partitions: Option<u32>) -> NatsBus {
     let name = ticketing_test_live::fresh_nats_stream_at(url, kind).await;
     let config = NatsBusConfig {
         storage: NatsStorage::Memory,
+        partitions,
         ..NatsBusConfig::isolated(url, &name)
     };
     NatsBus::connect(config).await.unwrap_or_else(|e| {
@@ -55,7 +61,12 @@ impl NatsAt {
 #[async_trait::async_trait]
 impl ticketing_core::conformance::bus::BusFactory for NatsAt {
     async fn bus(&self) -> std::sync::Arc<dyn ticketing_core::Bus> {
-        isolated_bus_at(&self.url, self.kind).await.as_dyn()
+        // A server with consumers of several subjects runs the whole suite on a partitioned
+        // stream: every event goes through the keyed subjects and the transform.
+        let partitions = self.several_subjects.then_some(4);
+        isolated_bus_with(&self.url, self.kind, partitions)
+            .await
+            .as_dyn()
     }
 
     fn capabilities(&self) -> ticketing_core::conformance::bus::BusCapabilities {

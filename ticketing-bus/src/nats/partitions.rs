@@ -1,0 +1,179 @@
+//! Partitions for per-key ordered groups ([`Bus::subscribe_ordered`]), on a stream subject
+//! transform (nats-server 2.10 or later).
+//!
+//! With [`NatsBusConfig::partitions`] set to `n`, the events stream maps
+//! `{prefix}._k.{subject}.{key}` to `{prefix}._k.{subject}.{{partition(n,2)}}.{key}`, and the
+//! bus publishes every event of a single-token subject (`ticket:created`) on the first form,
+//! its key ([`ticketing_core::partition::token`]) as the last token: the server picks the
+//! partition. An ordered group is one durable consumer per partition, `{group}__p{k}`,
+//! filtering `{prefix}._k.{subject}.{k}.*` for each of its subjects, with one message
+//! unacknowledged at a time: the broker hands a partition's next message out only once the one
+//! before it is acked or terminated, to whichever member pulls. There is no lease to hold or
+//! hand over: a member that dies leaves one unsettled delivery per partition it held, which
+//! comes again to another member after the ack wait. Partition 0 also takes what was published
+//! without a key token (before the stream had partitions, or on a subject with dots), so none
+//! of it is lost. Plain groups filter both forms of each subject.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+use async_nats::jetstream::stream::SubjectTransform;
+use ticketing_core::partition;
+
+/// The token that starts the keyed form of a subject.
+pub(super) const KEYED: &str = "_k";
+
+/// The stream transform that puts the partition of the key into the subject.
+pub(super) fn transform(prefix: &str, partitions: u32) -> SubjectTransform {
+    SubjectTransform {
+        source: format!("{prefix}.{KEYED}.*.*"),
+        destination: format!(
+            "{prefix}.{KEYED}.{{{{wildcard(1)}}}}.{{{{partition({partitions},2)}}}}.{{{{wildcard(2)}}}}"
+        ),
+    }
+}
+
+/// The partition count of a stream whose transform is ours for `prefix`.
+pub(super) fn partitions_of(config: &stream::Config, prefix: &str) -> Option<u32> {
+    let transform = config.subject_transform.as_ref()?;
+    if transform.source != format!("{prefix}.{KEYED}.*.*") {
+        return None;
+    }
+    let count = transform
+        .destination
+        .split("partition(")
+        .nth(1)?
+        .split(',')
+        .next()?;
+    count.trim().parse().ok()
+}
+
+impl Inner {
+    /// The NATS subject a message of `subject` is published on: the keyed form when the stream
+    /// has partitions and the subject is one token.
+    pub(super) fn publish_subject(
+        &self,
+        subject: &str,
+        headers: &Headers,
+        id: Option<&str>,
+    ) -> String {
+        let prefix = &self.config.subject_prefix;
+        if self.partitions.is_none() || subject.contains('.') {
+            return format!("{prefix}.{subject}");
+        }
+        let fresh;
+        let key = match partition::key_of(headers).or(id) {
+            Some(key) => key,
+            None => {
+                // Nothing to order by: a key of its own.
+                fresh = ticketing_core::Id::new().to_string();
+                &fresh
+            }
+        };
+        format!("{prefix}.{KEYED}.{subject}.{}", partition::token(key))
+    }
+
+    /// The filters of a plain group on `subject`: the plain form, and with partitions the
+    /// keyed form in every partition.
+    pub(super) fn plain_filters(&self, subject: &str) -> Vec<String> {
+        let prefix = &self.config.subject_prefix;
+        let mut filters = vec![format!("{prefix}.{subject}")];
+        if self.partitions.is_some() && !subject.contains('.') {
+            filters.push(format!("{prefix}.{KEYED}.{subject}.*.*"));
+        }
+        filters
+    }
+}
+
+impl NatsBus {
+    pub(super) async fn subscribe_partitioned(
+        &self,
+        subjects: &[&str],
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        validate_group(group)?;
+        let Some(partitions) = self.inner.partitions else {
+            return Err(BusError::Unsupported(format!(
+                "per-key ordered delivery needs partitions on stream {}: set \
+                 NatsBusConfig::partitions (NATS_PARTITIONS), nats-server 2.10 or later",
+                self.inner.config.stream
+            )));
+        };
+        for subject in subjects {
+            validate_subject(subject)?;
+            if subject.contains('.') {
+                return Err(BusError::InvalidSubject {
+                    subject: (*subject).to_owned(),
+                    reason: "an ordered group's subjects are one token on NATS (the key takes one)",
+                });
+            }
+        }
+        let prefix = &self.inner.config.subject_prefix;
+        let mut members = Vec::with_capacity(partitions as usize);
+        for index in 0..partitions {
+            let mut filters: Vec<String> = subjects
+                .iter()
+                .map(|s| format!("{prefix}.{KEYED}.{s}.{index}.*"))
+                .collect();
+            if index == 0 {
+                filters.extend(subjects.iter().map(|s| format!("{prefix}.{s}")));
+            }
+            let name = format!("{group}__p{index}");
+            let config = pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!(
+                    "ordered group {group} on {}, partition {index} of {partitions}",
+                    subjects.join(", ")
+                )),
+                filter_subjects: filters,
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: options.ack_wait,
+                // One delivery past the limit reaches a member, which dead-letters it.
+                max_deliver: i64::from(options.max_deliver.max(1)) + 1,
+                // The partition's order: one message out at a time.
+                max_ack_pending: 1,
+                ..Default::default()
+            };
+            let consumer: PullConsumer = self
+                .inner
+                .events
+                .create_consumer(config)
+                .await
+                .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
+            let one_at_a_time = SubscribeOptions {
+                prefetch: 1,
+                ..options
+            };
+            members.push(Box::new(NatsSubscription::new(
+                self.inner.clone(),
+                consumer,
+                group,
+                one_at_a_time,
+                Vec::new(),
+            )) as Box<dyn Subscription>);
+        }
+        Ok(ticketing_core::bus::merge(members))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_count_is_read_back_from_our_transform_only() {
+        let ours = stream::Config {
+            subject_transform: Some(transform("app", 8)),
+            ..Default::default()
+        };
+        assert_eq!(partitions_of(&ours, "app"), Some(8));
+        assert_eq!(partitions_of(&ours, "other"), None);
+        assert_eq!(partitions_of(&stream::Config::default(), "app"), None);
+        assert_eq!(
+            transform("app", 8).destination,
+            "app._k.{{wildcard(1)}}.{{partition(8,2)}}.{{wildcard(2)}}"
+        );
+    }
+}

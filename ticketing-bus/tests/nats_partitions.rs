@@ -1,0 +1,149 @@
+//! Partitions of the events stream (per-key ordered groups): the server puts each key in the
+//! partition `ticketing_core::partition` computes (so the in-memory bus orders as NATS does); a
+//! stream made without partitions gets them, and what it held before is still delivered; an
+//! older server refuses them clearly.
+#![cfg(feature = "nats")]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ticketing_bus::nats::{NatsBus, NatsBusConfig, NatsStorage};
+use ticketing_core::{Bus, BusError, OutgoingMessage, SubscribeOptions, partition};
+use ticketing_test_live as live;
+
+fn keyed(subject: &str, key: &str) -> OutgoingMessage {
+    OutgoingMessage::new(subject, "{}").with_header(partition::KEY, key)
+}
+
+async fn partitioned(url: &str, name: &str, partitions: u32) -> Result<NatsBus, BusError> {
+    NatsBus::connect(NatsBusConfig {
+        storage: NatsStorage::Memory,
+        partitions: Some(partitions),
+        ..NatsBusConfig::isolated(url, name)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_server_puts_each_key_in_the_partition_the_sdk_computes() {
+    let url = live::current_nats_url();
+    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
+    let bus = partitioned(&url, &name, 7).await.expect("partitioned bus");
+    assert_eq!(bus.partitions(), Some(7));
+    // Record ids, a key with characters a subject token cannot hold, and keys spread wide.
+    let mut keys: Vec<String> = (0..40).map(|i| format!("{:024x}", i * 7919)).collect();
+    keys.push("a key.with*odd>chars".into());
+    for key in &keys {
+        bus.publish(keyed("thing:made", key))
+            .await
+            .expect("publish");
+    }
+    let js = async_nats::jetstream::new(bus.client().clone());
+    let events = js.get_stream(&name).await.expect("stream");
+    let prefix = name.to_lowercase();
+    let mut partitions_seen = BTreeSet::new();
+    for (sequence, key) in (1u64..).zip(&keys) {
+        let raw = events.get_raw_message(sequence).await.expect("stored");
+        let token = partition::token(key);
+        let expected = format!(
+            "{prefix}._k.thing:made.{}.{token}",
+            partition::partition(key, 7)
+        );
+        assert_eq!(raw.subject.as_str(), expected, "key {key:?}");
+        partitions_seen.insert(partition::partition(key, 7));
+    }
+    assert_eq!(partitions_seen.len(), 7, "the keys reach every partition");
+    bus.delete_streams().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_stream_made_without_partitions_gets_them_and_its_earlier_events_still_arrive() {
+    let url = live::current_nats_url();
+    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
+    let plain = NatsBus::connect(NatsBusConfig {
+        storage: NatsStorage::Memory,
+        ..NatsBusConfig::isolated(&url, &name)
+    })
+    .await
+    .expect("plain bus");
+    assert_eq!(plain.partitions(), None);
+    let refused = plain
+        .subscribe_ordered(&["thing:made"], "g", SubscribeOptions::default())
+        .await
+        .err()
+        .expect("no ordered group without partitions");
+    assert!(
+        matches!(&refused, BusError::Unsupported(why) if why.contains("NATS_PARTITIONS")),
+        "{refused}"
+    );
+    plain
+        .publish(keyed("thing:made", "before"))
+        .await
+        .expect("publish");
+
+    let bus = partitioned(&url, &name, 3).await.expect("partitions added");
+    assert_eq!(bus.partitions(), Some(3));
+    // Another process that did not ask for partitions uses the stream's.
+    assert_eq!(plain_again(&url, &name).await.partitions(), Some(3));
+    bus.publish(keyed("thing:made", "after"))
+        .await
+        .expect("publish");
+    let mut ordered = bus
+        .subscribe_ordered(&["thing:made"], "g", SubscribeOptions::default())
+        .await
+        .expect("ordered group");
+    let mut plain_group = bus
+        .subscribe("thing:made", "p", SubscribeOptions::default())
+        .await
+        .expect("plain group");
+    for sub in [&mut ordered, &mut plain_group] {
+        let mut keys = BTreeSet::new();
+        for _ in 0..2 {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("delivered")
+                .expect("open")
+                .expect("delivery");
+            assert_eq!(delivery.subject(), "thing:made");
+            keys.insert(delivery.headers()[partition::KEY].clone());
+            delivery.ack().await.expect("ack");
+        }
+        assert_eq!(keys, BTreeSet::from(["before".into(), "after".into()]));
+    }
+    bus.delete_streams().await.expect("cleanup");
+}
+
+async fn plain_again(url: &str, name: &str) -> NatsBus {
+    NatsBus::connect(NatsBusConfig {
+        storage: NatsStorage::Memory,
+        ..NatsBusConfig::isolated(url, name)
+    })
+    .await
+    .expect("bus")
+}
+
+#[tokio::test]
+async fn an_older_server_refuses_partitions_clearly() {
+    let url = live::nats_url();
+    let client = async_nats::connect(&url).await.expect("NATS");
+    let version = client.server_info().version;
+    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
+    let made = partitioned(&url, &name, 4).await;
+    if version.starts_with("2.9") || version.starts_with("v2.9") {
+        let error = made.expect_err("refused");
+        assert!(
+            matches!(&error, BusError::Unsupported(why) if why.contains("2.10")),
+            "{error}"
+        );
+        let js = async_nats::jetstream::new(client);
+        assert!(
+            js.get_stream(&name).await.is_err(),
+            "nothing was created on the way"
+        );
+    } else {
+        // The distribution's server is recent here: partitions work on it too.
+        let bus = made.expect("partitions on a recent server");
+        assert_eq!(bus.partitions(), Some(4));
+        bus.delete_streams().await.expect("cleanup");
+    }
+}
