@@ -98,6 +98,10 @@ pub struct NatsSettings {
     /// default 1.
     #[serde(default = "default_replicas")]
     pub replicas: usize,
+    /// Partitions of the events stream, for per-key ordered listeners (see
+    /// [`NatsBusConfig::partitions`](crate::nats::NatsBusConfig::partitions)); default none.
+    #[serde(default)]
+    pub partitions: Option<u32>,
 }
 
 fn default_replicas() -> usize {
@@ -145,6 +149,7 @@ impl NatsSettings {
             limits: StreamLimits::default(),
             dead_letter_limits: StreamLimits::default(),
             replicas: default_replicas(),
+            partitions: None,
         }
     }
 }
@@ -158,6 +163,7 @@ impl fmt::Debug for NatsSettings {
             .field("limits", &self.limits)
             .field("dead_letter_limits", &self.dead_letter_limits)
             .field("replicas", &self.replicas)
+            .field("partitions", &self.partitions)
             .finish()
     }
 }
@@ -216,6 +222,7 @@ impl BusSettings {
                     dead_letter_max_bytes: nats.dead_letter_limits.max_bytes,
                     dead_letter_max_messages: nats.dead_letter_limits.max_messages,
                     replicas: nats.replicas.max(1),
+                    partitions: nats.partitions,
                     ..crate::nats::NatsBusConfig::default()
                 };
                 crate::nats::NatsBus::connect(config)

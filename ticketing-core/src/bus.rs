@@ -434,6 +434,16 @@ pub async fn subscribe_each<B: Bus + ?Sized>(
     Ok(merge(members))
 }
 
+/// What names an ordered group ([`Bus::subscribe_ordered`]) on the broker: `{group}--{subject}`
+/// on one subject (`.` written `_`), as a plain group's consumer on it; the group alone on
+/// several, as [`Bus::subscribe_many`]'s consumer.
+pub fn ordered_group_name(group: &str, subjects: &[&str]) -> String {
+    match subjects {
+        [subject] => format!("{group}--{}", subject.replace('.', "_")),
+        _ => group.to_owned(),
+    }
+}
+
 /// Members of several consumers as one member: each `next` takes the first delivery any of
 /// them has, starting with another one each time so that a busy consumer does not starve the
 /// others; `close` closes them all. For backends that build a subscription out of several
@@ -547,7 +557,9 @@ pub trait Bus: Send + Sync + 'static {
     /// partition and always 1; the other settlement rules are [`subscribe`](Self::subscribe)'s.
     /// The group is not the group of [`subscribe`](Self::subscribe) or
     /// [`subscribe_many`](Self::subscribe_many) of the same name: a new ordered group starts
-    /// from the first retained message. Default: unsupported.
+    /// from the first retained message. As with those two, an ordered group on one subject is
+    /// named by the group and the subject ([`ordered_group_name`]), on several subjects by the
+    /// group alone (its subjects may change). Default: unsupported.
     async fn subscribe_ordered(
         &self,
         subjects: &[&str],

@@ -15,6 +15,7 @@ use ticketing_core::{Bus, BusError, Clock, Id, ListenerHandle};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ListenerOrder;
 use crate::config::{CommonArgs, ServiceSettings};
 use crate::server::Server;
 use crate::session::SessionKeys;
@@ -182,16 +183,30 @@ pub trait Service: Send + Sync + 'static {
     /// attempts); it stops when `token` is cancelled. None by default.
     fn background(_state: &Self::State, _token: &CancellationToken) {}
 
-    /// Starts its listeners and background work; they stop when `token` is cancelled.
+    /// Whether its listeners take events per key when the process asks
+    /// ([`ListenerOrder::Key`]); yes by default. The expiration service's listener holds each
+    /// order's event until its window passes, which a partition must not wait on: no.
+    const ORDER_BY_KEY: bool = true;
+
+    /// Starts its listeners, in `order`, and its background work; they stop when `token` is
+    /// cancelled.
     async fn spawn_listeners(
         state: &Self::State,
+        order: ListenerOrder,
         token: &CancellationToken,
     ) -> Result<Vec<ListenerHandle>, BusError> {
         // Listeners register their metrics when they start: the recorder comes first.
         crate::telemetry::prometheus();
         Self::background(state, token);
         match (Self::listeners(state), Self::parts(state).bus) {
-            (Some(router), Some(bus)) => router.source(Self::NAME).spawn(&bus, token).await,
+            (Some(router), Some(bus)) => {
+                let by_key = Self::ORDER_BY_KEY && order == ListenerOrder::Key;
+                router
+                    .source(Self::NAME)
+                    .ordered(by_key)
+                    .spawn(&bus, token)
+                    .await
+            }
             (Some(router), None) => Err(BusError::backend(
                 "none",
                 format!(
@@ -223,7 +238,8 @@ impl<S: Service> Application<S> {
         // Events made outside its routes and listeners (background work) name it too.
         ticketing_core::envelope::set_default_source(S::NAME);
         let token = CancellationToken::new();
-        let listeners = S::spawn_listeners(&state, &token).await?;
+        let order = common.backends.listener_order;
+        let listeners = S::spawn_listeners(&state, order, &token).await?;
         let addr = SocketAddr::new(common.host, common.port);
         let server = Server::bind(S::NAME, addr, S::router(state.clone()), listeners, token)
             .await?

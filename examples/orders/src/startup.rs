@@ -18,7 +18,7 @@ use ticketing_core::{Bus, Clock};
 use ticketing_store::Database;
 
 use crate::configuration::Settings;
-use crate::listeners::{expiration_complete, payment_created, ticket_created, ticket_updated};
+use crate::listeners::{expiration_complete, payment_created, ticket_event};
 use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
@@ -124,8 +124,7 @@ impl Service for Orders {
     fn listeners(state: &OrdersState) -> Option<listener::Router> {
         Some(
             listener_router(crate::listeners::QUEUE_GROUP)
-                .on(state.clone(), ticket_created)
-                .on(state.clone(), ticket_updated)
+                .on(state.clone(), ticket_event)
                 .on(state.clone(), expiration_complete)
                 .on(state.clone(), payment_created),
         )

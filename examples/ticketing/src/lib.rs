@@ -239,10 +239,11 @@ impl TicketingApp {
         };
         let expiration = Expiration::state_on(&settings.expiration(), &shared).await?;
         let token = CancellationToken::new();
-        let mut listeners = Tickets::spawn_listeners(&states.tickets, &token).await?;
-        listeners.extend(Orders::spawn_listeners(&states.orders, &token).await?);
-        listeners.extend(Expiration::spawn_listeners(&expiration, &token).await?);
-        listeners.extend(Payments::spawn_listeners(&states.payments, &token).await?);
+        let order = settings.common.backends.listener_order;
+        let mut listeners = Tickets::spawn_listeners(&states.tickets, order, &token).await?;
+        listeners.extend(Orders::spawn_listeners(&states.orders, order, &token).await?);
+        listeners.extend(Expiration::spawn_listeners(&expiration, order, &token).await?);
+        listeners.extend(Payments::spawn_listeners(&states.payments, order, &token).await?);
         let addr = SocketAddr::new(settings.common.host, settings.common.port);
         let server = Server::bind("ticketing", addr, router(&states), listeners, token)
             .await?

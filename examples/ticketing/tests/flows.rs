@@ -36,6 +36,49 @@ async fn sell_order_cancel_and_reorder_across_the_three_services() {
     assert!(bus.dead_letters().await.unwrap().is_empty());
 }
 
+/// With `LISTENER_ORDER=key`, each record's events reach the tickets, orders and payments
+/// services in publish order: the flows run, and no event waits for an earlier one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_listeners_in_key_order_the_flows_run_and_no_event_waits() {
+    let mut settings = Settings::for_tests(ticketing_test_app::JWT_KEY);
+    settings.common.backends.listener_order = ticketing_common::config::ListenerOrder::Key;
+    let (at, bus) = spawn_with(settings).await;
+    support::sell_order_cancel_reorder(&at).await;
+    support::one_of_32_concurrent_orders_wins(&at).await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        bus.settled_except(&["expiration-service"]),
+    )
+    .await
+    .unwrap();
+    assert!(bus.dead_letters().await.unwrap().is_empty());
+    let groups = bus.groups();
+    for service in ["tickets-service", "orders-service", "payments-service"] {
+        let ordered: Vec<_> = groups
+            .iter()
+            .filter(|(subjects, group, _)| group == service && subjects.contains(','))
+            .collect();
+        assert_eq!(
+            ordered.len(),
+            1,
+            "{service} has one ordered group: {groups:?}"
+        );
+    }
+    let (_, _, tickets) = groups
+        .iter()
+        .find(|(subjects, group, _)| group == "tickets-service" && subjects.contains(','))
+        .unwrap();
+    assert!(
+        tickets.acked >= 4,
+        "the order events were handled: {tickets:?}"
+    );
+    for (subjects, group, stats) in &groups {
+        if group != "expiration-service" {
+            assert_eq!(stats.nacked, 0, "{group} on {subjects} waited: {stats:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_32_concurrent_orders_for_one_ticket_exactly_one_wins() {
     let (at, _) = spawn().await;

@@ -17,7 +17,7 @@ use ticketing_core::ticketing::store::{OrderReplicaStore, TicketStore};
 use ticketing_store::Database;
 
 use crate::configuration::Settings;
-use crate::listeners::{order_cancelled, order_completed, order_created};
+use crate::listeners::order_event;
 use crate::routes;
 use ticketing_common::openapi::SessionSecurity;
 
@@ -123,12 +123,7 @@ impl Service for Tickets {
     }
 
     fn listeners(state: &TicketsState) -> Option<listener::Router> {
-        Some(
-            listener_router(crate::listeners::QUEUE_GROUP)
-                .on(state.clone(), order_created)
-                .on(state.clone(), order_cancelled)
-                .on(state.clone(), order_completed),
-        )
+        Some(listener_router(crate::listeners::QUEUE_GROUP).on(state.clone(), order_event))
     }
 }
 

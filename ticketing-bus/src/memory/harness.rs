@@ -38,11 +38,16 @@ impl InMemoryBus {
         if let Some(&id) = state.consumer_ids.get(&(log, Arc::from(group))) {
             return Some(state.stats(id));
         }
-        let id = *state.ordered_ids.get(group)?;
-        state.ordered[id]
+        let id = [
+            format!("{group}--{}", subject.replace('.', "_")),
+            group.to_owned(),
+        ]
+        .iter()
+        .find_map(|name| state.ordered_ids.get(name.as_str()))?;
+        state.ordered[*id]
             .logs
             .contains(&log)
-            .then(|| state.ordered_stats(id))
+            .then(|| state.ordered_stats(*id))
     }
 
     /// What the queue group `group` did with events of type `E`: its deliveries, acks,

@@ -88,7 +88,8 @@ impl State {
         group: &str,
         options: SubscribeOptions,
     ) -> OrderedId {
-        let id = match self.ordered_ids.get(group) {
+        let name = ticketing_core::bus::ordered_group_name(group, subjects);
+        let id = match self.ordered_ids.get(name.as_str()) {
             Some(&id) => id,
             None => {
                 let logs: Vec<LogId> = subjects.iter().map(|s| self.log_id(s)).collect();
@@ -122,7 +123,7 @@ impl State {
                     self.logs[log].ordered.push(id);
                 }
                 self.ordered.push(ordered);
-                self.ordered_ids.insert(Arc::from(group), id);
+                self.ordered_ids.insert(Arc::from(name), id);
                 id
             }
         };

@@ -5,7 +5,8 @@
 //! `{prefix}._k.{subject}.{key}` to `{prefix}._k.{subject}.{{partition(n,2)}}.{key}`, and the
 //! bus publishes every event of a single-token subject (`ticket:created`) on the first form,
 //! its key ([`ticketing_core::partition::token`]) as the last token: the server picks the
-//! partition. An ordered group is one durable consumer per partition, `{group}__p{k}`,
+//! partition. An ordered group is one durable consumer per partition, `{name}__p{k}` (the name
+//! of [`ticketing_core::bus::ordered_group_name`]),
 //! filtering `{prefix}._k.{subject}.{k}.*` for each of its subjects, with one message
 //! unacknowledged at a time: the broker hands a partition's next message out only once the one
 //! before it is acked or terminated, to whichever member pulls. There is no lease to hold or
@@ -119,7 +120,10 @@ impl NatsBus {
             if index == 0 {
                 filters.extend(subjects.iter().map(|s| format!("{prefix}.{s}")));
             }
-            let name = format!("{group}__p{index}");
+            let name = format!(
+                "{}__p{index}",
+                ticketing_core::bus::ordered_group_name(group, subjects)
+            );
             let config = pull::Config {
                 durable_name: Some(name.clone()),
                 description: Some(format!(

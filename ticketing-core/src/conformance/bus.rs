@@ -1347,6 +1347,7 @@ macro_rules! bus_conformance_tests {
             a_dead_members_partition_goes_to_another_member_without_loss
             a_dead_lettered_event_lets_its_key_flow_and_is_redriven_to_its_group
             an_ordered_listener_handles_each_key_in_order_while_running_keys_in_parallel
+            ordered_groups_of_one_name_on_one_subject_each_and_on_both_are_independent
         );
         $crate::__conformance_cases!(
             #[$attr] [$factory] envelope:

@@ -235,6 +235,42 @@ pub async fn a_dead_lettered_event_lets_its_key_flow_and_is_redriven_to_its_grou
     again.ack().await.expect("ack");
 }
 
+pub async fn ordered_groups_of_one_name_on_one_subject_each_and_on_both_are_independent(
+    factory: &dyn BusFactory,
+) {
+    let bus = factory.bus().await;
+    if !supported(factory, &bus).await {
+        return;
+    }
+    let opts = SubscribeOptions::default();
+    let mut numbered = bus
+        .subscribe_ordered(&[Numbered::SUBJECT], "shared", opts)
+        .await
+        .expect("ordered on one subject");
+    let mut lettered = bus
+        .subscribe_ordered(&[Lettered::SUBJECT], "shared", opts)
+        .await
+        .expect("ordered on the other");
+    let mut both = ordered(&bus, "shared", opts).await;
+    for n in 0..2 {
+        bus.publish(keyed("k", n)).await.expect("publish");
+    }
+    let d = next(&mut numbered).await;
+    assert_eq!((d.subject(), seen(&d).1), (Numbered::SUBJECT, 0));
+    d.ack().await.expect("ack");
+    let d = next(&mut lettered).await;
+    assert_eq!((d.subject(), seen(&d).1), (Lettered::SUBJECT, 1));
+    d.ack().await.expect("ack");
+    for n in 0..2 {
+        let d = next(&mut both).await;
+        assert_eq!(seen(&d).1, n);
+        d.ack().await.expect("ack");
+    }
+    for sub in [&mut numbered, &mut lettered, &mut both] {
+        nothing_within(sub, Duration::from_millis(300)).await;
+    }
+}
+
 crate::events! {
     /// The suite's two events, for the ordered listener.
     #[derive(Debug)]

@@ -133,6 +133,16 @@ impl Router {
         self
     }
 
+    /// Sets [`ListenerOptions::ordered`] (per-key order) on every handler, those registered
+    /// so far and those after; the other options stay each handler's.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.options.ordered = ordered;
+        for route in &mut self.routes {
+            route.set_ordered(ordered);
+        }
+        self
+    }
+
     /// Registers `handler` for its event type, with the router's options.
     pub fn handle<H: Handler>(self, handler: H) -> Self {
         let options = self.options;
@@ -312,6 +322,7 @@ impl<H: Handler> Listener for Routed<H> {
 #[async_trait]
 trait Route: Send {
     fn subjects(&self) -> &'static [&'static str];
+    fn set_ordered(&mut self, ordered: bool);
     async fn spawn(
         self: Box<Self>,
         bus: &Arc<dyn Bus>,
@@ -325,6 +336,10 @@ trait Route: Send {
 impl<H: Handler> Route for Routed<H> {
     fn subjects(&self) -> &'static [&'static str] {
         H::Event::SUBJECTS
+    }
+
+    fn set_ordered(&mut self, ordered: bool) {
+        self.options.ordered = ordered;
     }
 
     async fn spawn(

@@ -3,6 +3,16 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// The order listeners take events in (`LISTENER_ORDER`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListenerOrder {
+    /// As they come: a version that comes before the one it follows waits for it.
+    #[default]
+    Arrival,
+    /// Per record, in publish order ([`ticketing_core::ListenerOptions::ordered`]).
+    Key,
+}
+
 /// Backend options.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BackendArgs {
@@ -41,6 +51,18 @@ pub struct BackendArgs {
     /// cluster).
     #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub nats_stream_replicas: u8,
+    /// When the service creates or finds the event stream: partitions for per-key ordered
+    /// listeners (nats-server 2.10 or later); the stream gets them if it lacks them. Every
+    /// process of the system should give the same number (or none: then the stream's are used).
+    #[arg(long, env = "NATS_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub nats_partitions: Option<u32>,
+    /// The order the listeners of the tickets, orders and payments services take events in:
+    /// `arrival` (any order; a version that comes early waits for the one before), or `key`
+    /// (each record's events in publish order, one at a time, records in parallel; on NATS it
+    /// needs `NATS_PARTITIONS`). A new order is a new consumer that starts from the stream's
+    /// first event (replicas skip what they hold).
+    #[arg(long, env = "LISTENER_ORDER", value_enum, default_value_t = ListenerOrder::Arrival)]
+    pub listener_order: ListenerOrder,
     /// At start-up, how long to keep trying to reach the broker and the database (a
     /// deployment may start them together) before giving up; 0: one try.
     #[arg(long, env = "STARTUP_TIMEOUT_SECONDS", default_value_t = 0)]
@@ -111,6 +133,7 @@ impl BackendArgs {
                 max_messages: self.nats_dlq_max_messages,
             },
             replicas: usize::from(self.nats_stream_replicas),
+            partitions: self.nats_partitions,
         });
         Ok(BusSettings::choose(self.bus, nats)?)
     }

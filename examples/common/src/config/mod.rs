@@ -20,7 +20,7 @@ use crate::session::SessionKeys;
 mod backends;
 mod http;
 mod secret;
-pub use backends::BackendArgs;
+pub use backends::{BackendArgs, ListenerOrder};
 pub use http::HttpArgs;
 pub use secret::Secret;
 
@@ -152,6 +152,7 @@ mod tests {
                 limits: StreamLimits::default(),
                 dead_letter_limits: StreamLimits::default(),
                 replicas: 3,
+                partitions: None,
             })
         );
         args.database_url = Some(Secret::new("postgres://u:pw@x/db"));

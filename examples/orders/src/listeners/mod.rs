@@ -6,7 +6,7 @@ mod tickets;
 
 pub use expiration_complete::expiration_complete;
 pub use payment_created::payment_created;
-pub use tickets::{ticket_created, ticket_updated};
+pub use tickets::{TicketEvent, ticket_created, ticket_event, ticket_updated};
 
 use ticketing_core::ticketing::events::queue_groups;
 

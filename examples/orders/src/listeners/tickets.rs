@@ -20,6 +20,27 @@ pub async fn ticket_updated(state: OrdersState, e: TicketUpdated) -> Result<(), 
     replicate(&*state.tickets, e.id, e.title, e.price, e.version).await
 }
 
+ticketing_core::events! {
+    /// The ticket events: one durable consumer of both subjects (`orders-service`, nats-server
+    /// 2.10 or later; it starts where the per-subject durables of before left off), so a
+    /// ticket's update rarely overtakes its creation, and with `LISTENER_ORDER=key` never.
+    #[derive(Debug)]
+    pub enum TicketEvent {
+        /// `ticket:created`.
+        Created(TicketCreated),
+        /// `ticket:updated`.
+        Updated(TicketUpdated),
+    }
+}
+
+/// The ticket events, each to its handler.
+pub async fn ticket_event(state: OrdersState, event: TicketEvent) -> Result<(), HandlerError> {
+    match event {
+        TicketEvent::Created(e) => ticket_created(state, e).await,
+        TicketEvent::Updated(e) => ticket_updated(state, e).await,
+    }
+}
+
 /// Applies a ticket event's fields to the replica on the versioned contract.
 async fn replicate(
     replicas: &dyn TicketReplicaStore,

@@ -20,6 +20,34 @@ use crate::models::announce_updated;
 /// The queue group of every listener here.
 pub const QUEUE_GROUP: &str = queue_groups::TICKETS_SERVICE;
 
+ticketing_core::events! {
+    /// What the tickets service hears of orders: one durable consumer of the three subjects
+    /// (`tickets-service`, nats-server 2.10 or later; it starts where the per-subject durables
+    /// of before left off), so an order's events come in the order they were stored, and with
+    /// `LISTENER_ORDER=key` one at a time per order.
+    #[derive(Debug)]
+    pub enum OrderEvent {
+        /// `order:created`.
+        Created(ticketing_core::ticketing::events::OrderCreated),
+        /// `order:cancelled`.
+        Cancelled(ticketing_core::ticketing::events::OrderCancelled),
+        /// `order:completed`.
+        Completed(ticketing_core::ticketing::events::OrderCompleted),
+    }
+}
+
+/// The order events, each to its handler.
+pub async fn order_event(
+    state: crate::startup::TicketsState,
+    event: OrderEvent,
+) -> Result<(), HandlerError> {
+    match event {
+        OrderEvent::Created(e) => order_created(state, e).await,
+        OrderEvent::Cancelled(e) => order_cancelled(state, e).await,
+        OrderEvent::Completed(e) => order_completed(state, e).await,
+    }
+}
+
 /// The ticket an order event is about; an unknown ticket is a permanent failure.
 async fn ticket_of(
     tickets: &dyn TicketStore,

@@ -20,7 +20,8 @@ async fn alive_and_ready_with_the_database_broker_and_listeners_checked() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database:tickets"], "ok");
     assert_eq!(body["checks"]["broker"], "ok");
-    assert_eq!(body["checks"]["listeners"], "3 running");
+    // One listener: the three order events on one consumer.
+    assert_eq!(body["checks"]["listeners"], "1 running");
 }
 
 #[tokio::test]
