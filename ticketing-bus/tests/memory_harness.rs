@@ -351,3 +351,52 @@ async fn settled_except_leaves_out_groups_that_wait_on_purpose() {
     handle.stop().await;
     drop(timer);
 }
+
+/// An ordered group in the harness: its stats on each of its subjects, `settled` waiting for a
+/// naked message it holds, and its partitions from the bus's configuration.
+#[tokio::test(start_paused = true)]
+async fn ordered_groups_show_in_stats_and_settled_waits_for_them() {
+    let bus = InMemoryBus::with_config(InMemoryBusConfig {
+        partitions: 1,
+        ..InMemoryBusConfig::default()
+    });
+    let subjects = ["harness:a", "harness:b"];
+    let mut sub = bus
+        .subscribe_ordered(&subjects, "ordered", SubscribeOptions::default())
+        .await
+        .unwrap();
+    for (subject, key) in [("harness:a", "x"), ("harness:b", "y")] {
+        let message =
+            OutgoingMessage::new(subject, "{}").with_header(ticketing_core::partition::KEY, key);
+        bus.publish(message).await.unwrap();
+    }
+    let first = sub.next().await.unwrap().unwrap();
+    assert_eq!(first.subject(), "harness:a");
+    // One partition: the other key waits behind the first, though it is another key.
+    assert!(sub.try_next().is_none());
+    let stats = bus.group_stats("harness:b", "ordered").unwrap();
+    assert_eq!((stats.in_flight, stats.undelivered), (1, 1));
+    first.nak(Some(Duration::from_secs(30))).await.unwrap();
+    let settled = tokio::spawn({
+        let bus = bus.clone();
+        async move { bus.settled().await }
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!settled.is_finished(), "a naked message is still due");
+    let again = sub.next().await.unwrap().unwrap();
+    assert_eq!((again.subject(), again.attempt()), ("harness:a", 2));
+    again.ack().await.unwrap();
+    let second = sub.next().await.unwrap().unwrap();
+    assert_eq!(second.subject(), "harness:b");
+    second.ack().await.unwrap();
+    settled.await.unwrap();
+    let stats = bus.group_stats("harness:a", "ordered").unwrap();
+    assert_eq!((stats.delivered, stats.acked, stats.nacked), (3, 2, 1));
+    let groups = bus.groups();
+    assert!(
+        groups
+            .iter()
+            .any(|(s, g, _)| s == "harness:a,harness:b" && g == "ordered"),
+        "{groups:?}"
+    );
+}

@@ -22,6 +22,9 @@
 //!   `max_deliver` times without an ack is dead-lettered by the bus.
 //! - **Flow control.** At most `max_ack_pending` messages of a group are unacknowledged at a
 //!   time; past that the group receives only redeliveries until something is acked.
+//! - **Per-key order, opt-in.** [`Bus::subscribe_ordered`] joins a group that delivers the
+//!   messages of one ordering key ([`partition`](crate::partition)) in publish order, one at a
+//!   time, while keys in other partitions run in parallel.
 //! - **Dead letters** keep the message with its reason, subject, group and attempts;
 //!   [`Bus::redrive`] delivers one again to its group alone.
 

@@ -10,6 +10,10 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres target/release/scaled --processes 3
 //! ```
 //!
+//! By default it runs twice, one run after the other: the listeners in arrival order, then
+//! per key (`LISTENER_ORDER=key` on a stream of `--partitions` partitions), on the current
+//! nats-server (`NATS_URL_CURRENT`).
+//!
 //! Arguments after `--` go to the load generator.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -33,6 +37,18 @@ struct Args {
     /// Connections of each process's PostgreSQL pool.
     #[arg(long, default_value_t = 5)]
     max_connections: u32,
+    /// The listeners' order: `arrival`, `key` (per-key ordered listeners on a partitioned
+    /// stream), or `both`: one run of each, one after the other, each on a database and stream
+    /// of its own.
+    #[arg(long, value_enum, default_value_t = Order::Both)]
+    order: Order,
+    /// Partitions of the stream in the `key` runs.
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+    /// The NATS server (2.10 or later for `key`); default `NATS_URL_CURRENT`, the current
+    /// release `scripts/test` starts.
+    #[arg(long)]
+    nats_url: Option<String>,
     /// Where the service binaries and `loadgen` are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -42,6 +58,13 @@ struct Args {
     /// Arguments of the load generator.
     #[arg(last = true)]
     loadgen: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Order {
+    Arrival,
+    Key,
+    Both,
 }
 
 const JWT_KEY: &str = "scaled-run-secret-key-of-32-bytes-or-more";
@@ -64,10 +87,32 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-    // A database and a stream of the run's own (what runs of more than an hour ago left is
-    // removed); both are removed at the end.
+    let runs: &[&str] = match args.order {
+        Order::Arrival => &["arrival"],
+        Order::Key => &["key"],
+        Order::Both => &["arrival", "key"],
+    };
+    let mut ok = true;
+    for order in runs {
+        println!("=== LISTENER_ORDER={order}");
+        ok &= run(&args, &bins, order).await;
+    }
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// One run: the processes on a database and a stream of their own (what runs of more than an
+/// hour ago left is removed; both are removed at the end), the load generator against them.
+async fn run(args: &Args, bins: &std::path::Path, order: &str) -> bool {
+    let nats = args
+        .nats_url
+        .clone()
+        .unwrap_or_else(ticketing_test_live::current_nats_url);
     let database = ticketing_test_live::fresh_pg_database("scaled").await;
-    let stream = ticketing_test_live::fresh_nats_stream("scaled").await;
+    let stream = ticketing_test_live::fresh_nats_stream_at(&nats, "scaled").await;
     let prefix = stream.to_lowercase();
     let logs = std::env::temp_dir().join(&prefix);
     std::fs::create_dir_all(&logs).expect("a log directory");
@@ -85,9 +130,10 @@ async fn main() -> std::process::ExitCode {
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("JWT_KEY", JWT_KEY)
-            .env("NATS_URL", ticketing_test_live::nats_url())
+            .env("NATS_URL", &nats)
             .env("NATS_STREAM", &stream)
             .env("NATS_SUBJECT_PREFIX", &prefix)
+            .env("LISTENER_ORDER", order)
             .env("DATABASE_URL", &database)
             .env("DATABASE_MAX_CONNECTIONS", args.max_connections.to_string())
             .env("PAYMENT_PROVIDER", "fake")
@@ -96,6 +142,9 @@ async fn main() -> std::process::ExitCode {
             .stdout(log.try_clone().expect("a log file"))
             .stderr(log)
             .kill_on_drop(true);
+        if order == "key" {
+            command.env("NATS_PARTITIONS", args.partitions.to_string());
+        }
         children.push(command.spawn().expect("a service process"));
     }
     for (service, _, port) in ports.all() {
@@ -105,7 +154,7 @@ async fn main() -> std::process::ExitCode {
         .await
         .expect("the ingress's port");
     let target = format!("http://{}", listener.local_addr().expect("an address"));
-    tokio::spawn(ingress::serve(
+    let ingress = tokio::spawn(ingress::serve(
         listener,
         ports.clone(),
         Duration::from_secs(30),
@@ -127,20 +176,17 @@ async fn main() -> std::process::ExitCode {
         .status()
         .await
         .expect("the load generator");
+    ingress.abort();
     for child in &mut children {
         let _ = child.kill().await;
     }
-    clean_up(&database, &stream).await;
-    if status.success() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    }
+    clean_up(&nats, &database, &stream).await;
+    status.success()
 }
 
 /// Removes the run's database and streams (its events and dead letters).
-async fn clean_up(database: &str, stream: &str) {
-    if let Ok(client) = async_nats::connect(ticketing_test_live::nats_url()).await {
+async fn clean_up(nats: &str, database: &str, stream: &str) {
+    if let Ok(client) = async_nats::connect(nats).await {
         let js = async_nats::jetstream::new(client);
         for name in [stream.to_owned(), format!("{stream}_DLQ")] {
             let _ = js.delete_stream(&name).await;
