@@ -1,0 +1,150 @@
+//! The observing steps: the delivery metrics and the span that continues the publisher's
+//! trace.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Counts each delivery by subject, group and outcome, with its handling time, and records the
+/// first delivery's lag behind the event's making.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsLayer;
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = Metrics<S>;
+    fn layer(&self, inner: S) -> Metrics<S> {
+        Metrics {
+            inner,
+            registered: Vec::new(),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct Metrics<S> {
+    inner: S,
+    /// The metrics of each subject seen, registered at its first delivery.
+    registered: Vec<(&'static str, Arc<crate::metrics::DeliveryMetrics>)>,
+}
+
+impl<S> tower::Service<Incoming> for Metrics<S>
+where
+    S: tower::Service<Incoming, Response = Settlement, Error = Infallible>,
+{
+    type Response = Settlement;
+    type Error = Infallible;
+    type Future = Measured<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, incoming: Incoming) -> Self::Future {
+        let metrics = match self
+            .registered
+            .iter()
+            .find(|(subject, _)| *subject == incoming.subject)
+        {
+            Some((_, metrics)) => metrics.clone(),
+            None => {
+                let metrics = Arc::new(crate::metrics::DeliveryMetrics::register(
+                    incoming.subject,
+                    &incoming.group,
+                ));
+                self.registered.push((incoming.subject, metrics.clone()));
+                metrics
+            }
+        };
+        if incoming.attempt == 1 {
+            if let Some(lag) = crate::metrics::age(&incoming.message.headers) {
+                metrics.record_lag(lag);
+            }
+        }
+        Measured {
+            settled: self.inner.call(incoming),
+            metrics,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Metrics`]: the settlement, counted with its handling time.
+    pub struct Measured<F> {
+        #[pin]
+        settled: F,
+        metrics: Arc<crate::metrics::DeliveryMetrics>,
+        started: Instant,
+    }
+}
+
+impl<F: Future<Output = Result<Settlement, Infallible>>> Future for Measured<F> {
+    type Output = Result<Settlement, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let settled = std::task::ready!(this.settled.poll(cx));
+        if let Ok(settlement) = &settled {
+            this.metrics
+                .record(settlement.outcome(), this.started.elapsed());
+        }
+        Poll::Ready(settled)
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Trace.
+
+/// A span per delivery (subject, group, sequence, attempt, trace id), in the trace the
+/// publisher's `traceparent` names (a new one when it names none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl<S> tower::Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace(inner)
+    }
+}
+
+/// See [`TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct Trace<S>(S);
+
+impl<S> tower::Service<Incoming> for Trace<S>
+where
+    S: tower::Service<Incoming, Response = Settlement, Error = Infallible>,
+{
+    type Response = Settlement;
+    type Error = Infallible;
+    type Future = crate::trace::Scoped<tracing::instrument::Instrumented<S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, incoming: Incoming) -> Self::Future {
+        let parent = incoming
+            .headers()
+            .get(crate::trace::TRACEPARENT)
+            .and_then(|h| crate::trace::TraceContext::parse(h));
+        let trace = parent.map_or_else(crate::trace::TraceContext::root, |parent| parent.child());
+        let span = tracing::info_span!(
+            "message",
+            subject = incoming.subject,
+            group = incoming.group(),
+            sequence = incoming.sequence(),
+            attempt = incoming.attempt(),
+            trace_id = tracing::field::Empty,
+        );
+        if let Some(parent) = &parent {
+            crate::trace::adopt(&span, parent);
+        }
+        if !span.is_disabled() {
+            span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
+        }
+        // The handler's events continue this trace.
+        let settled = span.in_scope(|| self.0.call(incoming));
+        crate::trace::scoped(trace, settled.instrument(span))
+    }
+}
