@@ -183,11 +183,6 @@ pub trait Service: Send + Sync + 'static {
     /// attempts); it stops when `token` is cancelled. None by default.
     fn background(_state: &Self::State, _token: &CancellationToken) {}
 
-    /// Whether its listeners take events per key when the process asks
-    /// ([`ListenerOrder::Key`]); yes by default. The expiration service's listener holds each
-    /// order's event until its window passes, which a partition must not wait on: no.
-    const ORDER_BY_KEY: bool = true;
-
     /// Starts its listeners, in `order`, and its background work; they stop when `token` is
     /// cancelled.
     async fn spawn_listeners(
@@ -200,10 +195,14 @@ pub trait Service: Send + Sync + 'static {
         Self::background(state, token);
         match (Self::listeners(state), Self::parts(state).bus) {
             (Some(router), Some(bus)) => {
-                let by_key = Self::ORDER_BY_KEY && order == ListenerOrder::Key;
+                // Per key: the listeners of several events of one record (the replicas), whose
+                // events overtake each other across subjects. A listener of one subject keeps
+                // its order of arrival (the expiration timers hold each order's event until its
+                // window passes, which a partition must not wait on).
+                let by_key = order == ListenerOrder::Key;
                 router
                     .source(Self::NAME)
-                    .ordered(by_key)
+                    .ordered_if(|subjects| by_key && subjects.len() > 1)
                     .spawn(&bus, token)
                     .await
             }

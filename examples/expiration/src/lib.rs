@@ -99,10 +99,6 @@ impl Service for Expiration {
 
     const USES_SESSIONS: bool = false;
 
-    /// Its listener holds each order's event until the window passes: a partition must not
-    /// wait on it.
-    const ORDER_BY_KEY: bool = false;
-
     async fn state_on(_settings: &Settings, shared: &Shared) -> anyhow::Result<ExpirationState> {
         Ok(ExpirationState {
             bus: shared.bus()?.as_dyn(),

@@ -146,10 +146,9 @@ impl NatsBus {
                 .create_consumer(config)
                 .await
                 .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
-            let one_at_a_time = SubscribeOptions {
-                prefetch: 1,
-                ..options
-            };
+            // The server sends a partition's messages one at a time whatever the batch: a
+            // larger pull request only spares a new request per message.
+            let one_at_a_time = options;
             members.push(Box::new(NatsSubscription::new(
                 self.inner.clone(),
                 consumer,
@@ -158,7 +157,71 @@ impl NatsBus {
                 Vec::new(),
             )) as Box<dyn Subscription>);
         }
-        Ok(ticketing_core::bus::merge(members))
+        Ok(Box::new(Funnel::new(members)))
+    }
+}
+
+/// The partitions' members as one: a task per partition pulls its deliveries into one queue.
+/// A partition has at most one message out, so the queue holds at most one per partition, and
+/// taking the next delivery costs one receive however many partitions there are (racing a
+/// future per partition on every take does not).
+struct Funnel {
+    deliveries: tokio::sync::mpsc::Receiver<Result<Delivery, BusError>>,
+    pullers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Funnel {
+    fn new(members: Vec<Box<dyn Subscription>>) -> Self {
+        let (tx, deliveries) = tokio::sync::mpsc::channel(members.len().max(1));
+        let pullers = members
+            .into_iter()
+            .map(|mut member| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(next) = member.next().await {
+                        let failed = next.is_err();
+                        if tx.send(next).await.is_err() {
+                            break;
+                        }
+                        if failed {
+                            // The member reopens its pull stream; do not spin on a broker that
+                            // is away.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Funnel {
+            deliveries,
+            pullers,
+        }
+    }
+}
+
+#[async_trait]
+impl Subscription for Funnel {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        self.deliveries.recv().await
+    }
+
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        self.deliveries.try_recv().ok()
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        // Deliveries pulled but not handed out come again after their ack wait, as with any
+        // member that leaves.
+        drop(self);
+        Ok(())
+    }
+}
+
+impl Drop for Funnel {
+    fn drop(&mut self) {
+        for puller in &self.pullers {
+            puller.abort();
+        }
     }
 }
 

@@ -123,12 +123,12 @@ pub struct ListenerOptions {
     /// The longest a handler may take; past it the delivery is a retryable failure
     /// ([`pipeline::TimeoutLayer`]). Default none.
     pub timeout: Option<Duration>,
-    /// Per-key order ([`Bus::subscribe_ordered`](crate::Bus::subscribe_ordered)): the events
+    /// Per-key order ([`Bus::subscribe_ordered`]): the events
     /// of one record ([`Event::key`](crate::Event::key)), across every subject this listener
     /// consumes, come in publish order, one at a time, to one member at a time; records in
     /// other partitions run in parallel. A replica then rarely waits for an earlier version.
     /// On a bus without partitions (NATS without `partitions` set) the listener fails to
-    /// start with [`BusError::Unsupported`](crate::BusError::Unsupported). Default off.
+    /// start with [`BusError::Unsupported`]. Default off.
     pub ordered: bool,
 }
 

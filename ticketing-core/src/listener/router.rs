@@ -143,6 +143,17 @@ impl Router {
         self
     }
 
+    /// Sets [`ListenerOptions::ordered`] on the handlers registered so far whose subjects
+    /// `which` picks (a listener of several events of one record, say), and clears it on the
+    /// others.
+    pub fn ordered_if(mut self, which: impl Fn(&'static [&'static str]) -> bool) -> Self {
+        for route in &mut self.routes {
+            let ordered = which(route.subjects());
+            route.set_ordered(ordered);
+        }
+        self
+    }
+
     /// Registers `handler` for its event type, with the router's options.
     pub fn handle<H: Handler>(self, handler: H) -> Self {
         let options = self.options;

@@ -56,10 +56,10 @@ pub struct BackendArgs {
     /// process of the system should give the same number (or none: then the stream's are used).
     #[arg(long, env = "NATS_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub nats_partitions: Option<u32>,
-    /// The order the listeners of the tickets, orders and payments services take events in:
-    /// `arrival` (any order; a version that comes early waits for the one before), or `key`
-    /// (each record's events in publish order, one at a time, records in parallel; on NATS it
-    /// needs `NATS_PARTITIONS`). A new order is a new consumer that starts from the stream's
+    /// The order the replica listeners (the tickets, orders and payments services' listeners
+    /// of several events) take events in: `arrival` (any order; a version that comes early
+    /// waits for the one before), or `key` (each record's events in publish order, one at a
+    /// time, records in parallel; on NATS it needs `NATS_PARTITIONS`). A new order is a new consumer that starts from the stream's
     /// first event (replicas skip what they hold).
     #[arg(long, env = "LISTENER_ORDER", value_enum, default_value_t = ListenerOrder::Arrival)]
     pub listener_order: ListenerOrder,
