@@ -147,3 +147,52 @@ async fn an_older_server_refuses_partitions_clearly() {
         bus.delete_streams().await.expect("cleanup");
     }
 }
+
+/// A service that turns per-key order on: its ordered group starts where the group's consumer
+/// of several subjects left off, so nothing it handled comes again and nothing is skipped.
+#[tokio::test]
+async fn an_ordered_group_starts_where_the_groups_plain_consumer_left_off() {
+    let url = live::current_nats_url();
+    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
+    let bus = partitioned(&url, &name, 3).await.expect("partitioned bus");
+    let subjects = ["thing:made", "thing:sold"];
+    let mut plain = bus
+        .subscribe_many(&subjects, "g", SubscribeOptions::default())
+        .await
+        .expect("plain group");
+    for k in 0..4 {
+        bus.publish(keyed(subjects[k % 2], &format!("handled-{k}")))
+            .await
+            .expect("publish");
+    }
+    for _ in 0..4 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), plain.next())
+            .await
+            .expect("delivered")
+            .expect("open")
+            .expect("delivery");
+        delivery.ack().await.expect("ack");
+    }
+    plain.close().await.expect("close");
+    bus.flush().await.expect("flush");
+    // The acks reach the server before the ordered group looks at the floor.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for k in 0..2 {
+        bus.publish(keyed(subjects[k % 2], &format!("new-{k}")))
+            .await
+            .expect("publish");
+    }
+    let mut ordered = bus
+        .subscribe_ordered(&subjects, "g", SubscribeOptions::default())
+        .await
+        .expect("ordered group");
+    let mut keys = BTreeSet::new();
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_secs(2), ordered.next()).await
+    {
+        keys.insert(delivery.headers()[partition::KEY].clone());
+        delivery.ack().await.expect("ack");
+    }
+    assert_eq!(keys, BTreeSet::from(["new-0".into(), "new-1".into()]));
+    bus.delete_streams().await.expect("cleanup");
+}

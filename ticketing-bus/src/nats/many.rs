@@ -110,7 +110,7 @@ impl NatsBus {
     /// message (what a durable acknowledged past its floor may come again: handlers are
     /// idempotent under at-least-once). The old durables are left in place: a rollback resumes
     /// on them; delete them once the move is done (`nats consumer rm`).
-    async fn acked_before(
+    pub(super) async fn acked_before(
         &self,
         subjects: &[&str],
         group: &str,

@@ -18,6 +18,7 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::SubjectTransform;
 use ticketing_core::partition;
 
@@ -111,6 +112,7 @@ impl NatsBus {
             }
         }
         let prefix = &self.inner.config.subject_prefix;
+        let floors = self.plain_floors(subjects, group).await?;
         let mut members = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let mut filters: Vec<String> = subjects
@@ -124,6 +126,28 @@ impl NatsBus {
                 "{}__p{index}",
                 ticketing_core::bus::ordered_group_name(group, subjects)
             );
+            let events = &self.inner.events;
+            // A new durable starts where the group's plain consumers left off (a service that
+            // turns per-key order on replays nothing); an existing one keeps its start.
+            let deliver_policy = match events.consumer_info(&name).await {
+                Ok(info) => info.config.deliver_policy,
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+                    match floors.iter().map(|(_, floor)| *floor).min() {
+                        Some(floor) => {
+                            tracing::info!(
+                                consumer = %name,
+                                start_sequence = floor + 1,
+                                "an ordered group starts where the group's plain consumers left off"
+                            );
+                            DeliverPolicy::ByStartSequence {
+                                start_sequence: floor + 1,
+                            }
+                        }
+                        None => DeliverPolicy::All,
+                    }
+                }
+                Err(e) => return Err(backend(e)),
+            };
             let config = pull::Config {
                 durable_name: Some(name.clone()),
                 description: Some(format!(
@@ -131,7 +155,7 @@ impl NatsBus {
                     subjects.join(", ")
                 )),
                 filter_subjects: filters,
-                deliver_policy: DeliverPolicy::All,
+                deliver_policy,
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: options.ack_wait,
                 // One delivery past the limit reaches a member, which dead-letters it.
@@ -154,10 +178,39 @@ impl NatsBus {
                 consumer,
                 group,
                 one_at_a_time,
-                Vec::new(),
+                floors.clone(),
             )) as Box<dyn Subscription>);
         }
         Ok(Box::new(Funnel::new(members)))
+    }
+}
+
+impl NatsBus {
+    /// What the group's plain consumers of `subjects` acknowledged, per subject: its
+    /// per-subject durables (`g--s`) and its consumer of several subjects (`g`), the later
+    /// floor of the two. Members of a new ordered group ack unseen what they had handled.
+    async fn plain_floors(
+        &self,
+        subjects: &[&str],
+        group: &str,
+    ) -> Result<Vec<(String, u64)>, BusError> {
+        let mut floors = self.acked_before(subjects, group).await?;
+        if subjects.len() > 1 {
+            match self.inner.events.consumer_info(group).await {
+                Ok(info) => {
+                    let floor = info.ack_floor.stream_sequence;
+                    for subject in subjects {
+                        match floors.iter_mut().find(|(s, _)| s == subject) {
+                            Some(entry) => entry.1 = entry.1.max(floor),
+                            None => floors.push(((*subject).to_owned(), floor)),
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(floors)
     }
 }
 

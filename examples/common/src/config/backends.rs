@@ -59,8 +59,8 @@ pub struct BackendArgs {
     /// The order the replica listeners (the tickets, orders and payments services' listeners
     /// of several events) take events in: `arrival` (any order; a version that comes early
     /// waits for the one before), or `key` (each record's events in publish order, one at a
-    /// time, records in parallel; on NATS it needs `NATS_PARTITIONS`). A new order is a new consumer that starts from the stream's
-    /// first event (replicas skip what they hold).
+    /// time, records in parallel; on NATS it needs `NATS_PARTITIONS`). Per key is a new consumer per partition; on NATS it
+    /// starts where the group's consumers in arrival order left off.
     #[arg(long, env = "LISTENER_ORDER", value_enum, default_value_t = ListenerOrder::Arrival)]
     pub listener_order: ListenerOrder,
     /// At start-up, how long to keep trying to reach the broker and the database (a
