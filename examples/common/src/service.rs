@@ -183,6 +183,13 @@ pub trait Service: Send + Sync + 'static {
     /// attempts); it stops when `token` is cancelled. None by default.
     fn background(_state: &Self::State, _token: &CancellationToken) {}
 
+    /// Whether its listeners of several events take them per key when the process asks
+    /// ([`ListenerOrder::Key`]); yes by default. A service whose handlers wait for an event of
+    /// another key says no: that event may sit in the same partition behind the waiting one,
+    /// which would then wait out its gap horizon (the tickets service waits for the
+    /// cancellation of the order that holds a ticket before another order takes it).
+    const ORDER_BY_KEY: bool = true;
+
     /// Starts its listeners, in `order`, and its background work; they stop when `token` is
     /// cancelled.
     async fn spawn_listeners(
@@ -199,7 +206,7 @@ pub trait Service: Send + Sync + 'static {
                 // events overtake each other across subjects. A listener of one subject keeps
                 // its order of arrival (the expiration timers hold each order's event until its
                 // window passes, which a partition must not wait on).
-                let by_key = order == ListenerOrder::Key;
+                let by_key = Self::ORDER_BY_KEY && order == ListenerOrder::Key;
                 router
                     .source(Self::NAME)
                     .ordered_if(|subjects| by_key && subjects.len() > 1)

@@ -200,13 +200,24 @@ async fn crash_run(store: Store, faults: Faults) {
                 .env("PAYMENT_REPAIR_SECONDS", "1")
                 // Fifteen processes on a server of 100 connections, beside the other tests.
                 .env("DATABASE_MAX_CONNECTIONS", "3")
-                .env("RUST_LOG", "warn")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("CRASH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(log_file(&log))
                 .stderr(log_file(&log));
             if service != "expiration" {
                 let (name, value) = store_env(service);
                 command.env(name, value);
+            }
+            if let Ok(order) = std::env::var("CRASH_LISTENER_ORDER") {
+                // A run with the listeners in another order (`key` needs the cluster, a
+                // current release: `CRASH_LISTENER_ORDER=key NATS_PARTITIONS=8`).
+                command.env("LISTENER_ORDER", order);
+                if let Ok(partitions) = std::env::var("NATS_PARTITIONS") {
+                    command.env("NATS_PARTITIONS", partitions);
+                }
             }
             if service == "payments" {
                 command
@@ -405,6 +416,37 @@ async fn crash_run(store: Store, faults: Faults) {
     let mut starts = 0;
     for (_, service, _) in services {
         starts += service.stop().await;
+    }
+    if !issues.is_empty() {
+        // Where the events stand, for the diagnosis: each consumer's position and what it holds.
+        let urls = broker.url();
+        let servers: Vec<&str> = urls.split(',').collect();
+        let client = async_nats::connect(servers).await;
+        if let Err(e) = &client {
+            println!("cannot reach the cluster for the diagnosis: {e}");
+        }
+        if let Ok(client) = client {
+            let js = async_nats::jetstream::new(client);
+            if let Ok(stream) = js.get_stream("TICKETING").await {
+                let mut consumers = stream.consumers();
+                while let Some(info) = futures::StreamExt::next(&mut consumers).await {
+                    let Ok(info) = info.map_err(|e| println!("consumer listing failed: {e}"))
+                    else {
+                        break;
+                    };
+                    println!(
+                        "consumer {}: delivered {}, ack floor {}, pending {}, ack pending {}, redelivered {}, waiting {}",
+                        info.name,
+                        info.delivered.stream_sequence,
+                        info.ack_floor.stream_sequence,
+                        info.num_pending,
+                        info.num_ack_pending,
+                        info.num_redelivered,
+                        info.num_waiting
+                    );
+                }
+            }
+        }
     }
     broker.stop().await;
     let server_errors = tally.answered(500);
