@@ -231,15 +231,27 @@ impl Funnel {
             .map(|mut member| {
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    // A partition's failures stay with its puller: handed to the listener, each
+                    // would pause the taking of every partition's deliveries.
+                    let mut failures = 0u32;
                     while let Some(next) = member.next().await {
-                        let failed = next.is_err();
-                        if tx.send(next).await.is_err() {
-                            break;
-                        }
-                        if failed {
-                            // The member reopens its pull stream; do not spin on a broker that
-                            // is away.
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        match next {
+                            Ok(delivery) => {
+                                failures = 0;
+                                if tx.send(Ok(delivery)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(error) => {
+                                failures = failures.saturating_add(1);
+                                if failures == 1 || failures.is_power_of_two() {
+                                    tracing::warn!(%error, failures, "a partition's pull failed; retrying");
+                                }
+                                let pause = Duration::from_millis(50)
+                                    .saturating_mul(failures.min(40))
+                                    .min(Duration::from_secs(2));
+                                tokio::time::sleep(pause).await;
+                            }
                         }
                     }
                 })

@@ -94,6 +94,9 @@ const CARDS: users::Cards = users::Cards {
     declined: "pm_card_chargeCustomerFail",
 };
 
+/// Partitions of the cluster run's stream (its listeners in per-key order).
+const PARTITIONS: u32 = 8;
+
 /// What goes wrong during a run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Faults {
@@ -101,7 +104,8 @@ enum Faults {
     /// once for longer than the publish timeout.
     KillsAndOutage,
     /// A three-server JetStream cluster (the repository's `nats.conf`, a current release),
-    /// streams with three replicas; the events stream's leader SIGKILLed mid-flow and started
+    /// streams with three replicas and eight partitions, the replica listeners in per-key order
+    /// (`LISTENER_ORDER=key`); the events stream's leader SIGKILLed mid-flow and started
     /// again. The services are not killed.
     LeaderLoss,
 }
@@ -211,13 +215,13 @@ async fn crash_run(store: Store, faults: Faults) {
                 let (name, value) = store_env(service);
                 command.env(name, value);
             }
-            if let Ok(order) = std::env::var("CRASH_LISTENER_ORDER") {
-                // A run with the listeners in another order (`key` needs the cluster, a
-                // current release: `CRASH_LISTENER_ORDER=key NATS_PARTITIONS=8`).
-                command.env("LISTENER_ORDER", order);
-                if let Ok(partitions) = std::env::var("NATS_PARTITIONS") {
-                    command.env("NATS_PARTITIONS", partitions);
-                }
+            if faults == Faults::LeaderLoss {
+                // The cluster is a current release: the orders and payments services' replica
+                // listeners take each record's events in order, on a stream of eight
+                // partitions, through the leader's loss.
+                command
+                    .env("LISTENER_ORDER", "key")
+                    .env("NATS_PARTITIONS", PARTITIONS.to_string());
             }
             if service == "payments" {
                 command
@@ -427,6 +431,33 @@ async fn crash_run(store: Store, faults: Faults) {
         }
         if let Ok(client) = client {
             let js = async_nats::jetstream::new(client);
+            if let (Faults::LeaderLoss, Ok(stream)) = (faults, js.get_stream("TICKETING").await) {
+                let partitions = PARTITIONS;
+                // The last `ticket:updated` the stream holds for each ticket a replica is behind on.
+                for issue in issues
+                    .iter()
+                    .filter(|i| i.contains(" shows ticket "))
+                    .take(5)
+                {
+                    let Some(id) = issue
+                        .split(" shows ticket ")
+                        .nth(1)
+                        .and_then(|r| r.split(' ').next())
+                    else {
+                        continue;
+                    };
+                    let partition = ticketing_core::partition::partition(id, partitions);
+                    let subject = format!("ticketing._k.ticket:updated.{partition}.{id}");
+                    match stream.get_last_raw_message_by_subject(&subject).await {
+                        Ok(raw) => println!(
+                            "stream's last ticket:updated of {id}: seq {} {}",
+                            raw.sequence,
+                            String::from_utf8_lossy(&raw.payload)
+                        ),
+                        Err(e) => println!("no ticket:updated of {id} on {subject}: {e}"),
+                    }
+                }
+            }
             if let Ok(stream) = js.get_stream("TICKETING").await {
                 let mut consumers = stream.consumers();
                 while let Some(info) = futures::StreamExt::next(&mut consumers).await {
