@@ -39,7 +39,8 @@ impl InMemoryBus {
             return Some(state.stats(id));
         }
         let id = [
-            format!("{group}--{}", subject.replace('.', "_")),
+            // An ordered group on this subject alone, else on several.
+            ticketing_core::bus::ordered_group_name(group, &[subject]),
             group.to_owned(),
         ]
         .iter()

@@ -71,15 +71,9 @@ impl State {
             unshared.sequence = sequence;
         }
         self.stamps += 1;
-        if !log.ordered.is_empty() {
-            // Routed before the log may drop it for retention.
-            let stored = stored.clone();
-            log.messages.push_back(stored.clone());
-            self.route_ordered(log_id, &stored, now);
-        } else {
-            log.messages.push_back(stored);
-        }
-        let log = &mut self.logs[log_id];
+        // Ordered groups take it whatever retention drops (a clone only when there are some).
+        let routed = (!log.ordered.is_empty()).then(|| stored.clone());
+        log.messages.push_back(stored);
         log.published.push_back(now);
         log.stamps.push_back(self.stamps);
         log.bytes += size;
@@ -121,6 +115,9 @@ impl State {
                     self.dedup.remove(&old);
                 }
             }
+        }
+        if let Some(message) = routed {
+            self.route_ordered(log_id, &message, now);
         }
         for &id in &self.logs[log_id].consumers {
             self.consumers[id].wake();

@@ -8,6 +8,8 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+use std::borrow::Cow;
+
 use super::consumer::Settle;
 use ticketing_core::partition;
 
@@ -78,8 +80,6 @@ pub(super) struct Place {
     pub(super) group: OrderedId,
     pub(super) partition: usize,
 }
-
-use std::borrow::Cow;
 
 impl State {
     pub(super) fn join_ordered(
@@ -242,9 +242,10 @@ impl State {
         };
         ordered.stats.dead_lettered += 1;
         ordered.wake();
+        let group = self.ordered[place.group].group.to_string();
         self.record_dead_letter(
             Target::Ordered(place.group),
-            ordered_group(&self.ordered[place.group]),
+            group,
             slot.message,
             slot.attempt,
             reason,
@@ -336,8 +337,4 @@ impl State {
         }
         (busy, wake)
     }
-}
-
-fn ordered_group(ordered: &Ordered) -> String {
-    ordered.group.to_string()
 }

@@ -77,5 +77,6 @@ pub(super) fn covers(theirs: &str, ours: &str) -> bool {
 
 /// The durable consumer name of a queue group on a subject.
 pub(super) fn consumer_name(group: &str, subject: &str) -> String {
-    format!("{group}--{}", subject.replace('.', "_"))
+    // An ordered group on one subject is named the same way.
+    ticketing_core::bus::ordered_group_name(group, &[subject])
 }

@@ -25,7 +25,7 @@ pub async fn subscribe_each<B: Bus + ?Sized>(
             }
         }
     }
-    Ok(merge(members))
+    Ok(Box::new(Merged { members, first: 0 }))
 }
 
 /// What names an ordered group ([`Bus::subscribe_ordered`]) on the broker: `{group}--{subject}`
@@ -36,14 +36,6 @@ pub fn ordered_group_name(group: &str, subjects: &[&str]) -> String {
         [subject] => format!("{group}--{}", subject.replace('.', "_")),
         _ => group.to_owned(),
     }
-}
-
-/// Members of several consumers as one member: each `next` takes the first delivery any of
-/// them has, starting with another one each time so that a busy consumer does not starve the
-/// others; `close` closes them all. For backends that build a subscription out of several
-/// consumers (one per subject, one per partition).
-pub fn merge(members: Vec<Box<dyn Subscription>>) -> Box<dyn Subscription> {
-    Box::new(Merged { members, first: 0 })
 }
 
 /// Members of several consumers as one: each `next` takes the first delivery any of them has,

@@ -41,7 +41,7 @@ mod merge;
 mod reply;
 
 pub use delivery::{Acknowledger, Delivery, Subscription};
-pub use merge::{merge, ordered_group_name, subscribe_each};
+pub use merge::{ordered_group_name, subscribe_each};
 pub use reply::{IncomingRequest, Replier, Reply, Responder, Signals};
 
 /// Message headers: names to values.

@@ -422,62 +422,7 @@ async fn crash_run(store: Store, faults: Faults) {
         starts += service.stop().await;
     }
     if !issues.is_empty() {
-        // Where the events stand, for the diagnosis: each consumer's position and what it holds.
-        let urls = broker.url();
-        let servers: Vec<&str> = urls.split(',').collect();
-        let client = async_nats::connect(servers).await;
-        if let Err(e) = &client {
-            println!("cannot reach the cluster for the diagnosis: {e}");
-        }
-        if let Ok(client) = client {
-            let js = async_nats::jetstream::new(client);
-            if let (Faults::LeaderLoss, Ok(stream)) = (faults, js.get_stream("TICKETING").await) {
-                let partitions = PARTITIONS;
-                // The last `ticket:updated` the stream holds for each ticket a replica is behind on.
-                for issue in issues
-                    .iter()
-                    .filter(|i| i.contains(" shows ticket "))
-                    .take(5)
-                {
-                    let Some(id) = issue
-                        .split(" shows ticket ")
-                        .nth(1)
-                        .and_then(|r| r.split(' ').next())
-                    else {
-                        continue;
-                    };
-                    let partition = ticketing_core::partition::partition(id, partitions);
-                    let subject = format!("ticketing._k.ticket:updated.{partition}.{id}");
-                    match stream.get_last_raw_message_by_subject(&subject).await {
-                        Ok(raw) => println!(
-                            "stream's last ticket:updated of {id}: seq {} {}",
-                            raw.sequence,
-                            String::from_utf8_lossy(&raw.payload)
-                        ),
-                        Err(e) => println!("no ticket:updated of {id} on {subject}: {e}"),
-                    }
-                }
-            }
-            if let Ok(stream) = js.get_stream("TICKETING").await {
-                let mut consumers = stream.consumers();
-                while let Some(info) = futures::StreamExt::next(&mut consumers).await {
-                    let Ok(info) = info.map_err(|e| println!("consumer listing failed: {e}"))
-                    else {
-                        break;
-                    };
-                    println!(
-                        "consumer {}: delivered {}, ack floor {}, pending {}, ack pending {}, redelivered {}, waiting {}",
-                        info.name,
-                        info.delivered.stream_sequence,
-                        info.ack_floor.stream_sequence,
-                        info.num_pending,
-                        info.num_ack_pending,
-                        info.num_redelivered,
-                        info.num_waiting
-                    );
-                }
-            }
-        }
+        diagnose(&broker.url(), faults, &issues).await;
     }
     broker.stop().await;
     let server_errors = tally.answered(500);
@@ -532,4 +477,54 @@ async fn crash_run(store: Store, faults: Faults) {
         dir.display()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where the events stand when the services disagree: on the cluster run, the stream's last
+/// `ticket:updated` of each ticket a replica is behind on (a few); then each consumer's
+/// position and what it holds.
+async fn diagnose(urls: &str, faults: Faults, issues: &[String]) {
+    let servers: Vec<&str> = urls.split(',').collect();
+    let client = match async_nats::connect(servers).await {
+        Ok(client) => client,
+        Err(e) => return println!("cannot reach the broker for the diagnosis: {e}"),
+    };
+    let js = async_nats::jetstream::new(client);
+    let stream = match js.get_stream("TICKETING").await {
+        Ok(stream) => stream,
+        Err(e) => return println!("cannot read the stream for the diagnosis: {e}"),
+    };
+    if faults == Faults::LeaderLoss {
+        let behind = issues
+            .iter()
+            .filter_map(|i| i.split(" shows ticket ").nth(1)?.split(' ').next());
+        for id in behind.take(5) {
+            let partition = ticketing_core::partition::partition(id, PARTITIONS);
+            let subject = format!("ticketing._k.ticket:updated.{partition}.{id}");
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(raw) => println!(
+                    "stream's last ticket:updated of {id}: seq {} {}",
+                    raw.sequence,
+                    String::from_utf8_lossy(&raw.payload)
+                ),
+                Err(e) => println!("no ticket:updated of {id} on {subject}: {e}"),
+            }
+        }
+    }
+    let mut consumers = stream.consumers();
+    while let Some(info) = futures::StreamExt::next(&mut consumers).await {
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => return println!("consumer listing failed: {e}"),
+        };
+        println!(
+            "consumer {}: delivered {}, ack floor {}, pending {}, ack pending {}, redelivered {}, waiting {}",
+            info.name,
+            info.delivered.stream_sequence,
+            info.ack_floor.stream_sequence,
+            info.num_pending,
+            info.num_ack_pending,
+            info.num_redelivered,
+            info.num_waiting
+        );
+    }
 }
