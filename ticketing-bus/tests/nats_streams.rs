@@ -31,23 +31,11 @@ async fn a_missing_stream_is_created_with_the_configured_limits() {
     let bus = NatsBus::connect(config).await.unwrap();
     assert_eq!(bus.events_max_age(), Some(Duration::from_secs(7 * 3600)));
     let js = jetstream().await;
-    let events = js
-        .get_stream(&name)
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let events = stream_config(&js, &name).await;
     assert_eq!(events.max_age, Duration::from_secs(7 * 3600));
     assert_eq!(events.max_bytes, 1 << 30);
     assert_eq!(events.max_messages, 1_000_000);
-    let dead = js
-        .get_stream(format!("{name}_DLQ"))
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let dead = stream_config(&js, &format!("{name}_DLQ")).await;
     assert_eq!(dead.max_age, Duration::from_secs(30 * 86_400));
     assert_eq!(dead.max_messages, 10_000);
     bus.delete_streams().await.unwrap();
@@ -74,13 +62,7 @@ async fn an_existing_stream_keeps_what_its_operator_set() {
     };
     let bus = NatsBus::connect(config).await.unwrap();
     assert_eq!(bus.events_max_age(), Some(Duration::from_secs(9 * 3600)));
-    let events = js
-        .get_stream(&name)
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let events = stream_config(&js, &name).await;
     assert_eq!(events.max_messages, 1234);
     assert_eq!(events.max_age, Duration::from_secs(9 * 3600));
     bus.delete_streams().await.unwrap();
@@ -107,13 +89,7 @@ async fn an_existing_stream_without_our_subjects_is_refused_with_what_to_do() {
             && error.contains("NATS_STREAM"),
         "{error}"
     );
-    let kept = js
-        .get_stream(&name)
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let kept = stream_config(&js, &name).await;
     assert_eq!(
         kept.subjects,
         vec![format!("{}.orders.*", name.to_lowercase())],
@@ -162,4 +138,14 @@ async fn a_list_of_servers_connects_to_one_that_answers() {
         .await
         .expect("connects through the server that answers");
     ticketing_core::Bus::health(&bus).await.unwrap();
+}
+
+/// The configuration of stream `name`, as the server has it.
+async fn stream_config(js: &async_nats::jetstream::Context, name: &str) -> stream::Config {
+    js.get_stream(name)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone()
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
-use ticketing_common::service::{Parts, Shared};
+use ticketing_common::service::{Document, Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::ticketing::store::UserStore;
 use ticketing_store::Database;
@@ -77,7 +77,10 @@ impl Service for Auth {
         ))
     }
 
-    const DOCUMENT: Option<&'static str> = Some("/api/users/openapi.json");
+    const DOCUMENT: Option<Document> = Some(Document {
+        path: "/api/users/openapi.json",
+        api: <AuthApi as utoipa::OpenApi>::openapi,
+    });
 
     fn routes(state: AuthState) -> Router {
         Router::new()
@@ -86,10 +89,6 @@ impl Service for Auth {
             .route("/api/users/signout", post(routes::signout))
             .route("/api/users/currentuser", get(routes::current_user))
             .with_state(state)
-    }
-
-    fn openapi() -> utoipa::openapi::OpenApi {
-        <AuthApi as utoipa::OpenApi>::openapi()
     }
 
     fn parts(state: &AuthState) -> Parts {

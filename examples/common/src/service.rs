@@ -51,6 +51,15 @@ impl Shared {
     }
 }
 
+/// A service's part of the OpenAPI document, and where it is served.
+#[derive(Clone, Copy, Debug)]
+pub struct Document {
+    /// The path it is served at (`/api/tickets/openapi.json`).
+    pub path: &'static str,
+    /// The document (a `utoipa::OpenApi` derive's `openapi`).
+    pub api: fn() -> utoipa::openapi::OpenApi,
+}
+
 /// What the process runs for a service's state beside its routes: the bus its listeners and
 /// publishers use (flushed on shutdown), the outbox its store operations commit events to (a
 /// relay publishes them to that bus), its databases by role (checked by `/readyz`).
@@ -71,18 +80,13 @@ impl Parts {
         self
     }
 
-    /// The parts of a service with one database of `role`, the outbox its stores commit to
+    /// The parts of a service with one database of `role`, whose outbox its stores commit to,
     /// and the bus its relay publishes on.
-    pub fn of(
-        role: &'static str,
-        database: &Database,
-        bus: &Arc<dyn Bus>,
-        outbox: &Arc<dyn Outbox>,
-    ) -> Self {
+    pub fn of(role: &'static str, database: &Database, bus: &Arc<dyn Bus>) -> Self {
         Parts::default()
             .database(role, database)
             .bus(bus)
-            .outbox(outbox)
+            .outbox(&database.outbox())
     }
 
     /// Sets the bus.
@@ -141,13 +145,16 @@ pub trait Service: Send + Sync + 'static {
         Self::state_on(settings, &shared).await
     }
 
-    /// Where its [`router`](Self::router) serves its part of the OpenAPI document
-    /// (`/api/tickets/openapi.json`); nowhere by default.
-    const DOCUMENT: Option<&'static str> = None;
+    /// Its part of the OpenAPI document and where its [`router`](Self::router) serves it;
+    /// none by default.
+    const DOCUMENT: Option<Document> = None;
 
-    /// Its part of the OpenAPI document (the all-in-one app merges them); empty by default.
+    /// Its part of the OpenAPI document (the all-in-one app merges them); empty without a
+    /// [`DOCUMENT`](Self::DOCUMENT).
     fn openapi() -> utoipa::openapi::OpenApi {
-        utoipa::openapi::OpenApi::default()
+        Self::DOCUMENT
+            .map(|document| (document.api)())
+            .unwrap_or_default()
     }
 
     /// Its API's routes; none by default (a service of listeners only still serves the
@@ -162,7 +169,10 @@ pub trait Service: Send + Sync + 'static {
         // The events its handlers make name it as their `ce-source`.
         let routes = Self::routes(state).layer(SourceLayer(Self::NAME));
         match Self::DOCUMENT {
-            Some(path) => routes.merge(crate::openapi::document_route(path, Self::openapi())),
+            Some(document) => routes.merge(crate::openapi::document_route(
+                document.path,
+                (document.api)(),
+            )),
             None => routes,
         }
     }

@@ -7,10 +7,7 @@ mod scenarios;
 use ticketing_store::StoreSettings;
 
 async fn db() -> ticketing_store::Database {
-    StoreSettings::Memory
-        .open("inventory")
-        .await
-        .expect("memory")
+    scenarios::opened(StoreSettings::Memory).await
 }
 
 scenario_tests!(

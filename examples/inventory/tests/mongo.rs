@@ -12,10 +12,7 @@ async fn db() -> ticketing_store::Database {
         database: Some(ticketing_test_live::fresh_mongo_database("inventory").await),
         timeout_seconds: None,
     };
-    settings
-        .open("inventory")
-        .await
-        .unwrap_or_else(|e| panic!("{settings} must be running (scripts/test starts it): {e}"))
+    scenarios::opened(settings).await
 }
 
 scenario_tests!(

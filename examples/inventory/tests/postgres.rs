@@ -14,10 +14,7 @@ async fn db() -> ticketing_store::Database {
         min_connections: None,
         timeout_seconds: None,
     };
-    settings
-        .open("inventory")
-        .await
-        .unwrap_or_else(|e| panic!("{settings} must be running (scripts/test starts it): {e}"))
+    scenarios::opened(settings).await
 }
 
 scenario_tests!(

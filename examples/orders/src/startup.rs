@@ -9,10 +9,9 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use ticketing_common::service::listener_router;
-use ticketing_common::service::{Parts, Shared};
+use ticketing_common::service::{Document, Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::listener;
-use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::store::{OrderStore, TicketReplicaStore};
 use ticketing_core::{Bus, Clock};
 use ticketing_store::Database;
@@ -37,8 +36,6 @@ pub struct OrdersState {
     pub clock: Clock,
     /// The bus.
     pub bus: Arc<dyn Bus>,
-    /// Where the stores commit the events announcing their changes; the relay publishes them.
-    pub outbox: Arc<dyn Outbox>,
     /// The database, for readiness checks.
     pub database: Database,
 }
@@ -59,7 +56,6 @@ impl OrdersState {
             expiration_window,
             clock,
             bus: bus.clone(),
-            outbox: database.outbox(),
             database: database.clone(),
         }
     }
@@ -104,7 +100,10 @@ impl Service for Orders {
         ))
     }
 
-    const DOCUMENT: Option<&'static str> = Some("/api/orders/openapi.json");
+    const DOCUMENT: Option<Document> = Some(Document {
+        path: "/api/orders/openapi.json",
+        api: <OrdersApi as utoipa::OpenApi>::openapi,
+    });
 
     fn routes(state: OrdersState) -> Router {
         Router::new()
@@ -113,12 +112,8 @@ impl Service for Orders {
             .with_state(state)
     }
 
-    fn openapi() -> utoipa::openapi::OpenApi {
-        <OrdersApi as utoipa::OpenApi>::openapi()
-    }
-
     fn parts(state: &OrdersState) -> Parts {
-        Parts::of(Self::NAME, &state.database, &state.bus, &state.outbox)
+        Parts::of(Self::NAME, &state.database, &state.bus)
     }
 
     fn listeners(state: &OrdersState) -> Option<listener::Router> {

@@ -9,11 +9,10 @@ use axum::extract::FromRef;
 use axum::routing::{get, post};
 use ticketing_common::openapi::SessionSecurity;
 use ticketing_common::service::listener_router;
-use ticketing_common::service::{Parts, Shared};
+use ticketing_common::service::{Document, Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::Bus;
 use ticketing_core::listener;
-use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::payment::{PayableOrderStore, PaymentStore};
 use ticketing_store::Database;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +36,6 @@ pub struct PaymentsState {
     pub keys: SessionKeys,
     /// The bus.
     pub bus: Arc<dyn Bus>,
-    /// Where the payments store commits `payment:created`; the relay publishes it.
-    pub outbox: Arc<dyn Outbox>,
     /// How the repair of pending attempts runs.
     pub repair: RepairOptions,
     /// The database, for readiness checks.
@@ -59,7 +56,6 @@ impl PaymentsState {
             provider,
             keys,
             bus: bus.clone(),
-            outbox: database.outbox(),
             repair: RepairOptions::default(),
             database: database.clone(),
         }
@@ -106,7 +102,10 @@ impl Service for Payments {
             .with_repair_every(settings.provider.repair_every()))
     }
 
-    const DOCUMENT: Option<&'static str> = Some("/api/payments/openapi.json");
+    const DOCUMENT: Option<Document> = Some(Document {
+        path: "/api/payments/openapi.json",
+        api: <PaymentsApi as utoipa::OpenApi>::openapi,
+    });
 
     fn routes(state: PaymentsState) -> Router {
         Router::new()
@@ -115,12 +114,8 @@ impl Service for Payments {
             .with_state(state)
     }
 
-    fn openapi() -> utoipa::openapi::OpenApi {
-        <PaymentsApi as utoipa::OpenApi>::openapi()
-    }
-
     fn parts(state: &PaymentsState) -> Parts {
-        Parts::of(Self::NAME, &state.database, &state.bus, &state.outbox)
+        Parts::of(Self::NAME, &state.database, &state.bus)
     }
 
     fn listeners(state: &PaymentsState) -> Option<listener::Router> {

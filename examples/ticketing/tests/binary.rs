@@ -29,40 +29,29 @@ fn without_jwt_key_it_refuses_to_start_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
-    let mut child = ticketing()
-        .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    assert!(
-        line.starts_with("ticketing listening on http://localhost:"),
-        "{line}"
-    );
-    let port: u16 = line
-        .split("localhost:")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, port) = started(&[]).await;
 
-    // Sign-ups hash passwords (argon2id): eight at once keep the server busy for a while.
-    let signups: Vec<_> = (0..8)
-        .map(|n| {
+    // Sign-ups hash passwords (argon2id): eight at once keep the server busy for a while. Each
+    // client first opens its connection with a request the server answers, so the sign-up goes
+    // out on a connection the server has accepted: a connection still in the kernel's backlog at
+    // the signal is refused, as it should be (the shutdown delay is what covers those).
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let client = reqwest::Client::new();
+        let warm = client
+            .get(format!("http://127.0.0.1:{port}/api/users/currentuser"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(warm.status(), 200);
+        clients.push(client);
+    }
+    let signups: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, client)| {
             tokio::spawn(async move {
-                let status = reqwest::Client::new()
+                let status = client
                     .post(format!("http://127.0.0.1:{port}/api/users/signup"))
                     .json(&serde_json::json!({"email": format!("inflight{n}@test.com"), "password": "password123"}))
                     .send()
@@ -72,13 +61,9 @@ async fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    tokio::time::sleep(Duration::from_millis(25)).await;
     let signalled = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(&child);
 
     let mut answered_after_signal = 0;
     for signup in signups {
@@ -156,30 +141,12 @@ fn credentials_in_backend_urls_are_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_holding_a_connection_open_does_not_hold_up_shutdown_past_the_deadline() {
-    let mut child = ticketing()
-        .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("BODY_TIMEOUT_SECONDS", "600")
-        .env("REQUEST_TIMEOUT_SECONDS", "600")
-        .env("SHUTDOWN_DEADLINE_SECONDS", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let port: u16 = line
-        .split("localhost:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let (mut child, port) = started(&[
+        ("BODY_TIMEOUT_SECONDS", "600"),
+        ("REQUEST_TIMEOUT_SECONDS", "600"),
+        ("SHUTDOWN_DEADLINE_SECONDS", "1"),
+    ])
+    .await;
     // Headers and half a body, then silence: a patient client.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     std::io::Write::write_all(
@@ -190,13 +157,7 @@ async fn a_client_holding_a_connection_open_does_not_hold_up_shutdown_past_the_d
     .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = std::time::Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&child);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
@@ -210,7 +171,17 @@ async fn a_client_holding_a_connection_open_does_not_hold_up_shutdown_past_the_d
     drop(stream);
 }
 
-/// Starts the binary with `env` on a free port; the child and its port.
+/// Sends SIGTERM to `child`.
+fn terminate(child: &std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// Starts the binary with `env` on a free port; the child and its port. It must say where it
+/// listens first, as `ticketing listening on http://localhost:PORT`.
 async fn started(env: &[(&str, &str)]) -> (std::process::Child, u16) {
     let mut command = ticketing();
     command
@@ -230,6 +201,10 @@ async fn started(env: &[(&str, &str)]) -> (std::process::Child, u16) {
     })
     .await
     .unwrap();
+    assert!(
+        line.starts_with("ticketing listening on http://localhost:"),
+        "{line}"
+    );
     let port = line
         .split("localhost:")
         .nth(1)
@@ -265,13 +240,7 @@ async fn on_sigterm_it_is_first_not_ready_then_stops_after_the_shutdown_delay() 
     assert_eq!(get("/metrics").await.unwrap(), 200);
 
     let signalled = std::time::Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Still serving, but telling the orchestrator to send nothing more.
     assert_eq!(get("/readyz").await.unwrap(), 503);

@@ -365,37 +365,31 @@ async fn a_request_trace_continues_through_the_outbox_into_the_other_services() 
             .map(|c| c.trace_id())
     };
     // order:created, from the orders service's outbox, carries the request's trace ...
-    let created = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(m) = bus
-                .messages("order:created")
-                .into_iter()
-                .find(|m| String::from_utf8_lossy(&m.payload).contains(&order_id))
-            {
-                return m;
+    // The first message of `subject` about the order, once published.
+    let about_the_order = |subject: &'static str| {
+        let (bus, order_id) = (&bus, &order_id);
+        tokio::time::timeout(Duration::from_secs(10), async move {
+            loop {
+                if let Some(m) = bus
+                    .messages(subject)
+                    .into_iter()
+                    .find(|m| String::from_utf8_lossy(&m.payload).contains(order_id.as_str()))
+                {
+                    return m;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("order:created published");
+        })
+    };
+    let created = about_the_order("order:created")
+        .await
+        .expect("order:created published");
     assert_eq!(trace_of(&created).as_deref(), Some(trace));
     // ... and the tickets service, reserving the ticket in its listener, publishes
     // ticket:updated in the same trace.
-    let reserved = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(m) = bus
-                .messages("ticket:updated")
-                .into_iter()
-                .find(|m| String::from_utf8_lossy(&m.payload).contains(&order_id))
-            {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("ticket:updated published");
+    let reserved = about_the_order("ticket:updated")
+        .await
+        .expect("ticket:updated published");
     assert_eq!(trace_of(&reserved).as_deref(), Some(trace));
     // Requests without a trace start their own.
     let untraced: Vec<_> = bus

@@ -8,11 +8,10 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use ticketing_common::service::listener_router;
-use ticketing_common::service::{Parts, Shared};
+use ticketing_common::service::{Document, Parts, Shared};
 use ticketing_common::{Service, SessionKeys};
 use ticketing_core::Bus;
 use ticketing_core::listener;
-use ticketing_core::outbox::Outbox;
 use ticketing_core::ticketing::store::{OrderReplicaStore, TicketStore};
 use ticketing_store::Database;
 
@@ -54,8 +53,6 @@ pub struct TicketsResources {
     pub keys: SessionKeys,
     /// The bus.
     pub bus: Arc<dyn Bus>,
-    /// Where the stores commit the events announcing their changes; the relay publishes them.
-    pub outbox: Arc<dyn Outbox>,
     /// The database, for readiness checks.
     pub database: Database,
 }
@@ -68,7 +65,6 @@ impl TicketsState {
             order_replicas: database.order_replicas(),
             keys,
             bus: bus.clone(),
-            outbox: database.outbox(),
             database: database.clone(),
         }))
     }
@@ -110,7 +106,10 @@ impl Service for Tickets {
     /// order could queue behind the waiting one.
     const ORDER_BY_KEY: bool = false;
 
-    const DOCUMENT: Option<&'static str> = Some("/api/tickets/openapi.json");
+    const DOCUMENT: Option<Document> = Some(Document {
+        path: "/api/tickets/openapi.json",
+        api: <TicketsApi as utoipa::OpenApi>::openapi,
+    });
 
     fn routes(state: TicketsState) -> Router {
         Router::new()
@@ -119,12 +118,8 @@ impl Service for Tickets {
             .with_state(state)
     }
 
-    fn openapi() -> utoipa::openapi::OpenApi {
-        <TicketsApi as utoipa::OpenApi>::openapi()
-    }
-
     fn parts(state: &TicketsState) -> Parts {
-        Parts::of(Self::NAME, &state.database, &state.bus, &state.outbox)
+        Parts::of(Self::NAME, &state.database, &state.bus)
     }
 
     fn listeners(state: &TicketsState) -> Option<listener::Router> {

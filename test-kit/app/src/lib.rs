@@ -224,6 +224,15 @@ pub fn assert_field_error(answer: &Answer, message: &str, field: &str) {
     );
 }
 
+/// Asserts that of concurrent orders for one ticket, answered `statuses`, exactly one was
+/// created (201) and every other refused with a 400.
+#[track_caller]
+pub fn assert_one_order_won(statuses: &[u16]) {
+    let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(count(201), 1, "{statuses:?}");
+    assert_eq!(count(400), statuses.len() - 1, "{statuses:?}");
+}
+
 /// Waits until the bus has nothing in flight or due (20 s of tokio time at most).
 pub async fn settled(bus: &InMemoryBus) {
     tokio::time::timeout(Duration::from_secs(20), bus.settled())

@@ -340,6 +340,22 @@ impl Shared {
 }
 
 impl InMemoryBus {
+    /// A new member of the group at `target`.
+    fn member(
+        &self,
+        target: Target,
+        group: &Arc<str>,
+        notify: &Arc<Notify>,
+    ) -> Box<dyn Subscription> {
+        Box::new(InMemorySubscription {
+            shared: self.shared.clone(),
+            target,
+            group: group.clone(),
+            notify: notify.clone(),
+            sleeping: false,
+        })
+    }
+
     /// A bus with the default limits.
     pub fn new() -> Self {
         Self::with_config(InMemoryBusConfig::default())
@@ -427,13 +443,7 @@ impl Bus for InMemoryBus {
         let mut state = self.shared.lock();
         let id = state.join(subject, group, options);
         let consumer = &state.consumers[id];
-        Ok(Box::new(InMemorySubscription {
-            shared: self.shared.clone(),
-            target: Target::Plain(id),
-            group: consumer.group.clone(),
-            notify: consumer.notify.clone(),
-            sleeping: false,
-        }))
+        Ok(self.member(Target::Plain(id), &consumer.group, &consumer.notify))
     }
 
     async fn subscribe_ordered(
@@ -449,13 +459,7 @@ impl Bus for InMemoryBus {
         let mut state = self.shared.lock();
         let id = state.join_ordered(subjects, group, options);
         let ordered = &state.ordered[id];
-        Ok(Box::new(InMemorySubscription {
-            shared: self.shared.clone(),
-            target: Target::Ordered(id),
-            group: ordered.group.clone(),
-            notify: ordered.notify.clone(),
-            sleeping: false,
-        }))
+        Ok(self.member(Target::Ordered(id), &ordered.group, &ordered.notify))
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {

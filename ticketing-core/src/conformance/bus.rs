@@ -124,6 +124,14 @@ fn options() -> SubscribeOptions {
     SubscribeOptions::default()
 }
 
+/// [`options`] with the bus's short ack wait.
+fn short_ack_wait(caps: &BusCapabilities) -> SubscribeOptions {
+    SubscribeOptions {
+        ack_wait: caps.short_ack_wait,
+        ..options()
+    }
+}
+
 async fn subscribe(
     bus: &Arc<dyn Bus>,
     group: &str,
@@ -535,10 +543,7 @@ pub async fn invalid_subjects_and_groups_are_rejected(factory: &dyn BusFactory) 
 pub async fn acked_message_is_never_redelivered(factory: &dyn BusFactory) {
     let caps = factory.capabilities();
     let bus = factory.bus().await;
-    let opts = SubscribeOptions {
-        ack_wait: caps.short_ack_wait,
-        ..options()
-    };
+    let opts = short_ack_wait(&caps);
     let mut sub = subscribe(&bus, "g", opts).await;
     bus.publish(numbered(1)).await.expect("publish");
     recv(&mut sub).await.ack().await.expect("ack");
@@ -604,10 +609,7 @@ pub async fn unacked_message_is_redelivered_after_ack_wait_with_the_attempt_incr
 ) {
     let caps = factory.capabilities();
     let bus = factory.bus().await;
-    let opts = SubscribeOptions {
-        ack_wait: caps.short_ack_wait,
-        ..options()
-    };
+    let opts = short_ack_wait(&caps);
     let mut sub = subscribe(&bus, "g", opts).await;
     bus.publish(numbered(3)).await.expect("publish");
     let started = Instant::now();
@@ -629,10 +631,7 @@ pub async fn unacked_message_is_redelivered_after_ack_wait_with_the_attempt_incr
 pub async fn a_message_unacked_by_a_closed_member_goes_to_another_member(factory: &dyn BusFactory) {
     let caps = factory.capabilities();
     let bus = factory.bus().await;
-    let opts = SubscribeOptions {
-        ack_wait: caps.short_ack_wait,
-        ..options()
-    };
+    let opts = short_ack_wait(&caps);
     let mut crashed = subscribe(&bus, "g", opts).await;
     bus.publish(numbered(9)).await.expect("publish");
     let lost = recv(&mut crashed).await;

@@ -76,6 +76,61 @@ impl Bus for RecordingBus {
     }
 }
 
+/// Two relays of `outbox` into `bus` at once, polling every 20 ms with a 300 ms lease, and the
+/// token that stops them.
+pub(crate) fn two_relays(
+    outbox: &Arc<dyn Outbox>,
+    bus: &Arc<RecordingBus>,
+) -> (Vec<crate::outbox::RelayHandle>, CancellationToken) {
+    let options = RelayOptions {
+        poll: Duration::from_millis(20),
+        lease_ttl: Duration::from_millis(300),
+        ..RelayOptions::default()
+    };
+    let token = CancellationToken::new();
+    let relays = ["relay-a", "relay-b"]
+        .map(|holder| {
+            let bus: Arc<dyn Bus> = bus.clone();
+            spawn_relay(outbox.clone(), bus, holder, options, token.clone())
+        })
+        .into();
+    (relays, token)
+}
+
+/// What `bus` stored once it holds `count` messages (20 s at most) and `relays` have stopped;
+/// asserts there are exactly `count`.
+pub(crate) async fn stored_once(
+    bus: &RecordingBus,
+    count: usize,
+    relays: Vec<crate::outbox::RelayHandle>,
+) -> Vec<OutgoingMessage> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bus.stored().len() < count && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for relay in relays {
+        relay.stop().await;
+    }
+    let stored = bus.stored();
+    assert_eq!(stored.len(), count, "every event once");
+    stored
+}
+
+/// Publishes the first three pending events as a relay that stopped before forgetting them
+/// would have, then runs a round: the ten pending events go once, and the outbox is empty.
+pub(crate) async fn a_round_after_a_stopped_relay(outbox: &dyn Outbox) -> Vec<OutgoingMessage> {
+    let bus = RecordingBus::default();
+    for event in outbox.pending(3).await.expect("pending") {
+        bus.publish(event.message).await.expect("publish");
+    }
+    let report = round(outbox, &bus, 256, 256).await;
+    assert_eq!((report.published, report.failed), (10, false));
+    assert!(pending(outbox).await.is_empty(), "the outbox is empty");
+    let stored = bus.stored();
+    assert_eq!(stored.len(), 10, "one copy of each event");
+    stored
+}
+
 /// A service's own versioned records, each change committed with its events into the
 /// backend's outbox in one unit. The outbox key of a record's events names its id.
 #[async_trait]
@@ -261,8 +316,6 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     factory: &dyn CommitFactory,
 ) {
     let committer = factory.committer().await;
-    let outbox = committer.outbox();
-    let bus = RecordingBus::default();
     let ids = created(&*committer, 5).await;
     for id in &ids {
         committer
@@ -272,14 +325,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     }
     // A relay stopped after publishing, before forgetting: the next round publishes again
     // with the same ids, and the broker keeps one copy.
-    for event in outbox.pending(3).await.expect("pending") {
-        bus.publish(event.message).await.expect("publish");
-    }
-    let report = round(&*outbox, &bus, 256, 256).await;
-    assert_eq!((report.published, report.failed), (10, false));
-    assert!(pending(&*outbox).await.is_empty(), "the outbox is empty");
-    let stored = bus.stored();
-    assert_eq!(stored.len(), 10, "one copy of each event");
+    let stored = a_round_after_a_stopped_relay(&*committer.outbox()).await;
     for id in ids {
         let versions: Vec<u64> = stored
             .iter()
@@ -293,21 +339,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
 pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn CommitFactory) {
     let committer = factory.committer().await;
     let bus = Arc::new(RecordingBus::default());
-    let options = RelayOptions {
-        poll: Duration::from_millis(20),
-        lease_ttl: Duration::from_millis(300),
-        ..RelayOptions::default()
-    };
-    let token = CancellationToken::new();
-    let relays = ["relay-a", "relay-b"].map(|holder| {
-        spawn_relay(
-            committer.outbox(),
-            bus.clone(),
-            holder,
-            options,
-            token.clone(),
-        )
-    });
+    let (relays, _token) = two_relays(&committer.outbox(), &bus);
     let ids = created(&*committer, 4).await;
     join_all(ids.iter().map(|id| {
         let committer = committer.clone();
@@ -322,15 +354,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn CommitFactor
         }
     }))
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while bus.stored().len() < 36 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for relay in relays {
-        relay.stop().await;
-    }
-    let stored = bus.stored();
-    assert_eq!(stored.len(), 36, "every event once");
+    let stored = stored_once(&bus, 36, relays).await;
     for id in &ids {
         let versions: Vec<u64> = stored
             .iter()

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use tokio_util::sync::CancellationToken;
 
+use super::commit::{a_round_after_a_stopped_relay, stored_once, two_relays};
 use super::store::{StoreFactory, Stores, replicated_ticket, ticket};
-use crate::bus::{Bus, OutgoingMessage};
-use crate::outbox::{RelayOptions, round, spawn_relay};
+use crate::bus::OutgoingMessage;
 use crate::store::StoreError;
 use crate::ticketing::OrderStatus;
 use crate::ticketing::store::ReservationError;
@@ -262,7 +261,6 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     factory: &dyn StoreFactory,
 ) {
     let stores = factory.stores().await;
-    let bus = RecordingBus::default();
     let mut ids = Vec::new();
     for _ in 0..5 {
         let created = stores
@@ -279,14 +277,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     }
     // A relay stopped after publishing, before forgetting: the next round publishes again
     // with the same ids, and the broker keeps one copy.
-    for event in stores.outbox.pending(3).await.expect("pending") {
-        bus.publish(event.message).await.expect("publish");
-    }
-    let report = round(&*stores.outbox, &bus, 256, 256).await;
-    assert_eq!((report.published, report.failed), (10, false));
-    assert!(pending(&stores).await.is_empty(), "the outbox is empty");
-    let stored = bus.stored();
-    assert_eq!(stored.len(), 10, "one copy of each event");
+    let stored = a_round_after_a_stopped_relay(&*stores.outbox).await;
     for id in ids {
         let versions: Vec<u64> = stored
             .iter()
@@ -304,28 +295,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
 pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let bus = Arc::new(RecordingBus::default());
-    let options = RelayOptions {
-        poll: Duration::from_millis(20),
-        lease_ttl: Duration::from_millis(300),
-        ..RelayOptions::default()
-    };
-    let token = CancellationToken::new();
-    let relays = [
-        spawn_relay(
-            stores.outbox.clone(),
-            bus.clone(),
-            "relay-a",
-            options,
-            token.clone(),
-        ),
-        spawn_relay(
-            stores.outbox.clone(),
-            bus.clone(),
-            "relay-b",
-            options,
-            token.clone(),
-        ),
-    ];
+    let (relays, _token) = two_relays(&stores.outbox, &bus);
     let tickets = created_tickets(&stores, 4).await;
     join_all(tickets.iter().map(|t| {
         let stores = stores.clone();
@@ -342,15 +312,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory
         }
     }))
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while bus.stored().len() < 36 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for relay in relays {
-        relay.stop().await;
-    }
-    let stored = bus.stored();
-    assert_eq!(stored.len(), 36, "every event once");
+    let stored = stored_once(&bus, 36, relays).await;
     for t in &tickets {
         let versions: Vec<u64> = stored
             .iter()

@@ -65,15 +65,21 @@ fn silent(_: &Payment) -> Result<Vec<OutgoingMessage>, PublishError> {
     Ok(Vec::new())
 }
 
-async fn events_of(outbox: &dyn Outbox, key: &str) -> Vec<OutgoingMessage> {
-    outbox
-        .pending(10_000)
-        .await
-        .expect("pending")
+/// The pending events of payment `id`.
+async fn events_of_payment(stores: &PaymentStores, id: Id) -> Vec<OutgoingMessage> {
+    let key = outbox_key("payment", id);
+    let pending = stores.outbox.pending(10_000).await.expect("pending");
+    pending
         .into_iter()
         .filter(|e| e.key == key)
         .map(|e| e.message)
         .collect()
+}
+
+/// A pending attempt to pay 10 for `order` with `tok_visa`.
+async fn begin(stores: &PaymentStores, order: Id) -> Result<Payment, StoreError> {
+    let attempt = Payment::pending(order, price("10"), "tok_visa");
+    stores.payments.begin(attempt).await
 }
 
 pub async fn a_payment_round_trips_with_exact_cents(factory: &dyn PaymentStoreFactory) {
@@ -99,24 +105,13 @@ pub async fn a_payment_round_trips_with_exact_cents(factory: &dyn PaymentStoreFa
 pub async fn an_order_has_at_most_one_open_attempt(factory: &dyn PaymentStoreFactory) {
     let stores = factory.payment_stores().await;
     let order = Id::new();
-    stores
-        .payments
-        .begin(Payment::pending(order, price("10"), "tok_visa"))
-        .await
-        .expect("first");
-    let second = stores
-        .payments
-        .begin(Payment::pending(order, price("10"), "tok_visa"))
-        .await;
+    begin(&stores, order).await.expect("first");
+    let second = begin(&stores, order).await;
     assert!(
         matches!(second, Err(StoreError::AlreadyExists { .. })),
         "{second:?}"
     );
-    stores
-        .payments
-        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
-        .await
-        .expect("another order");
+    begin(&stores, Id::new()).await.expect("another order");
     assert_eq!(
         stores.payments.for_order(order).await.expect("list").len(),
         1
@@ -150,11 +145,7 @@ pub async fn of_concurrent_attempts_for_one_order_exactly_one_is_recorded(
 
 pub async fn a_charge_commits_its_event_and_keeps_the_order(factory: &dyn PaymentStoreFactory) {
     let stores = factory.payment_stores().await;
-    let attempt = stores
-        .payments
-        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
-        .await
-        .expect("begin");
+    let attempt = begin(&stores, Id::new()).await.expect("begin");
     let charged = stores
         .payments
         .settle_announcing(attempt.id, Outcome::Charged("ch_1".into()), &announce)
@@ -169,17 +160,14 @@ pub async fn a_charge_commits_its_event_and_keeps_the_order(factory: &dyn Paymen
         (PaymentStatus::Succeeded, 1, Some("ch_1"))
     );
     assert_eq!(stores.payments.get(attempt.id).await.expect("get"), charged);
-    let events = events_of(&*stores.outbox, &outbox_key("payment", attempt.id)).await;
+    let events = events_of_payment(&stores, attempt.id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].subject, "payment:created");
     assert!(
         String::from_utf8_lossy(&events[0].payload).contains("ch_1"),
         "announced from the record as stored"
     );
-    let again = stores
-        .payments
-        .begin(Payment::pending(attempt.order_id, price("10"), "tok_visa"))
-        .await;
+    let again = begin(&stores, attempt.order_id).await;
     assert!(
         matches!(again, Err(StoreError::AlreadyExists { .. })),
         "paid: {again:?}"
@@ -191,11 +179,7 @@ pub async fn a_declined_attempt_closes_and_frees_the_order_for_a_new_key(
 ) {
     let stores = factory.payment_stores().await;
     let order = Id::new();
-    let first = stores
-        .payments
-        .begin(Payment::pending(order, price("10"), "tok_visa"))
-        .await
-        .expect("begin");
+    let first = begin(&stores, order).await.expect("begin");
     let declined = stores
         .payments
         .settle_announcing(
@@ -214,14 +198,10 @@ pub async fn a_declined_attempt_closes_and_frees_the_order_for_a_new_key(
         (PaymentStatus::Failed, 1, Some("Your card was declined."))
     );
     assert!(
-        events_of(&*stores.outbox, &outbox_key("payment", first.id))
-            .await
-            .is_empty(),
+        events_of_payment(&stores, first.id).await.is_empty(),
         "a decline announces nothing"
     );
-    let second = stores
-        .payments
-        .begin(Payment::pending(order, price("10"), "tok_visa"))
+    let second = begin(&stores, order)
         .await
         .expect("the order can be paid again");
     assert_ne!(second.idempotency_key, first.idempotency_key);
@@ -238,11 +218,7 @@ pub async fn a_declined_attempt_closes_and_frees_the_order_for_a_new_key(
 
 pub async fn an_attempt_ends_once(factory: &dyn PaymentStoreFactory) {
     let stores = factory.payment_stores().await;
-    let attempt = stores
-        .payments
-        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
-        .await
-        .expect("begin");
+    let attempt = begin(&stores, Id::new()).await.expect("begin");
     stores
         .payments
         .settle_announcing(attempt.id, Outcome::Charged("ch_1".into()), &silent)
@@ -267,9 +243,7 @@ pub async fn an_attempt_ends_once(factory: &dyn PaymentStoreFactory) {
         (PaymentStatus::Succeeded, 1, Some("ch_1"))
     );
     assert!(
-        events_of(&*stores.outbox, &outbox_key("payment", attempt.id))
-            .await
-            .is_empty(),
+        events_of_payment(&stores, attempt.id).await.is_empty(),
         "refused changes commit no event"
     );
     let unknown = stores
@@ -281,11 +255,7 @@ pub async fn an_attempt_ends_once(factory: &dyn PaymentStoreFactory) {
 
 pub async fn only_a_charged_payment_is_refunded(factory: &dyn PaymentStoreFactory) {
     let stores = factory.payment_stores().await;
-    let attempt = stores
-        .payments
-        .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
-        .await
-        .expect("begin");
+    let attempt = begin(&stores, Id::new()).await.expect("begin");
     assert!(matches!(
         stores.payments.refund(attempt.id).await,
         Err(StoreError::VersionConflict { .. })
@@ -310,13 +280,7 @@ pub async fn pending_attempts_are_listed_oldest_first(factory: &dyn PaymentStore
     let stores = factory.payment_stores().await;
     let mut begun = Vec::new();
     for _ in 0..4 {
-        begun.push(
-            stores
-                .payments
-                .begin(Payment::pending(Id::new(), price("10"), "tok_visa"))
-                .await
-                .expect("begin"),
-        );
+        begun.push(begin(&stores, Id::new()).await.expect("begin"));
     }
     stores
         .payments

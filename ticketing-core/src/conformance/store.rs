@@ -18,10 +18,10 @@ use crate::ticketing::OrderStatus;
 use crate::ticketing::Price;
 use crate::ticketing::store::ReservationError;
 use crate::ticketing::store::{
-    NewOrder, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket, TicketReplica,
-    TicketReplicaStore, TicketStore, User, UserStore,
+    NewOrder, Order, OrderReplica, OrderReplicaStore, OrderStore, StoreError, Ticket,
+    TicketReplica, TicketReplicaStore, TicketStore, User, UserStore,
 };
-use crate::version::EventDisposition;
+use crate::version::{EventDisposition, Version};
 
 pub use super::outbox::{
     a_commit_wakes_the_relay, a_listener_change_records_its_order_in_the_same_unit,
@@ -726,60 +726,63 @@ pub async fn reservation_is_atomic_among_32_concurrent_orders(factory: &dyn Stor
     assert!(stores.orders.is_reserved(t.id).await.expect("reserved"));
 }
 
+/// A replicated ticket of a show, and an order that holds it.
+async fn held_ticket(stores: &Stores) -> (TicketReplica, Order) {
+    let t = replicated_ticket(stores, "show").await;
+    let order = reserve(stores, t.id).await.expect("reserve");
+    (t, order)
+}
+
+/// A new buyer's order for `ticket_id`.
+async fn reserve(stores: &Stores, ticket_id: Id) -> Result<Order, StoreError> {
+    stores.orders.reserve(new_order(Id::new(), ticket_id)).await
+}
+
+/// Moves order `id` from `version` to `status`, which must be allowed.
+async fn moved(stores: &Stores, id: Id, version: Version, status: OrderStatus) -> Order {
+    let moved = stores.orders.set_status(id, version, status).await;
+    moved.unwrap_or_else(|e| panic!("to {status:?}: {e}"))
+}
+
+/// Whether `result` is the reservation rule's refusal `expected`.
+fn refused<T>(result: &Result<T, StoreError>, expected: fn(&ReservationError) -> bool) -> bool {
+    matches!(result, Err(e) if ReservationError::of(e).is_some_and(expected))
+}
+
 pub async fn a_cancelled_order_frees_the_ticket(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let t = replicated_ticket(&stores, "show").await;
-    let first = stores
-        .orders
-        .reserve(new_order(Id::new(), t.id))
-        .await
-        .expect("reserve");
-    let cancelled = stores
-        .orders
-        .set_status(first.id, 0, OrderStatus::Cancelled)
-        .await
-        .expect("cancel");
+    let (t, first) = held_ticket(&stores).await;
+    let cancelled = moved(&stores, first.id, 0, OrderStatus::Cancelled).await;
     assert_eq!(
         (cancelled.status, cancelled.version),
         (OrderStatus::Cancelled, 1)
     );
     assert!(!stores.orders.is_reserved(t.id).await.expect("reserved"));
-    let second = stores
-        .orders
-        .reserve(new_order(Id::new(), t.id))
-        .await
-        .expect("re-order");
+    let second = reserve(&stores, t.id).await.expect("re-order");
     assert_eq!(second.status, OrderStatus::Created);
-    let third = stores.orders.reserve(new_order(Id::new(), t.id)).await;
+    let third = reserve(&stores, t.id).await;
     assert!(
-        matches!(&third, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::TicketReserved { .. }))),
+        refused(&third, |e| matches!(
+            e,
+            ReservationError::TicketReserved { .. }
+        )),
         "{third:?}"
     );
 }
 
 pub async fn a_complete_order_keeps_the_ticket(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let t = replicated_ticket(&stores, "show").await;
-    let order = stores
-        .orders
-        .reserve(new_order(Id::new(), t.id))
-        .await
-        .expect("reserve");
-    let paying = stores
-        .orders
-        .set_status(order.id, 0, OrderStatus::AwaitingPayment)
-        .await
-        .expect("pay");
-    let complete = stores
-        .orders
-        .set_status(order.id, paying.version, OrderStatus::Complete)
-        .await
-        .expect("complete");
+    let (t, order) = held_ticket(&stores).await;
+    let paying = moved(&stores, order.id, 0, OrderStatus::AwaitingPayment).await;
+    let complete = moved(&stores, order.id, paying.version, OrderStatus::Complete).await;
     assert_eq!(complete.version, 2);
     assert!(stores.orders.is_reserved(t.id).await.expect("reserved"));
-    let other = stores.orders.reserve(new_order(Id::new(), t.id)).await;
+    let other = reserve(&stores, t.id).await;
     assert!(
-        matches!(&other, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::TicketReserved { .. }))),
+        refused(&other, |e| matches!(
+            e,
+            ReservationError::TicketReserved { .. }
+        )),
         "{other:?}"
     );
     let cancel = stores
@@ -787,7 +790,7 @@ pub async fn a_complete_order_keeps_the_ticket(factory: &dyn StoreFactory) {
         .set_status(order.id, 2, OrderStatus::Cancelled)
         .await;
     assert!(
-        matches!(&cancel, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::Transition(_)))),
+        refused(&cancel, |e| matches!(e, ReservationError::Transition(_))),
         "{cancel:?}"
     );
     assert_eq!(stores.orders.get(order.id).await.expect("get"), complete);
@@ -795,17 +798,8 @@ pub async fn a_complete_order_keeps_the_ticket(factory: &dyn StoreFactory) {
 
 pub async fn an_order_status_change_is_version_checked(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let t = replicated_ticket(&stores, "show").await;
-    let order = stores
-        .orders
-        .reserve(new_order(Id::new(), t.id))
-        .await
-        .expect("reserve");
-    stores
-        .orders
-        .set_status(order.id, 0, OrderStatus::AwaitingPayment)
-        .await
-        .expect("first");
+    let (t, order) = held_ticket(&stores).await;
+    moved(&stores, order.id, 0, OrderStatus::AwaitingPayment).await;
     let stale = stores
         .orders
         .set_status(order.id, 0, OrderStatus::Cancelled)
@@ -821,12 +815,7 @@ pub async fn an_order_status_change_is_version_checked(factory: &dyn StoreFactor
 
 pub async fn of_concurrent_cancellations_exactly_one_wins(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let t = replicated_ticket(&stores, "show").await;
-    let order = stores
-        .orders
-        .reserve(new_order(Id::new(), t.id))
-        .await
-        .expect("reserve");
+    let (_, order) = held_ticket(&stores).await;
     let results = join_all((0..16).map(|_| {
         let orders = stores.orders.clone();
         async move { orders.set_status(order.id, 0, OrderStatus::Cancelled).await }
@@ -842,7 +831,7 @@ pub async fn of_concurrent_cancellations_exactly_one_wins(factory: &dyn StoreFac
 
 pub async fn ordering_an_unknown_ticket_is_not_found(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let result = stores.orders.reserve(new_order(Id::new(), Id::new())).await;
+    let result = reserve(&stores, Id::new()).await;
     assert!(
         matches!(result, Err(StoreError::NotFound { .. })),
         "{result:?}"

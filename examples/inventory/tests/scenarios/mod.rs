@@ -51,6 +51,12 @@ pub struct System {
     listeners: Vec<ListenerHandle>,
 }
 
+/// The inventory's database on `settings`, which must be running.
+pub async fn opened(settings: ticketing_store::StoreSettings) -> Database {
+    let opened = settings.open("inventory").await;
+    opened.unwrap_or_else(|e| panic!("{settings} must be running (scripts/test starts it): {e}"))
+}
+
 impl System {
     pub async fn new(db: Database) -> Self {
         let inventory = Inventory::open(&db).await.expect("open the inventory");
@@ -119,6 +125,12 @@ impl System {
             .adjust(item.id, item.version, delta)
             .await;
         adjusted.expect("adjust")
+    }
+
+    /// How the storefront's deliveries of `StockAdjusted` went.
+    pub fn storefront_adjustments(&self) -> ticketing_bus::memory::GroupStats {
+        self.memory
+            .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP)
     }
 
     pub async fn listing(&self, id: &uuid::Uuid) -> Option<Listing> {
@@ -193,9 +205,7 @@ pub async fn a_duplicate_delivery_is_acknowledged_and_changes_nothing(db: Databa
         .duplicate_next_delivery(StockAdjusted::SUBJECT);
     let item = system.adjust(&item, 4).await;
     system.settled().await;
-    let stats = system
-        .memory
-        .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+    let stats = system.storefront_adjustments();
     assert_eq!(stats.delivered, 2, "delivered twice");
     assert_eq!(
         (stats.acked, stats.dead_lettered),
@@ -223,9 +233,7 @@ pub async fn an_adjustment_that_overtakes_its_receipt_waits_and_converges(db: Da
     system.settled().await;
     let listing = system.listing(&item.id).await.expect("listed");
     assert_eq!((listing.available, listing.version), (5, 2));
-    let stats = system
-        .memory
-        .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+    let stats = system.storefront_adjustments();
     assert_eq!(
         (stats.acked, stats.dead_lettered),
         (2, 0),
@@ -250,9 +258,7 @@ pub async fn a_malformed_event_is_dead_lettered_with_its_reason(db: Database) {
     assert_eq!(ours.len(), 1, "{dead:?}");
     assert_eq!(ours[0].message.subject, StockAdjusted::SUBJECT);
     assert!(!ours[0].reason.is_empty(), "{:?}", ours[0]);
-    let stats = system
-        .memory
-        .stats_of::<StockAdjusted>(storefront::QUEUE_GROUP);
+    let stats = system.storefront_adjustments();
     assert_eq!(
         (stats.delivered, stats.dead_lettered),
         (1, 1),

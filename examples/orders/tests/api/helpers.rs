@@ -47,7 +47,7 @@ pub async fn spawn_app() -> TestApp {
     );
     let (orders, tickets) = (state.orders.clone(), state.tickets.clone());
     TestApp {
-        outbox: state.outbox.clone(),
+        outbox: state.database.outbox(),
         http: kit::spawn::<Orders>(state).await,
         bus: memory.bus,
         orders,

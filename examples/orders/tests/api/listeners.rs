@@ -37,20 +37,27 @@ fn updated(id: Id, version: u64, title: &str) -> TicketUpdated {
     }
 }
 
+/// The replica's title and version.
+async fn replica_of(app: &TestApp, id: Id) -> (String, u64) {
+    let replica = app.tickets.get(&id).await.unwrap();
+    (replica.title, replica.version)
+}
+
+/// The replica's title, price in cents and version.
+async fn priced_replica_of(app: &TestApp, id: Id) -> (String, u64, u64) {
+    let replica = app.tickets.get(&id).await.unwrap();
+    (replica.title, replica.price.cents(), replica.version)
+}
+
 #[tokio::test]
 async fn ticket_created_stores_a_replica_and_acks() {
     let app = spawn_app().await;
     let id = Id::new();
     publish(&app, &created(id)).await;
     app.settled().await;
-    let replica = app.tickets.get(&id).await.unwrap();
     assert_eq!(
-        (
-            replica.title.as_str(),
-            replica.price.cents(),
-            replica.version
-        ),
-        ("concert", 2000, 0)
+        priced_replica_of(&app, id).await,
+        ("concert".into(), 2000, 0)
     );
     let stats = app.bus.group_stats("ticket:created", GROUP).unwrap();
     assert_eq!((stats.acked, stats.dead_lettered), (1, 0));
@@ -81,14 +88,9 @@ async fn ticket_updated_applies_title_price_and_version() {
     publish(&app, &created(id)).await;
     publish(&app, &updated(id, 1, "new title")).await;
     app.settled().await;
-    let replica = app.tickets.get(&id).await.unwrap();
     assert_eq!(
-        (
-            replica.title.as_str(),
-            replica.price.cents(),
-            replica.version
-        ),
-        ("new title", 2550, 1)
+        priced_replica_of(&app, id).await,
+        ("new title".into(), 2550, 1)
     );
 }
 
@@ -107,8 +109,7 @@ async fn a_skipped_version_is_not_acked_until_the_gap_is_filled() {
         ticketing_bus::memory::ReleaseOrder::Reversed,
     );
     app.settled().await;
-    let replica = app.tickets.get(&id).await.unwrap();
-    assert_eq!((replica.title.as_str(), replica.version), ("v2", 2));
+    assert_eq!(replica_of(&app, id).await, ("v2".into(), 2));
     let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
     assert!(stats.nacked >= 1, "{stats:?}");
     assert_eq!((stats.acked, stats.dead_lettered), (2, 0));
@@ -188,28 +189,24 @@ async fn updates_that_overtake_their_creation_by(lag: std::time::Duration) -> (T
     (app, id)
 }
 
-async fn replica_of(app: &TestApp, id: Id) -> (String, u64) {
-    let replica = app.tickets.get(&id).await.unwrap();
-    (replica.title, replica.version)
+/// Asserts that the replica caught up `lag` behind with no dead letter; the updates' stats.
+async fn caught_up_from(lag: std::time::Duration) -> ticketing_bus::memory::GroupStats {
+    let (app, id) = updates_that_overtake_their_creation_by(lag).await;
+    assert_eq!(replica_of(&app, id).await, ("v2".to_owned(), 2));
+    let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
+    assert_eq!((stats.acked, stats.dead_lettered), (2, 0), "{stats:?}");
+    stats
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_replica_ten_minutes_behind_catches_up_with_no_dead_letter() {
-    let (app, id) =
-        updates_that_overtake_their_creation_by(std::time::Duration::from_secs(600)).await;
-    assert_eq!(replica_of(&app, id).await, ("v2".to_owned(), 2));
-    let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
-    assert_eq!((stats.acked, stats.dead_lettered), (2, 0), "{stats:?}");
+    let stats = caught_up_from(std::time::Duration::from_secs(600)).await;
     assert!(stats.nacked >= 10, "it waited: {stats:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_replica_two_hours_behind_catches_up_with_no_dead_letter() {
-    let (app, id) =
-        updates_that_overtake_their_creation_by(std::time::Duration::from_secs(2 * 3600)).await;
-    assert_eq!(replica_of(&app, id).await, ("v2".to_owned(), 2));
-    let stats = app.bus.group_stats("ticket:updated", GROUP).unwrap();
-    assert_eq!((stats.acked, stats.dead_lettered), (2, 0), "{stats:?}");
+    let stats = caught_up_from(std::time::Duration::from_secs(2 * 3600)).await;
     // Long waits are retried less and less often (at most once a minute), not every second.
     assert!(stats.nacked < 1000, "{stats:?}");
 }

@@ -23,18 +23,27 @@ struct App {
     keys: ticketing_common::SessionKeys,
 }
 
+/// The payments service's state over `memory`, charging through `provider`.
+pub fn state_with(
+    memory: &kit::Memory,
+    provider: Arc<dyn ticketing_payments::provider::PaymentProvider>,
+) -> PaymentsState {
+    PaymentsState::new(&memory.database, kit::keys(), &memory.bus(), provider)
+}
+
+/// `POST /api/payments` of `order` with the card `token`, signed in as `cookie`.
+pub async fn pay_order(http: &kit::TestApp, cookie: &str, order: Id, token: &str) -> Answer {
+    let body = json!({"orderId": order.to_string(), "token": token});
+    http.post("/api/payments", Some(cookie), &body).await
+}
+
 async fn spawn_app() -> App {
     let memory = kit::Memory::new().await;
     let provider = FakeProvider::new();
     let keys = kit::keys();
-    let state = PaymentsState::new(
-        &memory.database,
-        keys.clone(),
-        &memory.bus(),
-        Arc::new(provider.clone()),
-    );
+    let state = state_with(&memory, Arc::new(provider.clone()));
     App {
-        outbox: state.outbox.clone(),
+        outbox: state.database.outbox(),
         payments: state.payments.clone(),
         http: kit::spawn::<Payments>(state).await,
         bus: memory.bus,
@@ -94,6 +103,14 @@ impl App {
         id
     }
 
+    /// Pays `order` with `tok_visa`: a `201`, and the payment's id.
+    async fn paid(&self, cookie: &str, order: Id) -> Id {
+        let response = pay_order(&self.http, cookie, order, "tok_visa").await;
+        assert_eq!(response.code(), 201);
+        let body: Value = response.json();
+        Id::parse(body["id"].as_str().unwrap()).unwrap()
+    }
+
     async fn pay(&self, cookie: &str, body: Value) -> Answer {
         self.http.post("/api/payments", Some(cookie), &body).await
     }
@@ -104,15 +121,7 @@ async fn paying_charges_the_exact_price_once_and_announces_it() {
     let app = spawn_app().await;
     let (cookie, buyer) = kit::signed_in(&app.keys);
     let order = app.order_of(buyer).await;
-    let response = app
-        .pay(
-            &cookie,
-            json!({"orderId": order.to_string(), "token": "tok_visa"}),
-        )
-        .await;
-    assert_eq!(response.code(), 201);
-    let body: Value = response.json();
-    let id = Id::parse(body["id"].as_str().unwrap()).unwrap();
+    let id = app.paid(&cookie, order).await;
     app.settled().await;
     let charges = app.provider.charges();
     assert_eq!(charges.len(), 1);
@@ -158,19 +167,9 @@ async fn bad_requests_get_the_api_answers() {
         assert_eq!(response.code(), 404, "{unknown}");
     }
     let (other, _) = kit::signed_in(&app.keys);
-    let response = app
-        .pay(
-            &other,
-            json!({"orderId": order.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let response = pay_order(&app.http, &other, order, "tok_visa").await;
     assert_eq!(response.code(), 401);
-    let response = app
-        .pay(
-            &cookie,
-            json!({"orderId": order.to_string(), "token": "tok_nonsense"}),
-        )
-        .await;
+    let response = pay_order(&app.http, &cookie, order, "tok_nonsense").await;
     kit::assert_error(&response, 400, "No such token: 'tok_nonsense'");
     assert!(app.provider.charges().is_empty(), "nothing charged");
 }
@@ -181,15 +180,7 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
     let (cookie, buyer) = kit::signed_in(&app.keys);
     let order = app.order_of(buyer).await;
     // Paid just before the cancellation reaches the payments service.
-    let response = app
-        .pay(
-            &cookie,
-            json!({"orderId": order.to_string(), "token": "tok_visa"}),
-        )
-        .await;
-    assert_eq!(response.code(), 201);
-    let body: Value = response.json();
-    let id = Id::parse(body["id"].as_str().unwrap()).unwrap();
+    let id = app.paid(&cookie, order).await;
     app.publish(&OrderCancelled {
         id: order,
         version: 1,
@@ -202,12 +193,7 @@ async fn a_cancelled_order_cannot_be_paid_and_a_charge_that_lost_the_race_is_ref
         PaymentStatus::Refunded
     );
     assert!(app.provider.charges()[0].refunded, "the money went back");
-    let response = app
-        .pay(
-            &cookie,
-            json!({"orderId": order.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let response = pay_order(&app.http, &cookie, order, "tok_visa").await;
     kit::assert_error(&response, 400, "Cannot pay for an cancelled order");
     assert!(app.bus.dead_letters().await.unwrap().is_empty());
 }

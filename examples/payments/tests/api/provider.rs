@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mockall::Sequence;
-use serde_json::json;
+use ticketing_core::Id;
 use ticketing_core::ticketing::payment::{PaymentStatus, PaymentStore};
 use ticketing_payments::provider::{ChargeRequest, PaymentProvider, ProviderError};
-use ticketing_payments::startup::{Payments, PaymentsState};
+use ticketing_payments::startup::Payments;
 use ticketing_test_app as kit;
 
-use crate::pay::seed_order;
+use crate::pay::{pay_order, seed_order, state_with};
 
 mockall::mock! {
     Provider {}
@@ -25,17 +25,15 @@ mockall::mock! {
     }
 }
 
-async fn spawn_with(provider: MockProvider) -> (kit::TestApp, kit::Memory, Arc<dyn PaymentStore>) {
+/// The service charging through `provider`, a signed-in buyer's cookie, and an order of theirs.
+async fn spawn_with(provider: MockProvider) -> (kit::TestApp, Arc<dyn PaymentStore>, String, Id) {
     let memory = kit::Memory::new().await;
-    let state = PaymentsState::new(
-        &memory.database,
-        kit::keys(),
-        &memory.bus(),
-        Arc::new(provider),
-    );
+    let state = state_with(&memory, Arc::new(provider));
     let payments = state.payments.clone();
     let app = kit::spawn::<Payments>(state).await;
-    (app, memory, payments)
+    let (cookie, buyer) = kit::signed_in(&kit::keys());
+    let order_id = seed_order(&memory, buyer).await;
+    (app, payments, cookie, order_id)
 }
 
 #[tokio::test]
@@ -62,16 +60,8 @@ async fn a_charge_whose_answer_was_lost_is_asked_again_with_the_same_key_and_cha
             seen.lock().unwrap().push(request.idempotency_key.clone());
             Ok("ch_once".into())
         });
-    let (app, memory, payments) = spawn_with(provider).await;
-    let (cookie, buyer) = kit::signed_in(&kit::keys());
-    let order_id = seed_order(&memory, buyer).await;
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": order_id.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let (app, payments, cookie, order_id) = spawn_with(provider).await;
+    let response = pay_order(&app, &cookie, order_id, "tok_visa").await;
     assert_eq!(response.code(), 201);
     let keys = keys_seen.lock().unwrap().clone();
     assert_eq!(keys.len(), 2);
@@ -89,16 +79,8 @@ async fn a_provider_that_stays_down_leaves_the_attempt_pending_and_answers_503()
         .expect_charge()
         .times(3)
         .returning(|_| Err(ProviderError::Unavailable("connection refused".into())));
-    let (app, memory, payments) = spawn_with(provider).await;
-    let (cookie, buyer) = kit::signed_in(&kit::keys());
-    let order_id = seed_order(&memory, buyer).await;
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": order_id.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let (app, payments, cookie, order_id) = spawn_with(provider).await;
+    let response = pay_order(&app, &cookie, order_id, "tok_visa").await;
     assert_eq!(response.code(), 503);
     assert!(response.headers.get("retry-after").is_some());
     let attempts = payments.for_order(order_id).await.unwrap();
@@ -109,13 +91,7 @@ async fn a_provider_that_stays_down_leaves_the_attempt_pending_and_answers_503()
         "its outcome is unknown: kept, with its key, for a retry"
     );
     // A second request cannot start a second charge meanwhile.
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": order_id.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let response = pay_order(&app, &cookie, order_id, "tok_visa").await;
     assert_eq!(response.code(), 400);
 }
 
@@ -129,16 +105,8 @@ async fn a_decline_is_a_400_with_the_providers_message_and_charges_nothing() {
         })
     });
     provider.expect_refund().never();
-    let (app, memory, payments) = spawn_with(provider).await;
-    let (cookie, buyer) = kit::signed_in(&kit::keys());
-    let order_id = seed_order(&memory, buyer).await;
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": order_id.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let (app, payments, cookie, order_id) = spawn_with(provider).await;
+    let response = pay_order(&app, &cookie, order_id, "tok_visa").await;
     kit::assert_error(&response, 400, "Your card has insufficient funds.");
     let attempts = payments.for_order(order_id).await.unwrap();
     assert_eq!(attempts[0].status, PaymentStatus::Failed);

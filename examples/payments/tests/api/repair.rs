@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::json;
 use ticketing_core::ticketing::payment::{Outcome, Payment, PaymentStatus, PaymentStore};
 use ticketing_core::ticketing::store::Announce;
 use ticketing_core::{Id, StoreError};
 use ticketing_payments::provider::{ChargeRequest, FakeProvider, PaymentProvider};
 use ticketing_payments::settle::{Repair, RepairOptions, RepairReport};
-use ticketing_payments::startup::{Payments, PaymentsState};
+use ticketing_payments::startup::Payments;
 use ticketing_test_app as kit;
 
-use crate::pay::seed_order;
+use crate::pay::{pay_order, seed_order, state_with};
 
 fn price() -> ticketing_core::ticketing::Price {
     "19.99".parse().unwrap()
@@ -150,13 +149,8 @@ async fn a_store_error_after_the_charge_is_a_503_and_the_repair_settles_that_cha
 
     let memory = kit::Memory::new().await;
     let provider = FakeProvider::new();
-    let mut state = PaymentsState::new(
-        &memory.database,
-        kit::keys(),
-        &memory.bus(),
-        Arc::new(provider.clone()),
-    )
-    .with_repair_every(Duration::from_millis(50));
+    let mut state = state_with(&memory, Arc::new(provider.clone()))
+        .with_repair_every(Duration::from_millis(50));
     let payments = state.payments.clone();
     state.payments = Arc::new(Faulty {
         inner: payments.clone(),
@@ -166,13 +160,7 @@ async fn a_store_error_after_the_charge_is_a_503_and_the_repair_settles_that_cha
     let (cookie, buyer) = kit::signed_in(&kit::keys());
     let order = seed_order(&memory, buyer).await;
 
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": order.to_string(), "token": "tok_visa"}),
-        )
-        .await;
+    let response = pay_order(&app, &cookie, order, "tok_visa").await;
     assert_eq!(response.code(), 503, "not a 500: it is being settled");
     assert!(response.headers.get("retry-after").is_some());
     assert_eq!(provider.charges().len(), 1, "the card was charged");

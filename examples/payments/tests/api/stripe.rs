@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use ticketing_core::ticketing::payment::PaymentStatus;
 use ticketing_payments::provider::{ChargeRequest, PaymentProvider, ProviderError, StripeProvider};
-use ticketing_payments::startup::{Payments, PaymentsState};
+use ticketing_payments::startup::Payments;
 use ticketing_test_app as kit;
 
-use crate::pay::seed_order;
+use crate::pay::{pay_order, seed_order, state_with};
 
 const KEY: &str = "sk_test_ticketing";
 
@@ -120,34 +120,17 @@ async fn refusals_and_outages_are_told_apart() {
 #[tokio::test]
 async fn the_service_pays_an_order_through_stripe() {
     let memory = kit::Memory::new().await;
-    let state = PaymentsState::new(
-        &memory.database,
-        kit::keys(),
-        &memory.bus(),
-        Arc::new(stripe()),
-    );
+    let state = state_with(&memory, Arc::new(stripe()));
     let payments = state.payments.clone();
     let app = kit::spawn::<Payments>(state).await;
     let (cookie, buyer) = kit::signed_in(&kit::keys());
 
     let declined = seed_order(&memory, buyer).await;
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": declined.to_string(), "token": "pm_card_chargeCustomerFail"}),
-        )
-        .await;
+    let response = pay_order(&app, &cookie, declined, "pm_card_chargeCustomerFail").await;
     kit::assert_error(&response, 400, "Your card was declined.");
 
     let order = seed_order(&memory, buyer).await;
-    let response = app
-        .post(
-            "/api/payments",
-            Some(&cookie),
-            &json!({"orderId": order.to_string(), "token": "pm_card_visa"}),
-        )
-        .await;
+    let response = pay_order(&app, &cookie, order, "pm_card_visa").await;
     assert_eq!(response.code(), 201);
     let attempt = &payments.for_order(order).await.unwrap()[0];
     assert_eq!(attempt.status, PaymentStatus::Succeeded);

@@ -41,7 +41,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut TicketsState)) -> TestApp {
     change(&mut state);
     let (tickets, order_replicas) = (state.tickets.clone(), state.order_replicas.clone());
     TestApp {
-        outbox: state.outbox.clone(),
+        outbox: state.database.outbox(),
         http: kit::spawn::<Tickets>(state).await,
         bus: memory.bus,
         tickets,
@@ -64,6 +64,12 @@ impl TestApp {
         self.http
             .put(&format!("/api/tickets/{id}"), cookie, body)
             .await
+    }
+
+    /// Puts a valid update (`x` at 20) to ticket `id`.
+    pub async fn put_valid_update(&self, cookie: Option<&str>, id: impl ToString) -> Answer {
+        let body = serde_json::json!({"title": "x", "price": 20});
+        self.put_ticket(cookie, &id.to_string(), &body).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {

@@ -91,11 +91,7 @@ async fn updating_an_unknown_ticket_is_a_404() {
     let app = spawn_app().await;
     let (cookie, _) = signin(&app.keys);
     let response = app
-        .put_ticket(
-            Some(&cookie),
-            &ticketing_core::Id::new().to_string(),
-            &json!({"title": "x", "price": 20}),
-        )
+        .put_valid_update(Some(&cookie), ticketing_core::Id::new())
         .await;
     assert_eq!(response.code(), 404);
 }
@@ -103,13 +99,7 @@ async fn updating_an_unknown_ticket_is_a_404() {
 #[tokio::test]
 async fn updating_requires_a_session() {
     let app = spawn_app().await;
-    let response = app
-        .put_ticket(
-            None,
-            &ticketing_core::Id::new().to_string(),
-            &json!({"title": "x", "price": 20}),
-        )
-        .await;
+    let response = app.put_valid_update(None, ticketing_core::Id::new()).await;
     assert_eq!(response.code(), 401);
 }
 
@@ -188,13 +178,7 @@ async fn a_reserved_ticket_cannot_be_edited() {
     let app = spawn_app().await;
     let (cookie, user) = signin(&app.keys);
     let reserved = app.seed_ticket(user, Some(ticketing_core::Id::new())).await;
-    let response = app
-        .put_ticket(
-            Some(&cookie),
-            &reserved.id.to_string(),
-            &json!({"title": "x", "price": 20}),
-        )
-        .await;
+    let response = app.put_valid_update(Some(&cookie), reserved.id).await;
     assert_error(&response, 400, "Cannot edit a reserved ticket");
     app.settled().await;
     assert!(app.bus.published::<TicketUpdated>().is_empty());
