@@ -7,13 +7,36 @@ use axum::Router;
 use axum::routing::get;
 use utoipa::Modify;
 use utoipa::openapi::OpenApi;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 
-/// Adds the two ways to present a session: the `session` cookie and a bearer token.
+/// Adds the two ways to present a session, the `session` cookie and a bearer token, and
+/// requires one of them of every operation that can answer 401 (`Not signed in`).
 pub struct SessionSecurity;
 
 impl Modify for SessionSecurity {
     fn modify(&self, openapi: &mut OpenApi) {
+        let signed_in = || {
+            vec![
+                SecurityRequirement::new("session", Vec::<String>::new()),
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+            ]
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.responses.responses.contains_key("401") {
+                    operation.security.get_or_insert_with(signed_in);
+                }
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "session",

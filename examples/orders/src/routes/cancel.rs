@@ -24,8 +24,7 @@ const ATTEMPTS: usize = 5;
         (status = 404, description = "No such order", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::EdgeErrors,
         (status = 409, description = "Concurrent changes kept winning", body = ticketing_common::error::ErrorBody),
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 #[tracing::instrument(name = "cancel_order", skip_all, fields(user = %user.id, order = %id))]
 pub async fn cancel(

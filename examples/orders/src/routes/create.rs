@@ -21,8 +21,7 @@ use crate::startup::OrdersState;
         (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::BodyErrors,
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 #[tracing::instrument(name = "create_order", skip_all, fields(user = %user.id))]
 pub async fn create(

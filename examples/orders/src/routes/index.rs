@@ -12,8 +12,7 @@ use crate::startup::OrdersState;
         (status = 200, description = "The caller's orders, oldest first", body = Vec<OrderJson>),
         (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::EdgeErrors,
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 pub async fn index(
     RequireUser(user): RequireUser,

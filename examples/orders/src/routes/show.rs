@@ -15,8 +15,7 @@ use crate::startup::OrdersState;
         (status = 401, description = "Not signed in, or not the buyer", body = ticketing_common::error::ErrorBody),
         (status = 404, description = "No such order", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::EdgeErrors,
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 pub async fn show(
     RequireUser(user): RequireUser,

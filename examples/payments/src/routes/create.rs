@@ -29,8 +29,7 @@ const ATTEMPTS: usize = 3;
         (status = 404, description = "No such order (yet)", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::BodyErrors,
         (status = 503, description = "The provider did not answer, or the payment could not be recorded; the attempt is settled later with the same idempotency key", body = ticketing_common::error::ErrorBody),
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 #[tracing::instrument(name = "pay", skip_all, fields(user = %user.id))]
 pub async fn create(

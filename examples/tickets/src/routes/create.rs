@@ -18,8 +18,7 @@ use crate::startup::TicketsState;
         (status = 400, description = "A field is invalid", body = ticketing_common::error::ErrorBody),
         (status = 401, description = "Not signed in", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::BodyErrors,
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 #[tracing::instrument(name = "create_ticket", skip_all, fields(user = %user.id))]
 pub async fn create(

@@ -25,8 +25,7 @@ const ATTEMPTS: usize = 5;
         (status = 404, description = "No such ticket", body = ticketing_common::error::ErrorBody),
         (status = 409, description = "Concurrent changes kept winning", body = ticketing_common::error::ErrorBody),
         ticketing_common::error::BodyErrors,
-    ),
-    security(("session" = []), ("bearer" = []))
+    )
 )]
 #[tracing::instrument(name = "update_ticket", skip_all, fields(user = %user.id, ticket = %id))]
 pub async fn update(
