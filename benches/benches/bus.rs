@@ -11,11 +11,7 @@ use ticketing_core::ListenerOptions;
 const MESSAGES: u64 = 100_000;
 
 fn throughput(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = ticketing_benches::runtime();
     let events = encoded_events(MESSAGES);
     let mut group = c.benchmark_group("publish_consume_ack_100k");
     group.sample_size(10);

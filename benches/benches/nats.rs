@@ -207,11 +207,7 @@ async fn timed<T>(
 }
 
 fn throughput(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = ticketing_benches::runtime();
     let events = encoded_events(MESSAGES);
     let mut group = c.benchmark_group("nats_100k");
     group.sample_size(10);

@@ -193,11 +193,7 @@ async fn bare_updates_with_event(pool: &PgPool, mut ticket: Ticket) {
 }
 
 fn versioned_updates(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = ticketing_benches::runtime();
     let db = runtime.block_on(database());
     let store = db.tickets();
     let mut group = c.benchmark_group("pg_versioned_updates_1000");

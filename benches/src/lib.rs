@@ -175,6 +175,15 @@ pub async fn mpsc_round_trip(events: &[bytes::Bytes], groups: usize) {
     }
 }
 
+/// The runtime the benchmarks run on: two workers, as the machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Peak resident memory of this process in KiB (`VmHWM`), where the OS tells it.
 pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -19,11 +19,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
     let retained: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = ticketing_benches::runtime();
     runtime.block_on(async move {
         let bus = InMemoryBus::with_config(InMemoryBusConfig {
             max_messages_per_subject: retained,

@@ -41,25 +41,22 @@ async fn a_charge_whose_answer_was_lost_is_asked_again_with_the_same_key_and_cha
     let keys_seen = Arc::new(Mutex::new(Vec::new()));
     let mut provider = MockProvider::new();
     let mut order = Sequence::new();
-    let seen = keys_seen.clone();
-    provider
-        .expect_charge()
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(move |request| {
-            seen.lock().unwrap().push(request.idempotency_key.clone());
-            // The charge went through; the answer timed out.
-            Err(ProviderError::Unavailable("timed out".into()))
-        });
-    let seen = keys_seen.clone();
-    provider
-        .expect_charge()
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(move |request| {
-            seen.lock().unwrap().push(request.idempotency_key.clone());
-            Ok("ch_once".into())
-        });
+    // The charge went through, but its answer timed out; asked again, it is charged once.
+    let answers = [
+        Err(ProviderError::Unavailable("timed out".into())),
+        Ok("ch_once".to_owned()),
+    ];
+    for answer in answers {
+        let seen = keys_seen.clone();
+        provider
+            .expect_charge()
+            .times(1)
+            .in_sequence(&mut order)
+            .return_once(move |request| {
+                seen.lock().unwrap().push(request.idempotency_key.clone());
+                answer
+            });
+    }
     let (app, payments, cookie, order_id) = spawn_with(provider).await;
     let response = pay_order(&app, &cookie, order_id, "tok_visa").await;
     assert_eq!(response.code(), 201);

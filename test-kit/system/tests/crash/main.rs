@@ -445,24 +445,18 @@ async fn crash_run(store: Store, faults: Faults) {
         payment_issues.len(),
         CHAOS,
     );
-    assert!(
-        issues.is_empty(),
-        "the services disagree (logs in {}):\n{}",
-        dir.display(),
-        issues.join("\n")
-    );
-    assert!(
-        payment_issues.is_empty(),
-        "payments disagree with orders (logs in {}):\n{}",
-        dir.display(),
-        payment_issues.join("\n")
-    );
-    assert!(
-        dead_letters.is_empty(),
-        "dead letters (logs in {}):\n{}",
-        dir.display(),
-        dead_letters.join("\n")
-    );
+    for (what, found) in [
+        ("the services disagree", &issues),
+        ("payments disagree with orders", &payment_issues),
+        ("dead letters", &dead_letters),
+    ] {
+        assert!(
+            found.is_empty(),
+            "{what} (logs in {}):\n{}",
+            dir.display(),
+            found.join("\n")
+        );
+    }
     assert!(
         tally.of("POST /api/tickets 201") > 0
             && tally.of("POST /api/orders 201") > 0
