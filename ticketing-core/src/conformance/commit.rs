@@ -179,7 +179,7 @@ fn fresh_id() -> String {
 }
 
 /// `(key, version)` of every pending event, in the order the outbox hands them out.
-async fn pending(outbox: &dyn Outbox) -> Vec<(String, u64)> {
+pub(crate) async fn pending(outbox: &dyn Outbox) -> Vec<(String, u64)> {
     outbox
         .pending(10_000)
         .await
@@ -187,6 +187,36 @@ async fn pending(outbox: &dyn Outbox) -> Vec<(String, u64)> {
         .iter()
         .map(|e| (e.key.clone(), version_of(&e.message)))
         .collect()
+}
+
+/// Asserts that `outbox` holds the events of `records` records, each's versions 0 to `last`
+/// in commit order.
+pub(crate) async fn assert_pending_in_order(outbox: &dyn Outbox, records: usize, last: u64) {
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    for (key, version) in pending(outbox).await {
+        by_key.entry(key).or_default().push(version);
+    }
+    assert_eq!(by_key.len(), records);
+    for versions in by_key.values() {
+        assert_eq!(versions, &(0..=last).collect::<Vec<u64>>());
+    }
+}
+
+/// Changes each of `ids` `times` times, a writer per record, all at once, each change
+/// `pause` after the one before.
+async fn update_each(committer: &Arc<dyn Committer>, ids: &[String], times: u64, pause: Duration) {
+    join_all(ids.iter().map(|id| async move {
+        for version in 0..times {
+            committer
+                .update(id, version, vec![event(id, version + 1)])
+                .await
+                .expect("update");
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }))
+    .await;
 }
 
 /// `n` records, each created with its version-0 event.
@@ -275,26 +305,8 @@ pub async fn events_of_one_record_are_pending_in_commit_order(factory: &dyn Comm
     let committer = factory.committer().await;
     let ids = created(&*committer, 4).await;
     // Each record changed ten times by a writer of its own, the four writers at once.
-    join_all(ids.iter().map(|id| {
-        let committer = committer.clone();
-        async move {
-            for version in 0..10 {
-                committer
-                    .update(id, version, vec![event(id, version + 1)])
-                    .await
-                    .expect("update");
-            }
-        }
-    }))
-    .await;
-    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
-    for (key, version) in pending(&*committer.outbox()).await {
-        by_key.entry(key).or_default().push(version);
-    }
-    assert_eq!(by_key.len(), 4);
-    for versions in by_key.values() {
-        assert_eq!(versions, &(0..=10).collect::<Vec<u64>>());
-    }
+    update_each(&committer, &ids, 10, Duration::ZERO).await;
+    assert_pending_in_order(&*committer.outbox(), 4, 10).await;
 }
 
 pub async fn several_events_of_one_change_keep_their_order(factory: &dyn CommitFactory) {
@@ -341,19 +353,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn CommitFactor
     let bus = Arc::new(RecordingBus::default());
     let (relays, _token) = two_relays(&committer.outbox(), &bus);
     let ids = created(&*committer, 4).await;
-    join_all(ids.iter().map(|id| {
-        let committer = committer.clone();
-        async move {
-            for version in 0..8 {
-                committer
-                    .update(id, version, vec![event(id, version + 1)])
-                    .await
-                    .expect("update");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }))
-    .await;
+    update_each(&committer, &ids, 8, Duration::from_millis(5)).await;
     let stored = stored_once(&bus, 36, relays).await;
     for id in &ids {
         let versions: Vec<u64> = stored

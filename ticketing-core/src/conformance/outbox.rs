@@ -3,13 +3,14 @@
 
 #![allow(missing_docs)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::commit::{a_round_after_a_stopped_relay, stored_once, two_relays};
+use super::commit::{
+    a_round_after_a_stopped_relay, assert_pending_in_order, stored_once, two_relays,
+};
 use super::store::{StoreFactory, Stores, replicated_ticket, ticket};
 use crate::bus::OutgoingMessage;
 use crate::store::StoreError;
@@ -68,6 +69,29 @@ async fn pending(stores: &Stores) -> Vec<(String, u64)> {
         .iter()
         .map(|e| (e.key.clone(), version_of(&e.message)))
         .collect()
+}
+
+/// Retitles each of `tickets` `times` times, a writer per ticket, all at once, each change
+/// `pause` after the one before.
+async fn update_each(stores: &Stores, tickets: &[Ticket], times: u64, pause: Duration) {
+    join_all(tickets.iter().map(|t| async move {
+        let mut current = t.clone();
+        for n in 0..times {
+            let retitled = Ticket {
+                title: format!("v{n}"),
+                ..current.clone()
+            };
+            current = stores
+                .tickets
+                .update_announcing(&retitled, &announce_ticket)
+                .await
+                .expect("update");
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }))
+    .await;
 }
 
 pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
@@ -227,34 +251,8 @@ pub async fn events_of_one_record_are_pending_in_commit_order(factory: &dyn Stor
     let stores = factory.stores().await;
     let tickets = created_tickets(&stores, 4).await;
     // Each ticket changed ten times by a writer of its own, the four writers at once.
-    join_all(tickets.iter().map(|t| {
-        let stores = stores.clone();
-        let mut current = t.clone();
-        async move {
-            for n in 0..10 {
-                current = stores
-                    .tickets
-                    .update_announcing(
-                        &Ticket {
-                            title: format!("v{n}"),
-                            ..current.clone()
-                        },
-                        &announce_ticket,
-                    )
-                    .await
-                    .expect("update");
-            }
-        }
-    }))
-    .await;
-    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
-    for (key, version) in pending(&stores).await {
-        by_key.entry(key).or_default().push(version);
-    }
-    assert_eq!(by_key.len(), 4);
-    for versions in by_key.values() {
-        assert_eq!(versions, &(0..=10).collect::<Vec<u64>>());
-    }
+    update_each(&stores, &tickets, 10, Duration::ZERO).await;
+    assert_pending_in_order(&*stores.outbox, 4, 10).await;
 }
 
 pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
@@ -297,21 +295,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory
     let bus = Arc::new(RecordingBus::default());
     let (relays, _token) = two_relays(&stores.outbox, &bus);
     let tickets = created_tickets(&stores, 4).await;
-    join_all(tickets.iter().map(|t| {
-        let stores = stores.clone();
-        let mut current = t.clone();
-        async move {
-            for _ in 0..8 {
-                current = stores
-                    .tickets
-                    .update_announcing(&current, &announce_ticket)
-                    .await
-                    .expect("update");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }))
-    .await;
+    update_each(&stores, &tickets, 8, Duration::from_millis(5)).await;
     let stored = stored_once(&bus, 36, relays).await;
     for t in &tickets {
         let versions: Vec<u64> = stored
