@@ -23,17 +23,25 @@ async fn spawn_with(settings: Settings) -> (Endpoints, InMemoryBus) {
     (Endpoints::single(&address), bus)
 }
 
+/// Waits (`seconds` at most) until every group but the expiration timers has nothing in flight.
+async fn settled(bus: &InMemoryBus, seconds: u64) {
+    let settled = bus.settled_except(&["expiration-service"]);
+    tokio::time::timeout(Duration::from_secs(seconds), settled)
+        .await
+        .expect("the system comes to rest");
+}
+
+/// [`settled`], and nothing was dead-lettered.
+async fn settled_without_dead_letters(bus: &InMemoryBus, seconds: u64) {
+    settled(bus, seconds).await;
+    assert!(bus.dead_letters().await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sell_order_cancel_and_reorder_across_the_three_services() {
     let (at, bus) = spawn().await;
     support::sell_order_cancel_reorder(&at).await;
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        bus.settled_except(&["expiration-service"]),
-    )
-    .await
-    .unwrap();
-    assert!(bus.dead_letters().await.unwrap().is_empty());
+    settled_without_dead_letters(&bus, 20).await;
 }
 
 /// With `LISTENER_ORDER=key`, each record's events reach the orders and payments services'
@@ -46,13 +54,7 @@ async fn with_listeners_in_key_order_the_flows_run_and_no_replica_event_waits() 
     let (at, bus) = spawn_with(settings).await;
     support::sell_order_cancel_reorder(&at).await;
     support::one_of_32_concurrent_orders_wins(&at).await;
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        bus.settled_except(&["expiration-service"]),
-    )
-    .await
-    .unwrap();
-    assert!(bus.dead_letters().await.unwrap().is_empty());
+    settled_without_dead_letters(&bus, 20).await;
     let groups = bus.groups();
     let ordered = |service: &str| {
         groups
@@ -96,12 +98,7 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
     seller
         .ticket_until(&id, "released", |t| t["version"] == 2)
         .await;
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        bus.settled_except(&["expiration-service"]),
-    )
-    .await
-    .unwrap();
+    settled(&bus, 20).await;
 
     // Five edits whose events reach the orders service newest first, each twice.
     bus.faults().hold("ticket:updated");
@@ -127,12 +124,7 @@ async fn updates_delivered_out_of_order_and_twice_still_converge() {
     }
     bus.faults()
         .release("ticket:updated", ReleaseOrder::Reversed);
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        bus.settled_except(&["expiration-service"]),
-    )
-    .await
-    .unwrap();
+    settled(&bus, 30).await;
 
     let order = buyer.order_when_orderable(&id).await.expect(201);
     assert_eq!(order["ticket"]["title"], "t5");
@@ -321,13 +313,7 @@ async fn a_declined_card_leaves_the_order_payable_and_a_payment_completes_it_onc
         seller.ticket(ticket_id).await.body["orderId"],
         json!(order_id)
     );
-    tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        bus.settled_except(&["expiration-service"]),
-    )
-    .await
-    .unwrap();
-    assert!(bus.dead_letters().await.unwrap().is_empty());
+    settled_without_dead_letters(&bus, 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
