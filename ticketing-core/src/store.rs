@@ -303,6 +303,33 @@ where
     }
 }
 
+/// [`replicate`] for an event that carries the whole record (the new record does not depend on
+/// the one held): the write comes first, so an event in turn costs one statement instead of a
+/// lookup and a write. Only a refused write is looked up, to tell a duplicate (`Ok(None)`:
+/// acknowledge) from a gap (the retryable gap error: wait); an event that became applicable
+/// in between is written again. The outcomes are [`replicate`]'s with `|_| Ok(record)`, except
+/// that losing the race to another member that applied the same event is `Ok(None)`.
+pub async fn replicate_record<R, S>(store: &S, record: R) -> Result<Option<R>, HandlerError>
+where
+    R: Replica,
+    S: ReplicaStore<R> + ?Sized,
+{
+    match store.apply(&record).await {
+        Ok(()) => return Ok(Some(record)),
+        Err(StoreError::VersionConflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let lookup = store.find_by_event(record.id(), record.version()).await?;
+    if lookup.applicable()?.is_none() {
+        return Ok(None);
+    }
+    match store.apply(&record).await {
+        Ok(()) => Ok(Some(record)),
+        Err(StoreError::VersionConflict { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Makes the events a change announces from the record as stored (its new version included).
 /// The store commits them with the change, into its outbox: see [`crate::outbox`].
 ///

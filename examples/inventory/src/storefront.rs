@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use ticketing_core::store::{ReplicaStore, replicate};
+use ticketing_core::store::{ReplicaStore, replicate_record};
 use ticketing_core::{HandlerError, Version};
 use uuid::Uuid;
 
@@ -62,6 +62,7 @@ async fn list(
         available,
         version,
     };
-    replicate(listings, &id, version, |_| Ok(listing)).await?;
+    // The event carries the whole listing: written first, looked up only when refused.
+    replicate_record(listings, listing).await?;
     Ok(())
 }

@@ -42,7 +42,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::listener::HandlerError;
-use crate::store::{Replica, ReplicaStore, StoreError, replicate};
+use crate::store::{Replica, ReplicaStore, StoreError, replicate, replicate_record};
 use crate::version::{EventDisposition, ReplicaStart, Version};
 
 /// A record of another domain: a shipment replicated from a carrier's service. Its id is a
@@ -254,6 +254,87 @@ pub async fn a_shuffled_event_log_with_duplicates_converges_to_the_in_order_stat
     );
 }
 
+pub async fn a_whole_record_written_first_has_the_outcomes_of_a_lookup_first<F: ReplicaFactory>(
+    factory: &F,
+) {
+    for start in [ReplicaStart::FromFirst, ReplicaStart::FirstSeen] {
+        let store = factory.store(start).await;
+        let id = factory.id();
+        let record = |version: Version| factory.record(&id, version, version * 7);
+        if start == ReplicaStart::FromFirst {
+            let gap = replicate_record(&*store, record(1)).await;
+            assert!(gap.expect_err("a gap").is_retryable(), "{start:?}");
+            assert_eq!(store.find(&id).await.expect("find"), None, "{start:?}");
+        }
+        let first = if start == ReplicaStart::FromFirst {
+            0
+        } else {
+            4
+        };
+        let applied = replicate_record(&*store, record(first))
+            .await
+            .expect("applied");
+        assert_eq!(applied, Some(record(first)), "{start:?}");
+        for duplicate in [first, first.saturating_sub(1)] {
+            let again = replicate_record(&*store, record(duplicate)).await;
+            assert_eq!(
+                again.expect("a duplicate is acknowledged"),
+                None,
+                "{start:?}"
+            );
+        }
+        let gap = replicate_record(&*store, record(first + 2)).await;
+        assert!(gap.expect_err("a gap").is_retryable(), "{start:?}");
+        let next = replicate_record(&*store, record(first + 1)).await;
+        assert_eq!(next.expect("in turn"), Some(record(first + 1)), "{start:?}");
+        assert_eq!(
+            store.get(&id).await.expect("get"),
+            record(first + 1),
+            "{start:?}"
+        );
+    }
+}
+
+pub async fn a_shuffled_log_of_whole_records_converges_to_the_in_order_state<F: ReplicaFactory>(
+    factory: &F,
+) {
+    let store = factory.store(ReplicaStart::FromFirst).await;
+    let id = factory.id();
+    // Versions 0..12, each twice, in a fixed scrambled order, written by two members at once.
+    let mut log: VecDeque<Version> = (0..12).chain(0..12).collect();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut scrambled = VecDeque::new();
+    while !log.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let at = (state % log.len() as u64) as usize;
+        scrambled.push_back(log.remove(at).expect("in range"));
+    }
+    let mut steps = 0;
+    while let Some(version) = scrambled.pop_front() {
+        steps += 1;
+        assert!(steps < 10_000, "the log converges");
+        let record = factory.record(&id, version, version * 7);
+        let both = join_all([
+            replicate_record(&*store, record.clone()),
+            replicate_record(&*store, record),
+        ])
+        .await;
+        let applied = both.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert!(applied <= 1, "one member applies an event: {both:?}");
+        if both.iter().any(|r| matches!(r, Err(e) if e.is_retryable())) {
+            scrambled.push_back(version);
+        } else if let Some(Err(e)) = both.iter().find(|r| r.is_err()) {
+            panic!("{e}");
+        }
+    }
+    assert_eq!(
+        store.get(&id).await.expect("get"),
+        factory.record(&id, 11, 77)
+    );
+}
+
 pub async fn a_from_first_replica_waits_for_version_0<F: ReplicaFactory>(factory: &F) {
     let store = factory.store(ReplicaStart::FromFirst).await;
     assert_eq!(store.start(), ReplicaStart::FromFirst);
@@ -333,6 +414,8 @@ macro_rules! replica_conformance_tests {
             applying_out_of_turn_is_a_version_conflict_and_writes_nothing
             of_concurrent_appliers_of_one_event_exactly_one_wins
             a_shuffled_event_log_with_duplicates_converges_to_the_in_order_state
+            a_whole_record_written_first_has_the_outcomes_of_a_lookup_first
+            a_shuffled_log_of_whole_records_converges_to_the_in_order_state
             a_from_first_replica_waits_for_version_0
             a_first_seen_replica_starts_mid_stream
             records_are_kept_apart_by_id

@@ -55,10 +55,8 @@ async fn replicate(
         price,
         version,
     };
-    if store::replicate(replicas, &id, version, |_| Ok(ticket))
-        .await?
-        .is_some()
-    {
+    // The event carries the whole replica: written first, looked up only when refused.
+    if store::replicate_record(replicas, ticket).await?.is_some() {
         tracing::info!(ticket = %id, version, "ticket replicated");
     }
     Ok(())

@@ -9,7 +9,7 @@
 //! (`payments-service--order:created`, ...) left off, without replaying the history. On an
 //! older server the service keeps those per-subject durables.
 
-use ticketing_core::store::replicate;
+use ticketing_core::store::{replicate, replicate_record};
 use ticketing_core::ticketing::events::{
     OrderCancelled, OrderCompleted, OrderCreated, queue_groups,
 };
@@ -115,7 +115,7 @@ pub async fn order_created(state: PaymentsState, event: OrderCreated) -> Result<
         status: event.status,
         version: event.version,
     };
-    replicate(&*state.orders, &event.id, event.version, |_| Ok(order)).await?;
+    replicate_record(&*state.orders, order).await?;
     Ok(())
 }
 
