@@ -122,6 +122,21 @@ impl<T: ShipmentStores> ReplicaFactory for T {
     }
 }
 
+/// Versions 0 to 11, each twice, in the fixed scrambled order `seed` gives (xorshift).
+fn scrambled_log(seed: u64) -> VecDeque<Version> {
+    let mut log: VecDeque<Version> = (0..12).chain(0..12).collect();
+    let mut state = seed;
+    let mut scrambled = VecDeque::new();
+    while !log.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let at = (state % log.len() as u64) as usize;
+        scrambled.push_back(log.remove(at).expect("in range"));
+    }
+    scrambled
+}
+
 /// What `store` answers an event of `version` about `id`.
 async fn disposition_of<R: Replica>(
     store: &dyn ReplicaStore<R>,
@@ -226,17 +241,7 @@ pub async fn a_shuffled_event_log_with_duplicates_converges_to_the_in_order_stat
 ) {
     let store = factory.store(ReplicaStart::FromFirst).await;
     let id = factory.id();
-    // Versions 0..12, each twice, in a fixed scrambled order.
-    let mut log: VecDeque<Version> = (0..12).chain(0..12).collect();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut scrambled = VecDeque::new();
-    while !log.is_empty() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let at = (state % log.len() as u64) as usize;
-        scrambled.push_back(log.remove(at).expect("in range"));
-    }
+    let mut scrambled = scrambled_log(0x9e37_79b9_7f4a_7c15);
     let mut steps = 0;
     while let Some(version) = scrambled.pop_front() {
         steps += 1;
@@ -300,17 +305,8 @@ pub async fn a_shuffled_log_of_whole_records_converges_to_the_in_order_state<F: 
 ) {
     let store = factory.store(ReplicaStart::FromFirst).await;
     let id = factory.id();
-    // Versions 0..12, each twice, in a fixed scrambled order, written by two members at once.
-    let mut log: VecDeque<Version> = (0..12).chain(0..12).collect();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut scrambled = VecDeque::new();
-    while !log.is_empty() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let at = (state % log.len() as u64) as usize;
-        scrambled.push_back(log.remove(at).expect("in range"));
-    }
+    // Written by two members at once.
+    let mut scrambled = scrambled_log(0x2545_f491_4f6c_dd1d);
     let mut steps = 0;
     while let Some(version) = scrambled.pop_front() {
         steps += 1;
