@@ -126,7 +126,12 @@ async fn run(args: &Args, bins: &std::path::Path, order: &str) -> bool {
         let log =
             std::fs::File::create(logs.join(format!("{service}-{index}.log"))).expect("a log file");
         let mut command = Command::new(bins.join(service));
+        // Only the settings below: a MONGO_URI or STORE of the caller's shell would make the
+        // choice of store ambiguous, and the service refuse to start.
         command
+            .env_remove("MONGO_URI")
+            .env_remove("STORE")
+            .env_remove("BUS")
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("JWT_KEY", JWT_KEY)
