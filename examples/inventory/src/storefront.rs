@@ -1,7 +1,7 @@
 //! The storefront's replica of the warehouse's stock: a listing per item, kept on the
 //! versioned contract from both stock events. Each listener is an async function of its state
-//! and the event, registered on a router; [`replicate`] does the lookup, the
-//! Apply/Duplicate/Gap decision and the write.
+//! and the event, registered on a router; [`replicate_record`] does the write, and on a refusal
+//! the lookup that tells a duplicate (acknowledge) from a gap (wait).
 
 use std::sync::Arc;
 
