@@ -17,15 +17,6 @@ pub fn stores_of(db: &Database) -> Stores {
     }
 }
 
-/// The payment suite's view of a database.
-pub fn payment_stores_of(db: &Database) -> ticketing_core::conformance::payments::PaymentStores {
-    ticketing_core::conformance::payments::PaymentStores {
-        payments: db.payments(),
-        payable_orders: db.payable_orders(),
-        outbox: db.outbox(),
-    }
-}
-
 /// Opens `settings`, saying what to start when the server is not there.
 pub async fn open(settings: StoreSettings) -> Database {
     settings
