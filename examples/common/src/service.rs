@@ -171,7 +171,7 @@ pub trait Service: Send + Sync + 'static {
         match Self::DOCUMENT {
             Some(document) => routes.merge(crate::openapi::document_route(
                 document.path,
-                (document.api)(),
+                Self::openapi(),
             )),
             None => routes,
         }

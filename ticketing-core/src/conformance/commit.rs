@@ -76,25 +76,24 @@ impl Bus for RecordingBus {
     }
 }
 
-/// Two relays of `outbox` into `bus` at once, polling every 20 ms with a 300 ms lease, and the
-/// token that stops them.
+/// Two relays of `outbox` into `bus` at once, polling every 20 ms with a 300 ms lease; their
+/// handles stop them.
 pub(crate) fn two_relays(
     outbox: &Arc<dyn Outbox>,
     bus: &Arc<RecordingBus>,
-) -> (Vec<crate::outbox::RelayHandle>, CancellationToken) {
+) -> Vec<crate::outbox::RelayHandle> {
     let options = RelayOptions {
         poll: Duration::from_millis(20),
         lease_ttl: Duration::from_millis(300),
         ..RelayOptions::default()
     };
     let token = CancellationToken::new();
-    let relays = ["relay-a", "relay-b"]
+    ["relay-a", "relay-b"]
         .map(|holder| {
             let bus: Arc<dyn Bus> = bus.clone();
             spawn_relay(outbox.clone(), bus, holder, options, token.clone())
         })
-        .into();
-    (relays, token)
+        .into()
 }
 
 /// What `bus` stored once it holds `count` messages (20 s at most) and `relays` have stopped;
@@ -351,7 +350,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
 pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn CommitFactory) {
     let committer = factory.committer().await;
     let bus = Arc::new(RecordingBus::default());
-    let (relays, _token) = two_relays(&committer.outbox(), &bus);
+    let relays = two_relays(&committer.outbox(), &bus);
     let ids = created(&*committer, 4).await;
     update_each(&committer, &ids, 8, Duration::from_millis(5)).await;
     let stored = stored_once(&bus, 36, relays).await;

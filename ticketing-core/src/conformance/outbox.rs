@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::commit::{
-    a_round_after_a_stopped_relay, assert_pending_in_order, stored_once, two_relays,
+    a_round_after_a_stopped_relay, assert_pending_in_order, pending, stored_once, two_relays,
 };
 use super::store::{StoreFactory, Stores, replicated_ticket, ticket};
 use crate::bus::OutgoingMessage;
@@ -59,18 +59,6 @@ async fn created_tickets(stores: &Stores, n: usize) -> Vec<Ticket> {
     tickets
 }
 
-/// `(key, version)` of every pending event, in the order the outbox hands them out.
-async fn pending(stores: &Stores) -> Vec<(String, u64)> {
-    stores
-        .outbox
-        .pending(10_000)
-        .await
-        .expect("pending")
-        .iter()
-        .map(|e| (e.key.clone(), version_of(&e.message)))
-        .collect()
-}
-
 /// Retitles each of `tickets` `times` times, a writer per ticket, all at once, each change
 /// `pause` after the one before.
 async fn update_each(stores: &Stores, tickets: &[Ticket], times: u64, pause: Duration) {
@@ -113,7 +101,10 @@ pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
         .await
         .expect("update");
     let key = format!("ticket:{}", created.id);
-    assert_eq!(pending(&stores).await, vec![(key.clone(), 0), (key, 1)]);
+    assert_eq!(
+        pending(&*stores.outbox).await,
+        vec![(key.clone(), 0), (key, 1)]
+    );
     let events = stores.outbox.pending(10).await.expect("pending");
     assert_eq!(
         events[1].message.message_id.as_deref(),
@@ -164,7 +155,7 @@ pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
         .create_announcing(ticket("concert"), &announce_ticket)
         .await
         .expect("create");
-    let before = pending(&stores).await;
+    let before = pending(&*stores.outbox).await;
     // A stale version, a taken id, a held ticket, a forbidden transition: nothing announced.
     let stale = stores
         .tickets
@@ -213,13 +204,13 @@ pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
     assert!(
         matches!(&forbidden, Err(e) if matches!(ReservationError::of(e), Some(ReservationError::Transition(_))))
     );
-    let after: Vec<(String, u64)> = pending(&stores)
+    let after: Vec<(String, u64)> = pending(&*stores.outbox)
         .await
         .into_iter()
         .filter(|(key, _)| !key.starts_with("order:"))
         .collect();
     assert_eq!(after, before, "a rejected ticket change announces nothing");
-    let order_events = pending(&stores)
+    let order_events = pending(&*stores.outbox)
         .await
         .into_iter()
         .filter(|(key, _)| key.starts_with("order:"))
@@ -293,7 +284,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
 pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let bus = Arc::new(RecordingBus::default());
-    let (relays, _token) = two_relays(&stores.outbox, &bus);
+    let relays = two_relays(&stores.outbox, &bus);
     let tickets = created_tickets(&stores, 4).await;
     update_each(&stores, &tickets, 8, Duration::from_millis(5)).await;
     let stored = stored_once(&bus, 36, relays).await;
@@ -309,7 +300,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory
             .collect();
         assert_eq!(versions, (0..=8).collect::<Vec<u64>>(), "per-record order");
     }
-    assert!(pending(&stores).await.is_empty());
+    assert!(pending(&*stores.outbox).await.is_empty());
 }
 
 pub async fn a_commit_wakes_the_relay(factory: &dyn StoreFactory) {
@@ -355,7 +346,7 @@ pub async fn a_listener_change_records_its_order_in_the_same_unit(factory: &dyn 
         stores.order_replicas.find(&order.id).await.expect("find"),
         Some(order.clone())
     );
-    assert_eq!(pending(&stores).await.len(), 2);
+    assert_eq!(pending(&*stores.outbox).await.len(), 2);
 
     // A stale ticket version: nothing is written, neither the ticket, its event nor the order.
     let later = OrderReplica {
@@ -372,7 +363,7 @@ pub async fn a_listener_change_records_its_order_in_the_same_unit(factory: &dyn 
         stores.order_replicas.find(&order.id).await.expect("find"),
         Some(order.clone())
     );
-    assert_eq!(pending(&stores).await.len(), 2);
+    assert_eq!(pending(&*stores.outbox).await.len(), 2);
 
     // The order replica already at a later version is left as it is.
     stores.order_replicas.apply(&later).await.expect("apply");
