@@ -365,15 +365,21 @@ async fn ordered_groups_show_in_stats_and_settled_waits_for_them() {
         .subscribe_ordered(&subjects, "ordered", SubscribeOptions::default())
         .await
         .unwrap();
-    for (subject, key) in [("harness:a", "x"), ("harness:b", "y")] {
+    for (subject, key) in [("harness:a", "x"), ("harness:b", "x"), ("harness:b", "y")] {
         let message =
             OutgoingMessage::new(subject, "{}").with_header(ticketing_core::partition::KEY, key);
         bus.publish(message).await.unwrap();
     }
     let first = sub.next().await.unwrap().unwrap();
     assert_eq!(first.subject(), "harness:a");
-    // One partition: the other key waits behind the first, though it is another key.
+    // One partition: the key's next event waits behind the first, another key does not.
+    let other = sub.try_next().expect("the other key").unwrap();
+    assert_eq!(
+        other.headers().get(ticketing_core::partition::KEY).unwrap(),
+        "y"
+    );
     assert!(sub.try_next().is_none());
+    other.ack().await.unwrap();
     let stats = bus.group_stats("harness:b", "ordered").unwrap();
     assert_eq!((stats.in_flight, stats.undelivered), (1, 1));
     first.nak(Some(Duration::from_secs(30))).await.unwrap();
@@ -391,7 +397,7 @@ async fn ordered_groups_show_in_stats_and_settled_waits_for_them() {
     second.ack().await.unwrap();
     settled.await.unwrap();
     let stats = bus.group_stats("harness:a", "ordered").unwrap();
-    assert_eq!((stats.delivered, stats.acked, stats.nacked), (3, 2, 1));
+    assert_eq!((stats.delivered, stats.acked, stats.nacked), (4, 3, 1));
     let groups = bus.groups();
     assert!(
         groups

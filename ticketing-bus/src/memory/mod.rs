@@ -105,8 +105,9 @@ pub struct InMemoryBusConfig {
     pub max_duplicate_ids: usize,
     /// Dead letters kept; the oldest are dropped past it. Default 100,000.
     pub max_dead_letters: usize,
-    /// Partitions of an ordered group ([`Bus::subscribe_ordered`]): keys in one partition
-    /// wait on each other, as on NATS with as many partitions. Default 16.
+    /// Partitions of an ordered group ([`Bus::subscribe_ordered`]), as on NATS with as many:
+    /// a key's events go in its partition's queue, and each key has one message out at a time.
+    /// Default 16.
     pub partitions: u32,
 }
 

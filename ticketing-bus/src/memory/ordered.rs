@@ -1,9 +1,11 @@
 //! Ordered groups ([`Bus::subscribe_ordered`]): one consumer of several subjects in
 //! partitions, as the NATS backend's partitioned consumers behave. Each message goes, in
 //! publish order across the subjects, to the partition of its ordering key
-//! ([`ticketing_core::partition`]); a partition hands out one message at a time and the next
-//! only once that one is acked or dead-lettered, so a nak or a member's death holds the
-//! partition until the redelivery is settled. Partitions run in parallel across members.
+//! ([`ticketing_core::partition`]); a partition hands out one message per key at a time, the
+//! key's next only once that one is acked or dead-lettered, so a nak or a member's death holds
+//! the key (not the partition's other keys) until the redelivery is settled, as on NATS, where
+//! one member holds a partition and hands its keys out in parallel. Keys run in parallel
+//! across members.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -30,12 +32,14 @@ pub(super) struct Ordered {
 
 #[derive(Default)]
 struct Partition {
-    queue: VecDeque<(Arc<Message>, Instant)>,
-    slot: Option<Slot>,
+    queue: VecDeque<(Arc<Message>, Instant, Box<str>)>,
+    /// One per key with a message out.
+    slots: Vec<Slot>,
 }
 
-/// The partition's one message out: delivered and unsettled, or waiting for redelivery.
+/// A key's one message out: delivered and unsettled, or waiting for redelivery.
 struct Slot {
+    key: Box<str>,
     message: Arc<Message>,
     published: Instant,
     attempt: u32,
@@ -57,7 +61,10 @@ impl Ordered {
             .map(Cow::Borrowed)
             .unwrap_or_else(|| Cow::Owned(format!("{}:{}", message.subject, message.sequence)));
         let index = partition::partition(&key, count) as usize;
-        self.partitions[index].queue.push_back((message, published));
+        let key = partition::token(&key).into();
+        self.partitions[index]
+            .queue
+            .push_back((message, published, key));
     }
 
     /// The time something is next due, and whether anything is in flight or queued.
@@ -65,12 +72,54 @@ impl Ordered {
         let mut busy = false;
         let mut wake: Option<Instant> = None;
         for partition in &self.partitions {
-            busy |= partition.slot.is_some() || !partition.queue.is_empty();
-            if let Some(slot) = &partition.slot {
+            busy |= !partition.slots.is_empty() || !partition.queue.is_empty();
+            for slot in &partition.slots {
                 wake = Some(wake.map_or(slot.at, |w| w.min(slot.at)));
             }
         }
         (wake, busy)
+    }
+}
+
+impl Partition {
+    /// The partition's next delivery at `now`: a redelivery due, else the first queued message
+    /// of a key with nothing out.
+    fn take(&mut self, now: Instant, ack_wait: Duration) -> Option<(Arc<Message>, u32, Instant)> {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.due && s.at <= now) {
+            slot.attempt += 1;
+            slot.due = false;
+            slot.at = now + ack_wait;
+            return Some((slot.message.clone(), slot.attempt, slot.published));
+        }
+        let slots = &self.slots;
+        let at = self
+            .queue
+            .iter()
+            .position(|(_, _, key)| !slots.iter().any(|s| s.key == *key))?;
+        let (message, published, key) = self.queue.remove(at)?;
+        self.slots.push(Slot {
+            key,
+            message: message.clone(),
+            published,
+            attempt: 1,
+            at: now + ack_wait,
+            due: false,
+        });
+        Some((message, 1, published))
+    }
+
+    fn slot(&mut self, message: &Arc<Message>) -> Option<&mut Slot> {
+        self.slots
+            .iter_mut()
+            .find(|s| Arc::ptr_eq(&s.message, message))
+    }
+
+    fn remove(&mut self, message: &Arc<Message>) -> Option<Slot> {
+        let at = self
+            .slots
+            .iter()
+            .position(|s| Arc::ptr_eq(&s.message, message))?;
+        Some(self.slots.swap_remove(at))
     }
 }
 
@@ -152,7 +201,7 @@ impl State {
     }
 
     /// The next delivery of ordered group `id` due at `now`: a redelivery, or a partition's
-    /// next message once the one before it is settled.
+    /// next message of a key once the key's one before it is settled.
     pub(super) fn take_ordered(
         &mut self,
         id: OrderedId,
@@ -164,28 +213,8 @@ impl State {
         for k in 0..count {
             let index = (ordered.next + k) % count;
             let ack_wait = ordered.options.ack_wait;
-            let partition = &mut ordered.partitions[index];
-            let delivered = match &mut partition.slot {
-                Some(slot) if slot.due && slot.at <= now => {
-                    slot.attempt += 1;
-                    slot.due = false;
-                    slot.at = now + ack_wait;
-                    (slot.message.clone(), slot.attempt, slot.published)
-                }
-                Some(_) => continue,
-                None => {
-                    let Some((message, published)) = partition.queue.pop_front() else {
-                        continue;
-                    };
-                    partition.slot = Some(Slot {
-                        message: message.clone(),
-                        published,
-                        attempt: 1,
-                        at: now + ack_wait,
-                        due: false,
-                    });
-                    (message, 1, published)
-                }
+            let Some(delivered) = ordered.partitions[index].take(now, ack_wait) else {
+                continue;
             };
             ordered.next = index + 1;
             ordered.stats.delivered += 1;
@@ -206,38 +235,36 @@ impl State {
     pub(super) fn expire_ordered(&mut self, id: OrderedId, now: Instant) {
         let max_deliver = self.ordered[id].options.max_deliver;
         for index in 0..self.ordered[id].partitions.len() {
+            let mut ended = Vec::new();
             let ordered = &mut self.ordered[id];
-            let Some(slot) = ordered.partitions[index]
-                .slot
-                .as_mut()
-                .filter(|s| !s.due && s.at <= now)
-            else {
-                continue;
-            };
-            ordered.stats.ack_timeouts += 1;
-            if slot.attempt >= max_deliver {
-                let reason = format!(
-                    "delivered {} times without an ack (max_deliver {max_deliver})",
-                    slot.attempt
-                );
-                self.end_ordered(
-                    Place {
-                        group: id,
-                        partition: index,
-                    },
-                    reason,
-                );
-            } else {
-                slot.due = true;
-                slot.at = now;
+            for slot in &mut ordered.partitions[index].slots {
+                if slot.due || slot.at > now {
+                    continue;
+                }
+                ordered.stats.ack_timeouts += 1;
+                if slot.attempt >= max_deliver {
+                    ended.push((slot.message.clone(), slot.attempt));
+                } else {
+                    slot.due = true;
+                    slot.at = now;
+                }
+            }
+            for (message, attempt) in ended {
+                let reason =
+                    format!("delivered {attempt} times without an ack (max_deliver {max_deliver})");
+                let place = Place {
+                    group: id,
+                    partition: index,
+                };
+                self.end_ordered(place, &message, reason);
             }
         }
     }
 
-    /// Dead-letters a partition's message and lets the next one flow.
-    fn end_ordered(&mut self, place: Place, reason: String) {
+    /// Dead-letters a key's message and lets the key's next one flow.
+    fn end_ordered(&mut self, place: Place, message: &Arc<Message>, reason: String) {
         let ordered = &mut self.ordered[place.group];
-        let Some(slot) = ordered.partitions[place.partition].slot.take() else {
+        let Some(slot) = ordered.partitions[place.partition].remove(message) else {
             return;
         };
         ordered.stats.dead_lettered += 1;
@@ -261,11 +288,7 @@ impl State {
     ) {
         let ordered = &mut self.ordered[place.group];
         let (ack_wait, max_deliver) = (ordered.options.ack_wait, ordered.options.max_deliver);
-        let Some(slot) = ordered.partitions[place.partition]
-            .slot
-            .as_mut()
-            .filter(|s| Arc::ptr_eq(&s.message, message))
-        else {
+        let Some(slot) = ordered.partitions[place.partition].slot(message) else {
             // Already settled, or dead-lettered.
             return;
         };
@@ -275,7 +298,7 @@ impl State {
             Settle::Progress => {}
             // A late ack of an earlier delivery still acks the message, as in JetStream.
             Settle::Ack => {
-                ordered.partitions[place.partition].slot = None;
+                ordered.partitions[place.partition].remove(message);
                 ordered.stats.acked += 1;
                 ordered.wake();
             }
@@ -283,7 +306,7 @@ impl State {
             Settle::Nak(_) if attempt >= max_deliver => {
                 ordered.stats.nacked += 1;
                 let reason = format!("nacked on delivery {attempt} of max_deliver {max_deliver}");
-                self.end_ordered(place, reason);
+                self.end_ordered(place, message, reason);
             }
             Settle::Nak(delay) => {
                 ordered.stats.nacked += 1;
@@ -291,7 +314,7 @@ impl State {
                 slot.at = Instant::now() + delay;
                 ordered.wake();
             }
-            Settle::Term(reason) => self.end_ordered(place, reason.to_owned()),
+            Settle::Term(reason) => self.end_ordered(place, message, reason.to_owned()),
         }
     }
 
@@ -310,10 +333,12 @@ impl State {
         };
         for partition in &ordered.partitions {
             stats.undelivered += partition.queue.len() as u64;
-            match &partition.slot {
-                Some(slot) if slot.due => stats.waiting += 1,
-                Some(_) => stats.in_flight += 1,
-                None => {}
+            for slot in &partition.slots {
+                if slot.due {
+                    stats.waiting += 1;
+                } else {
+                    stats.in_flight += 1;
+                }
             }
         }
         stats

@@ -51,6 +51,7 @@ use ticketing_core::{
 
 mod config;
 mod headers;
+mod leases;
 mod many;
 mod partitions;
 mod rpc;

@@ -113,7 +113,13 @@ impl NatsBus {
         }
         let prefix = &self.inner.config.subject_prefix;
         let floors = self.plain_floors(subjects, group).await?;
-        let mut members = Vec::with_capacity(partitions as usize);
+        let group_name = ticketing_core::bus::ordered_group_name(group, subjects);
+        // A partition's share of the group's unacknowledged messages: its holder fetches ahead
+        // and hands different keys out at once.
+        let per_partition = i64::try_from(options.max_ack_pending / partitions as usize)
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut consumers = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let mut filters: Vec<String> = subjects
                 .iter()
@@ -122,10 +128,7 @@ impl NatsBus {
             if index == 0 {
                 filters.extend(subjects.iter().map(|s| format!("{prefix}.{s}")));
             }
-            let name = format!(
-                "{}__p{index}",
-                ticketing_core::bus::ordered_group_name(group, subjects)
-            );
+            let name = format!("{group_name}__p{index}");
             let events = &self.inner.events;
             // A new durable starts where the group's plain consumers left off (a service that
             // turns per-key order on replays nothing); an existing one keeps its start.
@@ -160,8 +163,7 @@ impl NatsBus {
                 ack_wait: options.ack_wait,
                 // One delivery past the limit reaches a member, which dead-letters it.
                 max_deliver: i64::from(options.max_deliver.max(1)) + 1,
-                // The partition's order: one message out at a time.
-                max_ack_pending: 1,
+                max_ack_pending: per_partition,
                 ..Default::default()
             };
             let consumer: PullConsumer = self
@@ -170,18 +172,18 @@ impl NatsBus {
                 .create_consumer(config)
                 .await
                 .map_err(|e| backend(format!("cannot create consumer {name}: {e}")))?;
-            // The server sends a partition's messages one at a time whatever the batch: a
-            // larger pull request only spares a new request per message.
-            let one_at_a_time = options;
-            members.push(Box::new(NatsSubscription::new(
-                self.inner.clone(),
-                consumer,
-                group,
-                one_at_a_time,
-                floors.clone(),
-            )) as Box<dyn Subscription>);
+            consumers.push((name, consumer));
         }
-        Ok(Box::new(Funnel::new(members)))
+        let member = leases::Leased::join(
+            self.inner.clone(),
+            group,
+            &group_name,
+            consumers,
+            floors,
+            options,
+        )
+        .await?;
+        Ok(Box::new(member))
     }
 }
 
@@ -211,82 +213,6 @@ impl NatsBus {
             }
         }
         Ok(floors)
-    }
-}
-
-/// The partitions' members as one: a task per partition pulls its deliveries into one queue.
-/// A partition has at most one message out, so the queue holds at most one per partition, and
-/// taking the next delivery costs one receive however many partitions there are (racing a
-/// future per partition on every take does not).
-struct Funnel {
-    deliveries: tokio::sync::mpsc::Receiver<Result<Delivery, BusError>>,
-    pullers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Funnel {
-    fn new(members: Vec<Box<dyn Subscription>>) -> Self {
-        let (tx, deliveries) = tokio::sync::mpsc::channel(members.len().max(1));
-        let pullers = members
-            .into_iter()
-            .map(|mut member| {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    // A partition's failures stay with its puller: handed to the listener, each
-                    // would pause the taking of every partition's deliveries.
-                    let mut failures = 0u32;
-                    while let Some(next) = member.next().await {
-                        match next {
-                            Ok(delivery) => {
-                                failures = 0;
-                                if tx.send(Ok(delivery)).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Err(error) => {
-                                failures = failures.saturating_add(1);
-                                if failures == 1 || failures.is_power_of_two() {
-                                    tracing::warn!(%error, failures, "a partition's pull failed; retrying");
-                                }
-                                let pause = Duration::from_millis(50)
-                                    .saturating_mul(failures.min(40))
-                                    .min(Duration::from_secs(2));
-                                tokio::time::sleep(pause).await;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Funnel {
-            deliveries,
-            pullers,
-        }
-    }
-}
-
-#[async_trait]
-impl Subscription for Funnel {
-    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
-        self.deliveries.recv().await
-    }
-
-    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
-        self.deliveries.try_recv().ok()
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), BusError> {
-        // Deliveries pulled but not handed out come again after their ack wait, as with any
-        // member that leaves.
-        drop(self);
-        Ok(())
-    }
-}
-
-impl Drop for Funnel {
-    fn drop(&mut self) {
-        for puller in &self.pullers {
-            puller.abort();
-        }
     }
 }
 

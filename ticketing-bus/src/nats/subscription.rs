@@ -39,6 +39,22 @@ impl NatsSubscription {
         &self,
         message: async_nats::jetstream::Message,
     ) -> Result<Option<Delivery>, BusError> {
+        Ok(self.accept_parts(message).await?.map(|accepted| {
+            Delivery::with_acker(
+                accepted.message,
+                self.group.clone(),
+                accepted.attempt,
+                accepted.acker,
+            )
+            .with_published(accepted.published)
+        }))
+    }
+
+    /// [`accept`](Self::accept), the delivery in parts.
+    pub(super) async fn accept_parts(
+        &self,
+        message: async_nats::jetstream::Message,
+    ) -> Result<Option<Accepted>, BusError> {
         let (attempt, sequence, published) = {
             let info = message.info().map_err(backend)?;
             // The server's wall-clock publish time, as an instant on our clock.
@@ -93,44 +109,63 @@ impl NatsSubscription {
             acker.dead_letter_and_term(attempt - 1, &reason).await?;
             return Ok(None);
         }
-        Ok(Some(
-            Delivery::with_acker(ours, self.group.clone(), attempt, acker)
-                .with_published(published),
-        ))
+        Ok(Some(Accepted {
+            message: ours,
+            acker,
+            attempt,
+            published,
+        }))
     }
+
+    /// The next message pulled from the consumer, the pull stream (re)opened as needed.
+    pub(super) async fn pull(
+        &mut self,
+    ) -> Option<Result<async_nats::jetstream::Message, BusError>> {
+        if self.messages.is_none() {
+            let stream = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(self.options.prefetch.max(1))
+                // Short-lived pull requests: one left behind by a closed member expires soon.
+                .expires(Duration::from_secs(2))
+                .heartbeat(Duration::from_millis(500))
+                .messages()
+                .await;
+            match stream {
+                Ok(stream) => self.messages = Some(stream),
+                Err(e) => return Some(Err(backend(e))),
+            }
+        }
+        match self.messages.as_mut()?.next().await {
+            Some(Ok(message)) => Some(Ok(message)),
+            Some(Err(e)) => Some(Err(backend(e))),
+            None => {
+                self.messages = None;
+                Some(Err(backend("the pull stream ended; reopening")))
+            }
+        }
+    }
+}
+
+/// A pulled message accepted for handing out.
+pub(super) struct Accepted {
+    pub(super) message: Arc<Message>,
+    pub(super) acker: NatsAcker,
+    pub(super) attempt: u32,
+    pub(super) published: tokio::time::Instant,
 }
 
 #[async_trait]
 impl Subscription for NatsSubscription {
     async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         loop {
-            if self.messages.is_none() {
-                let stream = self
-                    .consumer
-                    .stream()
-                    .max_messages_per_batch(self.options.prefetch.max(1))
-                    // Short-lived pull requests: one left behind by a closed member expires soon.
-                    .expires(Duration::from_secs(2))
-                    .heartbeat(Duration::from_millis(500))
-                    .messages()
-                    .await;
-                match stream {
-                    Ok(stream) => self.messages = Some(stream),
-                    Err(e) => return Some(Err(backend(e))),
-                }
-            }
-            let stream = self.messages.as_mut()?;
-            match stream.next().await {
-                Some(Ok(message)) => match self.accept(message).await {
+            match self.pull().await? {
+                Ok(message) => match self.accept(message).await {
                     Ok(Some(delivery)) => return Some(Ok(delivery)),
                     Ok(None) => continue,
                     Err(e) => return Some(Err(e)),
                 },
-                Some(Err(e)) => return Some(Err(backend(e))),
-                None => {
-                    self.messages = None;
-                    return Some(Err(backend("the pull stream ended; reopening")));
-                }
+                Err(e) => return Some(Err(e)),
             }
         }
     }

@@ -1343,6 +1343,7 @@ macro_rules! bus_conformance_tests {
             #[$attr] [$factory] ordered:
             an_ordered_group_keeps_each_keys_order_across_subjects_with_parallel_members
             a_nak_holds_its_key_until_the_redelivery_is_settled
+            a_nak_holds_only_its_key_not_the_keys_that_share_its_partition
             a_dead_members_partition_goes_to_another_member_without_loss
             a_dead_lettered_event_lets_its_key_flow_and_is_redriven_to_its_group
             an_ordered_listener_handles_each_key_in_order_while_running_keys_in_parallel
