@@ -6,9 +6,9 @@
 //! `ce-partitionkey` header, through the outbox too. A bus with partitions maps each key to one
 //! of `n` partitions with [`partition`]: FNV-1a (32 bits) of the key's [`token`] modulo `n`, the
 //! function of nats-server's subject transform `{{partition(n, …)}}`, so the in-memory bus puts
-//! a key in the partition NATS puts it in. An ordered consumer delivers each partition's
-//! messages in publish order, one at a time, to one member at a time; partitions run in
-//! parallel across members.
+//! a key in the partition NATS puts it in. An ordered consumer delivers each key's messages in
+//! publish order, one at a time, to one member at a time; keys run in parallel, within a
+//! partition and across members.
 //!
 //! A message without a key (published before keys, or by an event without one) is ordered by
 //! its message id instead: alone, with no order promised against other messages.

@@ -194,9 +194,8 @@ pub trait Service: Send + Sync + 'static {
     fn background(_state: &Self::State, _token: &CancellationToken) {}
 
     /// Whether its listeners of several events take them per key when the process asks
-    /// ([`ListenerOrder::Key`]); yes by default. A service whose handlers wait for an event of
-    /// another key says no: that event may sit in the same partition behind the waiting one,
-    /// which would then wait out its gap horizon (the tickets service waits for the
+    /// ([`ListenerOrder::Key`]); yes by default. A waiting event holds only its own key, so a
+    /// handler may wait for an event of another key (the tickets service waits for the
     /// cancellation of the order that holds a ticket before another order takes it).
     const ORDER_BY_KEY: bool = true;
 

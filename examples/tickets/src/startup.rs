@@ -101,11 +101,6 @@ impl Service for Tickets {
         Ok(TicketsState::new(&database, keys, &bus))
     }
 
-    /// Its order events are keyed by order, but an order for a ticket waits for the
-    /// cancellation of the order that held it before: an event of another key, which per-key
-    /// order could queue behind the waiting one.
-    const ORDER_BY_KEY: bool = false;
-
     const DOCUMENT: Option<Document> = Some(Document {
         path: "/api/tickets/openapi.json",
         api: <TicketsApi as utoipa::OpenApi>::openapi,

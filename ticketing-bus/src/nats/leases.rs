@@ -1,11 +1,12 @@
 //! Leased partitions: each partition of an ordered group is held by one member at a time,
 //! which prefetches it and hands its keys out in parallel, one delivery per key at a time.
 //!
-//! The leases are keys of a JetStream key-value bucket, `{stream}_LEASES` (made by the bus,
-//! with the events stream's storage and replicas, history 1, entries lasting [`LEASE_TTL`]):
+//! The leases are keys of a JetStream key-value bucket, `{stream}_LEASES` (made by the bus, in
+//! memory, with the events stream's replicas, history 1, entries lasting [`LEASE_TTL`]):
 //! `{group}.p{k}` holds the id of the member that holds partition `k`, and `{group}.m.{member}`
-//! says a member is there. Every [`TICK`] a member renews its entries, counts the group's
-//! members and takes or gives up partitions so that each holds at most its share
+//! says a member is there. Every [`TICK`] a member renews its entries; while it holds less than
+//! its share, and every [`CENSUS_EVERY`] rounds otherwise, it counts the group's members and
+//! takes or gives up partitions so that each holds at most its share
 //! (`ceil(partitions / members)`); a new member waits [`JOIN_WINDOW`] before its first take, so
 //! members that start together share from the start.
 //!
@@ -33,6 +34,9 @@ use ticketing_core::partition;
 pub(super) const TICK: Duration = Duration::from_secs(1);
 /// How long a lease, or a member's presence, lasts without renewal.
 pub(super) const LEASE_TTL: Duration = Duration::from_secs(4);
+/// Every how many rounds a member that holds its share counts the members again (to give up
+/// partitions to members that joined).
+pub(super) const CENSUS_EVERY: u32 = 3;
 /// How long a new member waits for others starting with it before it takes partitions.
 pub(super) const JOIN_WINDOW: Duration = Duration::from_millis(250);
 
@@ -86,10 +90,9 @@ impl Inner {
                 ),
                 history: 1,
                 max_age: LEASE_TTL,
-                storage: match self.config.storage {
-                    NatsStorage::File => StorageType::File,
-                    NatsStorage::Memory => StorageType::Memory,
-                },
+                // Leases last seconds: kept in memory, they cost the server no disk writes, and a
+                // restarted server has none, so members take their partitions again.
+                storage: StorageType::Memory,
                 num_replicas: self.config.replicas.max(1),
                 ..Default::default()
             })
@@ -537,18 +540,22 @@ impl Shared {
         Some((revision, clean))
     }
 
-    /// One round: presence, leases, and the share of the partitions.
-    async fn round(self: &Arc<Self>, start: u32) {
+    /// One round: presence, leases, and (with `census`) the share of the partitions. Returns
+    /// whether this member holds its share, or all it can get.
+    async fn round(self: &Arc<Self>, start: u32, census: bool) -> bool {
         if let Err(error) = self.kv.put(self.member_key(), Bytes::new()).await {
             tracing::warn!(group = %self.group, %error, "cannot renew the group membership");
-            return;
+            return false;
         }
         self.renew().await;
+        if !census {
+            return true;
+        }
         let (members, taken) = match self.census().await {
             Ok(census) => census,
             Err(error) => {
                 tracing::warn!(group = %self.group, %error, "cannot read the group's leases");
-                return;
+                return false;
             }
         };
         let partitions = self.partitions();
@@ -563,9 +570,11 @@ impl Shared {
             for &partition in holding.iter().rev().take(holding.len() - share) {
                 self.give_up(partition);
             }
-            return;
+            return true;
         }
         let mut want = share - holding.len();
+        // Whether a partition was free that this member did not take.
+        let mut missed = false;
         for k in 0..partitions {
             if want == 0 {
                 break;
@@ -579,8 +588,12 @@ impl Shared {
                 lock(&self.held).insert(partition, Held { revision, puller });
                 tracing::debug!(group = %self.group, partition, clean, "took a partition");
                 want -= 1;
+            } else {
+                missed = true;
             }
         }
+        // Below its share with every partition held by others: the others hold theirs.
+        want == 0 || !missed
     }
 
     /// Gives `partition` up cleanly: stop pulling, let what is out settle, nak what was
@@ -619,9 +632,14 @@ async fn manage(shared: Arc<Shared>) {
     let touch_every = (shared.options.ack_wait / 3).max(Duration::from_millis(50));
     let mut touch = tokio::time::interval(touch_every);
     touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut rounds, mut settled) = (0u32, false);
     loop {
         tokio::select! {
-            _ = tick.tick() => shared.round(start).await,
+            _ = tick.tick() => {
+                let census = !settled || rounds % CENSUS_EVERY == 0;
+                settled = shared.round(start, census).await;
+                rounds = rounds.wrapping_add(1);
+            }
             _ = touch.tick() => {
                 let before = tokio::time::Instant::now() - touch_every;
                 let stale = lock(&shared.gate).stale(before);

@@ -24,7 +24,7 @@
 //!   time; past that the group receives only redeliveries until something is acked.
 //! - **Per-key order, opt-in.** [`Bus::subscribe_ordered`] joins a group that delivers the
 //!   messages of one ordering key ([`partition`](crate::partition)) in publish order, one at a
-//!   time, while keys in other partitions run in parallel.
+//!   time, while other keys run in parallel.
 //! - **Dead letters** keep the message with its reason, subject, group and attempts;
 //!   [`Bus::redrive`] delivers one again to its group alone.
 
@@ -201,11 +201,13 @@ pub trait Bus: Send + Sync + 'static {
     /// that keeps per-key order (see [`partition`](crate::partition)): the messages of one
     /// ordering key, across all the subjects, are delivered in publish order, each only once
     /// the one before it was acked or dead-lettered, so one member at a time handles a key,
-    /// while keys in other partitions run in parallel on other members. A member that leaves
-    /// (or dies) hands its partitions over: its unsettled delivery comes again to another
-    /// member after the ack wait, then the partition flows on. A nak holds the partition (and
-    /// every key that shares it) until the redelivery is settled. `max_ack_pending` is per
-    /// partition and always 1; the other settlement rules are [`subscribe`](Self::subscribe)'s.
+    /// while other keys run in parallel, in this member and in others. A nak holds its key
+    /// (not the other keys of its partition) until the redelivery is settled. A member that
+    /// leaves (or dies) hands its partitions over: what it had out comes again to another
+    /// member, after the ack wait where it died, then the key flows on; a member that fetched
+    /// ahead may have been delivered a key's later events too, which then come again as
+    /// redeliveries, in order. `max_ack_pending` is shared among the partitions; the other
+    /// settlement rules are [`subscribe`](Self::subscribe)'s.
     /// The group is not the group of [`subscribe`](Self::subscribe) or
     /// [`subscribe_many`](Self::subscribe_many) of the same name: a new ordered group starts
     /// from the first retained message. As with those two, an ordered group on one subject is

@@ -125,8 +125,9 @@ pub struct ListenerOptions {
     pub timeout: Option<Duration>,
     /// Per-key order ([`Bus::subscribe_ordered`]): the events
     /// of one record ([`Event::key`](crate::Event::key)), across every subject this listener
-    /// consumes, come in publish order, one at a time, to one member at a time; records in
-    /// other partitions run in parallel. A replica then rarely waits for an earlier version.
+    /// consumes, come in publish order, one at a time, to one member at a time; other records
+    /// run in parallel. A replica then rarely waits for an earlier version, and an event that
+    /// does wait (naked) holds only its own record.
     /// On a bus without partitions (NATS without `partitions` set) the listener fails to
     /// start with [`BusError::Unsupported`]. Default off.
     pub ordered: bool,
