@@ -44,9 +44,11 @@ async fn sell_order_cancel_and_reorder_across_the_three_services() {
     settled_without_dead_letters(&bus, 20).await;
 }
 
-/// With `LISTENER_ORDER=key`, each record's events reach the orders and payments services'
-/// replicas in publish order: the flows run, and none of their events waits for an earlier one.
-/// The tickets service keeps arrival order (its handlers wait on another order's events).
+/// With `LISTENER_ORDER=key`, each record's events reach the tickets, orders and payments
+/// services' listeners of several events in publish order: the flows run, and none of the
+/// replicas' events waits for an earlier one. (The tickets service may still wait for another
+/// order's cancellation before a ticket changes hands: that is another key, which a waiting
+/// event no longer holds up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_listeners_in_key_order_the_flows_run_and_no_replica_event_waits() {
     let mut settings = Settings::for_tests(ticketing_test_app::JWT_KEY);
@@ -63,8 +65,7 @@ async fn with_listeners_in_key_order_the_flows_run_and_no_replica_event_waits() 
             .map(|(_, _, stats)| *stats)
             .collect::<Vec<_>>()
     };
-    assert!(ordered("tickets-service").is_empty(), "{groups:?}");
-    for service in ["orders-service", "payments-service"] {
+    for service in ["tickets-service", "orders-service", "payments-service"] {
         let stats = ordered(service);
         assert_eq!(
             stats.len(),
@@ -75,7 +76,9 @@ async fn with_listeners_in_key_order_the_flows_run_and_no_replica_event_waits() 
             stats[0].acked >= 4,
             "{service} handled the events: {stats:?}"
         );
-        assert_eq!(stats[0].nacked, 0, "{service} waited: {stats:?}");
+        if service != "tickets-service" {
+            assert_eq!(stats[0].nacked, 0, "{service} waited: {stats:?}");
+        }
     }
 }
 

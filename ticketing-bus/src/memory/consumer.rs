@@ -525,7 +525,7 @@ impl Drop for InMemorySubscription {
 }
 
 /// Where a delivery is settled: a plain group's pending message, or an ordered group's
-/// partition (whose one message out it must still be).
+/// partition (one of its keys' messages out, which it must still be).
 enum At {
     Plain { consumer: ConsumerId, sequence: u64 },
     Ordered(super::ordered::Place, Arc<Message>),

@@ -1,6 +1,7 @@
 //! The per-key ordering cases of the bus conformance suite ([`Bus::subscribe_ordered`]): order
-//! per key across subjects under parallel members, a nak and a dead member holding only their
-//! partition, dead letters letting a key flow on, and a listener with
+//! per key across subjects under parallel members, a nak holding only its key (not the keys
+//! that share its partition), a dead member's partition taken over without loss, dead letters
+//! letting a key flow on, and a listener with
 //! [`ListenerOptions::ordered`]. [`bus_conformance_tests!`](crate::bus_conformance_tests) runs
 //! them with the rest of the bus suite; a bus without partitions must refuse with
 //! [`BusError::Unsupported`].
@@ -64,6 +65,13 @@ async fn nothing_within(sub: &mut Box<dyn Subscription>, within: Duration) {
     }
 }
 
+/// A bus of the factory's, if it offers ordered groups (if not, it must refuse with
+/// `Unsupported`).
+async fn ordered_bus(factory: &dyn BusFactory) -> Option<Arc<dyn Bus>> {
+    let bus = factory.bus().await;
+    supported(factory, &bus).await.then_some(bus)
+}
+
 /// Whether the bus offers ordered groups; if it does not, it must say so with `Unsupported`.
 async fn supported(factory: &dyn BusFactory, bus: &Arc<dyn Bus>) -> bool {
     if factory.capabilities().ordered {
@@ -85,10 +93,9 @@ async fn supported(factory: &dyn BusFactory, bus: &Arc<dyn Bus>) -> bool {
 pub async fn an_ordered_group_keeps_each_keys_order_across_subjects_with_parallel_members(
     factory: &dyn BusFactory,
 ) {
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     const KEYS: u64 = 12;
     const EACH: u64 = 6;
     // Members first: a group made before the publishes gets them all.
@@ -163,10 +170,9 @@ pub async fn an_ordered_group_keeps_each_keys_order_across_subjects_with_paralle
 
 pub async fn a_nak_holds_its_key_until_the_redelivery_is_settled(factory: &dyn BusFactory) {
     let caps = factory.capabilities();
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     let mut sub = ordered(&bus, "g", SubscribeOptions::default()).await;
     for n in 0..3 {
         bus.publish(keyed("held", n)).await.expect("publish");
@@ -193,10 +199,9 @@ pub async fn a_nak_holds_its_key_until_the_redelivery_is_settled(factory: &dyn B
 pub async fn a_nak_holds_only_its_key_not_the_keys_that_share_its_partition(
     factory: &dyn BusFactory,
 ) {
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     const OTHERS: u64 = 32;
     let mut sub = ordered(&bus, "g", SubscribeOptions::default()).await;
     for n in 0..2 {
@@ -239,10 +244,9 @@ pub async fn a_dead_members_partition_goes_to_another_member_without_loss(
     factory: &dyn BusFactory,
 ) {
     let caps = factory.capabilities();
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     let opts = SubscribeOptions {
         ack_wait: caps.short_ack_wait,
         ..SubscribeOptions::default()
@@ -273,10 +277,9 @@ pub async fn a_dead_members_partition_goes_to_another_member_without_loss(
 pub async fn a_dead_lettered_event_lets_its_key_flow_and_is_redriven_to_its_group(
     factory: &dyn BusFactory,
 ) {
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     let mut sub = ordered(&bus, "g", SubscribeOptions::default()).await;
     for n in 0..2 {
         bus.publish(keyed("poison", n)).await.expect("publish");
@@ -300,10 +303,9 @@ pub async fn a_dead_lettered_event_lets_its_key_flow_and_is_redriven_to_its_grou
 pub async fn ordered_groups_of_one_name_on_one_subject_each_and_on_both_are_independent(
     factory: &dyn BusFactory,
 ) {
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     let opts = SubscribeOptions::default();
     let mut numbered = bus
         .subscribe_ordered(&[Numbered::SUBJECT], "shared", opts)
@@ -381,10 +383,9 @@ impl crate::listener::Handler for KeyedHandler {
 pub async fn an_ordered_listener_handles_each_key_in_order_while_running_keys_in_parallel(
     factory: &dyn BusFactory,
 ) {
-    let bus = factory.bus().await;
-    if !supported(factory, &bus).await {
+    let Some(bus) = ordered_bus(factory).await else {
         return;
-    }
+    };
     const KEYS: u64 = 8;
     const EACH: u64 = 4;
     let handler = KeyedHandler::default();
