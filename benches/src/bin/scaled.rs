@@ -10,9 +10,10 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres target/release/scaled --processes 3
 //! ```
 //!
-//! By default it runs twice, one run after the other: the listeners in arrival order, then
-//! per key (`LISTENER_ORDER=key` on a stream of `--partitions` partitions), on the current
-//! nats-server (`NATS_URL_CURRENT`).
+//! By default it runs twice, one run after the other, on a stream of `--partitions` partitions:
+//! the listeners in arrival order, then per key (`LISTENER_ORDER=key`), on the current
+//! nats-server (`NATS_URL_CURRENT`); `--arrival-without-partitions` runs arrival order on a
+//! stream without partitions.
 //!
 //! Arguments after `--` go to the load generator.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -42,9 +43,13 @@ struct Args {
     /// of its own.
     #[arg(long, value_enum, default_value_t = Order::Both)]
     order: Order,
-    /// Partitions of the stream in the `key` runs.
+    /// Partitions of the stream, in both runs: the runs differ only in the listeners' order.
     #[arg(long, default_value_t = 16)]
     partitions: u32,
+    /// The `arrival` run on a stream without partitions (the layout of a system that never
+    /// turned per-key order on), instead of the `key` run's.
+    #[arg(long)]
+    arrival_without_partitions: bool,
     /// The NATS server (2.10 or later for `key`); default `NATS_URL_CURRENT`, the current
     /// release `scripts/test` starts.
     #[arg(long)]
@@ -147,7 +152,7 @@ async fn run(args: &Args, bins: &std::path::Path, order: &str) -> bool {
             .stdout(log.try_clone().expect("a log file"))
             .stderr(log)
             .kill_on_drop(true);
-        if order == "key" {
+        if order == "key" || !args.arrival_without_partitions {
             command.env("NATS_PARTITIONS", args.partitions.to_string());
         }
         children.push(command.spawn().expect("a service process"));
@@ -193,7 +198,12 @@ async fn run(args: &Args, bins: &std::path::Path, order: &str) -> bool {
 async fn clean_up(nats: &str, database: &str, stream: &str) {
     if let Ok(client) = async_nats::connect(nats).await {
         let js = async_nats::jetstream::new(client);
-        for name in [stream.to_owned(), format!("{stream}_DLQ")] {
+        // The events, the dead letters and the ordered groups' partition leases.
+        for name in [
+            stream.to_owned(),
+            format!("{stream}_DLQ"),
+            format!("KV_{stream}_LEASES"),
+        ] {
             let _ = js.delete_stream(&name).await;
         }
     }

@@ -188,8 +188,15 @@ pub async fn fresh_nats_stream_at(url: &str, kind: &str) -> String {
         .filter_map(|n| async move { n.ok() })
         .collect()
         .await;
-    for stale in names.iter().filter(|n| is_stale(n, kind)) {
-        let _ = js.delete_stream(stale).await;
+    // A stale stream, and the partition leases of its ordered groups (`KV_{stream}_LEASES`).
+    let stale = |name: &str| {
+        let leases = name
+            .strip_prefix("KV_")
+            .and_then(|n| n.strip_suffix("_LEASES"));
+        is_stale(leases.unwrap_or(name), kind)
+    };
+    for name in names.iter().filter(|n| stale(n)) {
+        let _ = js.delete_stream(name).await;
     }
     let _ = client.flush().await;
     unique_name(kind).to_uppercase()

@@ -4,9 +4,9 @@
 //! The leases are keys of a JetStream key-value bucket, `{stream}_LEASES` (made by the bus, in
 //! memory, with the events stream's replicas, history 1, entries lasting [`LEASE_TTL`]):
 //! `{group}.p{k}` holds the id of the member that holds partition `k`, and `{group}.m.{member}`
-//! says a member is there. Every [`TICK`] a member renews its entries; while it holds less than
-//! its share, and every [`CENSUS_EVERY`] rounds otherwise, it counts the group's members and
-//! takes or gives up partitions so that each holds at most its share
+//! says a member is there. Each member watches the group's keys (one ordered consumer of the
+//! bucket, no request per round) and, every [`TICK`], renews its entries, counts the members
+//! and takes or gives up partitions so that each holds at most its share
 //! (`ceil(partitions / members)`); a new member waits [`JOIN_WINDOW`] before its first take, so
 //! members that start together share from the start.
 //!
@@ -34,9 +34,6 @@ use ticketing_core::partition;
 pub(super) const TICK: Duration = Duration::from_secs(1);
 /// How long a lease, or a member's presence, lasts without renewal.
 pub(super) const LEASE_TTL: Duration = Duration::from_secs(4);
-/// Every how many rounds a member that holds its share counts the members again (to give up
-/// partitions to members that joined).
-pub(super) const CENSUS_EVERY: u32 = 3;
 /// How long a new member waits for others starting with it before it takes partitions.
 pub(super) const JOIN_WINDOW: Duration = Duration::from_millis(250);
 
@@ -277,6 +274,8 @@ struct Shared {
     gate: Mutex<Gate>,
     ready: Notify,
     held: Mutex<HashMap<u32, Held>>,
+    /// The group's keys as the watch last saw them: the operation and when.
+    view: Mutex<HashMap<String, (kv::Operation, tokio::time::Instant)>>,
 }
 
 /// A member of an ordered group on leased partitions.
@@ -308,13 +307,19 @@ impl Leased {
             gate: Mutex::default(),
             ready: Notify::new(),
             held: Mutex::default(),
+            view: Mutex::default(),
         });
         shared
             .kv
             .put(shared.member_key(), Bytes::new())
             .await
             .map_err(|e| backend(format!("cannot join ordered group {group}: {e}")))?;
-        let manager = tokio::spawn(manage(shared.clone()));
+        let watch = shared
+            .kv
+            .watch_with_history(format!("{}.>", shared.prefix))
+            .await
+            .map_err(|e| backend(format!("cannot watch ordered group {group}'s leases: {e}")))?;
+        let manager = tokio::spawn(manage(shared.clone(), watch));
         Ok(Leased {
             shared,
             manager,
@@ -456,6 +461,11 @@ impl Drop for GatedAcker {
 }
 
 impl Shared {
+    /// Takes in what the watch saw.
+    fn saw(&self, entry: kv::Entry) {
+        lock(&self.view).insert(entry.key, (entry.operation, tokio::time::Instant::now()));
+    }
+
     fn lease_key(&self, partition: u32) -> String {
         format!("{}.p{partition}", self.prefix)
     }
@@ -500,14 +510,20 @@ impl Shared {
         }
     }
 
-    /// The group's members and the partitions someone holds, from the bucket's keys.
-    async fn census(&self) -> Result<(u32, HashSet<u32>), BusError> {
-        let mut keys = self.kv.keys().await.map_err(backend)?;
+    /// The group's members and the partitions someone holds: the keys put within the lease
+    /// time, as the watch saw them.
+    fn census(&self) -> (u32, HashSet<u32>) {
         let members_prefix = format!("{}.m.", self.prefix);
         let lease_prefix = format!("{}.p", self.prefix);
+        let live = tokio::time::Instant::now() - LEASE_TTL;
         let (mut members, mut taken) = (0u32, HashSet::new());
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(backend)?;
+        let mut view = lock(&self.view);
+        // What lapsed long ago is forgotten.
+        view.retain(|_, (_, at)| *at + LEASE_TTL * 4 > live);
+        for (key, (operation, at)) in view.iter() {
+            if *operation != kv::Operation::Put || *at < live {
+                continue;
+            }
             if key.starts_with(&members_prefix) {
                 members += 1;
             } else if let Some(p) = key.strip_prefix(&lease_prefix) {
@@ -516,22 +532,14 @@ impl Shared {
                 }
             }
         }
-        Ok((members.max(1), taken))
+        (members.max(1), taken)
     }
 
-    /// Takes the lease of `partition` if it is free: `Some(clean)`, clean when its last holder
-    /// gave it up rather than let it lapse.
+    /// Takes the lease of `partition`, free as the watch saw it: `Some(clean)`, clean when its
+    /// last holder gave it up (deleted it) rather than let it lapse.
     async fn try_take(&self, partition: u32) -> Option<(u64, bool)> {
         let key = self.lease_key(partition);
-        let clean = match self.kv.entry(key.clone()).await {
-            Ok(Some(entry)) => match entry.operation {
-                kv::Operation::Delete => true,
-                kv::Operation::Purge => false,
-                kv::Operation::Put => return None,
-            },
-            Ok(None) => false,
-            Err(_) => return None,
-        };
+        let clean = matches!(lock(&self.view).get(&key), Some((kv::Operation::Delete, _)));
         let revision = self
             .kv
             .create(key, Bytes::from(self.member.clone()))
@@ -540,24 +548,14 @@ impl Shared {
         Some((revision, clean))
     }
 
-    /// One round: presence, leases, and (with `census`) the share of the partitions. Returns
-    /// whether this member holds its share, or all it can get.
-    async fn round(self: &Arc<Self>, start: u32, census: bool) -> bool {
+    /// One round: presence, leases, and the share of the partitions.
+    async fn round(self: &Arc<Self>, start: u32) {
         if let Err(error) = self.kv.put(self.member_key(), Bytes::new()).await {
             tracing::warn!(group = %self.group, %error, "cannot renew the group membership");
-            return false;
+            return;
         }
         self.renew().await;
-        if !census {
-            return true;
-        }
-        let (members, taken) = match self.census().await {
-            Ok(census) => census,
-            Err(error) => {
-                tracing::warn!(group = %self.group, %error, "cannot read the group's leases");
-                return false;
-            }
-        };
+        let (members, taken) = self.census();
         let partitions = self.partitions();
         let share = partitions.div_ceil(members) as usize;
         let holding: Vec<u32> = {
@@ -570,11 +568,9 @@ impl Shared {
             for &partition in holding.iter().rev().take(holding.len() - share) {
                 self.give_up(partition);
             }
-            return true;
+            return;
         }
         let mut want = share - holding.len();
-        // Whether a partition was free that this member did not take.
-        let mut missed = false;
         for k in 0..partitions {
             if want == 0 {
                 break;
@@ -588,12 +584,8 @@ impl Shared {
                 lock(&self.held).insert(partition, Held { revision, puller });
                 tracing::debug!(group = %self.group, partition, clean, "took a partition");
                 want -= 1;
-            } else {
-                missed = true;
             }
         }
-        // Below its share with every partition held by others: the others hold theirs.
-        want == 0 || !missed
     }
 
     /// Gives `partition` up cleanly: stop pulling, let what is out settle, nak what was
@@ -624,22 +616,38 @@ impl Shared {
 }
 
 /// Keeps a member's presence and leases, and its fetched messages' ack-wait clocks.
-async fn manage(shared: Arc<Shared>) {
-    tokio::time::sleep(JOIN_WINDOW).await;
+async fn manage(shared: Arc<Shared>, mut watch: kv::Watch) {
+    // The view fills while the member waits for others joining with it.
+    let joined = tokio::time::Instant::now() + JOIN_WINDOW;
+    while let Ok(Some(entry)) = tokio::time::timeout_at(joined, watch.next()).await {
+        if let Ok(entry) = entry {
+            shared.saw(entry);
+        }
+    }
     let start = partition::partition(&shared.member, shared.partitions());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let touch_every = (shared.options.ack_wait / 3).max(Duration::from_millis(50));
     let mut touch = tokio::time::interval(touch_every);
     touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut rounds, mut settled) = (0u32, false);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                let census = !settled || rounds % CENSUS_EVERY == 0;
-                settled = shared.round(start, census).await;
-                rounds = rounds.wrapping_add(1);
-            }
+            _ = tick.tick() => shared.round(start).await,
+            entry = watch.next() => match entry {
+                Some(Ok(entry)) => shared.saw(entry),
+                Some(Err(error)) => {
+                    tracing::debug!(group = %shared.group, %error, "the lease watch failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => {
+                    // The watch ended (the bucket went, or the server): watch again.
+                    tokio::time::sleep(TICK).await;
+                    match shared.kv.watch_with_history(format!("{}.>", shared.prefix)).await {
+                        Ok(again) => watch = again,
+                        Err(error) => tracing::warn!(group = %shared.group, %error, "cannot watch the group's leases"),
+                    }
+                }
+            },
             _ = touch.tick() => {
                 let before = tokio::time::Instant::now() - touch_every;
                 let stale = lock(&shared.gate).stale(before);
