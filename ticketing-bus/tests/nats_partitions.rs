@@ -196,3 +196,131 @@ async fn an_ordered_group_starts_where_the_groups_plain_consumer_left_off() {
     assert_eq!(keys, BTreeSet::from(["new-0".into(), "new-1".into()]));
     bus.delete_streams().await.expect("cleanup");
 }
+
+/// A member killed with deliveries out (its process gone: no clean-up, its connection closed)
+/// keeps its leases until they lapse; then the other members take its partitions over, the
+/// killed member's unsettled deliveries come again first, and every key's events are handled
+/// once each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_members_partitions_lapse_to_the_others_without_loss() {
+    const KEYS: u64 = 8;
+    const EACH: u64 = 3;
+    let url = live::current_nats_url();
+    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
+    let bus = partitioned(&url, &name, 4).await.expect("partitioned bus");
+    // An ack wait longer than a lease lasts: the survivors take the partitions over while the
+    // victim's deliveries are still pending, and must not hand out a key's later events first.
+    let options = SubscribeOptions {
+        ack_wait: Duration::from_secs(6),
+        ..SubscribeOptions::default()
+    };
+    let publish = |from: u64| {
+        let bus = bus.clone();
+        async move {
+            for n in from..from + EACH {
+                for k in 0..KEYS {
+                    let payload = format!(r#"{{"key":"k{k}","n":{n}}}"#);
+                    bus.publish(
+                        OutgoingMessage::new("thing:made", payload.into_bytes())
+                            .with_header(partition::KEY, format!("k{k}")),
+                    )
+                    .await
+                    .expect("publish");
+                }
+            }
+        }
+    };
+    publish(0).await;
+    // The victim: alone, it takes every partition and fetches ahead; it takes one delivery,
+    // never settles it, and its runtime (tasks and connection) goes away without a clean-up.
+    let (victim_url, victim_stream) = (url.clone(), name.clone());
+    let victim = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let taken = runtime.block_on(async {
+            let bus = partitioned(&victim_url, &victim_stream, 4)
+                .await
+                .expect("the victim's bus");
+            let mut sub = bus
+                .subscribe_ordered(&["thing:made"], "g", options)
+                .await
+                .expect("the victim joins");
+            let delivery = tokio::time::timeout(Duration::from_secs(15), sub.next())
+                .await
+                .expect("the victim gets a delivery")
+                .expect("open")
+                .expect("a delivery");
+            let taken = delivery.headers().get(partition::KEY).cloned();
+            std::mem::forget(delivery);
+            std::mem::forget(sub);
+            taken
+        });
+        runtime.shutdown_background();
+        taken
+    });
+    let taken = victim.join().expect("the victim").expect("a keyed event");
+    let killed = std::time::Instant::now();
+    // Later events of the same keys, which must not overtake the victim's pending ones.
+    publish(EACH).await;
+    let survivors = [
+        bus.subscribe_ordered(&["thing:made"], "g", options)
+            .await
+            .expect("a survivor joins"),
+        bus.subscribe_ordered(&["thing:made"], "g", options)
+            .await
+            .expect("a survivor joins"),
+    ];
+    let log: std::sync::Arc<std::sync::Mutex<Vec<(String, u64, u32)>>> = Default::default();
+    let mut tasks = Vec::new();
+    for mut sub in survivors {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+            while (log.lock().expect("lock").len() as u64) < KEYS * EACH * 2
+                && tokio::time::Instant::now() < deadline
+            {
+                let Ok(Some(Ok(delivery))) =
+                    tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+                else {
+                    continue;
+                };
+                let value: serde_json::Value =
+                    serde_json::from_slice(delivery.payload()).expect("payload");
+                let key = value["key"].as_str().expect("key").to_owned();
+                let n = value["n"].as_u64().expect("n");
+                log.lock().expect("lock").push((key, n, delivery.attempt()));
+                delivery.ack().await.expect("ack");
+            }
+            sub.close().await.expect("close");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a survivor");
+    }
+    let took = killed.elapsed();
+    let log = log.lock().expect("lock").clone();
+    assert_eq!(
+        log.len() as u64,
+        KEYS * EACH * 2,
+        "each event once: {log:?}"
+    );
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let order: Vec<u64> = log
+            .iter()
+            .filter(|(x, _, _)| *x == key)
+            .map(|(_, n, _)| *n)
+            .collect();
+        assert_eq!(order, (0..EACH * 2).collect::<Vec<_>>(), "order of {key}");
+    }
+    let (_, _, attempt) = log
+        .iter()
+        .find(|(key, n, _)| *key == taken && *n == 0)
+        .expect("the victim's delivery came again");
+    assert!(*attempt >= 2, "it was delivered before: attempt {attempt}");
+    assert!(took < Duration::from_secs(25), "took over in {took:?}");
+    bus.delete_streams().await.expect("cleanup");
+}

@@ -15,7 +15,8 @@
 //! next holder starts at once: the naked messages come to it first, in order. A lease that
 //! lapsed (its holder died, stalled or lost the broker) is taken over by another member, which
 //! waits one ack wait before pulling if the partition has unacknowledged messages, so that the
-//! old holder's deliveries come again before the key's later events.
+//! old holder's deliveries come again before the key's later events; a member that gives such
+//! a partition up before its wait is over purges the lease, so that the next holder waits too.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -257,6 +258,8 @@ impl Gate {
 struct Held {
     revision: u64,
     puller: JoinHandle<()>,
+    /// Set once the puller pulls: a lapsed lease's wait is over.
+    pulling: Arc<AtomicBool>,
 }
 
 /// What a member of an ordered group shares with its tasks and its deliveries.
@@ -580,8 +583,14 @@ impl Shared {
                 continue;
             }
             if let Some((revision, clean)) = self.try_take(partition).await {
-                let puller = tokio::spawn(pull(self.clone(), partition, clean));
-                lock(&self.held).insert(partition, Held { revision, puller });
+                let pulling = Arc::new(AtomicBool::new(false));
+                let puller = tokio::spawn(pull(self.clone(), partition, clean, pulling.clone()));
+                let held = Held {
+                    revision,
+                    puller,
+                    pulling,
+                };
+                lock(&self.held).insert(partition, held);
                 tracing::debug!(group = %self.group, partition, clean, "took a partition");
                 want -= 1;
             }
@@ -595,8 +604,19 @@ impl Shared {
             return;
         };
         held.puller.abort();
-        lock(&self.gate).close(partition);
         let shared = self.clone();
+        if !held.pulling.load(Ordering::Acquire) {
+            // Taken after a lapse and still waiting out the old holder's deliveries: the next
+            // holder must wait them out too, so the lease goes as if it had lapsed.
+            tokio::spawn(async move {
+                let _ = shared
+                    .kv
+                    .purge_expect_revision(shared.lease_key(partition), Some(held.revision))
+                    .await;
+            });
+            return;
+        }
+        lock(&self.gate).close(partition);
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + shared.options.ack_wait;
             while lock(&shared.gate).has_out(partition) && tokio::time::Instant::now() < deadline {
@@ -673,7 +693,7 @@ fn key_of(message: &async_nats::jetstream::Message, sequence: u64) -> Box<str> {
 }
 
 /// Fetches a held partition into the member's lanes.
-async fn pull(shared: Arc<Shared>, partition: u32, clean: bool) {
+async fn pull(shared: Arc<Shared>, partition: u32, clean: bool, pulling: Arc<AtomicBool>) {
     let (name, consumer) = shared.consumers[partition as usize].clone();
     if !clean {
         // The lease lapsed: what its holder had out comes again after the ack wait, and must
@@ -688,6 +708,7 @@ async fn pull(shared: Arc<Shared>, partition: u32, clean: bool) {
             tokio::time::sleep(shared.options.ack_wait + Duration::from_millis(250)).await;
         }
     }
+    pulling.store(true, Ordering::Release);
     let mut member = NatsSubscription::new(
         shared.inner.clone(),
         consumer,

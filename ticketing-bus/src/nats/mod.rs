@@ -233,13 +233,23 @@ impl NatsBus {
         Arc::new(self.clone())
     }
 
-    /// Deletes both streams and their consumers: everything this bus stored.
+    /// Deletes both streams and their consumers, and the ordered groups' partition leases:
+    /// everything this bus stored.
     pub async fn delete_streams(&self) -> Result<(), BusError> {
         for name in [
             &self.inner.config.stream,
             &self.inner.config.dead_letter_stream,
         ] {
             self.inner.js.delete_stream(name).await.map_err(backend)?;
+        }
+        // The ordered groups' partition leases, if any group made them.
+        let leases = leases::bucket_of(&self.inner.config.stream);
+        if self.inner.js.get_key_value(&leases).await.is_ok() {
+            self.inner
+                .js
+                .delete_key_value(&leases)
+                .await
+                .map_err(backend)?;
         }
         Ok(())
     }
