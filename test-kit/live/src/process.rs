@@ -146,3 +146,175 @@ impl NatsServer {
         }
     }
 }
+
+/// A PostgreSQL server of a test's own (Debian's binaries in `/usr/lib/postgresql/*/bin`), so
+/// that a test may crash it and start it again without touching the machine's shared one. Run
+/// as root (as `scripts/test` is), it runs as the `postgres` user, as the server refuses root.
+pub struct PostgresServer {
+    port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    user: Option<(u32, u32)>,
+    child: Option<tokio::process::Child>,
+}
+
+impl PostgresServer {
+    /// Makes a cluster in `dir` (trust authentication, superuser `postgres`) and starts it on a
+    /// free port.
+    pub async fn start(dir: &Path) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries in /usr/lib/postgresql (scripts/test installs them)")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin"))
+            .filter(|bin| bin.join("postgres").is_file())
+            .max()
+            .expect("a PostgreSQL version in /usr/lib/postgresql");
+        let user = if is_root() { postgres_user() } else { None };
+        std::fs::create_dir_all(dir).expect("the server's directory");
+        let data = dir.join("data");
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown");
+        }
+        let mut initdb = tokio::process::Command::new(bin.join("initdb"));
+        initdb
+            .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((uid, gid)) = user {
+            initdb.uid(uid).gid(gid);
+        }
+        let made = initdb.status().await.expect("initdb");
+        assert!(made.success(), "initdb failed in {}", data.display());
+        let mut server = PostgresServer {
+            port: free_port(),
+            bin,
+            log: dir.join("postgres.log"),
+            data,
+            user,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Its URL, on database `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Creates database `name` and returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        let admin = sqlx::PgPool::connect(&self.url())
+            .await
+            .expect("the test's PostgreSQL");
+        let create = format!("CREATE DATABASE \"{name}\"");
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        admin.close().await;
+        crate::with_path(&self.url(), name)
+    }
+
+    /// Starts the server (again, after a crash: it recovers from its log), and waits until it
+    /// accepts connections.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the server's log");
+        if let Some((uid, gid)) = self.user {
+            let _ = std::os::unix::fs::chown(&self.log, Some(uid), Some(gid));
+        }
+        let mut command = tokio::process::Command::new(self.bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string()])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+            ])
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.data.parent().expect("a directory").display()
+            ))
+            .stdout(std::process::Stdio::from(
+                log.try_clone().expect("the server's log"),
+            ))
+            .stderr(std::process::Stdio::from(log))
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        self.child = Some(command.spawn().expect("postgres"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let url = self.url();
+        loop {
+            if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                pool.close().await;
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "PostgreSQL did not accept connections within 30 s (log: {})",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Crashes it: SIGQUIT, PostgreSQL's immediate shutdown (every backend ends at once,
+    /// nothing is flushed; the next start recovers from the write-ahead log, as after a power
+    /// loss). Waits for it to exit.
+    pub async fn crash(&mut self) {
+        self.signal("-QUIT").await;
+    }
+
+    /// Stops it (SIGTERM after the test), waiting for it to exit, and removes its data (its log
+    /// stays).
+    pub async fn stop(&mut self) {
+        self.signal("-TERM").await;
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+
+    async fn signal(&mut self, signal: &str) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args([signal, &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The `postgres` user's uid and gid, from `/etc/passwd`.
+fn postgres_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+    let mut fields = line.split(':').skip(2);
+    let uid = fields.next()?.parse().ok()?;
+    let gid = fields.next()?.parse().ok()?;
+    Some((uid, gid))
+}

@@ -6,7 +6,8 @@
 //! listeners share the queue groups, their relays one outbox lease, their sign-in limits the
 //! database. Users sell, buy, edit, pay and cancel concurrently while service processes are
 //! SIGKILLed and restarted about once a second, and the broker is stopped once for longer than
-//! the publish timeout. Afterwards the load generator's consistency check must find nothing, the
+//! the publish timeout; on PostgreSQL, a database server of the test's own also crashes once
+//! (an immediate shutdown) and stays down for 4 s. Afterwards the load generator's consistency check must find nothing, the
 //! payments must agree with the orders (a complete order has exactly one charge, a cancelled one
 //! none kept, nothing left pending), and no event may be dead-lettered.
 //!
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use ticketing_test_client::verify::{self, Record, UserRecord};
 use ticketing_test_live as live;
-use ticketing_test_live::process::{self, NatsServer, wait_for_port};
+use ticketing_test_live::process::{self, NatsServer, PostgresServer, wait_for_port};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,10 @@ const KILL_EVERY: Duration = Duration::from_millis(900);
 /// When the broker stops, and for how long (the publish timeout is 5 s).
 const BROKER_STOP_AT: Duration = Duration::from_secs(10);
 const BROKER_DOWN_FOR: Duration = Duration::from_secs(8);
+/// On PostgreSQL, when the test's own database server crashes (an immediate shutdown), and for
+/// how long it stays down.
+const DATABASE_CRASH_AT: Duration = Duration::from_secs(21);
+const DATABASE_DOWN_FOR: Duration = Duration::from_secs(4);
 /// Users driving the system at once.
 const USERS: usize = 8;
 /// The orders' expiration window, in seconds.
@@ -101,7 +106,8 @@ const PARTITIONS: u32 = 8;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Faults {
     /// One nats-server; service processes SIGKILLed about once a second, the broker stopped
-    /// once for longer than the publish timeout.
+    /// once for longer than the publish timeout; on PostgreSQL, the test's own database server
+    /// crashed once.
     KillsAndOutage,
     /// A three-server JetStream cluster (the repository's `nats.conf`, a current release),
     /// streams with three replicas and eight partitions, the replica listeners in per-key order
@@ -111,7 +117,7 @@ enum Faults {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_and_postgres_agree_after_kills_and_a_broker_outage() {
+async fn nats_and_postgres_agree_after_kills_a_broker_outage_and_a_database_crash() {
     crash_run(Store::Postgres, Faults::KillsAndOutage).await;
 }
 
@@ -159,10 +165,21 @@ async fn crash_run(store: Store, faults: Faults) {
         Faults::LeaderLoss => "3",
     };
 
+    // With the kills and the broker's outage on PostgreSQL, a database server of the test's
+    // own, which crashes once.
+    let mut database_server = match (store, faults) {
+        (Store::Postgres, Faults::KillsAndOutage) => {
+            Some(PostgresServer::start(&dir.join("postgres")).await)
+        }
+        _ => None,
+    };
     // Each service's database, as its own process would be configured.
     let store_env: Box<StoreEnv> = match store {
         Store::Postgres => {
-            let url = live::fresh_pg_database("crash").await;
+            let url = match &database_server {
+                Some(server) => server.create_database("crash").await,
+                None => live::fresh_pg_database("crash").await,
+            };
             Box::new(move |_| ("DATABASE_URL", url.clone()))
         }
         Store::Mongo => {
@@ -279,6 +296,7 @@ async fn crash_run(store: Store, faults: Faults) {
     let started = tokio::time::Instant::now();
     let mut kills = 0u64;
     let mut leader_killed = None;
+    let mut database_crashed = false;
     match &mut broker {
         Brokers::One(broker) => {
             // By service (tickets, orders, payments, expiration, tickets, orders, auth, payments),
@@ -293,6 +311,20 @@ async fn crash_run(store: Store, faults: Faults) {
                 tokio::time::sleep(KILL_EVERY).await;
                 services[victim(kills)].1.kill();
                 kills += 1;
+                if let Some(server) = database_server
+                    .as_mut()
+                    .filter(|_| started.elapsed() >= DATABASE_CRASH_AT && !database_crashed)
+                {
+                    database_crashed = true;
+                    server.crash().await;
+                    let back_at = tokio::time::Instant::now() + DATABASE_DOWN_FOR;
+                    while tokio::time::Instant::now() < back_at {
+                        tokio::time::sleep(KILL_EVERY).await;
+                        services[victim(kills)].1.kill();
+                        kills += 1;
+                    }
+                    server.spawn().await;
+                }
                 if !broker_stopped && started.elapsed() >= BROKER_STOP_AT {
                     broker_stopped = true;
                     broker.stop().await;
@@ -425,6 +457,10 @@ async fn crash_run(store: Store, faults: Faults) {
         diagnose(&broker.url(), faults, &issues).await;
     }
     broker.stop().await;
+    if let Some(server) = &mut database_server {
+        assert!(database_crashed, "the database server never crashed");
+        server.stop().await;
+    }
     let server_errors = tally.answered(500);
     println!(
         "crash test on NATS + {label}, {per_service} process(es) per service: {} requests ({:?}), \
@@ -436,6 +472,10 @@ async fn crash_run(store: Store, faults: Faults) {
         tally.requests.load(Ordering::Relaxed),
         tally.outcomes.lock().unwrap(),
         match &leader_killed {
+            None if database_crashed => format!(
+                "broker stopped once for {BROKER_DOWN_FOR:?}, database crashed once and down for \
+                 {DATABASE_DOWN_FOR:?}"
+            ),
             None => format!("broker stopped once for {BROKER_DOWN_FOR:?}"),
             Some(leader) =>
                 format!("stream leader {leader} SIGKILLed and back after {BROKER_DOWN_FOR:?}"),
