@@ -214,7 +214,8 @@ pub trait Service: Send + Sync + 'static {
                 // Per key: the listeners of several events of one record (the replicas), whose
                 // events overtake each other across subjects. A listener of one subject keeps
                 // its order of arrival (the expiration timers hold each order's event until its
-                // window passes, which a partition must not wait on).
+                // window passes: held in a partition, each would keep its share of the
+                // partition's unacknowledged messages busy).
                 let by_key = Self::ORDER_BY_KEY && order == ListenerOrder::Key;
                 router
                     .source(Self::NAME)
