@@ -124,13 +124,19 @@ pub async fn fresh_pg_database(kind: &str) -> String {
         let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
     }
     let name = unique_name(kind).to_lowercase();
+    let created = create_pg_database(&admin, &url, &name).await;
+    admin.close().await;
+    created
+}
+
+/// Creates database `name` through `admin`, a pool on the server at `url`; its URL.
+pub(crate) async fn create_pg_database(admin: &sqlx::PgPool, url: &str, name: &str) -> String {
     let create = format!("CREATE DATABASE \"{name}\"");
     sqlx::query(sqlx::AssertSqlSafe(create))
-        .execute(&admin)
+        .execute(admin)
         .await
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-    admin.close().await;
-    with_path(&url, &name)
+    with_path(url, name)
 }
 
 /// `url` with its path (the database) replaced by `/{database}`, query kept.

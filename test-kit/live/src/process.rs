@@ -135,15 +135,20 @@ impl NatsServer {
 
     /// Sends it `signal` (`-TERM`, `-KILL`), and waits for it to exit.
     pub async fn stop_with(&mut self, signal: &str) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = tokio::process::Command::new("kill")
-                    .args([signal, &pid.to_string()])
-                    .status()
-                    .await;
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        signal_and_wait(self.child.take(), signal, Duration::from_secs(10)).await;
+    }
+}
+
+/// Sends `child` (if there is one) `signal`, and waits for it to exit (`limit` at most).
+async fn signal_and_wait(child: Option<tokio::process::Child>, signal: &str, limit: Duration) {
+    if let Some(mut child) = child {
+        if let Some(pid) = child.id() {
+            let _ = tokio::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .await;
         }
+        let _ = tokio::time::timeout(limit, child.wait()).await;
     }
 }
 
@@ -209,13 +214,9 @@ impl PostgresServer {
         let admin = sqlx::PgPool::connect(&self.url())
             .await
             .expect("the test's PostgreSQL");
-        let create = format!("CREATE DATABASE \"{name}\"");
-        sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        let url = crate::create_pg_database(&admin, &self.url(), name).await;
         admin.close().await;
-        crate::with_path(&self.url(), name)
+        url
     }
 
     /// Starts the server (again, after a crash: it recovers from its log), and waits until it
@@ -285,15 +286,7 @@ impl PostgresServer {
     }
 
     async fn signal(&mut self, signal: &str) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = tokio::process::Command::new("kill")
-                    .args([signal, &pid.to_string()])
-                    .status()
-                    .await;
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-        }
+        signal_and_wait(self.child.take(), signal, Duration::from_secs(30)).await;
     }
 }
 

@@ -168,19 +168,31 @@ pub async fn an_ordered_group_keeps_each_keys_order_across_subjects_with_paralle
     );
 }
 
+/// A member of group `g` given `count` events of `key`, the first of which it took and naked
+/// with `delay`.
+async fn first_naked(
+    bus: &Arc<dyn Bus>,
+    key: &str,
+    count: u64,
+    delay: Duration,
+) -> Box<dyn Subscription> {
+    let mut sub = ordered(bus, "g", SubscribeOptions::default()).await;
+    for n in 0..count {
+        bus.publish(keyed(key, n)).await.expect("publish");
+    }
+    let first = next(&mut sub).await;
+    assert_eq!(seen(&first), (key.to_owned(), 0));
+    first.nak(Some(delay)).await.expect("nak");
+    sub
+}
+
 pub async fn a_nak_holds_its_key_until_the_redelivery_is_settled(factory: &dyn BusFactory) {
     let caps = factory.capabilities();
     let Some(bus) = ordered_bus(factory).await else {
         return;
     };
-    let mut sub = ordered(&bus, "g", SubscribeOptions::default()).await;
-    for n in 0..3 {
-        bus.publish(keyed("held", n)).await.expect("publish");
-    }
-    let first = next(&mut sub).await;
-    assert_eq!(seen(&first), ("held".into(), 0));
     let delay = Duration::from_millis(400);
-    first.nak(Some(delay)).await.expect("nak");
+    let mut sub = first_naked(&bus, "held", 3, delay).await;
     // The key's next event does not overtake the naked one.
     nothing_within(&mut sub, delay - Duration::from_millis(100)).await;
     let again = next(&mut sub).await;
@@ -203,14 +215,8 @@ pub async fn a_nak_holds_only_its_key_not_the_keys_that_share_its_partition(
         return;
     };
     const OTHERS: u64 = 32;
-    let mut sub = ordered(&bus, "g", SubscribeOptions::default()).await;
-    for n in 0..2 {
-        bus.publish(keyed("waiting", n)).await.expect("publish");
-    }
-    let first = next(&mut sub).await;
-    assert_eq!(seen(&first), ("waiting".into(), 0));
     let delay = Duration::from_secs(2);
-    first.nak(Some(delay)).await.expect("nak");
+    let mut sub = first_naked(&bus, "waiting", 2, delay).await;
     let naked = std::time::Instant::now();
     for k in 0..OTHERS {
         bus.publish(keyed(&format!("other-{k}"), 0))

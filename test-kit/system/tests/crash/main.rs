@@ -306,6 +306,15 @@ async fn crash_run(store: Store, faults: Faults) {
                 let kind = order[kills as usize % order.len()];
                 kind * per_service + (kills as usize / order.len()) % per_service
             };
+            // The kills go on while the broker or the database is down.
+            let kill_for = async |down: Duration, kills: &mut u64| {
+                let back_at = tokio::time::Instant::now() + down;
+                while tokio::time::Instant::now() < back_at {
+                    tokio::time::sleep(KILL_EVERY).await;
+                    services[victim(*kills)].1.kill();
+                    *kills += 1;
+                }
+            };
             let mut broker_stopped = false;
             while started.elapsed() < CHAOS {
                 tokio::time::sleep(KILL_EVERY).await;
@@ -317,23 +326,13 @@ async fn crash_run(store: Store, faults: Faults) {
                 {
                     database_crashed = true;
                     server.crash().await;
-                    let back_at = tokio::time::Instant::now() + DATABASE_DOWN_FOR;
-                    while tokio::time::Instant::now() < back_at {
-                        tokio::time::sleep(KILL_EVERY).await;
-                        services[victim(kills)].1.kill();
-                        kills += 1;
-                    }
+                    kill_for(DATABASE_DOWN_FOR, &mut kills).await;
                     server.spawn().await;
                 }
                 if !broker_stopped && started.elapsed() >= BROKER_STOP_AT {
                     broker_stopped = true;
                     broker.stop().await;
-                    let back_at = tokio::time::Instant::now() + BROKER_DOWN_FOR;
-                    while tokio::time::Instant::now() < back_at {
-                        tokio::time::sleep(KILL_EVERY).await;
-                        services[victim(kills)].1.kill();
-                        kills += 1;
-                    }
+                    kill_for(BROKER_DOWN_FOR, &mut kills).await;
                     broker.spawn().await;
                 }
             }
