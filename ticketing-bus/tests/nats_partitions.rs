@@ -205,15 +205,9 @@ async fn an_ordered_group_starts_where_the_groups_plain_consumer_left_off() {
 async fn a_killed_members_partitions_lapse_to_the_others_without_loss() {
     const KEYS: u64 = 8;
     const EACH: u64 = 3;
-    let url = live::current_nats_url();
-    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
-    let bus = partitioned(&url, &name, 4).await.expect("partitioned bus");
     // An ack wait longer than a lease lasts: the survivors take the partitions over while the
     // victim's deliveries are still pending, and must not hand out a key's later events first.
-    let options = SubscribeOptions {
-        ack_wait: Duration::from_secs(6),
-        ..SubscribeOptions::default()
-    };
+    let (url, name, bus, options) = four_partitions(Duration::from_secs(6)).await;
     let publish = |from: u64| {
         let bus = bus.clone();
         async move {
@@ -323,4 +317,70 @@ async fn a_killed_members_partitions_lapse_to_the_others_without_loss() {
     assert!(*attempt >= 2, "it was delivered before: attempt {attempt}");
     assert!(took < Duration::from_secs(25), "took over in {took:?}");
     bus.delete_streams().await.expect("cleanup");
+}
+
+/// The lease bucket lives in memory, so a restarted server has lost it: the members make it
+/// again, take their partitions again, and the events published after go on being delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_group_goes_on_when_its_lease_bucket_is_lost() {
+    let (_, name, bus, options) = four_partitions(Duration::from_secs(1)).await;
+    let mut sub = bus
+        .subscribe_ordered(&["thing:made"], "g", options)
+        .await
+        .expect("ordered group");
+    bus.publish(keyed("thing:made", "before"))
+        .await
+        .expect("publish");
+    assert_eq!(next_acked_key(&mut sub).await, "before");
+    let js = async_nats::jetstream::new(bus.client().clone());
+    js.delete_key_value(format!("{name}_LEASES"))
+        .await
+        .expect("the lease bucket is there, and goes");
+    // Past a few rounds: the member has found its leases gone with the bucket.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for key in ["after-1", "after-2", "after-3"] {
+        bus.publish(keyed("thing:made", key))
+            .await
+            .expect("publish");
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..3 {
+        seen.insert(next_acked_key(&mut sub).await);
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        js.get_key_value(format!("{name}_LEASES")).await.is_ok(),
+        "the bucket was made again"
+    );
+    sub.close().await.expect("close");
+    bus.delete_streams().await.expect("cleanup");
+}
+
+/// The key of `sub`'s next delivery (within 20 s), acked.
+async fn next_acked_key(sub: &mut Box<dyn ticketing_core::Subscription>) -> String {
+    let delivery = tokio::time::timeout(Duration::from_secs(20), sub.next())
+        .await
+        .expect("a delivery within 20 s")
+        .expect("open")
+        .expect("a delivery");
+    let key = delivery
+        .headers()
+        .get(partition::KEY)
+        .cloned()
+        .expect("a keyed event");
+    delivery.ack().await.expect("ack");
+    key
+}
+
+/// A bus on a fresh stream of four partitions on the current server, and subscription options
+/// with `ack_wait`: the server's URL, the stream, the bus, the options.
+async fn four_partitions(ack_wait: Duration) -> (String, String, NatsBus, SubscribeOptions) {
+    let url = live::current_nats_url();
+    let name = live::fresh_nats_stream_at(&url, "PARTS").await;
+    let bus = partitioned(&url, &name, 4).await.expect("partitioned bus");
+    let options = SubscribeOptions {
+        ack_wait,
+        ..SubscribeOptions::default()
+    };
+    (url, name, bus, options)
 }

@@ -265,7 +265,11 @@ struct Held {
 /// What a member of an ordered group shares with its tasks and its deliveries.
 struct Shared {
     inner: Arc<Inner>,
-    kv: kv::Store,
+    /// The lease bucket: made again when it is gone (a bucket in memory does not survive its
+    /// server's restart).
+    bucket: Mutex<kv::Store>,
+    /// Set when the bucket was made again: the watch must follow it.
+    rewatch: AtomicBool,
     group: Arc<str>,
     /// The partitions' durable consumers and their names.
     consumers: Vec<(String, PullConsumer)>,
@@ -300,7 +304,8 @@ impl Leased {
         let kv = inner.lease_bucket().await?;
         let shared = Arc::new(Shared {
             inner,
-            kv,
+            bucket: Mutex::new(kv),
+            rewatch: AtomicBool::new(false),
             group: Arc::from(group),
             consumers,
             floors,
@@ -313,12 +318,12 @@ impl Leased {
             view: Mutex::default(),
         });
         shared
-            .kv
+            .kv()
             .put(shared.member_key(), Bytes::new())
             .await
             .map_err(|e| backend(format!("cannot join ordered group {group}: {e}")))?;
         let watch = shared
-            .kv
+            .kv()
             .watch_with_history(format!("{}.>", shared.prefix))
             .await
             .map_err(|e| backend(format!("cannot watch ordered group {group}'s leases: {e}")))?;
@@ -369,11 +374,11 @@ impl Leased {
         Some(async move {
             for (partition, revision) in held {
                 let _ = shared
-                    .kv
+                    .kv()
                     .purge_expect_revision(shared.lease_key(partition), Some(revision))
                     .await;
             }
-            let _ = shared.kv.purge(shared.member_key()).await;
+            let _ = shared.kv().purge(shared.member_key()).await;
         })
     }
 }
@@ -464,6 +469,11 @@ impl Drop for GatedAcker {
 }
 
 impl Shared {
+    /// The lease bucket.
+    fn kv(&self) -> kv::Store {
+        lock(&self.bucket).clone()
+    }
+
     /// Takes in what the watch saw.
     fn saw(&self, entry: kv::Entry) {
         lock(&self.view).insert(entry.key, (entry.operation, tokio::time::Instant::now()));
@@ -489,7 +499,7 @@ impl Shared {
             .collect();
         for (partition, revision) in held {
             let renewed = self
-                .kv
+                .kv()
                 .update(
                     self.lease_key(partition),
                     Bytes::from(self.member.clone()),
@@ -544,7 +554,7 @@ impl Shared {
         let key = self.lease_key(partition);
         let clean = matches!(lock(&self.view).get(&key), Some((kv::Operation::Delete, _)));
         let revision = self
-            .kv
+            .kv()
             .create(key, Bytes::from(self.member.clone()))
             .await
             .ok()?;
@@ -553,8 +563,16 @@ impl Shared {
 
     /// One round: presence, leases, and the share of the partitions.
     async fn round(self: &Arc<Self>, start: u32) {
-        if let Err(error) = self.kv.put(self.member_key(), Bytes::new()).await {
+        if let Err(error) = self.kv().put(self.member_key(), Bytes::new()).await {
             tracing::warn!(group = %self.group, %error, "cannot renew the group membership");
+            // The bucket may be gone (a server restarted with it in memory): make it again.
+            // The leases it held are lost with it; the next round's renewals find that out.
+            if let Ok(bucket) = self.inner.lease_bucket().await {
+                if bucket.put(self.member_key(), Bytes::new()).await.is_ok() {
+                    *lock(&self.bucket) = bucket;
+                    self.rewatch.store(true, Ordering::Release);
+                }
+            }
             return;
         }
         self.renew().await;
@@ -610,7 +628,7 @@ impl Shared {
             // holder must wait them out too, so the lease goes as if it had lapsed.
             tokio::spawn(async move {
                 let _ = shared
-                    .kv
+                    .kv()
                     .purge_expect_revision(shared.lease_key(partition), Some(held.revision))
                     .await;
             });
@@ -627,7 +645,7 @@ impl Shared {
                 let _ = pulled.acker.acker.ack_with(AckKind::Nak(None)).await;
             }
             let _ = shared
-                .kv
+                .kv()
                 .delete_expect_revision(shared.lease_key(partition), Some(held.revision))
                 .await;
             tracing::debug!(group = %shared.group, partition, "gave a partition up");
@@ -652,7 +670,18 @@ async fn manage(shared: Arc<Shared>, mut watch: kv::Watch) {
     touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => shared.round(start).await,
+            _ = tick.tick() => {
+                shared.round(start).await;
+                if shared.rewatch.swap(false, Ordering::AcqRel) {
+                    match shared.kv().watch_with_history(format!("{}.>", shared.prefix)).await {
+                        Ok(again) => watch = again,
+                        Err(error) => {
+                            shared.rewatch.store(true, Ordering::Release);
+                            tracing::warn!(group = %shared.group, %error, "cannot watch the group's leases");
+                        }
+                    }
+                }
+            }
             entry = watch.next() => match entry {
                 Some(Ok(entry)) => shared.saw(entry),
                 Some(Err(error)) => {
@@ -662,7 +691,7 @@ async fn manage(shared: Arc<Shared>, mut watch: kv::Watch) {
                 None => {
                     // The watch ended (the bucket went, or the server): watch again.
                     tokio::time::sleep(TICK).await;
-                    match shared.kv.watch_with_history(format!("{}.>", shared.prefix)).await {
+                    match shared.kv().watch_with_history(format!("{}.>", shared.prefix)).await {
                         Ok(again) => watch = again,
                         Err(error) => tracing::warn!(group = %shared.group, %error, "cannot watch the group's leases"),
                     }
