@@ -198,6 +198,17 @@ impl Gate {
         }
     }
 
+    /// The message `sequence` of `partition` was settled without being handed out (dead-lettered
+    /// by the member past `max_deliver`): if it heads its key's lane, the key's next one may go.
+    fn settled_at(&mut self, partition: u32, sequence: u64) -> bool {
+        let key = self
+            .lanes
+            .iter()
+            .find(|(_, lane)| lane.partition == partition && lane.head == sequence)
+            .map(|(key, _)| key.clone());
+        key.is_some_and(|key| self.settled(&key, sequence, true))
+    }
+
     /// Stops handing out `partition`: what is ready but not taken goes back to its lane.
     fn close(&mut self, partition: u32) {
         self.closing.insert(partition);
@@ -268,7 +279,7 @@ struct Shared {
     /// The lease bucket: made again when it is gone (a bucket in memory does not survive its
     /// server's restart).
     bucket: Mutex<kv::Store>,
-    /// Set when the bucket was made again: the watch must follow it.
+    /// Set when the watch must be made again (it ended, or the bucket was made again).
     rewatch: AtomicBool,
     group: Arc<str>,
     /// The partitions' durable consumers and their names.
@@ -323,8 +334,7 @@ impl Leased {
             .await
             .map_err(|e| backend(format!("cannot join ordered group {group}: {e}")))?;
         let watch = shared
-            .kv()
-            .watch_with_history(format!("{}.>", shared.prefix))
+            .watch()
             .await
             .map_err(|e| backend(format!("cannot watch ordered group {group}'s leases: {e}")))?;
         let manager = tokio::spawn(manage(shared.clone(), watch));
@@ -472,6 +482,13 @@ impl Shared {
     /// The lease bucket.
     fn kv(&self) -> kv::Store {
         lock(&self.bucket).clone()
+    }
+
+    /// A watch of the group's keys: their current entries, then every change.
+    async fn watch(&self) -> Result<kv::Watch, kv::WatchError> {
+        self.kv()
+            .watch_with_history(format!("{}.>", self.prefix))
+            .await
     }
 
     /// Takes in what the watch saw.
@@ -673,7 +690,7 @@ async fn manage(shared: Arc<Shared>, mut watch: kv::Watch) {
             _ = tick.tick() => {
                 shared.round(start).await;
                 if shared.rewatch.swap(false, Ordering::AcqRel) {
-                    match shared.kv().watch_with_history(format!("{}.>", shared.prefix)).await {
+                    match shared.watch().await {
                         Ok(again) => watch = again,
                         Err(error) => {
                             shared.rewatch.store(true, Ordering::Release);
@@ -688,14 +705,8 @@ async fn manage(shared: Arc<Shared>, mut watch: kv::Watch) {
                     tracing::debug!(group = %shared.group, %error, "the lease watch failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                None => {
-                    // The watch ended (the bucket went, or the server): watch again.
-                    tokio::time::sleep(TICK).await;
-                    match shared.kv().watch_with_history(format!("{}.>", shared.prefix)).await {
-                        Ok(again) => watch = again,
-                        Err(error) => tracing::warn!(group = %shared.group, %error, "cannot watch the group's leases"),
-                    }
-                }
+                // The watch ended (the bucket went, or the server): the next round watches again.
+                None => shared.rewatch.store(true, Ordering::Release),
             },
             _ = touch.tick() => {
                 let before = tokio::time::Instant::now() - touch_every;
@@ -705,19 +716,6 @@ async fn manage(shared: Arc<Shared>, mut watch: kv::Watch) {
                 }
             }
         }
-    }
-}
-
-/// The ordering key of a pulled message, as a subject token.
-fn key_of(message: &async_nats::jetstream::Message, sequence: u64) -> Box<str> {
-    let key = message.headers.as_ref().and_then(|h| {
-        header(h, partition::KEY)
-            .or_else(|| header(h, ticketing_core::envelope::ID))
-            .or_else(|| header(h, ticketing_core::bus::header::MESSAGE_ID))
-    });
-    match key {
-        Some(key) => partition::token(key).into(),
-        None => format!("#{sequence}").into(),
     }
 }
 
@@ -763,9 +761,13 @@ async fn pull(shared: Arc<Shared>, partition: u32, clean: bool, pulling: Arc<Ato
         };
         failures = 0;
         let sequence = message.info().map_or(0, |info| info.stream_sequence);
-        let key = key_of(&message, sequence);
         match member.accept_parts(message).await {
             Ok(Some(accepted)) => {
+                // The ordering key as a subject token; a message without one is its own key.
+                let key = partition::key_of(&accepted.message.headers).map_or_else(
+                    || format!("#{sequence}").into(),
+                    |k| partition::token(k).into(),
+                );
                 let pulled = Pulled {
                     partition,
                     key,
@@ -782,7 +784,7 @@ async fn pull(shared: Arc<Shared>, partition: u32, clean: bool, pulling: Arc<Ato
             }
             // Acked unseen, or dead-lettered past `max_deliver`: its key flows on.
             Ok(None) => {
-                if lock(&shared.gate).settled(&key, sequence, true) {
+                if lock(&shared.gate).settled_at(partition, sequence) {
                     shared.ready.notify_one();
                 }
             }

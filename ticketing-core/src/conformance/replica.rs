@@ -137,6 +137,37 @@ fn scrambled_log(seed: u64) -> VecDeque<Version> {
     scrambled
 }
 
+/// Plays the scrambled log of `seed` on a fresh `FromFirst` store: `apply` writes each event
+/// (the record at its version) and says whether it must come again later (a gap). The log must
+/// converge to the in-order state.
+async fn converges<F: ReplicaFactory>(
+    factory: &F,
+    seed: u64,
+    mut apply: impl AsyncFnMut(
+        &Arc<dyn ReplicaStore<F::Record>>,
+        &<F::Record as Replica>::Id,
+        Version,
+        F::Record,
+    ) -> bool,
+) {
+    let store = factory.store(ReplicaStart::FromFirst).await;
+    let id = factory.id();
+    let mut scrambled = scrambled_log(seed);
+    let mut steps = 0;
+    while let Some(version) = scrambled.pop_front() {
+        steps += 1;
+        assert!(steps < 10_000, "the log converges");
+        let record = factory.record(&id, version, version * 7);
+        if apply(&store, &id, version, record).await {
+            scrambled.push_back(version);
+        }
+    }
+    assert_eq!(
+        store.get(&id).await.expect("get"),
+        factory.record(&id, 11, 77)
+    );
+}
+
 /// What `store` answers an event of `version` about `id`.
 async fn disposition_of<R: Replica>(
     store: &dyn ReplicaStore<R>,
@@ -239,24 +270,18 @@ pub async fn a_shuffled_event_log_with_duplicates_converges_to_the_in_order_stat
 >(
     factory: &F,
 ) {
-    let store = factory.store(ReplicaStart::FromFirst).await;
-    let id = factory.id();
-    let mut scrambled = scrambled_log(0x9e37_79b9_7f4a_7c15);
-    let mut steps = 0;
-    while let Some(version) = scrambled.pop_front() {
-        steps += 1;
-        assert!(steps < 10_000, "the log converges");
-        let record = factory.record(&id, version, version * 7);
-        match replicate(&*store, &id, version, |_| Ok(record)).await {
-            Ok(_) => {}
-            Err(e) if e.is_retryable() => scrambled.push_back(version),
+    converges(
+        factory,
+        0x9e37_79b9_7f4a_7c15,
+        async |store, id, version, record| match replicate(&**store, id, version, |_| Ok(record))
+            .await
+        {
+            Ok(_) => false,
+            Err(e) if e.is_retryable() => true,
             Err(e) => panic!("{e}"),
-        }
-    }
-    assert_eq!(
-        store.get(&id).await.expect("get"),
-        factory.record(&id, 11, 77)
-    );
+        },
+    )
+    .await;
 }
 
 pub async fn a_whole_record_written_first_has_the_outcomes_of_a_lookup_first<F: ReplicaFactory>(
@@ -303,32 +328,28 @@ pub async fn a_whole_record_written_first_has_the_outcomes_of_a_lookup_first<F: 
 pub async fn a_shuffled_log_of_whole_records_converges_to_the_in_order_state<F: ReplicaFactory>(
     factory: &F,
 ) {
-    let store = factory.store(ReplicaStart::FromFirst).await;
-    let id = factory.id();
     // Written by two members at once.
-    let mut scrambled = scrambled_log(0x2545_f491_4f6c_dd1d);
-    let mut steps = 0;
-    while let Some(version) = scrambled.pop_front() {
-        steps += 1;
-        assert!(steps < 10_000, "the log converges");
-        let record = factory.record(&id, version, version * 7);
-        let both = join_all([
-            replicate_record(&*store, record.clone()),
-            replicate_record(&*store, record),
-        ])
-        .await;
-        let applied = both.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
-        assert!(applied <= 1, "one member applies an event: {both:?}");
-        if both.iter().any(|r| matches!(r, Err(e) if e.is_retryable())) {
-            scrambled.push_back(version);
-        } else if let Some(Err(e)) = both.iter().find(|r| r.is_err()) {
-            panic!("{e}");
-        }
-    }
-    assert_eq!(
-        store.get(&id).await.expect("get"),
-        factory.record(&id, 11, 77)
-    );
+    converges(
+        factory,
+        0x2545_f491_4f6c_dd1d,
+        async |store, _, _, record| {
+            let both = join_all([
+                replicate_record(&**store, record.clone()),
+                replicate_record(&**store, record),
+            ])
+            .await;
+            let applied = both.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+            assert!(applied <= 1, "one member applies an event: {both:?}");
+            if both.iter().any(|r| matches!(r, Err(e) if e.is_retryable())) {
+                true
+            } else if let Some(Err(e)) = both.iter().find(|r| r.is_err()) {
+                panic!("{e}");
+            } else {
+                false
+            }
+        },
+    )
+    .await;
 }
 
 pub async fn a_from_first_replica_waits_for_version_0<F: ReplicaFactory>(factory: &F) {
