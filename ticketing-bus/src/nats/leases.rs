@@ -118,6 +118,9 @@ struct Lane {
     partition: u32,
     head: u64,
     out: bool,
+    /// The head delivered again while it is out (its ack wait ran out during the handling):
+    /// handed out if the head is naked, dropped if it is acked (that acks the message).
+    again: Option<Pulled>,
     parked: VecDeque<Pulled>,
 }
 
@@ -141,6 +144,7 @@ impl Gate {
                         partition: pulled.partition,
                         head: pulled.sequence,
                         out: true,
+                        again: None,
                         parked: VecDeque::new(),
                     },
                 );
@@ -152,6 +156,11 @@ impl Gate {
                 lane.out = true;
                 self.ready.push_back(pulled);
                 true
+            }
+            Some(lane) if lane.head == pulled.sequence => {
+                // The head again while it is out: kept for the head's nak.
+                lane.again = Some(pulled);
+                false
             }
             Some(lane) => {
                 // Behind the head, in stream order; a message fetched twice is kept once.
@@ -177,9 +186,22 @@ impl Gate {
             return false;
         }
         if !done {
-            lane.out = false;
-            return false;
+            // Naked or dropped: its redelivery goes out, or is awaited.
+            match lane.again.take() {
+                Some(again) if !self.closing.contains(&lane.partition) => {
+                    self.ready.push_back(again);
+                    return true;
+                }
+                again => {
+                    lane.out = false;
+                    if let Some(again) = again {
+                        lane.parked.push_front(again);
+                    }
+                    return false;
+                }
+            }
         }
+        lane.again = None;
         if self.closing.contains(&lane.partition) {
             lane.out = false;
             return false;
