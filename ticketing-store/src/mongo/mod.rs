@@ -96,6 +96,26 @@ pub fn error(error: mongodb::error::Error) -> StoreError {
     backend(error)
 }
 
+/// The documents `find` returns: the query's and the cursor's errors are mapped here once for
+/// every store.
+pub(crate) async fn documents(
+    find: mongodb::action::Find<'_, Document>,
+) -> Result<Vec<Document>, StoreError> {
+    find.await
+        .map_err(backend)?
+        .try_collect()
+        .await
+        .map_err(backend)
+}
+
+/// The documents `find` returns, each decoded by `decode`.
+pub(crate) async fn all<T>(
+    find: mongodb::action::Find<'_, Document>,
+    decode: impl Fn(&Document) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    documents(find).await?.iter().map(decode).collect()
+}
+
 pub(crate) fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {
     let error = error.into();
     let unreachable = error

@@ -73,17 +73,10 @@ impl Outbox for MongoOutbox {
             if found.len() >= limit {
                 break;
             }
-            let docs: Vec<Document> = self
-                .db
-                .collection::<Document>(collection)
-                .find(doc! {"outbox.eid": {"$exists": true}})
-                .projection(doc! {OUTBOX: 1})
-                .limit(i64::try_from(limit - found.len()).unwrap_or(i64::MAX))
-                .await
-                .map_err(backend)?
-                .try_collect()
-                .await
-                .map_err(backend)?;
+            let events = self.db.collection::<Document>(collection);
+            let find = events.find(doc! {"outbox.eid": {"$exists": true}});
+            let limit = i64::try_from(limit - found.len()).unwrap_or(i64::MAX);
+            let docs = documents(find.projection(doc! {OUTBOX: 1}).limit(limit)).await?;
             for document in docs {
                 let doc_id = document
                     .get("_id")

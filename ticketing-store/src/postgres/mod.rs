@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::sync::Notify;
 
@@ -101,6 +101,30 @@ pub struct PgDatabase {
 /// shutting down), `Backend` otherwise. For the `map_err` of your own statements.
 pub fn error(error: sqlx::Error) -> StoreError {
     backend(error)
+}
+
+/// A statement of this backend with its arguments bound.
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// The rows `query` returns on `executor`, each decoded by `decode`: every store's reads go
+/// through here, so the fetch, the error mapping and the decoding are written once.
+pub(crate) async fn rows<'c, T>(
+    query: PgQuery<'_>,
+    executor: impl sqlx::PgExecutor<'c>,
+    decode: impl Fn(&PgRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = query.fetch_all(executor).await.map_err(backend)?;
+    rows.iter().map(decode).collect()
+}
+
+/// The row `query` returns on `executor`, if any, decoded by `decode`.
+pub(crate) async fn row<'c, T>(
+    query: PgQuery<'_>,
+    executor: impl sqlx::PgExecutor<'c>,
+    decode: impl Fn(&PgRow) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let row = query.fetch_optional(executor).await.map_err(backend)?;
+    row.as_ref().map(decode).transpose()
 }
 
 pub(crate) fn backend(error: impl Into<ticketing_core::bus::BoxError>) -> StoreError {

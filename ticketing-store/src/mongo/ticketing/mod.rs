@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{IndexOptions, ReturnDocument};
@@ -21,7 +20,7 @@ use mongodb::{Collection, IndexModel};
 use tokio::sync::Notify;
 
 use super::{
-    MongoDatabase, MongoOutbox, OUTBOX, apply_versioned, backend, corrupt, db_version,
+    MongoDatabase, MongoOutbox, OUTBOX, all, apply_versioned, backend, corrupt, db_version,
     duplicate_key, millis, outbox_entries,
 };
 use ticketing_core::ticketing::Price;

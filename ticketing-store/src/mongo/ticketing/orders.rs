@@ -134,19 +134,8 @@ impl OrderStore for MongoOrderStore {
     }
 
     async fn list_for_user(&self, user_id: Id) -> Result<Vec<Order>, StoreError> {
-        let docs: Vec<Document> = self
-            .orders
-            .find(doc! {"user_id": oid(user_id)})
-            .sort(doc! {"created_at": 1, "_id": 1})
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        let orders = docs
-            .iter()
-            .map(order_doc_of)
-            .collect::<Result<Vec<_>, _>>()?;
+        let find = self.orders.find(doc! {"user_id": oid(user_id)});
+        let orders = all(find.sort(doc! {"created_at": 1, "_id": 1}), order_doc_of).await?;
         let tickets = self
             .tickets
             .find_many(orders.iter().map(|o| oid(o.ticket_id)).collect())

@@ -94,13 +94,7 @@ impl MongoPaymentStore {
             }
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let docs: Vec<Document> = find
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        docs.iter().map(payment_of).collect()
+        all(find, payment_of).await
     }
 }
 

@@ -137,16 +137,8 @@ impl MongoTypedReplicaStore<TicketReplica> {
         &self,
         ids: Vec<ObjectId>,
     ) -> Result<HashMap<Id, TicketReplica>, StoreError> {
-        let docs: Vec<Document> = self
-            .replicas
-            .find(doc! {"_id": {"$in": ids}})
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        docs.iter()
-            .map(|d| TicketReplica::decode(d).map(|t| (t.id, t)))
-            .collect()
+        let find = self.replicas.find(doc! {"_id": {"$in": ids}});
+        let replicas = all(find, TicketReplica::decode).await?;
+        Ok(replicas.into_iter().map(|t| (t.id, t)).collect())
     }
 }

@@ -72,16 +72,8 @@ impl TicketStore for MongoTicketStore {
     }
 
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
-        let docs: Vec<Document> = self
-            .tickets
-            .find(doc! {"order_id": Bson::Null})
-            .sort(doc! {"created_at": 1, "_id": 1})
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        docs.iter().map(ticket_of).collect()
+        let find = self.tickets.find(doc! {"order_id": Bson::Null});
+        all(find.sort(doc! {"created_at": 1, "_id": 1}), ticket_of).await
     }
 
     async fn list_unreserved_page(
@@ -114,17 +106,13 @@ impl TicketStore for MongoTicketStore {
                 ],
             );
         }
-        let docs: Vec<Document> = self
-            .tickets
-            .find(filter)
-            .sort(doc! {"created_at": -1, "_id": -1})
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        docs.iter().map(ticket_of).collect()
+        let find = self.tickets.find(filter);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        all(
+            find.sort(doc! {"created_at": -1, "_id": -1}).limit(limit),
+            ticket_of,
+        )
+        .await
     }
 
     async fn update_announcing(

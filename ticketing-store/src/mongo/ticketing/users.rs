@@ -132,14 +132,10 @@ impl UserStore for MongoUserStore {
         keys: &[String],
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let found: Vec<Document> = self
-            .failures
-            .find(doc! {"_id": {"$in": keys}})
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        Ok(latest_refusal(found.iter().map(failure_count), now))
+        let found = all(self.failures.find(doc! {"_id": {"$in": keys}}), |found| {
+            Ok(failure_count(found))
+        })
+        .await?;
+        Ok(latest_refusal(found, now))
     }
 }

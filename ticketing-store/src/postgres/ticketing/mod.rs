@@ -16,7 +16,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
-use super::{PgDatabase, VersionedSql, append, backend, corrupt, db_version, violation};
+use super::{PgDatabase, VersionedSql, append, backend, corrupt, db_version, row, rows, violation};
 use ticketing_core::ticketing::Price;
 use ticketing_core::ticketing::payment::{
     Outcome, PayableOrder, Payment, PaymentStatus, PaymentStore,

@@ -97,31 +97,22 @@ impl OrderStore for PgOrderStore {
     }
 
     async fn get(&self, id: Id) -> Result<Order, StoreError> {
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             order_select!(),
             " FROM orders o JOIN ticket_replicas t ON t.id = o.ticket_id WHERE o.id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::not_found("order", id))?;
-        order_of(&row)
+        ));
+        row(query.bind(id.to_string()), &self.pool, order_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("order", id))
     }
 
     async fn list_for_user(&self, user_id: Id) -> Result<Vec<Order>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             order_select!(),
             " FROM orders o JOIN ticket_replicas t ON t.id = o.ticket_id \
              WHERE o.user_id = $1 ORDER BY o.seq"
-        ))
-        .bind(user_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(order_of)
-        .collect()
+        ));
+        rows(query.bind(user_id.to_string()), &self.pool, order_of).await
     }
 
     async fn set_status_announcing(
@@ -145,7 +136,7 @@ impl OrderStore for PgOrderStore {
         // The version check in the UPDATE makes the read above safe: if the order moved on in
         // between, nothing is written.
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "WITH o AS (UPDATE orders SET status = $2, version = version + 1 \
                         WHERE id = $1 AND version = $3 RETURNING *) ",
             order_select!(),
@@ -153,15 +144,8 @@ impl OrderStore for PgOrderStore {
         ))
         .bind(id.to_string())
         .bind(status.as_str())
-        .bind(db_version(expected_version)?)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let changed = row
-            .as_ref()
-            .map(order_of)
-            .transpose()?
-            .ok_or_else(conflict)?;
+        .bind(db_version(expected_version)?);
+        let changed = row(query, &mut *tx, order_of).await?.ok_or_else(conflict)?;
         commit_announcing(
             tx,
             &self.wake,

@@ -11,8 +11,11 @@ pub struct PgPaymentStore {
     pub(super) wake: Arc<Notify>,
 }
 
-const PAYMENT_COLUMNS: &str =
-    "id, order_id, amount_cents, status, source, idempotency_key, charge_id, failure, version";
+macro_rules! payment_columns {
+    () => {
+        "id, order_id, amount_cents, status, source, idempotency_key, charge_id, failure, version"
+    };
+}
 
 fn payment_of(row: &PgRow) -> Result<Payment, StoreError> {
     let status: String = row.try_get("status").map_err(backend)?;
@@ -38,15 +41,14 @@ impl PgPaymentStore {
         id: Id,
         from: PaymentStatus,
     ) -> Result<Payment, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 FOR UPDATE"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::not_found("payment", id))?;
-        let payment = payment_of(&row)?;
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE id = $1 FOR UPDATE"
+        ));
+        let payment = row(query.bind(id.to_string()), &mut *tx, payment_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("payment", id))?;
         if payment.status != from {
             return Err(StoreError::conflict("payment", id, payment.version));
         }
@@ -133,42 +135,32 @@ impl PaymentStore for PgPaymentStore {
     }
 
     async fn get(&self, id: Id) -> Result<Payment, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(payment_of)
-        .transpose()?
-        .ok_or_else(|| StoreError::not_found("payment", id))
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE id = $1"
+        ));
+        row(query.bind(id.to_string()), &self.pool, payment_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("payment", id))
     }
 
     async fn for_order(&self, order_id: Id) -> Result<Vec<Payment>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY seq"
-        )))
-        .bind(order_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(payment_of)
-        .collect()
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE order_id = $1 ORDER BY seq"
+        ));
+        rows(query.bind(order_id.to_string()), &self.pool, payment_of).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Payment>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' ORDER BY seq LIMIT $1"
-        )))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(payment_of)
-        .collect()
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE status = 'pending' ORDER BY seq LIMIT $1"
+        ));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        rows(query.bind(limit), &self.pool, payment_of).await
     }
 }

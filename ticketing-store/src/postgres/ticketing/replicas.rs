@@ -72,14 +72,11 @@ impl<R: TypedReplica> PgTypedReplicaStore<R> {
 #[async_trait]
 impl<R: TypedReplica> ReplicaStore<R> for PgTypedReplicaStore<R> {
     async fn find(&self, id: &Id) -> Result<Option<R>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(self.find.clone()))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(|row| R::decode(row, ""))
-            .transpose()
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.find.clone()));
+        row(query.bind(id.to_string()), &self.pool, |found| {
+            R::decode(found, "")
+        })
+        .await
     }
 
     async fn apply(&self, record: &R) -> Result<(), StoreError> {

@@ -74,31 +74,23 @@ impl TicketStore for PgTicketStore {
     }
 
     async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             ticket_columns!(),
             " FROM tickets WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::not_found("ticket", id))?;
-        ticket_of(&row)
+        ));
+        row(query.bind(id.to_string()), &self.pool, ticket_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("ticket", id))
     }
 
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             ticket_columns!(),
             " FROM tickets WHERE order_id IS NULL ORDER BY seq"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(ticket_of)
-        .collect()
+        ));
+        rows(query, &self.pool, ticket_of).await
     }
 
     async fn list_unreserved_page(
@@ -115,19 +107,13 @@ impl TicketStore for PgTicketStore {
                 .ok_or_else(|| StoreError::not_found("ticket", id))?,
             None => i64::MAX,
         };
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT ",
             ticket_columns!(),
             " FROM tickets WHERE order_id IS NULL AND seq < $1 ORDER BY seq DESC LIMIT $2"
-        ))
-        .bind(before)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(ticket_of)
-        .collect()
+        ));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        rows(query.bind(before).bind(limit), &self.pool, ticket_of).await
     }
 
     async fn update_announcing(
@@ -194,7 +180,7 @@ impl TicketStore for PgTicketStore {
 impl PgTicketStore {
     /// The version-checked update of a ticket, inside `tx`.
     async fn write(&self, tx: &mut PgConnection, ticket: &Ticket) -> Result<Ticket, StoreError> {
-        let row = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "UPDATE tickets SET title = $2, price_cents = $3, order_id = $4, version = version + 1 \
              WHERE id = $1 AND version = $5 RETURNING ",
             ticket_columns!()
@@ -203,12 +189,9 @@ impl PgTicketStore {
         .bind(&ticket.title)
         .bind(cents(ticket.price))
         .bind(ticket.order_id.map(|id| id.to_string()))
-        .bind(db_version(ticket.version)?)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        match row {
-            Some(row) => ticket_of(&row),
+        .bind(db_version(ticket.version)?);
+        match row(query, &mut *tx, ticket_of).await? {
+            Some(updated) => Ok(updated),
             None if ticket_exists(&self.pool, ticket.id).await? => {
                 Err(StoreError::conflict("ticket", ticket.id, ticket.version))
             }

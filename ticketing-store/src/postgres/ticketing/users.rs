@@ -55,24 +55,17 @@ impl UserStore for PgUserStore {
     }
 
     async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query("SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(user_of)
-            .transpose()
+        let query = sqlx::query(
+            "SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)",
+        );
+        row(query.bind(email), &self.pool, user_of).await
     }
 
     async fn get(&self, id: Id) -> Result<User, StoreError> {
-        let row = sqlx::query("SELECT id, email, password_hash FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::not_found("user", id))?;
-        user_of(&row)
+        let query = sqlx::query("SELECT id, email, password_hash FROM users WHERE id = $1");
+        row(query.bind(id.to_string()), &self.pool, user_of)
+            .await?
+            .ok_or_else(|| StoreError::not_found("user", id))
     }
 
     async fn sign_in_failed(
@@ -127,17 +120,10 @@ impl UserStore for PgUserStore {
         keys: &[String],
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT tat_ms, refused_until_ms FROM sign_in_failures WHERE key = ANY($1)",
-        )
-        .bind(keys)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let counts = rows
-            .iter()
-            .map(failure_count)
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        );
+        let counts = rows(query.bind(keys), &self.pool, failure_count).await?;
         Ok(latest_refusal(counts, now))
     }
 }
