@@ -25,7 +25,7 @@ mod ticketing;
 #[cfg_attr(docsrs, doc(cfg(feature = "ticketing")))]
 pub use ticketing::{
     InMemoryOrderReplicaStore, InMemoryOrderStore, InMemoryPayableOrderStore, InMemoryPaymentStore,
-    InMemoryTicketReplicaStore, InMemoryTicketStore, InMemoryUserStore,
+    InMemoryTicketReplicaStore, InMemoryTicketStore, InMemoryUserStore, StoreFaults, StoreWrite,
 };
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,18 +1,18 @@
 //! Attempts left pending are settled by the repair with their own key: a crash between the
 //! provider's charge and the commit charges once, not twice; a store that fails in the middle of
-//! the handler (its failure mocked with mockall) gets a 503 and the repair settles the charge
+//! the handler (a failure injected into the in-memory store) gets a 503 and the repair settles the charge
 //! made.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use ticketing_core::ticketing::payment::{Outcome, Payment, PaymentStatus, PaymentStore};
-use ticketing_core::ticketing::store::Announce;
+use ticketing_core::ticketing::payment::{Payment, PaymentStatus};
 use ticketing_core::{Id, StoreError};
 use ticketing_payments::provider::{ChargeRequest, FakeProvider, PaymentProvider};
 use ticketing_payments::settle::{Repair, RepairOptions, RepairReport};
 use ticketing_payments::startup::Payments;
+use ticketing_store::Database;
+use ticketing_store::memory::StoreWrite;
 use ticketing_test_app as kit;
 
 use crate::pay::{pay_order, seed_order, state_with};
@@ -86,76 +86,22 @@ async fn a_crash_between_the_charge_and_the_commit_is_repaired_with_one_charge()
     );
 }
 
-/// Where a store may fail: mocked (mockall), so the test says which call fails and how often
-/// each is made.
-#[mockall::automock]
-trait Faults: Send + Sync + 'static {
-    fn settle(&self, id: Id) -> Result<(), StoreError>;
-}
-
-/// A memory store that asks [`Faults`] before it settles.
-struct Faulty {
-    inner: Arc<dyn PaymentStore>,
-    faults: MockFaults,
-}
-
-#[async_trait]
-impl PaymentStore for Faulty {
-    async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
-        self.inner.begin(payment).await
-    }
-    async fn settle_announcing(
-        &self,
-        id: Id,
-        outcome: Outcome,
-        announce: Announce<'_, Payment>,
-    ) -> Result<Payment, StoreError> {
-        self.faults.settle(id)?;
-        self.inner.settle_announcing(id, outcome, announce).await
-    }
-    async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
-        self.inner.refund(id).await
-    }
-    async fn get(&self, id: Id) -> Result<Payment, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn for_order(&self, order_id: Id) -> Result<Vec<Payment>, StoreError> {
-        self.inner.for_order(order_id).await
-    }
-    async fn pending(&self, limit: usize) -> Result<Vec<Payment>, StoreError> {
-        self.inner.pending(limit).await
-    }
-}
-
 #[tokio::test]
 async fn a_store_error_after_the_charge_is_a_503_and_the_repair_settles_that_charge() {
-    let mut faults = MockFaults::new();
-    let mut calls = mockall::Sequence::new();
-    faults
-        .expect_settle()
-        .times(1)
-        .in_sequence(&mut calls)
-        .returning(|_| {
-            Err(StoreError::backend(
-                "postgres",
-                "connection reset in the middle of the commit",
-            ))
-        });
-    faults
-        .expect_settle()
-        .times(1)
-        .in_sequence(&mut calls)
-        .returning(|_| Ok(()));
-
     let memory = kit::Memory::new().await;
+    let Database::Memory(database) = &memory.database else {
+        unreachable!("the test kit's database is in memory")
+    };
+    // The first settle fails as a connection lost in the middle of the commit; the next one
+    // (the repair's) goes through.
+    let faults = database.faults();
+    faults.fail(StoreWrite::PaymentSettle, 1, || {
+        StoreError::backend("postgres", "connection reset in the middle of the commit")
+    });
     let provider = FakeProvider::new();
-    let mut state = state_with(&memory, Arc::new(provider.clone()))
+    let state = state_with(&memory, Arc::new(provider.clone()))
         .with_repair_every(Duration::from_millis(50));
     let payments = state.payments.clone();
-    state.payments = Arc::new(Faulty {
-        inner: payments.clone(),
-        faults,
-    });
     let app = kit::spawn::<Payments>(state).await;
     let (cookie, buyer) = kit::signed_in(&kit::keys());
     let order = seed_order(&memory, buyer).await;
@@ -180,4 +126,9 @@ async fn a_store_error_after_the_charge_is_a_503_and_the_repair_settles_that_cha
     let charges = provider.charges();
     assert_eq!(charges.len(), 1, "one charge, not two");
     assert_eq!(settled.charge_id.as_deref(), Some(charges[0].id.as_str()));
+    assert_eq!(
+        faults.calls(StoreWrite::PaymentSettle),
+        2,
+        "the request's settle, then the repair's"
+    );
 }

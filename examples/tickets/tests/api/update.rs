@@ -1,70 +1,25 @@
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use async_trait::async_trait;
 use serde_json::json;
 use ticketing_common::error::CONFLICT_MESSAGE;
 use ticketing_core::ticketing::events::TicketUpdated;
-use ticketing_core::ticketing::store::{Announce, OrderReplica, Ticket, TicketStore};
 use ticketing_core::{Id, StoreError};
+use ticketing_store::Database;
+use ticketing_store::memory::StoreWrite;
 
 use crate::helpers::{assert_error, error_messages, signin, spawn_app, spawn_app_with};
 
-/// Tickets whose every update loses its version check, as if another edit always won the race.
-struct AlwaysOutraced {
-    inner: Arc<dyn TicketStore>,
-    updates: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl TicketStore for AlwaysOutraced {
-    async fn create_announcing(
-        &self,
-        ticket: Ticket,
-        announce: Announce<'_, Ticket>,
-    ) -> Result<Ticket, StoreError> {
-        self.inner.create_announcing(ticket, announce).await
-    }
-    async fn get(&self, id: Id) -> Result<Ticket, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {
-        self.inner.list_unreserved().await
-    }
-    async fn list_unreserved_page(
-        &self,
-        after: Option<Id>,
-        limit: usize,
-    ) -> Result<Vec<Ticket>, StoreError> {
-        self.inner.list_unreserved_page(after, limit).await
-    }
-    async fn update_announcing(
-        &self,
-        ticket: &Ticket,
-        _announce: Announce<'_, Ticket>,
-    ) -> Result<Ticket, StoreError> {
-        self.updates.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::conflict("ticket", ticket.id, ticket.version))
-    }
-    async fn update_for_order(
-        &self,
-        ticket: &Ticket,
-        order: &OrderReplica,
-        announce: Announce<'_, Ticket>,
-    ) -> Result<Ticket, StoreError> {
-        self.inner.update_for_order(ticket, order, announce).await
-    }
-}
-
 #[tokio::test]
 async fn an_edit_that_keeps_losing_its_version_check_is_a_409_and_publishes_nothing() {
-    let updates = Arc::new(AtomicUsize::new(0));
-    let counter = updates.clone();
-    let app = spawn_app_with(move |state| {
-        state.tickets = Arc::new(AlwaysOutraced {
-            inner: state.tickets.clone(),
-            updates: counter,
+    // Every update loses its version check, as if another edit always won the race.
+    let mut faults = None;
+    let app = spawn_app_with(|state| {
+        let Database::Memory(database) = &state.database else {
+            unreachable!("the test app's database is in memory")
+        };
+        let outraced = database.faults();
+        outraced.fail(StoreWrite::TicketUpdate, u32::MAX, || {
+            StoreError::conflict("ticket", Id::new(), 0)
         });
+        faults = Some(outraced);
     })
     .await;
     let (cookie, user) = signin(&app.keys);
@@ -81,7 +36,8 @@ async fn an_edit_that_keeps_losing_its_version_check_is_a_409_and_publishes_noth
         error_messages(&response),
         vec![(CONFLICT_MESSAGE.to_owned(), None)]
     );
-    assert_eq!(updates.load(Ordering::SeqCst), 5, "read again and retried");
+    let updates = faults.expect("armed").calls(StoreWrite::TicketUpdate);
+    assert_eq!(updates, 5, "read again and retried");
     app.settled().await;
     assert!(app.bus.published::<TicketUpdated>().is_empty());
 }

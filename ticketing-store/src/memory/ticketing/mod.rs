@@ -18,10 +18,12 @@ use ticketing_core::ticketing::store::{
 };
 use ticketing_core::{Id, OutgoingMessage, Version};
 
+mod faults;
 mod orders;
 mod payments;
 mod tickets;
 mod users;
+pub use faults::{StoreFaults, StoreWrite};
 pub use orders::InMemoryOrderStore;
 pub use payments::InMemoryPaymentStore;
 pub use tickets::InMemoryTicketStore;
@@ -46,6 +48,7 @@ pub(super) struct Roles {
     orders: InMemoryOrderStore,
     payments: InMemoryPaymentStore,
     payable_orders: InMemoryPayableOrderStore,
+    faults: StoreFaults,
 }
 
 impl Roles {
@@ -53,14 +56,25 @@ impl Roles {
         let outbox = outbox.clone();
         let ticket_replicas = InMemoryTicketReplicaStore::new();
         let order_replicas = InMemoryOrderReplicaStore::new();
+        let faults = StoreFaults::default();
+        let mut users = InMemoryUserStore::new();
+        let mut tickets = InMemoryTicketStore::with(&outbox, &order_replicas);
+        let mut orders = InMemoryOrderStore::with(&ticket_replicas, &outbox);
+        let mut payments = InMemoryPaymentStore::with(&outbox);
+        // One set of faults for the database's stores.
+        users.faults = faults.clone();
+        tickets.faults = faults.clone();
+        orders.faults = faults.clone();
+        payments.faults = faults.clone();
         Roles {
-            users: InMemoryUserStore::new(),
-            tickets: InMemoryTicketStore::with(&outbox, &order_replicas),
+            users,
+            tickets,
             order_replicas,
-            orders: InMemoryOrderStore::with(&ticket_replicas, &outbox),
+            orders,
             ticket_replicas,
-            payments: InMemoryPaymentStore::with(&outbox),
+            payments,
             payable_orders: InMemoryPayableOrderStore::new(),
+            faults,
         }
     }
 }
@@ -101,5 +115,11 @@ impl super::InMemoryDatabase {
     /// The replica of orders (payments service).
     pub fn payable_orders(&self) -> InMemoryPayableOrderStore {
         self.roles.payable_orders.clone()
+    }
+
+    /// The failures injected into this database's ticketing stores (none until a test arms
+    /// one), and how often each write was called.
+    pub fn faults(&self) -> StoreFaults {
+        self.roles.faults.clone()
     }
 }

@@ -9,6 +9,7 @@ pub struct InMemoryOrderStore {
     tickets: InMemoryTicketReplicaStore,
     inner: Arc<Mutex<Orders>>,
     outbox: InMemoryOutbox,
+    pub(super) faults: StoreFaults,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +41,7 @@ impl InMemoryOrderStore {
             tickets: tickets.clone(),
             inner: Arc::default(),
             outbox: outbox.clone(),
+            faults: StoreFaults::default(),
         }
     }
 
@@ -76,6 +78,7 @@ impl OrderStore for InMemoryOrderStore {
         order: NewOrder,
         announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
+        self.faults.check(StoreWrite::OrderReserve)?;
         if !self.tickets.records().contains_key(&order.ticket_id) {
             return Err(StoreError::not_found("ticket", order.ticket_id));
         }
@@ -140,6 +143,7 @@ impl OrderStore for InMemoryOrderStore {
         status: OrderStatus,
         announce: Announce<'_, Order>,
     ) -> Result<Order, StoreError> {
+        self.faults.check(StoreWrite::OrderSetStatus)?;
         let mut orders = lock(&self.inner);
         let (_, stored) = orders
             .rows

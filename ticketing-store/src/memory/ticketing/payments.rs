@@ -10,6 +10,7 @@ use super::*;
 pub struct InMemoryPaymentStore {
     inner: Arc<Mutex<PaymentRows>>,
     outbox: InMemoryOutbox,
+    pub(super) faults: StoreFaults,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +28,7 @@ impl InMemoryPaymentStore {
         InMemoryPaymentStore {
             inner: Arc::default(),
             outbox: outbox.clone(),
+            faults: StoreFaults::default(),
         }
     }
 
@@ -60,6 +62,7 @@ impl InMemoryPaymentStore {
 #[async_trait]
 impl PaymentStore for InMemoryPaymentStore {
     async fn begin(&self, payment: Payment) -> Result<Payment, StoreError> {
+        self.faults.check(StoreWrite::PaymentBegin)?;
         let mut payments = lock(&self.inner);
         if payments.holding.contains_key(&payment.order_id) {
             return Err(StoreError::AlreadyExists {
@@ -87,6 +90,7 @@ impl PaymentStore for InMemoryPaymentStore {
         outcome: Outcome,
         announce: Announce<'_, Payment>,
     ) -> Result<Payment, StoreError> {
+        self.faults.check(StoreWrite::PaymentSettle)?;
         self.change(id, PaymentStatus::Pending, |stored| {
             let settled = stored.settled(outcome);
             let events = settled.announced(announce)?;
@@ -95,6 +99,7 @@ impl PaymentStore for InMemoryPaymentStore {
     }
 
     async fn refund(&self, id: Id) -> Result<Payment, StoreError> {
+        self.faults.check(StoreWrite::PaymentRefund)?;
         self.change(id, PaymentStatus::Succeeded, |stored| {
             Ok((stored.refunded(), Vec::new()))
         })

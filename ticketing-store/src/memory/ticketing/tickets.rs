@@ -10,6 +10,7 @@ pub struct InMemoryTicketStore {
     inner: Arc<Mutex<Tickets>>,
     outbox: InMemoryOutbox,
     order_replicas: InMemoryOrderReplicaStore,
+    pub(super) faults: StoreFaults,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +32,7 @@ impl InMemoryTicketStore {
             inner: Arc::default(),
             outbox: outbox.clone(),
             order_replicas: order_replicas.clone(),
+            faults: StoreFaults::default(),
         }
     }
 
@@ -75,6 +77,7 @@ impl TicketStore for InMemoryTicketStore {
         mut ticket: Ticket,
         announce: Announce<'_, Ticket>,
     ) -> Result<Ticket, StoreError> {
+        self.faults.check(StoreWrite::TicketCreate)?;
         let mut tickets = lock(&self.inner);
         if tickets.rows.contains_key(&ticket.id) {
             return Err(StoreError::AlreadyExists {
@@ -141,6 +144,7 @@ impl TicketStore for InMemoryTicketStore {
         ticket: &Ticket,
         announce: Announce<'_, Ticket>,
     ) -> Result<Ticket, StoreError> {
+        self.faults.check(StoreWrite::TicketUpdate)?;
         self.write(&mut lock(&self.inner), ticket, announce)
     }
 
@@ -150,6 +154,7 @@ impl TicketStore for InMemoryTicketStore {
         order: &OrderReplica,
         announce: Announce<'_, Ticket>,
     ) -> Result<Ticket, StoreError> {
+        self.faults.check(StoreWrite::TicketUpdateForOrder)?;
         let mut tickets = lock(&self.inner);
         let updated = self.write(&mut tickets, ticket, announce)?;
         let mut replicas = self.order_replicas.records();

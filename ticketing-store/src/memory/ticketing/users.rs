@@ -7,6 +7,7 @@ use super::*;
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryUserStore {
     inner: Arc<Mutex<Users>>,
+    pub(super) faults: StoreFaults,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +31,7 @@ impl InMemoryUserStore {
 #[async_trait]
 impl UserStore for InMemoryUserStore {
     async fn create(&self, user: User) -> Result<User, StoreError> {
+        self.faults.check(StoreWrite::UserCreate)?;
         let mut users = lock(&self.inner);
         let key = user.email.to_lowercase();
         if users.by_email.contains_key(&key) {
