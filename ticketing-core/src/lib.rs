@@ -69,6 +69,7 @@ pub mod partition;
 mod publisher;
 pub mod request;
 pub mod store;
+mod task;
 pub mod trace;
 pub mod version;
 

@@ -23,10 +23,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::task::Task;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, OutgoingMessage};
@@ -138,20 +138,14 @@ impl Default for RelayOptions {
 
 /// A running relay.
 #[derive(Debug)]
-pub struct RelayHandle {
-    token: CancellationToken,
-    task: JoinHandle<()>,
-}
+pub struct RelayHandle(Task);
 
 impl RelayHandle {
     /// Stops: finishes the round in progress, publishes what is still pending for up to
     /// [`RelayOptions::drain`] (when it holds the lease), and returns; events not yet
     /// confirmed stay in the outbox for the next relay.
     pub async fn stop(self) {
-        self.token.cancel();
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "outbox relay task failed");
-        }
+        self.0.stop("outbox relay").await;
     }
 }
 
@@ -178,8 +172,8 @@ pub fn spawn_relay(
     token: CancellationToken,
 ) -> RelayHandle {
     let holder = holder.into();
-    let task = tokio::spawn(relay(outbox, bus, holder, options, token.clone()));
-    RelayHandle { token, task }
+    let work = relay(outbox, bus, holder, options, token.clone());
+    RelayHandle(Task::spawn(token, work))
 }
 
 async fn relay(

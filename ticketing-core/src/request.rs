@@ -45,10 +45,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BoxError, Bus, BusError, IncomingRequest, OutgoingMessage, Reply, header};
@@ -194,16 +194,12 @@ impl<R: Request> Requester<R> {
 
 /// A running responder: [`stop`](Self::stop) it, or cancel its token.
 #[derive(Debug)]
-pub struct ResponderHandle {
-    token: CancellationToken,
-    task: JoinHandle<()>,
-}
+pub struct ResponderHandle(Task);
 
 impl ResponderHandle {
     /// Leaves the group and waits for the requests in hand to be answered.
     pub async fn stop(self) {
-        self.token.cancel();
-        let _ = self.task.await;
+        self.0.stop("responder").await;
     }
 }
 
@@ -232,7 +228,7 @@ where
     let handler = Arc::new(handler);
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let stop = token.clone();
-    let task = tokio::spawn(async move {
+    let work = async move {
         loop {
             let request = tokio::select! {
                 () = stop.cancelled() => break,
@@ -253,8 +249,8 @@ where
         }
         // The requests in hand are answered before `stop` returns.
         let _ = permits.acquire_many(CONCURRENCY as u32).await;
-    });
-    Ok(ResponderHandle { token, task })
+    };
+    Ok(ResponderHandle(Task::spawn(token, work)))
 }
 
 /// Decodes, handles and answers one request.

@@ -117,18 +117,21 @@ impl NatsBus {
     ) -> Result<Vec<(String, u64)>, BusError> {
         let mut floors = Vec::new();
         for subject in subjects {
-            match self
-                .inner
-                .events
-                .consumer_info(consumer_name(group, subject))
-                .await
-            {
-                Ok(info) => floors.push(((*subject).to_owned(), info.ack_floor.stream_sequence)),
-                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
-                Err(e) => return Err(backend(e)),
+            if let Some(floor) = self.ack_floor(&consumer_name(group, subject)).await? {
+                floors.push(((*subject).to_owned(), floor));
             }
         }
         Ok(floors)
+    }
+
+    /// The stream sequence through which the durable `name` acknowledged everything; `None`
+    /// when there is no such durable.
+    pub(super) async fn ack_floor(&self, name: &str) -> Result<Option<u64>, BusError> {
+        match self.inner.events.consumer_info(name).await {
+            Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
     }
 }
 

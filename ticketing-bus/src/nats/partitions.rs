@@ -198,18 +198,13 @@ impl NatsBus {
     ) -> Result<Vec<(String, u64)>, BusError> {
         let mut floors = self.acked_before(subjects, group).await?;
         if subjects.len() > 1 {
-            match self.inner.events.consumer_info(group).await {
-                Ok(info) => {
-                    let floor = info.ack_floor.stream_sequence;
-                    for subject in subjects {
-                        match floors.iter_mut().find(|(s, _)| s == subject) {
-                            Some(entry) => entry.1 = entry.1.max(floor),
-                            None => floors.push(((*subject).to_owned(), floor)),
-                        }
+            if let Some(floor) = self.ack_floor(group).await? {
+                for subject in subjects {
+                    match floors.iter_mut().find(|(s, _)| s == subject) {
+                        Some(entry) => entry.1 = entry.1.max(floor),
+                        None => floors.push(((*subject).to_owned(), floor)),
                     }
                 }
-                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
-                Err(e) => return Err(backend(e)),
             }
         }
         Ok(floors)

@@ -21,10 +21,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::task::Task;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BoxError, Bus, BusError, Headers, SubscribeOptions, header};

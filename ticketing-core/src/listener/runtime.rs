@@ -9,8 +9,7 @@ use super::*;
 pub struct ListenerHandle {
     subjects: &'static [&'static str],
     group: String,
-    token: CancellationToken,
-    task: JoinHandle<()>,
+    task: Task,
 }
 
 impl ListenerHandle {
@@ -37,17 +36,12 @@ impl ListenerHandle {
     /// Graceful stop: take no new messages, leave the group, finish and settle the in-flight
     /// ones, then return. Nothing handled is left unacked and nothing acked is unhandled.
     pub async fn stop(self) {
-        self.token.cancel();
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, group = %self.group, "listener task failed");
-        }
+        self.task.stop(&format!("listener of {}", self.group)).await;
     }
 
     /// Waits until the listener stops by itself or through its token.
     pub async fn join(self) {
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, group = %self.group, "listener task failed");
-        }
+        self.task.join(&format!("listener of {}", self.group)).await;
     }
 }
 
@@ -103,12 +97,11 @@ pub(super) async fn spawn_with_layers<L: Listener>(
         },
     };
     let stack = pipeline::stack(listener.clone(), options, layers);
-    let task = tokio::spawn(run(listener, stack, subscription, options, token.clone()));
+    let work = run(listener, stack, subscription, options, token.clone());
     Ok(ListenerHandle {
         subjects: L::Event::SUBJECTS,
         group,
-        token,
-        task,
+        task: Task::spawn(token, work),
     })
 }
 

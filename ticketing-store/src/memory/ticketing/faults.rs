@@ -137,7 +137,10 @@ mod tests {
         let faults = StoreFaults::default();
         faults.fail(StoreWrite::OrderReserve, 2, lost);
         assert!(faults.check(StoreWrite::OrderReserve).is_err());
-        assert!(faults.check(StoreWrite::OrderSetStatus).is_ok(), "only its write");
+        assert!(
+            faults.check(StoreWrite::OrderSetStatus).is_ok(),
+            "only its write"
+        );
         assert!(faults.check(StoreWrite::OrderReserve).is_err());
         assert!(faults.check(StoreWrite::OrderReserve).is_ok(), "used up");
         assert_eq!(faults.calls(StoreWrite::OrderReserve), 3);
