@@ -72,7 +72,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::bus::{validate_member, validate_subject};
 use ticketing_core::outbox::Outbox;
 use ticketing_core::{
     Acknowledger, Bus, BusError, DeadLetter, Delivery, Event, Message, OutgoingMessage, PublishAck,
@@ -439,8 +439,7 @@ impl Bus for InMemoryBus {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        validate_subject(subject)?;
-        validate_group(group)?;
+        validate_member(&[subject], group)?;
         let mut state = self.shared.lock();
         let id = state.join(subject, group, options);
         let consumer = &state.consumers[id];
@@ -453,10 +452,7 @@ impl Bus for InMemoryBus {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        for subject in subjects {
-            validate_subject(subject)?;
-        }
-        validate_group(group)?;
+        validate_member(subjects, group)?;
         let mut state = self.shared.lock();
         let id = state.join_ordered(subjects, group, options);
         let ordered = &state.ordered[id];

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::bus::{validate_member, validate_subject};
 use ticketing_core::{BusError, IncomingRequest, OutgoingMessage, Replier, Reply, Responder};
 
 type MemberId = u64;
@@ -43,8 +43,7 @@ impl Rpc {
         subject: &str,
         group: &str,
     ) -> Result<Box<dyn Responder>, BusError> {
-        validate_subject(subject)?;
-        validate_group(group)?;
+        validate_member(&[subject], group)?;
         let (sender, requests) = mpsc::unbounded_channel();
         let mut groups = self.groups();
         let id = groups.next_member;

@@ -27,10 +27,7 @@ impl NatsBus {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        validate_group(group)?;
-        for subject in subjects {
-            validate_subject(subject)?;
-        }
+        validate_member(subjects, group)?;
         let version = self.inner.client.server_info().version;
         if !at_least(&version, SEVERAL_SUBJECTS_SINCE) {
             return Err(BusError::Unsupported(format!(

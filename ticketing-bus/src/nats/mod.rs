@@ -43,7 +43,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::bus::{validate_member, validate_subject};
 use ticketing_core::{
     Acknowledger, Bus, BusError, DeadLetter, Delivery, Headers, Message, OutgoingMessage,
     PublishAck, SubscribeOptions, Subscription,
@@ -382,8 +382,7 @@ impl Bus for NatsBus {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        validate_subject(subject)?;
-        validate_group(group)?;
+        validate_member(&[subject], group)?;
         let mut filters = self.inner.plain_filters(subject);
         let (filter_subject, filter_subjects) = match filters.len() {
             1 => (filters.remove(0), Vec::new()),

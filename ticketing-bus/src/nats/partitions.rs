@@ -94,7 +94,7 @@ impl NatsBus {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        validate_group(group)?;
+        validate_member(subjects, group)?;
         let Some(partitions) = self.inner.partitions else {
             return Err(BusError::Unsupported(format!(
                 "per-key ordered delivery needs partitions on stream {}: set \
@@ -103,7 +103,6 @@ impl NatsBus {
             )));
         };
         for subject in subjects {
-            validate_subject(subject)?;
             if subject.contains('.') {
                 return Err(BusError::InvalidSubject {
                     subject: (*subject).to_owned(),

@@ -9,7 +9,7 @@ use async_nats::client::RequestErrorKind;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use ticketing_core::bus::{validate_group, validate_subject};
+use ticketing_core::bus::{validate_member, validate_subject};
 use ticketing_core::{BusError, IncomingRequest, OutgoingMessage, Replier, Reply, Responder};
 
 use super::headers::{from_nats_headers, to_nats_headers};
@@ -92,8 +92,7 @@ impl NatsBus {
         subject: &str,
         group: &str,
     ) -> Result<Box<dyn Responder>, BusError> {
-        validate_subject(subject)?;
-        validate_group(group)?;
+        validate_member(&[subject], group)?;
         let subscriber = self
             .inner
             .client

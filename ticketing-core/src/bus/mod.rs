@@ -362,6 +362,15 @@ pub fn validate_subject(subject: &str) -> Result<(), BusError> {
     Ok(())
 }
 
+/// Checks what a member joins: each of `subjects` ([`validate_subject`]) and the queue group
+/// `group` ([`validate_group`]).
+pub fn validate_member(subjects: &[&str], group: &str) -> Result<(), BusError> {
+    for subject in subjects {
+        validate_subject(subject)?;
+    }
+    validate_group(group)
+}
+
 /// Checks a queue group name: 1 to 200 characters, no whitespace, `.`, `*`, `>`, `/` or `\`
 /// (it names a durable consumer).
 pub fn validate_group(group: &str) -> Result<(), BusError> {
