@@ -194,19 +194,21 @@ impl Outbox for PgOutbox {
             .iter()
             .filter_map(|id| i64::try_from(*id).ok())
             .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
         // A removal lost in a database crash only publishes those events again (the broker
-        // drops repeats, every consumer is idempotent): it need not wait for the disk.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut *tx)
+        // drops repeats, every consumer is idempotent): it need not wait for the disk. One
+        // round trip instead of four (begin, set, delete, commit): the setting and the delete go
+        // as one simple query, which PostgreSQL runs as one implicit transaction (rolled back
+        // whole on an error), the ids written as the integers they are.
+        let ids = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let statement =
+            format!("SET LOCAL synchronous_commit TO OFF; DELETE FROM outbox WHERE id IN ({ids})");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&self.pool)
             .await
             .map_err(backend)?;
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 
