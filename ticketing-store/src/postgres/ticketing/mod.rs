@@ -137,6 +137,20 @@ impl PgDatabase {
     }
 }
 
+/// The `entity` with this id that `query` (its `$1` the id) finds on `executor`, decoded;
+/// `NotFound` when there is none.
+async fn by_id<'c, T>(
+    query: super::PgQuery<'_>,
+    id: Id,
+    executor: impl sqlx::PgExecutor<'c>,
+    entity: &'static str,
+    decode: fn(&PgRow) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    row(query.bind(id.to_string()), executor, decode)
+        .await?
+        .ok_or_else(|| StoreError::not_found(entity, id))
+}
+
 fn status_of(row: &PgRow, column: &str, entity: &'static str) -> Result<OrderStatus, StoreError> {
     let text: String = row.try_get(column).map_err(backend)?;
     text.parse().map_err(|e| corrupt(entity, e))

@@ -101,9 +101,7 @@ impl OrderStore for PgOrderStore {
             order_select!(),
             " FROM orders o JOIN ticket_replicas t ON t.id = o.ticket_id WHERE o.id = $1"
         ));
-        row(query.bind(id.to_string()), &self.pool, order_of)
-            .await?
-            .ok_or_else(|| StoreError::not_found("order", id))
+        by_id(query, id, &self.pool, "order", order_of).await
     }
 
     async fn list_for_user(&self, user_id: Id) -> Result<Vec<Order>, StoreError> {

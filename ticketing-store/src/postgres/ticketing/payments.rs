@@ -46,9 +46,7 @@ impl PgPaymentStore {
             payment_columns!(),
             " FROM payments WHERE id = $1 FOR UPDATE"
         ));
-        let payment = row(query.bind(id.to_string()), &mut *tx, payment_of)
-            .await?
-            .ok_or_else(|| StoreError::not_found("payment", id))?;
+        let payment = by_id(query, id, &mut *tx, "payment", payment_of).await?;
         if payment.status != from {
             return Err(StoreError::conflict("payment", id, payment.version));
         }
@@ -140,9 +138,7 @@ impl PaymentStore for PgPaymentStore {
             payment_columns!(),
             " FROM payments WHERE id = $1"
         ));
-        row(query.bind(id.to_string()), &self.pool, payment_of)
-            .await?
-            .ok_or_else(|| StoreError::not_found("payment", id))
+        by_id(query, id, &self.pool, "payment", payment_of).await
     }
 
     async fn for_order(&self, order_id: Id) -> Result<Vec<Payment>, StoreError> {

@@ -79,9 +79,7 @@ impl TicketStore for PgTicketStore {
             ticket_columns!(),
             " FROM tickets WHERE id = $1"
         ));
-        row(query.bind(id.to_string()), &self.pool, ticket_of)
-            .await?
-            .ok_or_else(|| StoreError::not_found("ticket", id))
+        by_id(query, id, &self.pool, "ticket", ticket_of).await
     }
 
     async fn list_unreserved(&self) -> Result<Vec<Ticket>, StoreError> {

@@ -63,9 +63,7 @@ impl UserStore for PgUserStore {
 
     async fn get(&self, id: Id) -> Result<User, StoreError> {
         let query = sqlx::query("SELECT id, email, password_hash FROM users WHERE id = $1");
-        row(query.bind(id.to_string()), &self.pool, user_of)
-            .await?
-            .ok_or_else(|| StoreError::not_found("user", id))
+        by_id(query, id, &self.pool, "user", user_of).await
     }
 
     async fn sign_in_failed(
