@@ -219,6 +219,15 @@ impl Load {
     }
 }
 
+/// One row of the report's table: what was measured, how many, how many a second, p50, p99.
+fn print_row(what: &str, count: u64, rate: f64, latencies: &Histogram<u64>) {
+    println!(
+        "{what:<26} {count:>9} {rate:>10.0} {:>10} {:>10}",
+        ms(latencies.value_at_quantile(0.5)),
+        ms(latencies.value_at_quantile(0.99))
+    );
+}
+
 fn ms(micros: u64) -> String {
     format!("{:.2} ms", micros as f64 / 1000.0)
 }
@@ -439,43 +448,20 @@ async fn run(args: Args) {
         } else {
             flow_seconds
         };
-        let rate = h.len() as f64 / seconds.max(1e-6);
-        println!(
-            "{route:<26} {:>9} {:>10.0} {:>10} {:>10}",
-            h.len(),
-            rate,
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99))
-        );
+        print_row(route, h.len(), h.len() as f64 / seconds.max(1e-6), h);
     }
     let read_rate = ticket_reads as f64 / args.read_seconds as f64;
     let bare_rate = bare_reads as f64 / args.read_seconds as f64;
-    println!(
-        "{:<26} {:>9} {:>10.0} {:>10} {:>10}",
+    print_row(
         "GET /api/tickets/:id",
         ticket_reads,
         read_rate,
-        ms(ticket_hist.value_at_quantile(0.5)),
-        ms(ticket_hist.value_at_quantile(0.99))
+        &ticket_hist,
     );
-    println!(
-        "{:<26} {:>9} {:>10.0} {:>10} {:>10}",
-        "bare axum JSON handler",
-        bare_reads,
-        bare_rate,
-        ms(bare_hist.value_at_quantile(0.5)),
-        ms(bare_hist.value_at_quantile(0.99))
-    );
+    print_row("bare axum JSON handler", bare_reads, bare_rate, &bare_hist);
     let bare_pg_rate = bare_pg.as_ref().map(|(reads, hist)| {
         let rate = *reads as f64 / args.read_seconds as f64;
-        println!(
-            "{:<26} {:>9} {:>10.0} {:>10} {:>10}",
-            "bare axum + sqlx handler",
-            reads,
-            rate,
-            ms(hist.value_at_quantile(0.5)),
-            ms(hist.value_at_quantile(0.99))
-        );
+        print_row("bare axum + sqlx handler", *reads, rate, hist);
         rate
     });
     println!();

@@ -343,27 +343,23 @@ async fn crash_run(store: Store, faults: Faults) {
             let js = async_nats::jetstream::new(
                 async_nats::connect(servers(&cluster.url())).await.unwrap(),
             );
-            let info = js
-                .get_stream("TICKETING")
-                .await
-                .unwrap()
-                .info()
-                .await
-                .unwrap()
-                .clone();
-            assert_eq!(info.config.num_replicas, 3, "the events stream's replicas");
-            let dead_letters = js
-                .get_stream("TICKETING_DLQ")
-                .await
-                .unwrap()
-                .info()
-                .await
-                .unwrap()
-                .clone();
-            assert_eq!(
-                dead_letters.config.num_replicas, 3,
-                "the dead-letter stream's replicas"
-            );
+            let mut infos = Vec::new();
+            for (stream, what) in [
+                ("TICKETING", "the events stream's replicas"),
+                ("TICKETING_DLQ", "the dead-letter stream's replicas"),
+            ] {
+                let info = js
+                    .get_stream(stream)
+                    .await
+                    .unwrap()
+                    .info()
+                    .await
+                    .unwrap()
+                    .clone();
+                assert_eq!(info.config.num_replicas, 3, "{what}");
+                infos.push(info);
+            }
+            let info = infos.swap_remove(0);
             let leader = info
                 .cluster
                 .and_then(|c| c.leader)
