@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::task::Task;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -34,6 +33,7 @@ use crate::event::Event;
 use crate::listener::RetryBackoff;
 use crate::publisher::{PublishError, Publisher};
 use crate::store::StoreError;
+use crate::task::Task;
 
 /// The message an event is committed to the outbox as: the same as [`Publisher`] sends (JSON,
 /// its message id for de-duplication), for an [`Announce`](crate::store::Announce) closure.

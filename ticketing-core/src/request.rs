@@ -45,13 +45,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::task::Task;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BoxError, Bus, BusError, IncomingRequest, OutgoingMessage, Reply, header};
+use crate::task::Task;
 use crate::trace::{TRACEPARENT, TraceContext};
 
 /// The header of a reply that is a refusal: the responder's reason (the payload is empty).

@@ -21,7 +21,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::task::Task;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -29,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BoxError, Bus, BusError, Headers, SubscribeOptions, header};
 use crate::event::Events;
+use crate::task::Task;
 
 pub mod pipeline;
 mod router;

@@ -151,6 +151,24 @@ async fn listen_for_events(pool: PgPool, wake: Weak<Notify>) {
     }
 }
 
+/// An outbox row as the event the relay publishes.
+fn outbox_event_of(row: &PgRow) -> Result<OutboxEvent, StoreError> {
+    let id: i64 = row.try_get("id").map_err(backend)?;
+    let payload: Vec<u8> = row.try_get("payload").map_err(backend)?;
+    let headers: String = row.try_get("headers").map_err(backend)?;
+    let mut message = OutgoingMessage::new(
+        row.try_get::<String, _>("subject").map_err(backend)?,
+        payload,
+    );
+    message.headers = serde_json::from_str(&headers).map_err(|e| corrupt("outbox event", e))?;
+    message.message_id = row.try_get("message_id").map_err(backend)?;
+    Ok(OutboxEvent {
+        id: OutboxId::try_from(id).map_err(|e| corrupt("outbox event", e))?,
+        key: row.try_get("key").map_err(backend)?,
+        message,
+    })
+}
+
 #[async_trait]
 impl Outbox for PgOutbox {
     /// `NOTIFY` reaches the relays of every process.
@@ -160,33 +178,11 @@ impl Outbox for PgOutbox {
 
     async fn pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, key, subject, payload, headers::text AS headers, message_id \
              FROM outbox ORDER BY id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get("id").map_err(backend)?;
-                let payload: Vec<u8> = row.try_get("payload").map_err(backend)?;
-                let headers: String = row.try_get("headers").map_err(backend)?;
-                let mut message = OutgoingMessage::new(
-                    row.try_get::<String, _>("subject").map_err(backend)?,
-                    payload,
-                );
-                message.headers =
-                    serde_json::from_str(&headers).map_err(|e| corrupt("outbox event", e))?;
-                message.message_id = row.try_get("message_id").map_err(backend)?;
-                Ok(OutboxEvent {
-                    id: OutboxId::try_from(id).map_err(|e| corrupt("outbox event", e))?,
-                    key: row.try_get("key").map_err(backend)?,
-                    message,
-                })
-            })
-            .collect()
+        );
+        rows(query.bind(limit), &self.pool, outbox_event_of).await
     }
 
     async fn remove(&self, ids: &[OutboxId]) -> Result<(), StoreError> {

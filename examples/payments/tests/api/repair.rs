@@ -1,7 +1,7 @@
 //! Attempts left pending are settled by the repair with their own key: a crash between the
 //! provider's charge and the commit charges once, not twice; a store that fails in the middle of
-//! the handler (a failure injected into the in-memory store) gets a 503 and the repair settles the charge
-//! made.
+//! the handler (a failure injected into the in-memory store) gets a 503 and the repair settles
+//! the charge made.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,7 +16,9 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
-use super::{PgDatabase, VersionedSql, append, backend, corrupt, db_version, row, rows, violation};
+use super::{
+    PgDatabase, PgQuery, VersionedSql, append, backend, corrupt, db_version, row, rows, violation,
+};
 use ticketing_core::ticketing::Price;
 use ticketing_core::ticketing::payment::{
     Outcome, PayableOrder, Payment, PaymentStatus, PaymentStore,
@@ -140,7 +142,7 @@ impl PgDatabase {
 /// The `entity` with this id that `query` (its `$1` the id) finds on `executor`, decoded;
 /// `NotFound` when there is none.
 async fn by_id<'c, T>(
-    query: super::PgQuery<'_>,
+    query: PgQuery<'_>,
     id: Id,
     executor: impl sqlx::PgExecutor<'c>,
     entity: &'static str,
