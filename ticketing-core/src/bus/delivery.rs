@@ -14,6 +14,12 @@ pub trait Acknowledger: Send + Sync {
     async fn term(&self, reason: &str) -> Result<(), BusError>;
     /// Still working: restart the ack-wait clock.
     async fn progress(&self) -> Result<(), BusError>;
+    /// Acks at once, if the backend can without waiting (the in-memory bus can); `None` when
+    /// the ack must be awaited with [`ack`](Self::ack), which the default says. The listener
+    /// runtime tries this first: it spares each delivery the boxed future of `ack`.
+    fn try_ack(&self) -> Option<Result<(), BusError>> {
+        None
+    }
 }
 
 /// One delivery of a message to one member of a queue group. It must be settled once with

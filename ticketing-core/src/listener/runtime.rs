@@ -112,7 +112,7 @@ const YIELD_EVERY: u32 = 512;
 
 async fn run<L: Listener>(
     listener: Arc<L>,
-    mut stack: pipeline::Stack,
+    mut stack: pipeline::Stack<L>,
     mut subscription: Box<dyn crate::bus::Subscription>,
     options: ListenerOptions,
     token: CancellationToken,

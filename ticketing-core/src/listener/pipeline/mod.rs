@@ -224,7 +224,10 @@ impl Settlement {
     /// Settles the delivery so.
     pub(super) async fn apply(self, acker: &dyn Acknowledger) {
         let settled = match self {
-            Settlement::Ack => acker.ack().await,
+            Settlement::Ack => match acker.try_ack() {
+                Some(acked) => acked,
+                None => acker.ack().await,
+            },
             Settlement::Retry(delay) | Settlement::Wait(delay) => acker.nak(Some(delay)).await,
             Settlement::DeadLetter(reason) => acker.term(&reason).await,
         };
@@ -280,7 +283,42 @@ impl<L: Listener> tower::Service<Incoming> for ListenerService<L> {
 
 /// The default stack around `inner` (the steps inside settle: yours, timeout, catch panic,
 /// decode and handle): trace, metrics, settle.
-pub(super) type Stack = Trace<Metrics<Settle<Pipe>>>;
+pub(super) type Stack<L> = Trace<Metrics<Settle<Inside<L>>>>;
+
+/// The steps inside settle without a user's layer: timeout, catch panic, decode and handle.
+type Handler<L> = Timeout<CatchPanic<ListenerService<L>>>;
+
+/// The steps inside settle: boxed into a [`Pipe`] when the user's layers wrap them, else as
+/// they are (a listener without layers makes no allocation per delivery for the box).
+pub(super) enum Inside<L> {
+    /// Wrapped by the user's layers.
+    Layered(Pipe),
+    /// The default steps alone.
+    Plain(Handler<L>),
+}
+
+impl<L: Listener> tower::Service<Incoming> for Inside<L> {
+    type Response = ();
+    type Error = HandlerError;
+    type Future = futures::future::Either<
+        <Pipe as tower::Service<Incoming>>::Future,
+        <Handler<L> as tower::Service<Incoming>>::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandlerError>> {
+        match self {
+            Inside::Layered(pipe) => pipe.poll_ready(cx),
+            Inside::Plain(handler) => handler.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, incoming: Incoming) -> Self::Future {
+        match self {
+            Inside::Layered(pipe) => futures::future::Either::Left(pipe.call(incoming)),
+            Inside::Plain(handler) => futures::future::Either::Right(handler.call(incoming)),
+        }
+    }
+}
 
 /// The pipeline of `listener` under `options`, with `layers` (outermost first) between the
 /// settle step and the timeout.
@@ -288,20 +326,25 @@ pub(super) fn stack<L: Listener>(
     listener: Arc<L>,
     options: ListenerOptions,
     layers: &[PipeLayer],
-) -> Stack {
+) -> Stack<L> {
     let handler = tower::ServiceBuilder::new()
         .layer(TimeoutLayer(options.timeout))
         .layer(CatchPanicLayer)
         .service(ListenerService::new(listener));
-    let mut pipe = Pipe::new(handler);
-    for layer in layers.iter().rev() {
-        pipe = layer(pipe);
-    }
+    let inside = if layers.is_empty() {
+        Inside::Plain(handler)
+    } else {
+        let mut pipe = Pipe::new(handler);
+        for layer in layers.iter().rev() {
+            pipe = layer(pipe);
+        }
+        Inside::Layered(pipe)
+    };
     tower::ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(MetricsLayer)
         .layer(SettleLayer::new(options))
-        .service(pipe)
+        .service(inside)
 }
 
 /// A user's layer, boxed.
@@ -309,8 +352,8 @@ pub(super) type PipeLayer = Arc<dyn Fn(Pipe) -> Pipe + Send + Sync>;
 
 /// Starts one delivery through `stack`, which must be ready ([`tower::Service::poll_ready`]),
 /// and settles it when the handling is done; the future borrows nothing.
-pub(super) fn handle(
-    stack: &mut Stack,
+pub(super) fn handle<L: Listener>(
+    stack: &mut Stack<L>,
     delivery: Delivery,
     subjects: &'static [&'static str],
 ) -> impl Future<Output = ()> + Send + 'static {

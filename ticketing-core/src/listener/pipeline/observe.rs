@@ -117,7 +117,12 @@ where
 {
     type Response = Settlement;
     type Error = Infallible;
-    type Future = crate::trace::Scoped<tracing::instrument::Instrumented<S::Future>>;
+    /// Instrumented with the span when a subscriber records it; without one the span is
+    /// skipped (entering a disabled span on each poll still costs, the `log` fallback's
+    /// checks), while the trace context is still scoped for what the handler publishes.
+    type Future = crate::trace::Scoped<
+        futures::future::Either<tracing::instrument::Instrumented<S::Future>, S::Future>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.0.poll_ready(cx)
@@ -137,14 +142,22 @@ where
             attempt = incoming.attempt(),
             trace_id = tracing::field::Empty,
         );
+        if span.is_disabled() {
+            // What the handler publishes still continues this trace.
+            return crate::trace::scoped(
+                trace,
+                futures::future::Either::Right(self.0.call(incoming)),
+            );
+        }
         if let Some(parent) = &parent {
             crate::trace::adopt(&span, parent);
         }
-        if !span.is_disabled() {
-            span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
-        }
+        span.record("trace_id", crate::trace::trace_id_of(&span, &trace));
         // The handler's events continue this trace.
         let settled = span.in_scope(|| self.0.call(incoming));
-        crate::trace::scoped(trace, settled.instrument(span))
+        crate::trace::scoped(
+            trace,
+            futures::future::Either::Left(settled.instrument(span)),
+        )
     }
 }
