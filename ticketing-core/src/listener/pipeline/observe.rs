@@ -117,9 +117,9 @@ where
 {
     type Response = Settlement;
     type Error = Infallible;
-    /// Instrumented with the span when a subscriber records it; without one the span is
-    /// skipped (entering a disabled span on each poll still costs, the `log` fallback's
-    /// checks), while the trace context is still scoped for what the handler publishes.
+    /// Instrumented with the span when something records it; otherwise the span is not made
+    /// (making and entering a disabled span still costs: `tracing`'s `log` fallback formats
+    /// its fields), while the trace context is still scoped for what the handler publishes.
     type Future = crate::trace::Scoped<
         futures::future::Either<tracing::instrument::Instrumented<S::Future>, S::Future>,
     >;
@@ -134,6 +134,13 @@ where
             .get(crate::trace::TRACEPARENT)
             .and_then(|h| crate::trace::TraceContext::parse(h));
         let trace = parent.map_or_else(crate::trace::TraceContext::root, |parent| parent.child());
+        if !info_spans_recorded() {
+            // What the handler publishes still continues this trace.
+            return crate::trace::scoped(
+                trace,
+                futures::future::Either::Right(self.0.call(incoming)),
+            );
+        }
         let span = tracing::info_span!(
             "message",
             subject = incoming.subject,
@@ -160,4 +167,12 @@ where
             futures::future::Either::Left(settled.instrument(span)),
         )
     }
+}
+
+/// Whether anything could record an INFO span: a `tracing` subscriber whose filter takes INFO,
+/// or, through `tracing`'s `log` fallback (when no subscriber is set), a `log` logger at INFO.
+/// Both are one atomic load.
+fn info_spans_recorded() -> bool {
+    tracing::Level::INFO <= tracing::level_filters::LevelFilter::current()
+        || log::max_level() >= log::LevelFilter::Info
 }
