@@ -108,7 +108,8 @@ pub(crate) async fn documents(
         .map_err(backend)
 }
 
-/// The documents `find` returns, each decoded by `decode`.
+/// The documents `find` returns, each decoded by `decode` (the role stores' reads).
+#[cfg(feature = "ticketing")]
 pub(crate) async fn all<T>(
     find: mongodb::action::Find<'_, Document>,
     decode: impl Fn(&Document) -> Result<T, StoreError>,

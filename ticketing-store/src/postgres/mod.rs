@@ -117,7 +117,8 @@ pub(crate) async fn rows<'c, T>(
     rows.iter().map(decode).collect()
 }
 
-/// The row `query` returns on `executor`, if any, decoded by `decode`.
+/// The row `query` returns on `executor`, if any, decoded by `decode` (the role stores' reads).
+#[cfg(feature = "ticketing")]
 pub(crate) async fn row<'c, T>(
     query: PgQuery<'_>,
     executor: impl sqlx::PgExecutor<'c>,

@@ -6,7 +6,7 @@
 //!
 //! | step | layer | what it does |
 //! |---|---|---|
-//! | trace | [`TraceLayer`] | a span per delivery, continuing the publisher's trace (`traceparent`) |
+//! | trace | [`TraceLayer`] | the publisher's trace (`traceparent`) continued, in a span per delivery when INFO spans are recorded |
 //! | metrics | [`MetricsLayer`] | `ticketing_deliveries_total` and the handling time, by outcome |
 //! | settle | [`SettleLayer`] | the decision: `Ok` acks; a wait, a retry or a dead letter by the [`ListenerOptions`] |
 //! | *yours* | [`Router::layer`](super::Router::layer) | any `Layer` over `Service<Incoming, Response = (), Error = HandlerError>` |

@@ -95,8 +95,10 @@ impl<F: Future<Output = Result<Settlement, Infallible>>> Future for Measured<F> 
 // -------------------------------------------------------------------------------------------
 // Trace.
 
-/// A span per delivery (subject, group, sequence, attempt, trace id), in the trace the
-/// publisher's `traceparent` names (a new one when it names none).
+/// The handling in the trace the publisher's `traceparent` names (a new one when it names
+/// none), so what the handler publishes continues it; and, when anything records INFO spans (a
+/// subscriber's filter, or a `log` logger through `tracing`'s fallback), in a span per delivery
+/// (subject, group, sequence, attempt, trace id). Nothing is made for a span nobody records.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
 
