@@ -11,12 +11,7 @@ struct Mongo;
 #[async_trait]
 impl PaymentStoreFactory for Mongo {
     async fn payment_stores(&self) -> PaymentStores {
-        let db = support::mongo().await;
-        PaymentStores {
-            payments: db.payments(),
-            payable_orders: db.payable_orders(),
-            outbox: db.outbox(),
-        }
+        support::payment_stores_of(&support::mongo().await)
     }
 }
 

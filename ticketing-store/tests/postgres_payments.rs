@@ -11,12 +11,7 @@ struct Postgres;
 #[async_trait]
 impl PaymentStoreFactory for Postgres {
     async fn payment_stores(&self) -> PaymentStores {
-        let db = support::postgres(16).await;
-        PaymentStores {
-            payments: db.payments(),
-            payable_orders: db.payable_orders(),
-            outbox: db.outbox(),
-        }
+        support::payment_stores_of(&support::postgres(16).await)
     }
 }
 
