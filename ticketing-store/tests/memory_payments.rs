@@ -11,7 +11,12 @@ struct Memory;
 #[async_trait]
 impl PaymentStoreFactory for Memory {
     async fn payment_stores(&self) -> PaymentStores {
-        support::payment_stores_of(&support::open(StoreSettings::Memory).await)
+        let db = support::open(StoreSettings::Memory).await;
+        PaymentStores {
+            payments: db.payments(),
+            payable_orders: db.payable_orders(),
+            outbox: db.outbox(),
+        }
     }
 }
 

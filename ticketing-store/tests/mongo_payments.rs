@@ -11,7 +11,12 @@ struct Mongo;
 #[async_trait]
 impl PaymentStoreFactory for Mongo {
     async fn payment_stores(&self) -> PaymentStores {
-        support::payment_stores_of(&support::mongo().await)
+        let db = support::mongo().await;
+        PaymentStores {
+            payments: db.payments(),
+            payable_orders: db.payable_orders(),
+            outbox: db.outbox(),
+        }
     }
 }
 

@@ -11,7 +11,12 @@ struct Postgres;
 #[async_trait]
 impl PaymentStoreFactory for Postgres {
     async fn payment_stores(&self) -> PaymentStores {
-        support::payment_stores_of(&support::postgres(16).await)
+        let db = support::postgres(16).await;
+        PaymentStores {
+            payments: db.payments(),
+            payable_orders: db.payable_orders(),
+            outbox: db.outbox(),
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! services use; live ones on a schema or database of their own (the live test kit).
 #![allow(dead_code, unreachable_pub)]
 
-use ticketing_core::conformance::payments::PaymentStores;
 use ticketing_core::conformance::store::Stores;
 use ticketing_store::{Database, StoreSettings};
 
@@ -14,15 +13,6 @@ pub fn stores_of(db: &Database) -> Stores {
         order_replicas: db.order_replicas(),
         ticket_replicas: db.ticket_replicas(),
         orders: db.orders(),
-        outbox: db.outbox(),
-    }
-}
-
-/// The payment suite's view of a database: the payments service's stores.
-pub fn payment_stores_of(db: &Database) -> PaymentStores {
-    PaymentStores {
-        payments: db.payments(),
-        payable_orders: db.payable_orders(),
         outbox: db.outbox(),
     }
 }
