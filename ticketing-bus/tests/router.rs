@@ -297,3 +297,55 @@ async fn a_handler_past_its_timeout_is_retried() {
         handle.join().await;
     }
 }
+
+/// What a handler saw: the name of the span it ran in, and the trace it ran in.
+type Seen = Arc<std::sync::Mutex<Vec<(Option<&'static str>, Option<String>)>>>;
+
+/// The delivery span is made only when something records it; the publisher's trace is continued
+/// either way (what the handler publishes carries it on). The one test of this binary that
+/// installs a subscriber, for the whole process: the listener runs on the runtime's threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_span_is_made_when_recorded_and_the_trace_goes_on_either_way() {
+    use ticketing_core::trace::TraceContext;
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let memory = InMemoryBus::new();
+    let bus = memory.as_dyn();
+    let seen = Seen::default();
+    let token = CancellationToken::new();
+    let handles = Router::new("bells")
+        .on(seen.clone(), |seen: Seen, _: Shipped| async move {
+            let span = tracing::Span::current().metadata().map(|m| m.name());
+            let trace = TraceContext::current().map(|c| c.trace_id());
+            seen.lock().unwrap().push((span, trace));
+            Ok(())
+        })
+        .spawn(&bus, &token)
+        .await
+        .expect("spawn");
+    let caller = TraceContext::parse(&format!("00-{TRACE}-00f067aa0ba902b7-01")).unwrap();
+    let publisher = Publisher::<Shipped>::new(bus.clone());
+    // Nothing records spans: no span, the publisher's trace all the same.
+    ticketing_core::trace::scope(caller, publisher.publish(&Shipped(1)))
+        .await
+        .expect("publish");
+    memory.settled().await;
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .init();
+    ticketing_core::trace::scope(caller, publisher.publish(&Shipped(2)))
+        .await
+        .expect("publish");
+    memory.settled().await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (None, Some(TRACE.to_owned())),
+            (Some("message"), Some(TRACE.to_owned())),
+        ]
+    );
+    token.cancel();
+    for handle in handles {
+        handle.join().await;
+    }
+}
