@@ -112,6 +112,8 @@ struct Stats {
     quiet_propagation: Option<Histogram<u64>>,
     /// From the payment's `201` to the order reading `complete`.
     payment_propagation: Option<Histogram<u64>>,
+    /// Under the load: when each ticket was created, and its propagation.
+    loaded: Vec<(Instant, Duration)>,
     quiet: bool,
 }
 
@@ -127,10 +129,11 @@ impl Stats {
             .expect("auto-resizing histogram");
     }
 
-    fn record_propagation(&mut self, elapsed: Duration) {
+    fn record_propagation(&mut self, created: Instant, elapsed: Duration) {
         let histogram = if self.quiet {
             &mut self.quiet_propagation
         } else {
+            self.loaded.push((created, elapsed));
             &mut self.propagation
         };
         histogram
@@ -178,7 +181,7 @@ impl Load {
                     self.stats
                         .lock()
                         .expect("stats")
-                        .record_propagation(created.elapsed());
+                        .record_propagation(created, created.elapsed());
                     return answer.id().expect("an order id").to_owned();
                 }
                 404 => tokio::time::sleep(self.poll).await,
@@ -321,7 +324,7 @@ async fn run(args: Args) {
     let before = stages::snapshot(&http, &metrics).await;
     let total = (args.users * args.tickets_per_user) as u64;
     let progress = bar(total, "sell, buy, cancel, pay");
-    let started = Instant::now();
+    let flow_started = Instant::now();
     let mut tasks = Vec::new();
     let mut ticket_ids = Vec::new();
     for n in 0..total as usize {
@@ -349,7 +352,7 @@ async fn run(args: Args) {
         orders.push(verify::OrderRecord { id: order, buyer });
     }
     progress.finish();
-    let flow_seconds = started.elapsed().as_secs_f64();
+    let flow_seconds = flow_started.elapsed().as_secs_f64();
     let after = stages::snapshot(&http, &metrics).await;
     let stages = stages::between(&before, &after);
     let waits = stages::waits(&before, &after);
@@ -486,6 +489,44 @@ async fn run(args: Args) {
                 ms(p.value_at_quantile(0.99)),
                 ms(p.max()),
                 p.len()
+            );
+        }
+    }
+    // Where in the phase the slowest tickets were made: a burst at its start, or anywhere.
+    let mut loaded = stats.loaded.clone();
+    loaded.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+    if !loaded.is_empty() {
+        let slowest: Vec<String> = loaded
+            .iter()
+            .take(5)
+            .map(|(created, took)| {
+                format!(
+                    "{} (created {} into the phase)",
+                    ms(took.as_micros() as u64),
+                    ms(created.saturating_duration_since(flow_started).as_micros() as u64)
+                )
+            })
+            .collect();
+        println!(
+            "  the five slowest, of a phase of {:.2} s: {}",
+            flow_seconds,
+            slowest.join(", ")
+        );
+        // The same without the phase's opening burst (every seller's first ticket at once).
+        let mut later = Histogram::<u64>::new(3).expect("histogram");
+        for (created, took) in &stats.loaded {
+            if created.saturating_duration_since(flow_started) >= Duration::from_millis(100) {
+                later
+                    .record(took.as_micros() as u64)
+                    .expect("auto-resizing histogram");
+            }
+        }
+        if !later.is_empty() {
+            println!(
+                "  tickets created 100 ms or more into the phase: p50 {}, p99 {} ({} tickets)",
+                ms(later.value_at_quantile(0.5)),
+                ms(later.value_at_quantile(0.99)),
+                later.len()
             );
         }
     }
