@@ -136,28 +136,26 @@ where
             .get(crate::trace::TRACEPARENT)
             .and_then(|h| crate::trace::TraceContext::parse(h));
         let trace = parent.map_or_else(crate::trace::TraceContext::root, |parent| parent.child());
-        if !info_spans_recorded() {
+        // A span only when something records it (making a disabled one still costs).
+        let span = info_spans_recorded()
+            .then(|| {
+                tracing::info_span!(
+                    "message",
+                    subject = incoming.subject,
+                    group = incoming.group(),
+                    sequence = incoming.sequence(),
+                    attempt = incoming.attempt(),
+                    trace_id = tracing::field::Empty,
+                )
+            })
+            .filter(|span| !span.is_disabled());
+        let Some(span) = span else {
             // What the handler publishes still continues this trace.
             return crate::trace::scoped(
                 trace,
                 futures::future::Either::Right(self.0.call(incoming)),
             );
-        }
-        let span = tracing::info_span!(
-            "message",
-            subject = incoming.subject,
-            group = incoming.group(),
-            sequence = incoming.sequence(),
-            attempt = incoming.attempt(),
-            trace_id = tracing::field::Empty,
-        );
-        if span.is_disabled() {
-            // What the handler publishes still continues this trace.
-            return crate::trace::scoped(
-                trace,
-                futures::future::Either::Right(self.0.call(incoming)),
-            );
-        }
+        };
         if let Some(parent) = &parent {
             crate::trace::adopt(&span, parent);
         }
