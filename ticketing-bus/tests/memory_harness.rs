@@ -406,3 +406,42 @@ async fn ordered_groups_show_in_stats_and_settled_waits_for_them() {
         "{groups:?}"
     );
 }
+
+/// A member's acknowledger is filled in again for its next delivery once the last one is done
+/// with it: each delivery, held at once with others or taken after one was dropped, still
+/// settles its own message.
+#[tokio::test(start_paused = true)]
+async fn each_delivery_settles_its_own_message_when_a_member_holds_several() {
+    let bus = InMemoryBus::new();
+    let dyn_bus = bus.as_dyn();
+    publish_steps(&bus, 0..4).await;
+    let mut member = dyn_bus
+        .subscribe(Step::SUBJECT, "holder", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let mut next = async || member.next().await.unwrap().unwrap();
+    let first = next().await;
+    let second = next().await;
+    // Settling takes the delivery: done with it.
+    second.ack().await.unwrap();
+    // Taken after the second was dropped: its acknowledger, again.
+    let third = next().await;
+    first.nak(None).await.unwrap();
+    third.ack().await.unwrap();
+    let again = next().await;
+    assert_eq!((again.sequence(), again.attempt()), (1, 2));
+    again.ack().await.unwrap();
+    let fourth = next().await;
+    assert_eq!((fourth.sequence(), fourth.attempt()), (4, 1));
+    fourth.term("refused").await.unwrap();
+    let stats = bus.group_stats(Step::SUBJECT, "holder").unwrap();
+    assert_eq!(
+        (
+            stats.acked,
+            stats.nacked,
+            stats.dead_lettered,
+            stats.in_flight
+        ),
+        (3, 1, 1, 0)
+    );
+}

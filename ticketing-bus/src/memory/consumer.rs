@@ -378,6 +378,9 @@ pub(super) struct InMemorySubscription {
     pub(super) notify: Arc<Notify>,
     /// Counted in the consumer's sleepers.
     pub(super) sleeping: bool,
+    /// The last delivery's acknowledger, filled in again for the next delivery once that one
+    /// is done with it: no allocation per delivery for a listener that keeps up.
+    pub(super) spare: Option<Arc<InMemoryAcker>>,
 }
 
 /// What a take found: a delivery (message, attempt, publish time, where to settle it), or
@@ -436,7 +439,7 @@ impl InMemorySubscription {
         }
         let took = state.take_for(self.target, now).ok()?;
         drop(state);
-        Some(Ok(self.delivery(took)))
+        Some(Ok(self.delivery(took, now)))
     }
 
     pub(super) fn take_or_sleep(&mut self) -> Result<Delivery, Option<Instant>> {
@@ -445,7 +448,7 @@ impl InMemorySubscription {
         match state.take_for(self.target, now) {
             Ok(took) => {
                 drop(state);
-                Ok(self.delivery(took))
+                Ok(self.delivery(took, now))
             }
             Err(wake) => {
                 *state.sleepers(self.target) += 1;
@@ -455,14 +458,34 @@ impl InMemorySubscription {
         }
     }
 
-    fn delivery(&self, took: (Arc<Message>, u32, Option<Instant>, At)) -> Delivery {
-        let (message, attempt, published, at) = took;
-        let acker = InMemoryAcker {
+    /// The acknowledger of the next delivery: the spare one filled in again when the last
+    /// delivery is done with it, else a new one (kept as the spare).
+    fn acker(&mut self, at: At, attempt: u32) -> Arc<InMemoryAcker> {
+        if let Some(spare) = &mut self.spare {
+            if let Some(acker) = Arc::get_mut(spare) {
+                acker.at = at;
+                acker.attempt = attempt;
+                return spare.clone();
+            }
+        }
+        let acker = Arc::new(InMemoryAcker {
             shared: self.shared.clone(),
             at,
             attempt,
-        };
-        let delivery = Delivery::with_acker(message, self.group.clone(), attempt, acker);
+        });
+        self.spare = Some(acker.clone());
+        acker
+    }
+
+    fn delivery(
+        &mut self,
+        took: (Arc<Message>, u32, Option<Instant>, At),
+        now: Instant,
+    ) -> Delivery {
+        let (message, attempt, published, at) = took;
+        let acker = self.acker(at, attempt);
+        let delivery = Delivery::with_shared_acker(message, self.group.clone(), attempt, acker)
+            .with_taken(now);
         match published {
             Some(at) => delivery.with_published(at),
             None => delivery,
@@ -526,12 +549,12 @@ impl Drop for InMemorySubscription {
 
 /// Where a delivery is settled: a plain group's pending message, or an ordered group's
 /// partition (one of its keys' messages out, which it must still be).
-enum At {
+pub(super) enum At {
     Plain { consumer: ConsumerId, sequence: u64 },
     Ordered(super::ordered::Place, Arc<Message>),
 }
 
-struct InMemoryAcker {
+pub(super) struct InMemoryAcker {
     shared: Arc<Shared>,
     at: At,
     attempt: u32,

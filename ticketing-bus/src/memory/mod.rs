@@ -354,6 +354,7 @@ impl InMemoryBus {
             group: group.clone(),
             notify: notify.clone(),
             sleeping: false,
+            spare: None,
         })
     }
 

@@ -30,6 +30,7 @@ pub struct Delivery {
     group: Arc<str>,
     attempt: u32,
     published: Option<tokio::time::Instant>,
+    taken: Option<tokio::time::Instant>,
     acker: Arc<dyn Acknowledger>,
 }
 
@@ -40,6 +41,7 @@ pub(crate) struct DeliveryParts {
     pub(crate) group: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) published: Option<tokio::time::Instant>,
+    pub(crate) taken: Option<tokio::time::Instant>,
     pub(crate) acker: Arc<dyn Acknowledger>,
 }
 
@@ -65,6 +67,18 @@ impl Delivery {
         Self::of(message, group, attempt, Arc::new(acker))
     }
 
+    /// As [`new`](Self::new), with a shared acknowledger: a backend that keeps its
+    /// acknowledger after the delivery is done with it can fill it in again for the next
+    /// delivery (`Arc::get_mut` succeeds once the delivery is dropped), with no allocation.
+    pub fn with_shared_acker(
+        message: Arc<Message>,
+        group: Arc<str>,
+        attempt: u32,
+        acker: Arc<dyn Acknowledger>,
+    ) -> Self {
+        Self::of(message, group, attempt, acker)
+    }
+
     fn of(
         message: Arc<Message>,
         group: Arc<str>,
@@ -76,6 +90,7 @@ impl Delivery {
             group,
             attempt,
             published: None,
+            taken: None,
             acker,
         }
     }
@@ -86,6 +101,7 @@ impl Delivery {
             group: self.group,
             attempt: self.attempt,
             published: self.published,
+            taken: self.taken,
             acker: self.acker,
         }
     }
@@ -96,6 +112,16 @@ impl Delivery {
     /// event has waited from it.
     pub fn with_published(mut self, at: tokio::time::Instant) -> Self {
         self.published = Some(at);
+        self
+    }
+
+    /// The same delivery, stamped with when the backend took it for this member, on tokio's
+    /// clock: a backend that read the clock to take it (the in-memory bus does, for the ack
+    /// deadline) spares the listener a reading of its own, since the handling time is counted
+    /// from here. Without it the handling time starts when the pipeline's metrics step sees the
+    /// delivery.
+    pub fn with_taken(mut self, at: tokio::time::Instant) -> Self {
+        self.taken = Some(at);
         self
     }
 

@@ -130,7 +130,13 @@ async fn run<L: Listener>(
         }
         // Handlers in flight that can finish now do so (and settle) before another message is
         // taken, as when each took its turn in the select below.
-        while let std::task::Poll::Ready(Some(())) = futures::poll!(in_flight.next()) {}
+        // (An empty set is not polled: polling registers the task's waker each time.)
+        while !in_flight.is_empty()
+            && matches!(
+                futures::poll!(in_flight.next()),
+                std::task::Poll::Ready(Some(()))
+            )
+        {}
         // What the subscription has ready is taken without a future; otherwise wait for a
         // delivery, a handler to finish, or the stop.
         let ready = if in_flight.len() < concurrency {

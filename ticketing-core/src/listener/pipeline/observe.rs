@@ -5,7 +5,8 @@
 use super::*;
 
 /// Counts each delivery by subject, group and outcome, with its handling time, and records the
-/// first delivery's lag behind the event's making.
+/// first delivery's lag behind the event's making. The handling time counts from when the
+/// backend took the delivery if it says ([`Delivery::with_taken`]), else from this step.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsLayer;
 
@@ -60,10 +61,12 @@ where
                 metrics.record_lag(lag);
             }
         }
+        // From the take, when the backend read the clock for it: one reading fewer.
+        let started = incoming.taken.unwrap_or_else(Instant::now);
         Measured {
             settled: self.inner.call(incoming),
             metrics,
-            started: Instant::now(),
+            started,
         }
     }
 }
@@ -175,4 +178,79 @@ where
 fn info_spans_recorded() -> bool {
     tracing::Level::INFO <= tracing::level_filters::LevelFilter::current()
         || log::max_level() >= log::LevelFilter::Info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    struct Unsettled;
+
+    #[async_trait::async_trait]
+    impl Acknowledger for Unsettled {
+        async fn ack(&self) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn nak(&self, _: Option<Duration>) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn term(&self, _: &str) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn progress(&self) -> Result<(), BusError> {
+            Ok(())
+        }
+    }
+
+    /// The handling times `MetricsLayer` records for a delivery taken `before` it reaches the
+    /// step (stamped with the take when `stamped`), over a handler that answers at once.
+    async fn handling_recorded(before: Duration, stamped: bool) -> Vec<f64> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let message = Message {
+            subject: "thing:made".into(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            headers: Headers::new(),
+            sequence: 1,
+        };
+        let delivery = Delivery::with_acker(Arc::new(message), Arc::from("g"), 1, Unsettled);
+        let delivery = if stamped {
+            delivery.with_taken(Instant::now())
+        } else {
+            delivery
+        };
+        tokio::time::advance(before).await;
+        let (incoming, _) = Incoming::of(delivery, &["thing:made"]);
+        let mut step = tower::Layer::layer(
+            &MetricsLayer,
+            tower::service_fn(|_: Incoming| async { Ok::<_, Infallible>(Settlement::Ack) }),
+        );
+        // The step registers its handles at the call, with the recorder of that moment.
+        let settled =
+            metrics::with_local_recorder(&recorder, || tower::Service::call(&mut step, incoming));
+        assert_eq!(settled.await, Ok(Settlement::Ack));
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == crate::metrics::HANDLING)
+            .flat_map(|(.., value)| match value {
+                DebugValue::Histogram(values) => values.into_iter().map(f64::from).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_handling_time_counts_from_the_take_when_the_backend_stamps_it() {
+        assert_eq!(
+            handling_recorded(Duration::from_secs(3), true).await,
+            vec![3.0]
+        );
+        assert_eq!(
+            handling_recorded(Duration::from_secs(3), false).await,
+            vec![0.0]
+        );
+    }
 }
