@@ -249,30 +249,34 @@ impl State {
 
     pub(super) fn settle(&mut self, id: ConsumerId, sequence: u64, attempt: u32, how: Settle<'_>) {
         let consumer = &mut self.consumers[id];
-        let Some(pending) = consumer.pending.get_mut(&sequence) else {
-            // Already acked, terminated, or expired and handed out again.
-            return;
-        };
-        let is_current = pending.attempt == attempt;
-        match how {
-            Settle::Progress => {
-                if is_current {
+        let was_full =
+            consumer.pending.len() + consumer.due.len() >= consumer.options.max_ack_pending;
+        let pending = match how {
+            // A late ack of an earlier delivery still acks the message, as in JetStream: one
+            // lookup, the removal.
+            Settle::Ack => consumer.pending.remove(&sequence),
+            Settle::Progress | Settle::Nak(_) | Settle::Term(_) => {
+                let Some(pending) = consumer.pending.get_mut(&sequence) else {
+                    // Already acked, terminated, or expired and handed out again.
+                    return;
+                };
+                if pending.attempt != attempt {
+                    // An earlier delivery's: the current one settles it.
+                    return;
+                }
+                if let Settle::Progress = how {
                     let old = pending.deadline;
                     pending.deadline = Instant::now() + consumer.options.ack_wait;
                     let new = pending.deadline;
                     consumer.deadlines.remove(&(old, sequence));
                     consumer.deadlines.insert((new, sequence));
+                    return;
                 }
-                return;
+                consumer.pending.remove(&sequence)
             }
-            // A late ack of an earlier delivery still acks the message, as in JetStream.
-            Settle::Ack => {}
-            Settle::Nak(_) | Settle::Term(_) if !is_current => return,
-            Settle::Nak(_) | Settle::Term(_) => {}
-        }
-        let was_full =
-            consumer.pending.len() + consumer.due.len() >= consumer.options.max_ack_pending;
-        let Some(pending) = consumer.pending.remove(&sequence) else {
+        };
+        let Some(pending) = pending else {
+            // Already acked, terminated, or expired and handed out again.
             return;
         };
         consumer.deadlines.remove(&(pending.deadline, sequence));
