@@ -6,7 +6,7 @@
 
 #![allow(missing_docs)]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -77,6 +77,16 @@ fn new_order(user_id: Id, ticket_id: Id) -> NewOrder {
     }
 }
 
+/// A ticket replica at `version`, priced 1.
+fn replica_at(id: Id, title: &str, version: Version) -> TicketReplica {
+    TicketReplica {
+        id,
+        title: title.to_owned(),
+        price: price("1"),
+        version,
+    }
+}
+
 pub(super) async fn replicated_ticket(stores: &Stores, title: &str) -> TicketReplica {
     let replica = TicketReplica {
         id: Id::new(),
@@ -110,12 +120,7 @@ pub async fn a_created_ticket_has_version_0(factory: &dyn StoreFactory) {
 }
 
 pub async fn each_update_increments_the_version_by_exactly_one(factory: &dyn StoreFactory) {
-    let stores = factory.stores().await;
-    let mut t = stores
-        .tickets
-        .create(ticket("concert"))
-        .await
-        .expect("create");
+    let (stores, mut t) = with_concert(factory).await;
     for expected in 1..=5 {
         t.title = format!("concert, take {expected}");
         t = stores.tickets.update(&t).await.expect("update");
@@ -125,12 +130,7 @@ pub async fn each_update_increments_the_version_by_exactly_one(factory: &dyn Sto
 }
 
 pub async fn a_stale_update_is_a_version_conflict_and_writes_nothing(factory: &dyn StoreFactory) {
-    let stores = factory.stores().await;
-    let v0 = stores
-        .tickets
-        .create(ticket("concert"))
-        .await
-        .expect("create");
+    let (stores, v0) = with_concert(factory).await;
     let v1 = stores
         .tickets
         .update(&Ticket {
@@ -152,12 +152,7 @@ pub async fn a_stale_update_is_a_version_conflict_and_writes_nothing(factory: &d
 }
 
 pub async fn of_concurrent_writers_of_one_version_exactly_one_wins(factory: &dyn StoreFactory) {
-    let stores = factory.stores().await;
-    let v0 = stores
-        .tickets
-        .create(ticket("concert"))
-        .await
-        .expect("create");
+    let (stores, v0) = with_concert(factory).await;
     let writes = (0..16).map(|i| {
         let tickets = stores.tickets.clone();
         let t = Ticket {
@@ -239,12 +234,7 @@ pub async fn missing_records_are_not_found(factory: &dyn StoreFactory) {
 }
 
 pub async fn a_taken_id_already_exists(factory: &dyn StoreFactory) {
-    let stores = factory.stores().await;
-    let t = stores
-        .tickets
-        .create(ticket("concert"))
-        .await
-        .expect("create");
+    let (stores, t) = with_concert(factory).await;
     let again = stores
         .tickets
         .create(Ticket {
@@ -307,31 +297,19 @@ pub async fn prices_titles_and_times_are_stored_exactly(factory: &dyn StoreFacto
 pub async fn find_by_event_answers_apply_duplicate_and_gap(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let id = Id::new();
-    let lookup = stores
-        .ticket_replicas
-        .find_by_event(&id, 0)
-        .await
-        .expect("lookup");
+    let lookup = held_against(&*stores.ticket_replicas, &id, 0).await;
     assert_eq!(
         (lookup.disposition, lookup.current),
         (EventDisposition::Apply, None)
     );
     assert_eq!(
-        stores
-            .ticket_replicas
-            .find_by_event(&id, 1)
+        held_against(&*stores.ticket_replicas, &id, 1)
             .await
-            .expect("lookup")
             .disposition,
         EventDisposition::Gap,
         "absent record, later version"
     );
-    let mut replica = TicketReplica {
-        id,
-        title: "t".into(),
-        price: price("1"),
-        version: 0,
-    };
+    let mut replica = replica_at(id, "t", 0);
     stores
         .ticket_replicas
         .apply(&replica)
@@ -351,11 +329,7 @@ pub async fn find_by_event_answers_apply_duplicate_and_gap(factory: &dyn StoreFa
         (3, EventDisposition::Gap),
         (9, EventDisposition::Gap),
     ] {
-        let lookup = stores
-            .ticket_replicas
-            .find_by_event(&id, event)
-            .await
-            .expect("lookup");
+        let lookup = held_against(&*stores.ticket_replicas, &id, event).await;
         assert_eq!(lookup.disposition, expected, "event version {event}");
         assert_eq!(lookup.current.as_ref(), Some(&replica));
     }
@@ -381,12 +355,7 @@ pub async fn applying_out_of_turn_is_a_version_conflict_and_writes_nothing(
 ) {
     let stores = factory.stores().await;
     let id = Id::new();
-    let v0 = TicketReplica {
-        id,
-        title: "v0".into(),
-        price: price("1"),
-        version: 0,
-    };
+    let v0 = replica_at(id, "v0", 0);
     let gap = stores
         .ticket_replicas
         .apply(&TicketReplica {
@@ -419,12 +388,7 @@ pub async fn applying_out_of_turn_is_a_version_conflict_and_writes_nothing(
 pub async fn of_concurrent_appliers_of_one_event_exactly_one_wins(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let id = Id::new();
-    let replica = TicketReplica {
-        id,
-        title: "v0".into(),
-        price: price("1"),
-        version: 0,
-    };
+    let replica = replica_at(id, "v0", 0);
     let results = join_all((0..16).map(|_| {
         let store = stores.ticket_replicas.clone();
         let replica = replica.clone();
@@ -470,11 +434,8 @@ pub async fn a_shuffled_event_log_converges_to_the_in_order_state(factory: &dyn 
     while let Some(e) = queue.pop_front() {
         rounds += 1;
         assert!(rounds < 100_000, "no progress");
-        match stores
-            .ticket_replicas
-            .find_by_event(&e.id, e.version)
+        match held_against(&*stores.ticket_replicas, &e.id, e.version)
             .await
-            .expect("lookup")
             .disposition
         {
             EventDisposition::Apply => stores.ticket_replicas.apply(&e).await.expect("apply"),
@@ -500,11 +461,7 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
         status: OrderStatus::Cancelled,
         version: 1,
     };
-    let lookup = stores
-        .order_replicas
-        .find_by_event(&id, 1)
-        .await
-        .expect("lookup");
+    let lookup = held_against(&*stores.order_replicas, &id, 1).await;
     assert_eq!(
         lookup.disposition,
         EventDisposition::Gap,
@@ -517,11 +474,8 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
         ..cancelled.clone()
     };
     assert_eq!(
-        stores
-            .order_replicas
-            .find_by_event(&id, 0)
+        held_against(&*stores.order_replicas, &id, 0)
             .await
-            .expect("lookup")
             .disposition,
         EventDisposition::Apply
     );
@@ -531,19 +485,12 @@ pub async fn the_order_replica_follows_the_same_contract(factory: &dyn StoreFact
         .await
         .expect("apply created");
     assert_eq!(
-        stores
-            .order_replicas
-            .find_by_event(&id, 0)
+        held_against(&*stores.order_replicas, &id, 0)
             .await
-            .expect("lookup")
             .disposition,
         EventDisposition::Duplicate
     );
-    let lookup = stores
-        .order_replicas
-        .find_by_event(&id, 1)
-        .await
-        .expect("lookup");
+    let lookup = held_against(&*stores.order_replicas, &id, 1).await;
     assert_eq!(
         (lookup.disposition, lookup.current),
         (EventDisposition::Apply, Some(created))
@@ -880,6 +827,22 @@ pub async fn a_users_orders_are_listed_oldest_first_with_their_ticket(factory: &
     );
 }
 
+/// What `store` holds against an event of `version` about `id`.
+async fn held_against<R: crate::store::Replica>(
+    store: &dyn crate::store::ReplicaStore<R>,
+    id: &R::Id,
+    version: Version,
+) -> crate::store::ReplicaLookup<R> {
+    store.find_by_event(id, version).await.expect("lookup")
+}
+
+/// Fresh stores holding one ticket, "concert", as created.
+async fn with_concert(factory: &dyn StoreFactory) -> (Stores, Ticket) {
+    let stores = factory.stores().await;
+    let concert = stores.tickets.create(ticket("concert")).await;
+    (stores, concert.expect("create"))
+}
+
 /// Tickets `t0` to `t{count - 1}`, created in order, those at `held` then reserved (in that
 /// order) by an order of their own.
 async fn tickets_held(stores: &Stores, count: usize, held: &[usize]) -> Vec<Ticket> {
@@ -898,18 +861,16 @@ async fn tickets_held(stores: &Stores, count: usize, held: &[usize]) -> Vec<Tick
     created
 }
 
+/// The titles of the tickets listed as unreserved, in the listing's order.
+async fn unreserved_titles(stores: &Stores) -> Vec<String> {
+    let listed = stores.tickets.list_unreserved().await.expect("list");
+    listed.into_iter().map(|t| t.title).collect()
+}
+
 pub async fn only_unreserved_tickets_are_listed_oldest_first(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
     let created = tickets_held(&stores, 6, &[1, 4]).await;
-    let listed: Vec<String> = stores
-        .tickets
-        .list_unreserved()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.title)
-        .collect();
-    assert_eq!(listed, ["t0", "t2", "t3", "t5"]);
+    assert_eq!(unreserved_titles(&stores).await, ["t0", "t2", "t3", "t5"]);
     let reserved = stores.tickets.get(created[1].id).await.expect("get");
     let released = stores
         .tickets
@@ -920,15 +881,7 @@ pub async fn only_unreserved_tickets_are_listed_oldest_first(factory: &dyn Store
         .await
         .expect("release");
     assert_eq!(released.version, 2);
-    let listed: HashSet<String> = stores
-        .tickets
-        .list_unreserved()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.title)
-        .collect();
-    assert!(listed.contains("t1"));
+    assert!(unreserved_titles(&stores).await.contains(&"t1".to_owned()));
 }
 
 pub async fn unreserved_tickets_page_newest_first_after_a_cursor(factory: &dyn StoreFactory) {
