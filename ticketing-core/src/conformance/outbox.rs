@@ -48,13 +48,7 @@ fn version_of(message: &OutgoingMessage) -> u64 {
 async fn created_tickets(stores: &Stores, n: usize) -> Vec<Ticket> {
     let mut tickets = Vec::new();
     for _ in 0..n {
-        tickets.push(
-            stores
-                .tickets
-                .create_announcing(ticket("concert"), &announce_ticket)
-                .await
-                .expect("create"),
-        );
+        tickets.push(announced_concert(&stores).await);
     }
     tickets
 }
@@ -82,13 +76,18 @@ async fn update_each(stores: &Stores, tickets: &[Ticket], times: u64, pause: Dur
     .await;
 }
 
-pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
-    let stores = factory.stores().await;
+/// A ticket, "concert", created with its event.
+async fn announced_concert(stores: &Stores) -> Ticket {
     let created = stores
         .tickets
         .create_announcing(ticket("concert"), &announce_ticket)
-        .await
-        .expect("create");
+        .await;
+    created.expect("create")
+}
+
+pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
+    let stores = factory.stores().await;
+    let created = announced_concert(&stores).await;
     let updated = stores
         .tickets
         .update_announcing(
@@ -150,11 +149,7 @@ pub async fn state_and_events_commit_together(factory: &dyn StoreFactory) {
 
 pub async fn a_rejected_change_commits_no_event(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let created = stores
-        .tickets
-        .create_announcing(ticket("concert"), &announce_ticket)
-        .await
-        .expect("create");
+    let created = announced_concert(&stores).await;
     let before = pending(&*stores.outbox).await;
     // A stale version, a taken id, a held ticket, a forbidden transition: nothing announced.
     let stale = stores
@@ -252,11 +247,7 @@ pub async fn the_relay_publishes_everything_once_and_empties_the_outbox(
     let stores = factory.stores().await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let created = stores
-            .tickets
-            .create_announcing(ticket("concert"), &announce_ticket)
-            .await
-            .expect("create");
+        let created = announced_concert(&stores).await;
         stores
             .tickets
             .update_announcing(&created, &announce_ticket)
@@ -305,11 +296,7 @@ pub async fn two_relays_at_once_keep_per_record_order(factory: &dyn StoreFactory
 
 pub async fn a_commit_wakes_the_relay(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    stores
-        .tickets
-        .create_announcing(ticket("concert"), &announce_ticket)
-        .await
-        .expect("create");
+    announced_concert(&stores).await;
     tokio::time::timeout(Duration::from_secs(5), stores.outbox.changed())
         .await
         .expect("a commit in this process wakes the relay at once");
@@ -317,11 +304,7 @@ pub async fn a_commit_wakes_the_relay(factory: &dyn StoreFactory) {
 
 pub async fn a_listener_change_records_its_order_in_the_same_unit(factory: &dyn StoreFactory) {
     let stores = factory.stores().await;
-    let created = stores
-        .tickets
-        .create_announcing(ticket("concert"), &announce_ticket)
-        .await
-        .expect("create");
+    let created = announced_concert(&stores).await;
     let order = OrderReplica {
         id: Id::new(),
         ticket_id: created.id,
