@@ -48,7 +48,7 @@ fn version_of(message: &OutgoingMessage) -> u64 {
 async fn created_tickets(stores: &Stores, n: usize) -> Vec<Ticket> {
     let mut tickets = Vec::new();
     for _ in 0..n {
-        tickets.push(announced_concert(&stores).await);
+        tickets.push(announced_concert(stores).await);
     }
     tickets
 }
