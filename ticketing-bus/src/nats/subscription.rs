@@ -47,6 +47,8 @@ impl NatsSubscription {
                 accepted.acker,
             )
             .with_published(accepted.published)
+            // Handed out as it is accepted: the handling time counts from this reading.
+            .with_taken(accepted.taken)
         }))
     }
 
@@ -55,7 +57,7 @@ impl NatsSubscription {
         &self,
         message: async_nats::jetstream::Message,
     ) -> Result<Option<Accepted>, BusError> {
-        let (attempt, sequence, published) = {
+        let (attempt, sequence, published, taken) = {
             let info = message.info().map_err(backend)?;
             // The server's wall-clock publish time, as an instant on our clock.
             let age = SystemTime::now()
@@ -66,6 +68,7 @@ impl NatsSubscription {
                 u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
                 info.stream_sequence,
                 now.checked_sub(age).unwrap_or(now),
+                now,
             )
         };
         if let Some(target) = message
@@ -114,6 +117,7 @@ impl NatsSubscription {
             acker,
             attempt,
             published,
+            taken,
         }))
     }
 
@@ -153,6 +157,8 @@ pub(super) struct Accepted {
     pub(super) acker: NatsAcker,
     pub(super) attempt: u32,
     pub(super) published: tokio::time::Instant,
+    /// When it was accepted, on the clock reading that dated its publishing.
+    pub(super) taken: tokio::time::Instant,
 }
 
 #[async_trait]
