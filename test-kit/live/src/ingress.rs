@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::process::free_port;
+use crate::process::lasting_port;
 
 /// The five services: the four with routes, then expiration (its port serves only its
 /// operations endpoints).
@@ -43,7 +43,7 @@ impl Ports {
 
     /// `processes(service)` free ports for each service.
     pub fn free_each(processes: impl Fn(&str) -> usize) -> Self {
-        let ports = |service: &str| (0..processes(service)).map(|_| free_port()).collect();
+        let ports = |service: &str| (0..processes(service)).map(|_| lasting_port()).collect();
         Ports {
             auth: ports("auth"),
             tickets: ports("tickets"),

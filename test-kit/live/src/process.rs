@@ -6,12 +6,41 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A port free on loopback now (the OS picks it; another process may take it later, so start
-/// the server on it at once).
+/// the server on it at once). A server restarted on its port takes [`lasting_port`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A port free on loopback now and outside the OS's ephemeral range, for a server that is
+/// stopped and started again on the same port: a port the OS picked (`free_port`) goes back to
+/// the ephemeral pool while its server is down, and another test's server bound to port 0, or
+/// any outgoing connection, may take it meanwhile (a crash test once met another test's service
+/// on its tickets service's port). Picked at random below that range, so that tests running
+/// at once rarely try the same one; one in use is skipped.
+pub fn lasting_port() -> u16 {
+    use std::hash::BuildHasher;
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let floor = low.saturating_sub(10_000).max(10_000);
+    if low <= floor {
+        return free_port();
+    }
+    for _ in 0..256 {
+        let drawn = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seed =
+            std::collections::hash_map::RandomState::new().hash_one((std::process::id(), drawn));
+        let port = floor + u16::try_from(seed % u64::from(low - floor)).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
 }
 
 /// Whether something listens on `port` of loopback.
@@ -68,7 +97,7 @@ impl NatsServer {
     /// Starts one on a free port, its store in `store`, its output appended to `log` (or
     /// dropped), and waits until it listens.
     pub async fn start(store: &Path, log: Option<&Path>) -> Self {
-        Self::start_on(free_port(), store, log).await
+        Self::start_on(lasting_port(), store, log).await
     }
 
     /// [`start`](Self::start) on `port`.
@@ -193,7 +222,7 @@ impl PostgresServer {
         let made = initdb.status().await.expect("initdb");
         assert!(made.success(), "initdb failed in {}", data.display());
         let mut server = PostgresServer {
-            port: free_port(),
+            port: lasting_port(),
             bin,
             log: dir.join("postgres.log"),
             data,

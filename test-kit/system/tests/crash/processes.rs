@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ticketing_test_live::process::{NatsServer, free_port};
+use ticketing_test_live::process::{NatsServer, lasting_port};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -95,7 +95,7 @@ impl Cluster {
                 config: config.clone(),
                 dir: dir.to_path_buf(),
                 ports: (0..Self::SIZE)
-                    .map(|_| (free_port(), free_port(), free_port()))
+                    .map(|_| (lasting_port(), lasting_port(), lasting_port()))
                     .collect(),
                 children: (0..Self::SIZE).map(|_| None).collect(),
             };
