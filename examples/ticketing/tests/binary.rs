@@ -259,7 +259,7 @@ async fn on_sigterm_it_is_first_not_ready_then_stops_after_the_shutdown_delay() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_before_the_broker_it_waits_for_it_within_the_startup_timeout() {
-    let port = ticketing_test_live::process::free_port();
+    let port = ticketing_test_live::process::lasting_port();
     let store = std::env::temp_dir().join(format!("ticketing-startup-{}", std::process::id()));
     let mut child = ticketing()
         .env("JWT_KEY", "binary-test-key-of-at-least-32-bytes")
