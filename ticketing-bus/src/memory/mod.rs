@@ -80,6 +80,7 @@ use ticketing_core::{
 };
 
 mod consumer;
+mod deadlines;
 mod faults;
 mod harness;
 mod log;
@@ -243,7 +244,7 @@ struct Consumer {
     members: usize,
     cursor: u64,
     pending: FastMap<u64, Pending>,
-    deadlines: consumer::Deadlines,
+    deadlines: deadlines::Deadlines,
     due: BTreeMap<(Instant, u64), Waiting>,
     parked: Vec<Arc<Message>>,
     /// Held messages a release queued before the cursor reached them: skipped at the cursor.
