@@ -38,7 +38,7 @@ impl State {
                     members: 0,
                     cursor: log.first_seq,
                     pending: FastMap::default(),
-                    deadlines: super::deadlines::Deadlines::default(),
+                    deadlines: Deadlines::default(),
                     due: BTreeMap::new(),
                     parked: Vec::new(),
                     skip: std::collections::HashSet::new(),

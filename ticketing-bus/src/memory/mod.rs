@@ -91,6 +91,7 @@ mod signal;
 pub use faults::Faults;
 
 use consumer::InMemorySubscription;
+use deadlines::Deadlines;
 
 /// Limits of an [`InMemoryBus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +245,7 @@ struct Consumer {
     members: usize,
     cursor: u64,
     pending: FastMap<u64, Pending>,
-    deadlines: deadlines::Deadlines,
+    deadlines: Deadlines,
     due: BTreeMap<(Instant, u64), Waiting>,
     parked: Vec<Arc<Message>>,
     /// Held messages a release queued before the cursor reached them: skipped at the cursor.
